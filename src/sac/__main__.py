@@ -1,0 +1,5 @@
+"""Allow ``python -m sac``."""
+
+from sac.cli import main
+
+raise SystemExit(main())

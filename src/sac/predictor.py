@@ -1,0 +1,126 @@
+"""Promptable predictor: embed an image once, then decode any number of point/box prompt sets."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sac.backbones import BackboneSpec
+from sac.errors import InputError
+from sac.imageops import to_rgb_float
+from sac.modeling import Sam
+from sac.modeling.mask_decoder import upscale_logits
+from sac.transforms import Geometry, boxes_to_model, prepare_batch, to_model_coords
+
+
+@dataclass
+class Prediction:
+    """Masks at the original image size and the decoder's quality estimates."""
+
+    masks: np.ndarray  # (N, K, H, W) bool
+    iou: np.ndarray  # (N, K) predicted IoU
+    low_res_logits: np.ndarray  # (N, K, 4h, 4w) logits in the model-input frame
+
+
+def autocast_context(device: torch.device, bf16: bool):  # noqa: ANN201 - context manager
+    """bf16 autocast on the given device when asked, else a no-op."""
+    if not bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class SamPredictor:
+    """Cache one image's embedding and answer prompts in the original image's pixel frame."""
+
+    def __init__(self, model: Sam, spec: BackboneSpec, bf16: bool = False) -> None:
+        self.model = model.eval()
+        self.spec = spec
+        self.bf16 = bf16
+        self.device = next(model.parameters()).device
+        self.embedding: torch.Tensor | None = None
+        self.geometry: Geometry | None = None
+
+    @torch.no_grad()
+    def set_image(self, image: np.ndarray, source: str = "image") -> None:
+        """Validate, pre-process and embed ``image`` (any size; gray, RGB or RGBA)."""
+        rgb = to_rgb_float(image, source)
+        batch, geos = prepare_batch([rgb], self.spec.image_size, self.spec.normalization)
+        with autocast_context(self.device, self.bf16):
+            emb = self.model.encode(batch.to(self.device))
+        self.embedding = emb.float()
+        self.geometry = geos[0]
+
+    def _require_image(self) -> tuple[torch.Tensor, Geometry]:
+        if self.embedding is None or self.geometry is None:
+            raise RuntimeError("call set_image() before predict()")
+        return self.embedding, self.geometry
+
+    @torch.no_grad()
+    def predict(
+        self,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        multimask: bool = False,
+        batch_size: int = 64,
+    ) -> Prediction:
+        """Decode N prompt sets.
+
+        ``points`` (N, P, 2) as ``(x, y)`` with ``labels`` (N, P) (1 positive, 0 negative),
+        and/or ``boxes`` (N, 4) as ``x0, y0, x1, y1``, all in original-image pixels. A single
+        set may drop the leading N axis. Sets are decoded ``batch_size`` at a time.
+        """
+        emb, geo = self._require_image()
+        pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
+        n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
+        masks, ious, lows = [], [], []
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            p = l_ = b = None
+            if pts is not None and lbl is not None:
+                p = torch.from_numpy(to_model_coords(pts[sl], geo)).to(self.device)
+                l_ = torch.from_numpy(lbl[sl]).to(self.device)
+            if bxs is not None:
+                b = torch.from_numpy(boxes_to_model(bxs[sl], geo)).to(self.device)
+            with autocast_context(self.device, self.bf16):
+                low, iou = self.model.decode(emb, p, l_, b, multimask=multimask)
+            low = low.float()
+            full = upscale_logits(low, geo.input_size, geo.resized, geo.original)
+            masks.append((full > 0).cpu().numpy())
+            ious.append(iou.float().cpu().numpy())
+            lows.append(low.cpu().numpy())
+        return Prediction(np.concatenate(masks), np.concatenate(ious), np.concatenate(lows))
+
+
+def _normalise_prompts(
+    points: np.ndarray | None, labels: np.ndarray | None, boxes: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Check prompt shapes and add the leading N axis to single prompt sets."""
+    if points is None and boxes is None:
+        raise InputError("give point prompts, box prompts, or both")
+    pts = lbl = bxs = None
+    if points is not None:
+        if labels is None:
+            raise InputError("point prompts need labels (1 = positive, 0 = negative)")
+        pts = np.asarray(points, dtype=np.float32)
+        lbl = np.asarray(labels, dtype=np.int64)
+        if pts.ndim == 2:
+            pts, lbl = pts[None], lbl[None]
+        if pts.ndim != 3 or pts.shape[-1] != 2 or lbl.shape != pts.shape[:2]:
+            raise InputError(
+                f"points must be (N, P, 2) with labels (N, P); got {pts.shape} and {lbl.shape}"
+            )
+        if not np.isin(lbl, (0, 1)).all():
+            raise InputError("point labels must be 1 (positive) or 0 (negative)")
+    if boxes is not None:
+        bxs = np.asarray(boxes, dtype=np.float32)
+        if bxs.ndim == 1:
+            bxs = bxs[None]
+        if bxs.ndim != 2 or bxs.shape[1] != 4:
+            raise InputError(f"boxes must be (N, 4) as x0, y0, x1, y1; got {bxs.shape}")
+    if pts is not None and bxs is not None and len(pts) != len(bxs):
+        raise InputError(f"{len(pts)} point sets but {len(bxs)} boxes; give one box per set")
+    return pts, lbl, bxs
