@@ -113,11 +113,9 @@ def tiny_spec(name: str) -> BackboneSpec:
 def build_sam(spec: BackboneSpec) -> Sam:
     """Assemble an untrained :class:`Sam` for ``spec`` (random weights)."""
     enc_cfg = spec.encoder
-    encoder: torch.nn.Module
-    if isinstance(enc_cfg, TinyViTConfig):
-        encoder = TinyViT(enc_cfg)
-    else:
-        encoder = ImageEncoderViT(enc_cfg)
+    encoder: TinyViT | ImageEncoderViT = (
+        TinyViT(enc_cfg) if isinstance(enc_cfg, TinyViTConfig) else ImageEncoderViT(enc_cfg)
+    )
     dim, grid, dec = enc_cfg.out_chans, encoder.embedding_size, spec.decoder
     prompt_encoder = PromptEncoder(dim, (grid, grid), (spec.image_size, spec.image_size),
                                    dec.mask_in_chans)
@@ -147,12 +145,26 @@ def load_sam(
     ``pretrained=False`` returns random weights (benchmarks, tests). The model is in eval mode.
     """
     spec = get_spec(backbone)
+    dev = resolve_device(device)
     model = build_sam(spec)
     if pretrained:
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint(spec)
         state = read_state_dict(path)
         load_state_dict_checked(model, state, str(path), spec.optional_keys)
-    return model.to(device).eval()
+    return model.to(dev).eval()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Parse a device name and check that it is usable here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was requested but no CUDA GPU is available; use cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps was requested but MPS is not available; use cpu")
+    return dev
 
 
 def checkpoint_sha256(backbone: str, checkpoint: str | Path | None = None) -> str:

@@ -48,8 +48,5 @@ def to_rgb_float(image: np.ndarray, source: str = "image") -> np.ndarray:
         image = np.repeat(image, 3, axis=2)
     out = image.astype(np.float32)
     lo, hi = float(out.min()), float(out.max())
-    if hi > lo:
-        out = (out - lo) / (hi - lo)
-    else:
-        out = np.zeros_like(out)
+    out = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
     return np.ascontiguousarray(out)

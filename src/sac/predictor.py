@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,7 @@ class Prediction:
     low_res_logits: np.ndarray  # (N, K, 4h, 4w) logits in the model-input frame
 
 
-def autocast_context(device: torch.device, bf16: bool):  # noqa: ANN201 - context manager
+def autocast_context(device: torch.device, bf16: bool) -> AbstractContextManager[object]:
     """bf16 autocast on the given device when asked, else a no-op."""
     if not bf16:
         return nullcontext()
@@ -44,10 +44,23 @@ class SamPredictor:
         self.geometry: Geometry | None = None
 
     @torch.no_grad()
-    def set_image(self, image: np.ndarray, source: str = "image") -> None:
-        """Validate, pre-process and embed ``image`` (any size; gray, RGB or RGBA)."""
-        rgb = to_rgb_float(image, source)
-        batch, geos = prepare_batch([rgb], self.spec.image_size, self.spec.normalization)
+    def set_image(
+        self, image: np.ndarray, source: str = "image", normalized: bool = False,
+        upscale: bool = True,
+    ) -> None:
+        """Validate, pre-process and embed ``image`` (any size; gray, RGB or RGBA).
+
+        ``normalized=True`` takes a float (H, W, 3) image already in [0, 1] as is (a tile of an
+        image normalised once as a whole); ``upscale=False`` pads a small image instead of
+        enlarging it.
+        """
+        if normalized:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+                raise InputError(f"{source}: normalized input must be float32 (H, W, 3)")
+            rgb = image
+        else:
+            rgb = to_rgb_float(image, source)
+        batch, geos = prepare_batch([rgb], self.spec.image_size, self.spec.normalization, upscale)
         with autocast_context(self.device, self.bf16):
             emb = self.model.encode(batch.to(self.device))
         self.embedding = emb.float()

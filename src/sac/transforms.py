@@ -28,15 +28,21 @@ class Geometry:
         return (self.resized[0] / self.original[0], self.resized[1] / self.original[1])
 
 
-def geometry(shape: tuple[int, int], input_size: int) -> Geometry:
-    """Size after resizing the longest side of ``shape`` to ``input_size``."""
+def geometry(shape: tuple[int, int], input_size: int, upscale: bool = True) -> Geometry:
+    """Size after resizing the longest side of ``shape`` to ``input_size``.
+
+    With ``upscale=False`` an image that already fits keeps its scale (it is only padded), so
+    tiles cut from one image all stay at the image's own scale.
+    """
     h, w = shape
     s = input_size / max(h, w)
+    if not upscale:
+        s = min(s, 1.0)
     return Geometry((h, w), (max(1, int(h * s + 0.5)), max(1, int(w * s + 0.5))), input_size)
 
 
 def prepare_batch(
-    images: list[np.ndarray], input_size: int, normalization: Normalization
+    images: list[np.ndarray], input_size: int, normalization: Normalization, upscale: bool = True
 ) -> tuple[torch.Tensor, list[Geometry]]:
     """Float (H, W, 3) images in [0, 1] to a padded, normalised (B, 3, S, S) batch.
 
@@ -46,7 +52,7 @@ def prepare_batch(
     batch = torch.zeros(len(images), 3, input_size, input_size)
     geos = []
     for i, img in enumerate(images):
-        geo = geometry(img.shape[:2], input_size)
+        geo = geometry(img.shape[:2], input_size, upscale)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
         if geo.resized != geo.original:
             shrink = geo.resized[0] < geo.original[0]

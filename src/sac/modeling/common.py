@@ -24,7 +24,7 @@ class LayerNorm2d(nn.Module):
 
 
 class MLPBlock(nn.Module):
-    """Two-layer feed-forward block (``lin1``/``lin2``) used in SAM's ViT and two-way transformer."""
+    """Two-layer feed-forward block (``lin1``/``lin2``) of SAM's ViT and two-way transformer."""
 
     def __init__(self, dim: int, hidden_dim: int, act: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
@@ -50,7 +50,7 @@ class MLP(nn.Module):
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims_in, dims_out))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims_in, dims_out, strict=True))
         self.sigmoid_output = sigmoid_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -92,8 +92,7 @@ class MaskDecoder(nn.Module):
         hyper = torch.stack(
             [mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        _, c2, h2, w2 = upscaled.shape
-        masks = (hyper @ upscaled.flatten(2)).view(b, -1, h2, w2)
+        masks = (hyper @ upscaled.flatten(2)).view(b, -1, *upscaled.shape[-2:])
         return masks, self.iou_prediction_head(iou_out)
 
 

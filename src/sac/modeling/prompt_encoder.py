@@ -38,7 +38,9 @@ class PositionEmbeddingRandom(nn.Module):
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
         return self._encode(grid).permute(2, 0, 1)
 
-    def forward_with_coords(self, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    def forward_with_coords(
+        self, coords: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
         """Encode (..., 2) pixel coordinates ``(x, y)`` of an image of ``image_size = (H, W)``."""
         scale = coords.new_tensor([1.0 / image_size[1], 1.0 / image_size[0]])
         return self._encode(coords.float() * scale)

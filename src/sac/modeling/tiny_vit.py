@@ -55,7 +55,9 @@ class PatchEmbed(nn.Module):
     def __init__(self, cin: int, dim: int, kernel: int, stride: int) -> None:
         super().__init__()
         self.seq = nn.Sequential(
-            Conv2dBN(cin, dim // 2, kernel, stride), nn.GELU(), Conv2dBN(dim // 2, dim, kernel, stride)
+            Conv2dBN(cin, dim // 2, kernel, stride),
+            nn.GELU(),
+            Conv2dBN(dim // 2, dim, kernel, stride),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,9 +217,9 @@ class TinyViT(nn.Module):
         self.img_size = cfg.img_size
         dims, n = cfg.embed_dims, len(cfg.embed_dims)
         self.patch_embed = PatchEmbed(cfg.in_chans, dims[0], cfg.patch_kernel, cfg.patch_stride)
-        layers: list[nn.Module] = [
-            ConvLayer(dims[0], cfg.depths[0], cfg.mbconv_expand_ratio, dims[1], cfg.merge_strides[0])
-        ]
+        layers: list[nn.Module] = [ConvLayer(
+            dims[0], cfg.depths[0], cfg.mbconv_expand_ratio, dims[1], cfg.merge_strides[0]
+        )]
         for i in range(1, n):
             last = i == n - 1
             layers.append(BasicLayer(

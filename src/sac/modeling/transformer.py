@@ -53,7 +53,11 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_pe = skip_first_pe
 
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.skip_first_pe:
             queries = self.self_attn(queries, queries, queries)
@@ -86,7 +90,10 @@ class TwoWayTransformer(nn.Module):
     def forward(
         self, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``image``/``image_pe``: (B, C, H, W); ``tokens``: (B, N, C). Returns tokens, image (B, HW, C)."""
+        """``image``/``image_pe``: (B, C, H, W), ``tokens``: (B, N, C).
+
+        Returns the updated tokens and image tokens (B, HW, C).
+        """
         keys = image.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = tokens

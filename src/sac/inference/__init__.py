@@ -1,0 +1,1 @@
+"""Turning model outputs into label images: tiling, prompting pipelines and instance merging."""

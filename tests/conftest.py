@@ -1,0 +1,37 @@
+"""Shared fixtures: fixed seeds, the real LiteMedSAM model (loaded once), the shared data folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def lite_medsam():
+    """The real LiteMedSAM model. The test command installs its weights package, so a missing
+    package is a failure here, not a skip."""
+    from sac.backbones import load_sam
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return load_sam("lite_medsam")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (only in the development setup)")
+    return SHARED_DATA

@@ -1,0 +1,36 @@
+"""Synthetic images for tests: bright disks on a smooth textured background."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def disk_image(
+    shape: tuple[int, int] = (256, 256),
+    disks: list[tuple[int, int, int]] | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 image and uint32 labels of bright disks ``(cy, cx, r)`` on texture."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    if disks is None:
+        disks = [(60, 70, 18), (150, 190, 24), (200, 80, 15), (70, 190, 12), (200, 200, 16)]
+    img = 0.25 + 0.05 * ndi.gaussian_filter(rng.normal(0, 1, shape), 3)
+    labels = np.zeros(shape, dtype=np.uint32)
+    yy, xx = np.mgrid[:h, :w]
+    for i, (cy, cx, r) in enumerate(disks, start=1):
+        m = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        img[m] = 0.85 + rng.normal(0, 0.02, int(m.sum()))
+        labels[m] = i
+    gray = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return np.stack([gray] * 3, axis=-1), labels
+
+
+def disk_boxes(disks: list[tuple[int, int, int]], pad: int = 3) -> np.ndarray:
+    """Tight boxes (x0, y0, x1, y1) around disks, grown by ``pad`` pixels."""
+    return np.array([[cx - r - pad, cy - r - pad, cx + r + pad, cy + r + pad]
+                     for cy, cx, r in disks], dtype=np.float32)
+
+
+DEFAULT_DISKS = [(60, 70, 18), (150, 190, 24), (200, 80, 15), (70, 190, 12), (200, 200, 16)]

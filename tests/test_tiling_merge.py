@@ -1,0 +1,72 @@
+"""Tile layout, box-to-tile assignment and the instance merge."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from sac.inference.merge import InstanceMask, crop_to_content, merge_instances, relabel_sequential
+from sac.inference.tiling import assign_boxes, make_tiles, tile_starts
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 256, 32), (256, 256, 32),
+                                                          (1000, 256, 64), (513, 256, 0)])
+def test_tiles_cover_the_image(length: int, tile: int, overlap: int) -> None:
+    starts = tile_starts(length, tile, overlap)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s : s + tile] = True
+    assert covered.all()
+    assert starts[0] == 0 and all(s + tile <= max(length, tile) for s in starts)
+    assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
+
+
+def test_bad_overlap() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        tile_starts(500, 256, 256)
+
+
+def test_box_goes_to_tile_where_it_is_whole() -> None:
+    tiles = make_tiles((500, 500), 256, 64)  # starts 0, 192, 244
+    # a box straddling x = 256 (the first tile's right edge) must go to a tile holding it whole
+    boxes = np.array([[240, 20, 270, 50], [5, 5, 30, 30], [470, 470, 499, 499]], np.float32)
+    owner = assign_boxes(boxes, tiles, (500, 500))
+    for box, t in zip(boxes, owner, strict=True):
+        tile = tiles[t]
+        assert tile.x0 <= box[0] and box[2] < tile.x0 + tile.size
+        assert tile.y0 <= box[1] and box[3] < tile.y0 + tile.size
+
+
+def test_merge_resolves_overlaps_by_score() -> None:
+    a = np.zeros((10, 10), bool)
+    a[2:8, 2:8] = True
+    b = np.zeros((10, 10), bool)
+    b[4:10, 4:10] = True
+    dup = a.copy()
+    insts = [InstanceMask(0, 0, a, 0.5), InstanceMask(0, 0, b, 0.9), InstanceMask(0, 0, dup, 0.4)]
+    labels = merge_instances(insts, (10, 10))
+    assert set(np.unique(labels)) == {0, 1, 2}  # the duplicate of `a` is suppressed
+    assert (labels[4:10, 4:10] == 1).all()  # the better-scoring mask keeps the overlap
+    assert (labels[2:4, 2:8] == 2).all() and labels.dtype == np.uint32
+
+
+def test_merge_keeps_largest_piece_and_clips_to_image() -> None:
+    ring = np.zeros((12, 12), bool)
+    ring[0:12, 0:3] = True
+    ring[0:2, 9:12] = True
+    insts = [InstanceMask(5, 5, ring, 1.0)]  # extends past a 10x10 image
+    labels = merge_instances(insts, (10, 10))
+    assert labels.shape == (10, 10)
+    assert (labels == 1).sum() == 15  # 5 rows x 3 columns inside the image, no stray piece
+
+
+def test_crop_and_relabel() -> None:
+    m = np.zeros((6, 6), bool)
+    m[2:4, 3:5] = True
+    inst = crop_to_content(m, 10, 20, 0.7)
+    assert inst is not None and (inst.y0, inst.x0, inst.mask.shape) == (12, 23, (2, 2))
+    assert crop_to_content(np.zeros((3, 3), bool)) is None
+    lab = np.array([[0, 7, 7], [3, 0, 9]], np.uint32)
+    assert relabel_sequential(lab).tolist() == [[0, 1, 1], [2, 0, 3]]
