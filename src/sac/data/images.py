@@ -1,0 +1,204 @@
+"""Reading one image or label file, and normalising images to RGB uint8.
+
+Files: PNG and JPEG are read with imageio's Pillow plugin (what scikit-image uses), TIFF
+(``.tif``/``.tiff``) with tifffile.
+Every failure becomes an :class:`~sac.errors.InputError` that names the file, says what is wrong
+and what to do: missing file, 0-byte file, unsupported extension, undecodable (corrupt) file,
+and unsupported array shape. Leading singleton axes of TIFF stacks, e.g. (1, H, W), are dropped.
+
+Normalisation rules of :func:`to_rgb_uint8` (the same for every dataset reader):
+
+- channels: gray (H, W) or (H, W, 1) is repeated to three channels; gray+alpha (H, W, 2) keeps
+  the gray channel; RGBA (H, W, 4) drops alpha (it is *not* composited); RGB is kept;
+- uint8 is kept as is (no rescaling);
+- bool becomes 0 / 255;
+- float data with every value in [0, 1] is multiplied by 255 and rounded;
+- anything else (uint16, other integers, floats outside [0, 1]) is linearly min-max scaled per
+  image, over all colour channels together (so colour balance is kept), from [min, max] of that
+  image to 0..255; a constant image becomes all zeros. Note that this stretches contrast: a
+  16-bit image whose values span 100..900 maps 100 -> 0 and 900 -> 255.
+
+Label images (:func:`read_labels`) are not rescaled: they must be 2-D non-negative integers
+(or integer-valued floats) and are returned as uint32 instance ids, 0 = background.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sac.errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
+
+_SHAPES = "2-D (H, W) gray or 3-D (H, W, C) with C = 1, 2 (gray+alpha), 3 (RGB) or 4 (RGBA)"
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file with a supported image extension (case-insensitive)."""
+    return (
+        path.is_file() and not path.name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES)
+    )
+
+
+def _squeeze_leading(arr: np.ndarray) -> np.ndarray:
+    """Drop leading size-1 axes of stacks such as (1, H, W) or (1, 1, H, W, 3)."""
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        if arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4):
+            break  # a genuine (1, W, C) image row, not a stack axis
+        arr = arr[0]
+    return arr
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one PNG/JPEG/TIFF file as a numpy array (no conversion), with clear errors.
+
+    Returns the decoded array with its own dtype, shaped (H, W) or (H, W, C), C in 1..4.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found; check the path and that the data is in place")
+    if not path.is_file():
+        raise InputError(f"{path}: is not a regular file (a folder?); pass an image file")
+    if path.stat().st_size == 0:
+        raise InputError(
+            f"{path}: file is empty (0 bytes); the download or export was probably interrupted, "
+            "re-create or re-download it"
+        )
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported file type {suffix or '(no extension)'!r}; "
+            f"use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:  # Pillow only: no fall-through to unrelated imageio plugins on corrupt files
+            import imageio.v3 as iio
+
+            arr = iio.imread(path, plugin="pillow")
+    except Exception as exc:  # decoders raise many different types for corrupt data
+        raise InputError(
+            f"{path}: cannot decode the file as {suffix.lstrip('.').upper()} "
+            f"({type(exc).__name__}: {exc}); the file is corrupt or not really this format, "
+            "re-export or re-download it"
+        ) from exc
+    arr = np.asarray(arr)
+    if arr.dtype == object or arr.ndim == 0:
+        raise InputError(f"{path}: decoder returned no pixel array; re-export the file")
+    arr = _squeeze_leading(arr)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise InputError(
+            f"{path}: unsupported image shape {arr.shape}; expected {_SHAPES}. "
+            "For stacks, time series or channels-first files save a single 2-D plane "
+            "(H x W or H x W x C) first"
+        )
+    if min(arr.shape[:2]) < 1:
+        raise InputError(f"{path}: image has no pixels (shape {arr.shape}); re-export it")
+    return arr
+
+
+def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
+    """Convert an image array to RGB uint8 (H, W, 3) following the module-docstring rules.
+
+    ``source`` (e.g. the file name) is used in error messages.
+    """
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise InputError(f"{source}: unsupported image shape {arr.shape}; expected {_SHAPES}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[2] == 2:  # gray + alpha
+        arr = arr[..., :1]
+    elif arr.shape[2] == 4:  # RGBA
+        arr = arr[..., :3]
+    arr = _scale_to_uint8(arr, source)
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def _scale_to_uint8(arr: np.ndarray, source: str) -> np.ndarray:
+    """Intensity part of :func:`to_rgb_uint8`: keep uint8, scale everything else to 0..255."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(
+            f"{source}: unsupported pixel type {arr.dtype}; expected integers (e.g. uint8, "
+            "uint16) or floats"
+        )
+    if arr.size == 0:
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputError(f"{source}: image contains NaN or infinite values; fix the file")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo >= 0.0 and hi <= 1.0:
+            return np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
+    else:
+        lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    scaled = (arr.astype(np.float64) - lo) * 255.0 / (hi - lo)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file and normalise it with :func:`to_rgb_uint8`."""
+    return to_rgb_uint8(read_image(path), source=str(path))
+
+
+def as_label_image(arr: np.ndarray, source: str = "labels") -> np.ndarray:
+    """Validate an instance-label array and return it as uint32 (H, W); 0 = background."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        hint = (
+            " (a colour image: instance labels must be one integer id per pixel, not RGB "
+            "colours; export the label map as a 16-bit gray PNG or TIFF)"
+            if arr.ndim == 3
+            else ""
+        )
+        raise InputError(f"{source}: label image must be 2-D, got shape {arr.shape}{hint}")
+    if arr.dtype == bool:
+        return arr.astype(np.uint32)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+            raise InputError(
+                f"{source}: label image has non-integer values; instance labels must be whole "
+                "numbers (0 = background, 1..N = objects)"
+            )
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{source}: unsupported label pixel type {arr.dtype}; use integers")
+    if arr.size and arr.min() < 0:
+        raise InputError(
+            f"{source}: label image has negative values; use 0 for background and 1..N for objects"
+        )
+    if arr.size and float(arr.max()) > np.iinfo(np.uint32).max:
+        raise InputError(f"{source}: label ids exceed the uint32 range")
+    return arr.astype(np.uint32)
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read an instance-label image file (e.g. uint16 PNG) as uint32 (H, W), 0 = background."""
+    return as_label_image(read_image(path), source=str(path))
+
+
+def check_same_size(
+    image: np.ndarray, labels: np.ndarray, image_path: str | Path, labels_path: str | Path
+) -> None:
+    """Raise :class:`InputError` naming both files and shapes if their (H, W) differ."""
+    if tuple(image.shape[:2]) != tuple(labels.shape[:2]):
+        raise InputError(
+            f"size mismatch: image {image_path} has shape {tuple(image.shape)} but labels "
+            f"{labels_path} have shape {tuple(labels.shape)}; height and width must be equal "
+            "(check that the two files belong together and that neither was resized or cropped)"
+        )
