@@ -1,0 +1,68 @@
+"""Shared helpers for benchmark scripts: machine description and result files (JSON + markdown)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def git_commit() -> str:
+    """Current commit, with ``-dirty`` when tracked files have uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, object]:
+    """What the numbers were measured on."""
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def write_results(name: str, info: dict[str, object], rows: list[dict[str, object]],
+                  columns: list[str], title: str) -> tuple[Path, Path]:
+    """Write ``results/<name>.json`` and ``results/<name>.md`` (a table with a machine header)."""
+    RESULTS.mkdir(exist_ok=True)
+    js = RESULTS / f"{name}.json"
+    md = RESULTS / f"{name}.md"
+    js.write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
+    lines = [f"# {title}", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    md.write_text("\n".join(lines) + "\n")
+    return js, md
