@@ -121,6 +121,7 @@ def build_sam(spec: BackboneSpec) -> Sam:
                                    dec.mask_in_chans)
     transformer = TwoWayTransformer(dec.depth, dim, dec.num_heads, dec.mlp_dim)
     decoder = MaskDecoder(dim, transformer, 3, 3, dec.iou_hidden)
+    encoder.to(memory_format=torch.channels_last)  # faster CPU convolutions; see Sam.encode
     return Sam(encoder, prompt_encoder, decoder)
 
 
