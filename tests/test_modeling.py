@@ -96,3 +96,24 @@ def test_unknown_backbone() -> None:
 def test_no_bundled_weights_for_meta_backbones() -> None:
     with pytest.raises(ConfigError, match="--sam-checkpoint"):
         load_sam("vit_b")
+
+
+def test_full_grid_window_equals_full_decode() -> None:
+    spec = tiny_spec("lite_medsam")
+    model = build_sam(spec).eval()
+    grid = model.image_encoder.embedding_size
+    with torch.no_grad():
+        emb = model.encode(torch.randn(2, 3, spec.image_size, spec.image_size))
+        boxes = torch.tensor([[4.0, 4.0, 30.0, 30.0], [10.0, 20.0, 40.0, 50.0]])
+        full, iou = model.decode(emb, boxes=boxes)
+        win, iou_w = model.decode_windows(emb, torch.zeros(2, 2, dtype=torch.long), grid,
+                                          boxes=boxes)
+    assert torch.allclose(full, win, atol=1e-5) and torch.allclose(iou, iou_w, atol=1e-5)
+
+
+def test_window_origins_stay_inside_grid() -> None:
+    from sac.modeling.sam import window_origins
+
+    centres = torch.tensor([[0.0, 0.0], [255.0, 255.0], [128.0, 40.0]])
+    o = window_origins(centres, 16, 64, 4.0)
+    assert o.tolist() == [[0, 0], [48, 48], [2, 24]]

@@ -106,3 +106,26 @@ def test_bad_prompts_rejected() -> None:
         predictor.predict(boxes=np.zeros((2, 3)))
     with pytest.raises(InputError, match="1 \\(positive\\) or 0"):
         predictor.predict(points=np.zeros((1, 2)), labels=np.array([5]))
+
+
+def test_windowed_decoding_keeps_accuracy(lite_medsam) -> None:
+    """Decoding on a 32x32-token window around each box matches full-grid decoding on disks."""
+    import torch
+
+    from sac.modeling.sam import window_origins
+    from sac.transforms import prepare_batch
+
+    image, labels = disk_image((256, 256), DEFAULT_DISKS)
+    batch, _ = prepare_batch([image.astype(np.float32) / 255], 256, "minmax")
+    boxes = torch.from_numpy(disk_boxes(DEFAULT_DISKS))
+    with torch.no_grad():
+        emb = lite_medsam.encode(batch)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        origins = window_origins(centres, 32, 64, 4.0)
+        logits, _ = lite_medsam.decode_windows(emb, origins, 32, boxes=boxes)
+    assert logits.shape == (5, 1, 128, 128)
+    for i, (r, c) in enumerate(origins.tolist()):
+        full = np.zeros((256, 256), bool)
+        full[4 * r : 4 * r + 128, 4 * c : 4 * c + 128] = logits[i, 0].numpy() > 0
+        gt = labels == i + 1
+        assert (full & gt).sum() / (full | gt).sum() >= 0.9
