@@ -48,7 +48,7 @@ def machine_info() -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "load_average_1min_now": round(os.getloadavg()[0], 2),
     }
 
 

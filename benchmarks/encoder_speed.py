@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats-vit-b", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    start = machine_info()  # commit and load before the measurements
     rows = []
     for name, repeats in (("lite_medsam", args.repeats_lite), ("vit_b", args.repeats_vit_b)):
         for batch in (1, 4):
@@ -57,7 +58,8 @@ def main() -> None:
                 rows.append(row)
     cols = ["backbone", "input", "batch", "precision", "repeats", "ms_per_image_median",
             "ms_per_image_min"]
-    js, md = write_results("encoder_speed", machine_info(), rows, cols,
+    info = {**start, "load_average_1min_at_end": machine_info()["load_average_1min_now"]}
+    js, md = write_results("encoder_speed", info, rows, cols,
                            "Image-encoder speed (ms per image)")
     print(f"wrote {js} and {md}")
 
