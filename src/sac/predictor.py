@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sac.backbones import BackboneSpec
 from sac.errors import InputError
 from sac.imageops import to_rgb_float
+from sac.inference.merge import InstanceMask, crop_to_content
 from sac.modeling import Sam
 from sac.modeling.mask_decoder import upscale_logits
+from sac.modeling.sam import window_origins
 from sac.transforms import Geometry, boxes_to_model, prepare_batch, to_model_coords
 
 
@@ -106,6 +109,72 @@ class SamPredictor:
             ious.append(iou.float().cpu().numpy())
             lows.append(low.cpu().numpy())
         return Prediction(np.concatenate(masks), np.concatenate(ious), np.concatenate(lows))
+
+    @torch.no_grad()
+    def predict_instances(
+        self,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        window: int = 32,
+        batch_size: int = 64,
+    ) -> list[InstanceMask | None]:
+        """One mask crop per prompt set, decoded on a ``window``-token embedding window.
+
+        Much faster than :meth:`predict` for small objects such as nuclei (see
+        :meth:`Sam.decode_windows`); masks come back as crops in original-image pixels,
+        ``None`` where a mask is empty.
+        """
+        emb, geo = self._require_image()
+        pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
+        grid = emb.shape[-1]
+        size = min(window, grid)
+        stride = geo.input_size / grid  # input pixels per token
+        n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
+        out: list[InstanceMask | None] = []
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            p = l_ = b = None
+            if pts is not None and lbl is not None:
+                p = torch.from_numpy(to_model_coords(pts[sl], geo)).to(self.device)
+                l_ = torch.from_numpy(lbl[sl]).to(self.device)
+                centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]  # first positive
+            if bxs is not None:
+                b = torch.from_numpy(boxes_to_model(bxs[sl], geo)).to(self.device)
+                centres = (b[:, :2] + b[:, 2:]) / 2
+            origins = window_origins(centres, size, grid, stride)
+            with autocast_context(self.device, self.bf16):
+                low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
+            out.extend(_window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo))
+        return out
+
+
+def _window_masks(
+    logits: torch.Tensor, iou: torch.Tensor, origins: torch.Tensor, stride: float, geo: Geometry
+) -> list[InstanceMask | None]:
+    """Window logits (B, h, w) to mask crops in original-image pixels."""
+    sy, sx = geo.scale
+    side = round(stride * logits.shape[-1] / 4)  # window side in model-input pixels
+    out: list[InstanceMask | None] = []
+    for k in range(logits.shape[0]):
+        y0_in, x0_in = (origins[k] * stride).tolist()
+        # window in the model-input frame, limited to the resized image (not the padding)
+        h_in = max(0, min(side, geo.resized[0] - int(y0_in)))
+        w_in = max(0, min(side, geo.resized[1] - int(x0_in)))
+        if h_in == 0 or w_in == 0:
+            out.append(None)
+            continue
+        x = logits[k][None, None]
+        if x.shape[-1] != side:
+            x = F.interpolate(x, (side, side), mode="bilinear", align_corners=False)
+        x = x[..., :h_in, :w_in]
+        y0, x0 = round(y0_in / sy), round(x0_in / sx)
+        h, w = round(h_in / sy), round(w_in / sx)
+        if (h, w) != (h_in, w_in):
+            x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False)
+        out.append(crop_to_content((x[0, 0] > 0).cpu().numpy(), int(y0), int(x0),
+                                   float(iou[k])))
+    return out
 
 
 def _normalise_prompts(

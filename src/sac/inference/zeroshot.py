@@ -14,7 +14,7 @@ import numpy as np
 
 from sac.classical import boxes_from_labels, classical_instances
 from sac.imageops import to_rgb_float
-from sac.inference.merge import InstanceMask, crop_to_content, merge_instances
+from sac.inference.merge import InstanceMask, merge_instances
 from sac.inference.tiling import assign_boxes, make_tiles
 from sac.predictor import SamPredictor
 
@@ -49,10 +49,10 @@ def segment_with_boxes(
         ys, xs = tile.slices(shape)
         predictor.set_image(rgb[ys, xs], normalized=True, upscale=False)
         local = boxes[chosen] - np.array([xs.start, ys.start, xs.start, ys.start], np.float32)
-        pred = predictor.predict(boxes=local, batch_size=batch_size)
-        for k in range(len(chosen)):
-            inst = crop_to_content(pred.masks[k, 0], ys.start, xs.start, float(pred.iou[k, 0]))
+        for inst in predictor.predict_instances(boxes=local, batch_size=batch_size):
             if inst is not None:
+                inst.y0 += ys.start
+                inst.x0 += xs.start
                 instances.append(inst)
     return merge_instances(instances, shape, min_area=min_area)
 
