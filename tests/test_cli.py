@@ -68,11 +68,12 @@ def test_demo_bad_input(tmp_path, capsys, content: bytes | None, code: int, mess
     assert not out.exists() or not any(out.iterdir())  # nothing written
 
 
-def test_bad_options(capsys) -> None:
-    assert main(["demo", "--device", "cuda:7"]) in (4,)
+def test_bad_options(tmp_path, capsys) -> None:
+    out = ["-o", str(tmp_path / "out")]
+    assert main(["demo", "--device", "cuda:7", *out]) == 4
     assert "cuda" in capsys.readouterr().err.lower()
     with pytest.raises(SystemExit) as ex:
-        main(["demo", "--backbone", "vit_x"])
+        main(["demo", "--backbone", "vit_x", *out])
     assert ex.value.code == 2
-    assert main(["demo", "--backbone", "vit_b"]) == 4
+    assert main(["demo", "--backbone", "vit_b", *out]) == 4
     assert "--sam-checkpoint" in capsys.readouterr().err

@@ -75,13 +75,14 @@ def _load_demo_image(path: Path | None) -> tuple[object, str]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Zero-shot segmentation of one image; writes labels and an overlay."""
-    from sac.backbones import get_spec, load_sam
+    from sac.backbones import get_spec, load_sam, resolve_device
     from sac.fileio import check_writable
     from sac.formats import outline_overlay, write_labels_tif, write_png
     from sac.imageops import to_rgb_float
     from sac.inference.zeroshot import zero_shot_instances
     from sac.predictor import SamPredictor
 
+    resolve_device(args.device)  # cheap option checks before any reading or loading
     image, stem = _load_demo_image(args.image)
     out_labels = args.output / f"{stem}_labels.tif"
     out_overlay = args.output / f"{stem}_overlay.png"
