@@ -33,4 +33,13 @@ def disk_boxes(disks: list[tuple[int, int, int]], pad: int = 3) -> np.ndarray:
                      for cy, cx, r in disks], dtype=np.float32)
 
 
+def disk_labels(shape: tuple[int, int], spec: list[tuple[int, int, int]]) -> np.ndarray:
+    """uint32 labels of disks ``(cy, cx, r)``; later disks do not overwrite earlier ones."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.uint32)
+    for i, (cy, cx, r) in enumerate(spec, start=1):
+        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (labels == 0)] = i
+    return labels
+
+
 DEFAULT_DISKS = [(60, 70, 18), (150, 190, 24), (200, 80, 15), (70, 190, 12), (200, 200, 16)]

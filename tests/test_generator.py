@@ -17,14 +17,7 @@ from sac.modeling.generator import (
 )
 from sac.training.targets import generator_targets
 
-
-def disks(shape: tuple[int, int], spec: list[tuple[int, int, int]]) -> np.ndarray:
-    """uint32 labels of disks ``(cy, cx, r)``; later disks do not overwrite earlier ones."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, np.uint32)
-    for i, (cy, cx, r) in enumerate(spec, start=1):
-        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (labels == 0)] = i
-    return labels
+from synthetic import disk_labels as disks
 
 
 @pytest.mark.parametrize(("h", "w"), [(64, 64), (96, 128), (256, 256)])

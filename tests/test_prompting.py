@@ -20,16 +20,11 @@ from sac.prompting import (
 )
 from sac.training.targets import generator_targets
 
+from synthetic import disk_labels as disks
+
 DISKS = [(20, 20, 8), (20, 60, 10), (60, 30, 9), (62, 70, 7)]  # (cy, cx, r), well apart
 
 
-def disks(shape: tuple[int, int], spec: list[tuple[int, int, int]]) -> np.ndarray:
-    """uint32 labels of disks ``(cy, cx, r)``; later disks do not overwrite earlier ones."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, np.uint32)
-    for i, (cy, cx, r) in enumerate(spec, start=1):
-        labels[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (labels == 0)] = i
-    return labels
 
 
 def c_shape(shape: tuple[int, int] = (64, 64)) -> np.ndarray:

@@ -69,6 +69,23 @@ class SamPredictor:
         self.embedding = emb.float()
         self.geometry = geos[0]
 
+    def _prompt_tensors(
+        self,
+        pts: np.ndarray | None,
+        lbl: np.ndarray | None,
+        bxs: np.ndarray | None,
+        sl: slice,
+        geo: Geometry,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """One batch of prompts as tensors in the model-input frame on the model's device."""
+        p = l_ = b = None
+        if pts is not None and lbl is not None:
+            p = torch.from_numpy(to_model_coords(pts[sl], geo)).to(self.device)
+            l_ = torch.from_numpy(lbl[sl]).to(self.device)
+        if bxs is not None:
+            b = torch.from_numpy(boxes_to_model(bxs[sl], geo)).to(self.device)
+        return p, l_, b
+
     def _require_image(self) -> tuple[torch.Tensor, Geometry]:
         if self.embedding is None or self.geometry is None:
             raise RuntimeError("call set_image() before predict()")
@@ -94,13 +111,7 @@ class SamPredictor:
         n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
         masks, ious, lows = [], [], []
         for start in range(0, n, batch_size):
-            sl = slice(start, start + batch_size)
-            p = l_ = b = None
-            if pts is not None and lbl is not None:
-                p = torch.from_numpy(to_model_coords(pts[sl], geo)).to(self.device)
-                l_ = torch.from_numpy(lbl[sl]).to(self.device)
-            if bxs is not None:
-                b = torch.from_numpy(boxes_to_model(bxs[sl], geo)).to(self.device)
+            p, l_, b = self._prompt_tensors(pts, lbl, bxs, slice(start, start + batch_size), geo)
             with autocast_context(self.device, self.bf16):
                 low, iou = self.model.decode(emb, p, l_, b, multimask=multimask)
             low = low.float()
@@ -133,15 +144,11 @@ class SamPredictor:
         n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
         out: list[InstanceMask | None] = []
         for start in range(0, n, batch_size):
-            sl = slice(start, start + batch_size)
-            p = l_ = b = None
-            if pts is not None and lbl is not None:
-                p = torch.from_numpy(to_model_coords(pts[sl], geo)).to(self.device)
-                l_ = torch.from_numpy(lbl[sl]).to(self.device)
-                centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]  # first positive
-            if bxs is not None:
-                b = torch.from_numpy(boxes_to_model(bxs[sl], geo)).to(self.device)
+            p, l_, b = self._prompt_tensors(pts, lbl, bxs, slice(start, start + batch_size), geo)
+            if b is not None:
                 centres = (b[:, :2] + b[:, 2:]) / 2
+            else:  # the first positive point of each set
+                centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]  # type: ignore
             origins = window_origins(centres, size, grid, stride)
             with autocast_context(self.device, self.bf16):
                 low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
