@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sac import __version__
+from sac.commands import evaluate as _ev
 from sac.errors import SACError
 
 EPILOG = (
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
 
     sub.add_parser("backbones", help="list the available backbones")
+    _ev.add_parser(sub)
     return parser
 
 
@@ -114,7 +116,7 @@ def cmd_backbones(_: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "backbones": cmd_backbones}
+COMMANDS = {"demo": cmd_demo, "backbones": cmd_backbones, "evaluate": _ev.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from sac.imageops import to_rgb_float
 from sac.inference.merge import InstanceMask, crop_to_content
 from sac.modeling import Sam
 from sac.modeling.mask_decoder import upscale_logits
-from sac.modeling.sam import window_origins
+from sac.modeling.sam import window_origins, window_sizes
 from sac.transforms import Geometry, boxes_to_model, prepare_batch, to_model_coords
 
 
@@ -74,7 +74,7 @@ class SamPredictor:
         pts: np.ndarray | None,
         lbl: np.ndarray | None,
         bxs: np.ndarray | None,
-        sl: slice,
+        sl: slice | np.ndarray,
         geo: Geometry,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """One batch of prompts as tensors in the model-input frame on the model's device."""
@@ -129,30 +129,48 @@ class SamPredictor:
         boxes: np.ndarray | None = None,
         window: int = 32,
         batch_size: int = 64,
+        extents: np.ndarray | None = None,
     ) -> list[InstanceMask | None]:
-        """One mask crop per prompt set, decoded on a ``window``-token embedding window.
+        """One mask crop per prompt set, decoded on a window of the embedding around it.
 
         Much faster than :meth:`predict` for small objects such as nuclei (see
         :meth:`Sam.decode_windows`); masks come back as crops in original-image pixels,
-        ``None`` where a mask is empty.
+        ``None`` where a mask is empty. Without ``extents`` every window is ``window`` tokens,
+        centred on the box (or the first positive point). ``extents`` (N, 4) ``x0, y0, x1, y1``
+        are the regions each mask must fit in (e.g. detected nuclei): windows are centred on
+        them and grown beyond ``window`` where an object needs it.
         """
         emb, geo = self._require_image()
         pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
         grid = emb.shape[-1]
-        size = min(window, grid)
         stride = geo.input_size / grid  # input pixels per token
         n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
-        out: list[InstanceMask | None] = []
-        for start in range(0, n, batch_size):
-            p, l_, b = self._prompt_tensors(pts, lbl, bxs, slice(start, start + batch_size), geo)
-            if b is not None:
-                centres = (b[:, :2] + b[:, 2:]) / 2
-            else:  # the first positive point of each set
-                centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]  # type: ignore
-            origins = window_origins(centres, size, grid, stride)
-            with autocast_context(self.device, self.bf16):
-                low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
-            out.extend(_window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo))
+        if extents is not None:
+            ext = torch.from_numpy(boxes_to_model(np.asarray(extents, np.float32).reshape(n, 4),
+                                                  geo))
+            sizes = window_sizes((ext[:, 2:] - ext[:, :2]).amax(1) + 1, stride, window, grid)
+            centres_all = (ext[:, :2] + ext[:, 2:]) / 2
+        else:
+            sizes = torch.full((n,), min(window, grid), dtype=torch.long)
+            centres_all = None
+        out: list[InstanceMask | None] = [None] * n
+        for size in torch.unique(sizes).tolist():
+            idx = np.flatnonzero((sizes == size).numpy())
+            for start in range(0, len(idx), batch_size):
+                sel = idx[start : start + batch_size]
+                p, l_, b = self._prompt_tensors(pts, lbl, bxs, sel, geo)
+                if centres_all is not None:
+                    centres = centres_all[sel].to(self.device)
+                elif b is not None:
+                    centres = (b[:, :2] + b[:, 2:]) / 2
+                else:  # the first positive point of each set
+                    centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]  # type: ignore
+                origins = window_origins(centres, size, grid, stride)
+                with autocast_context(self.device, self.bf16):
+                    low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
+                masks = _window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo)
+                for k, m in zip(sel.tolist(), masks, strict=True):
+                    out[k] = m
         return out
 
 

@@ -25,9 +25,11 @@ from sac.data.monuseg import (
     read_aperio_xml,
 )
 from sac.data.splits import (
+    BUILTIN_SPLITS,
     Split,
     classify_dsb,
     dsb_image_type,
+    load_builtin_split,
     monuseg_organ,
     read_split,
     split_dsb,
@@ -37,6 +39,7 @@ from sac.data.splits import (
 )
 
 __all__ = [
+    "BUILTIN_SPLITS",
     "IMAGE_SUFFIXES",
     "DSB2018Dataset",
     "FolderDataset",
@@ -52,6 +55,7 @@ __all__ = [
     "classify_dsb",
     "combine_masks",
     "dsb_image_type",
+    "load_builtin_split",
     "monuseg_organ",
     "parse_aperio_xml",
     "rasterize_regions",

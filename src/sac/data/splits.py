@@ -35,7 +35,7 @@ import numpy as np
 
 from sac.data.base import SampleDataset
 from sac.data.images import to_rgb_uint8
-from sac.errors import InputError
+from sac.errors import ConfigError, InputError
 
 TCGA_ORGANS: dict[str, str] = {
     "18": "lung", "21": "lung", "38": "lung", "49": "lung", "50": "lung",
@@ -51,6 +51,8 @@ TCGA_ORGANS: dict[str, str] = {
 DARK_BACKGROUND = 100.0  # median gray level (0..255) below which the background counts as dark
 GRAY_COLOUR = 5.0  # mean channel spread (0..255) below which an image counts as gray
 SPLIT_FORMAT = "sac-split/1"
+#: Splits shipped with the package in ``sac/data/splits/<name>.json`` (see the README there).
+BUILTIN_SPLITS: tuple[str, ...] = ("monuseg", "dsb2018")
 
 
 class Split(NamedTuple):
@@ -201,6 +203,19 @@ def read_split(path: str | Path) -> Split:
         raise InputError(f"{path}: 'train' and 'val' must be lists and 'meta' an object")
     train_l, val_l = _check_names(train, val, str(path))
     return Split(train_l, val_l, meta)
+
+
+def load_builtin_split(name: str) -> Split:
+    """Read a split shipped with the package by name (one of :data:`BUILTIN_SPLITS`)."""
+    if name not in BUILTIN_SPLITS:
+        raise ConfigError(
+            f"unknown built-in split {name!r}; use one of {', '.join(BUILTIN_SPLITS)} "
+            "or the path of a split JSON file"
+        )
+    from importlib.resources import as_file, files
+
+    with as_file(files("sac.data") / "splits" / f"{name}.json") as path:
+        return read_split(path)
 
 
 def _check_names(train: list[Any], val: list[Any], source: str) -> tuple[list[str], list[str]]:

@@ -58,7 +58,18 @@ def merge_instances(
     free after better-scoring masks; each kept label is reduced to its largest connected piece.
     Returns uint32 labels (the caller narrows the dtype for writing).
     """
+    return merge_scored(instances, shape, min_area, min_visible)[0]
+
+
+def merge_scored(
+    instances: list[InstanceMask],
+    shape: tuple[int, int],
+    min_area: int = 1,
+    min_visible: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`merge_instances` plus the score of each label: ``scores[i - 1]`` for label i."""
     labels = np.zeros(shape, dtype=np.uint32)
+    scores: list[float] = []
     order = sorted(range(len(instances)), key=lambda i: -instances[i].score)
     next_id = 1
     for i in order:
@@ -80,7 +91,8 @@ def merge_instances(
         free = _largest_component(free)
         region[free] = next_id
         next_id += 1
-    return labels
+        scores.append(float(inst.score))
+    return labels, np.asarray(scores, np.float32)
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:

@@ -105,3 +105,13 @@ def window_origins(centres: torch.Tensor, size: int, grid: int, stride: float) -
     tok = centres / stride - size / 2
     origin = torch.round(tok).long().clamp(0, grid - size)
     return torch.stack([origin[:, 1], origin[:, 0]], dim=1)
+
+
+def window_sizes(extent: torch.Tensor, stride: float, minimum: int, grid: int,
+                 margin: float = 1.5) -> torch.Tensor:
+    """Window side in tokens for objects of ``extent`` (B,) input pixels (their larger side):
+    ``margin`` times the extent plus a token each side, rounded up to a multiple of 4, at least
+    ``minimum`` and at most the ``grid``."""
+    need = torch.ceil(extent * margin / stride) + 2
+    need = torch.ceil(need / 4) * 4
+    return need.clamp(min=min(minimum, grid), max=grid).long()

@@ -1,0 +1,1 @@
+"""Subcommands of the ``sac`` command line, one module each (``add_parser`` + ``run``)."""

@@ -1,0 +1,242 @@
+"""Automatic nucleus segmentation with a trained SAC model, for images of any size.
+
+The pipeline, at the model's scale:
+
+1. the prompt generator runs over the image in large overlapping tiles; its maps are stitched;
+2. nuclei are detected once on the whole stitched map, so no nucleus is split by a tile seam;
+   expert clicks add nuclei (positive) or remove them (negative);
+3. each nucleus becomes a prompt set (points, box or both, per the model's config) and is
+   decoded in the one SAM tile where it sits furthest from a seam, on an embedding window;
+4. masks are merged into instance labels by SAM's predicted quality; the paper's semantic mask
+   comes from one prompt set per tile holding all that tile's prompts;
+5. labels are resampled back to the input size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
+from sac.imageops import to_rgb_float
+from sac.inference.expert import ExpertPrompts
+from sac.inference.merge import InstanceMask, merge_scored
+from sac.inference.rescale import resample_image, resample_labels
+from sac.inference.stitch import owned_tiles, stitch
+from sac.inference.tiling import assign_boxes
+from sac.modeling.generator import pad_to_stride
+from sac.predictor import SamPredictor, autocast_context
+from sac.prompting import PromptSet, batch_prompt_sets
+from sac.sacmodel import SACModel, load_model
+
+GENERATOR_TILE = 512
+
+
+@dataclass
+class SegmentResult:
+    """Instance labels (uint32, 0 = background) at the input size, the semantic mask if asked,
+    each label's predicted quality, and where the time went (seconds)."""
+
+    labels: np.ndarray
+    semantic: np.ndarray | None
+    scores: dict[int, float]
+    n_detected: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_nuclei(self) -> int:
+        return len(self.scores)
+
+
+class _Clock:
+    """Adds elapsed wall time per stage."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.times[stage] = self.times.get(stage, 0.0) + now - since
+        return now
+
+
+class Segmenter:
+    """Runs a :class:`SACModel` on images; see the module docstring for the steps."""
+
+    def __init__(self, model: SACModel, bf16: bool = False, tile_size: int | None = None,
+                 overlap: int = 64, batch_size: int = 64) -> None:
+        size = model.spec.image_size
+        self.tile_size = tile_size or size
+        if not 32 <= self.tile_size <= size:
+            raise ValueError(f"tile_size must be in [32, {size}]; got {self.tile_size}")
+        if not 0 <= overlap < self.tile_size // 2:
+            raise ValueError(f"overlap must be in [0, tile_size / 2); got {overlap}")
+        self.model = model.eval()
+        self.config = model.config
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.bf16 = bf16
+        self.predictor = SamPredictor(model.sam, model.spec, bf16=bf16)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The model config plus the inference settings (for reports)."""
+        return {"model": self.config.to_dict(), "tile_size": self.tile_size,
+                "overlap": self.overlap, "bf16": self.bf16}
+
+    @torch.no_grad()
+    def generator_maps(self, rgb: np.ndarray) -> Maps:
+        """Stitched generator probabilities for a float (H, W, 3) image at the model's scale."""
+        gen = self.model.generator
+        tile = max(GENERATOR_TILE, self.tile_size)
+        parts = []
+        for owned in owned_tiles(rgb.shape[:2], tile, 64):
+            ys, xs = owned.tile.slices(rgb.shape[:2])
+            x = torch.from_numpy(np.ascontiguousarray(rgb[ys, xs])).permute(2, 0, 1)[None]
+            x, (h, w) = pad_to_stride(x.to(self.model.device), gen.config.stride)
+            with autocast_context(self.model.device, self.bf16):
+                probs = torch.sigmoid(gen(x).float())[0, :, :h, :w].cpu().numpy()
+            full = np.zeros((3, tile, tile), np.float32)
+            full[:, :h, :w] = probs
+            parts.append((owned, full))
+        out = stitch(iter(parts), (3, *rgb.shape[:2]))
+        return Maps(out[0], out[1], out[2])
+
+    def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
+                expert: ExpertPrompts | None = None, semantic: bool = False) -> SegmentResult:
+        """Instance labels (and optionally the semantic mask) for ``image`` of any size.
+
+        ``scale`` resamples the image before the model (default: the model's ``input_scale``);
+        ``expert`` points are in input-image pixels.
+        """
+        clock = _Clock()
+        t = time.perf_counter()
+        rgb0 = to_rgb_float(image, source)
+        scale = self.config.input_scale if scale is None else scale
+        rgb = resample_image(rgb0, scale)
+        shape = rgb.shape[:2]
+        t = clock.add("preprocess", t)
+        maps = self.generator_maps(rgb)
+        t = clock.add("generator", t)
+        th, pc = self.config.thresholds, self.config.prompts
+        det = detect(maps, th)
+        if expert is not None:
+            expert.check_inside(rgb0.shape[:2], source)
+            expert = expert.scaled(scale)
+            det = apply_expert(det, expert)
+        sets = instance_sets(det, maps, pc)
+        ext = extents(det)
+        t = clock.add("prompts", t)
+        instances, sem = self._decode(rgb, maps, det, sets, ext, expert, semantic, clock)
+        t = time.perf_counter()
+        instances = [m for m in instances if m.score >= th.min_score]
+        labels, ranked = merge_scored(instances, shape, min_area=th.min_area,
+                                      min_visible=th.min_visible)
+        scores = {i + 1: float(s) for i, s in enumerate(ranked.tolist())}
+        labels = resample_labels(labels, rgb0.shape[:2])
+        if sem is not None:
+            sem = resample_labels(sem.astype(np.uint8), rgb0.shape[:2]).astype(bool)
+        clock.add("postprocess", t)
+        return SegmentResult(labels, sem, scores, len(sets), clock.times)
+
+    def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],
+                ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: _Clock
+                ) -> tuple[list[InstanceMask], np.ndarray | None]:
+        """Encode each SAM tile that has work and decode its prompt sets."""
+        shape = rgb.shape[:2]
+        tiles = owned_tiles(shape, self.tile_size, self.overlap)
+        owner = assign_boxes(ext, [o.tile for o in tiles], shape)
+        instances: list[InstanceMask] = []
+        sem_parts: list[tuple[Any, np.ndarray]] = []
+        for k, owned in enumerate(tiles):
+            chosen = np.flatnonzero(owner == k)
+            if chosen.size == 0 and not semantic:
+                continue
+            t = time.perf_counter()
+            ys, xs = owned.tile.slices(shape)
+            self.predictor.set_image(rgb[ys, xs], normalized=True, upscale=False)
+            t = clock.add("encoder", t)
+            off = np.array([xs.start, ys.start], np.float32)
+            if chosen.size:
+                instances += self._decode_instances([sets[i] for i in chosen], ext[chosen], off)
+            if semantic:
+                mask = self._decode_semantic(det, maps, owned.tile.slices(shape), expert, off)
+                full = np.zeros((self.tile_size, self.tile_size), bool)
+                full[: mask.shape[0], : mask.shape[1]] = mask
+                sem_parts.append((owned, full))
+            clock.add("decoder", t)
+        sem = stitch(iter(sem_parts), shape, bool) if semantic else None
+        return instances, sem
+
+    def _decode_instances(self, sets: list[PromptSet], ext: np.ndarray, off: np.ndarray
+                          ) -> list[InstanceMask]:
+        pts, lbl, boxes = batch_prompt_sets(sets)
+        local = {"points": pts - off if pts.shape[1] else None,
+                 "labels": lbl if pts.shape[1] else None,
+                 "boxes": boxes - np.tile(off, 2) if boxes is not None else None}
+        masks = self.predictor.predict_instances(
+            **local, window=self.config.decode_window, batch_size=self.batch_size,
+            extents=ext - np.tile(off, 2))
+        out = []
+        for m in masks:
+            if m is not None:
+                m.y0 += int(off[1])
+                m.x0 += int(off[0])
+                out.append(m)
+        return out
+
+    def _decode_semantic(self, det: np.ndarray, maps: Maps, region: tuple[slice, slice],
+                         expert: ExpertPrompts | None, off: np.ndarray) -> np.ndarray:
+        """The paper's output for one tile: all its prompts in one set, one mask."""
+        ys, xs = region
+        s = semantic_set(det[ys, xs], maps.crop(ys, xs), self.config.prompts,
+                         self.config.thresholds)
+        pts, lbl = s.points, s.labels
+        if expert is not None and len(expert.points):
+            local = expert.points - off
+            h, w = ys.stop - ys.start, xs.stop - xs.start
+            inside = (local[:, 0] >= 0) & (local[:, 1] >= 0) & (local[:, 0] < w) & \
+                (local[:, 1] < h)
+            pts = np.concatenate([pts, local[inside]]).astype(np.float32)
+            lbl = np.concatenate([lbl, expert.labels[inside]])
+        if not (lbl == 1).any():
+            return np.zeros((ys.stop - ys.start, xs.stop - xs.start), bool)
+        pred = self.predictor.predict(points=pts[None], labels=lbl[None])
+        return pred.masks[0, 0]
+
+
+def apply_expert(det: np.ndarray, expert: ExpertPrompts, radius: float | None = None
+                 ) -> np.ndarray:
+    """Detections edited by clicks: a negative click removes the nucleus under it; a positive
+    click on background adds a nucleus there, a disk of the median detected radius (``radius``
+    if given) on free pixels, which SAM then delineates."""
+    det = det.copy()
+    h, w = det.shape
+    xy = np.clip(np.rint(expert.points).astype(np.int64), 0, [w - 1, h - 1])
+    for (x, y), lab in zip(xy.tolist(), expert.labels.tolist(), strict=True):
+        if lab == 0 and det[y, x]:
+            det[det == det[y, x]] = 0
+    if radius is None:
+        areas = np.bincount(det.ravel())[1:]
+        areas = areas[areas > 0]
+        radius = float(np.sqrt(np.median(areas) / np.pi)) if areas.size else 6.0
+    r = max(2, round(radius))
+    next_id = int(det.max()) + 1
+    for (x, y), lab in zip(xy.tolist(), expert.labels.tolist(), strict=True):
+        if lab == 1 and not det[y, x]:
+            y0, y1, x0, x1 = max(y - r, 0), min(y + r + 1, h), max(x - r, 0), min(x + r + 1, w)
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            disk = ((yy - y) ** 2 + (xx - x) ** 2 <= r * r) & (det[y0:y1, x0:x1] == 0)
+            det[y0:y1, x0:x1][disk] = next_id
+            next_id += 1
+    return det
+
+
+def load_segmenter(model: str | Path, device: str = "cpu", bf16: bool = False,
+                   checkpoint: str | Path | None = None, **kwargs: Any) -> Segmenter:
+    """Load a model folder or shipped model name and wrap it in a :class:`Segmenter`."""
+    return Segmenter(load_model(model, device, checkpoint), bf16=bf16, **kwargs)

@@ -1,0 +1,208 @@
+"""The settings of a trained SAC model, stored as ``config.json`` in its model folder.
+
+Everything inference needs besides tensors lives here: which base SAM and which exact weights
+(sha256), the LoRA and generator layout, how prompts are made, the detection thresholds and the
+scale the model was trained at. Parsing is strict: unknown or missing keys and wrong types are
+reported by name, so a hand-edited or foreign file fails clearly instead of loading half.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sac.errors import ConfigError
+
+FORMAT = "sac-model"
+FORMAT_VERSION = 1
+
+PromptMode = Literal["points", "boxes", "points+boxes"]
+PromptStrategy = Literal["centroid", "probability"]
+BaseSource = Literal["bundled", "file", "included"]
+PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
+PROMPT_MODES: tuple[str, ...] = typing.get_args(PromptMode)
+PROMPT_STRATEGIES: tuple[str, ...] = typing.get_args(PromptStrategy)
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How SAM is prompted: per nucleus (instances) and per tile (the paper's semantic mask).
+
+    ``mode`` picks points (one positive plus negatives), boxes, or both; ``strategy`` places the
+    positive point at the detected nucleus's centroid or at its most probable pixel. Negatives
+    are the centres of up to ``neighbour_negatives`` touching nuclei and up to
+    ``background_negatives`` confident background pixels. A semantic prompt set holds at most
+    ``semantic_points`` points (the paper's "number of prompts").
+    """
+
+    mode: PromptMode = "points"
+    strategy: PromptStrategy = "centroid"
+    neighbour_negatives: int = 2
+    background_negatives: int = 1
+    semantic_points: int = 64
+    box_pad: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in PROMPT_MODES:
+            raise ConfigError(f"prompt mode must be one of {PROMPT_MODES}; got {self.mode!r}")
+        if self.strategy not in PROMPT_STRATEGIES:
+            raise ConfigError(
+                f"prompt strategy must be one of {PROMPT_STRATEGIES}; got {self.strategy!r}")
+        if min(self.neighbour_negatives, self.background_negatives) < 0:
+            raise ConfigError("negative prompt counts must be >= 0")
+        if self.semantic_points < 1:
+            raise ConfigError("semantic_points must be >= 1")
+
+    @property
+    def use_points(self) -> bool:
+        return self.mode in ("points", "points+boxes")
+
+    @property
+    def use_boxes(self) -> bool:
+        return self.mode in ("boxes", "points+boxes")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Detection and post-processing thresholds (generator probabilities, SAM quality)."""
+
+    fg: float = 0.5  # generator foreground probability
+    centre: float = 0.3  # minimum centre-map peak for a nucleus seed
+    min_distance: int = 3  # px between seeds, at the model's scale
+    min_area: int = 8  # px, smallest nucleus kept, at the model's scale
+    min_score: float = 0.3  # SAM's predicted IoU below which a mask is dropped
+    min_visible: float = 0.5  # share of a mask left free after better masks, else a duplicate
+
+
+@dataclass(frozen=True)
+class BaseWeights:
+    """The base SAM weights the trained parts were fitted on.
+
+    ``bundled``: the installed LiteMedSAM file; ``file``: a checkpoint the user passes at load
+    time; ``included``: ``base.safetensors`` inside the model folder (small or custom bases).
+    """
+
+    source: BaseSource
+    sha256: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Everything in ``config.json`` (see the module docstring)."""
+
+    backbone: str
+    base: BaseWeights
+    lora_rank: int = 4
+    lora_alpha: float = 4.0
+    lora_blocks: tuple[int, ...] | None = None
+    generator_widths: tuple[int, ...] = (16, 32, 64, 128)
+    prompts: PromptConfig = PromptConfig()
+    thresholds: Thresholds = Thresholds()
+    decode_window: int = 24  # embedding tokens per side for per-nucleus decoding
+    input_scale: float = 1.0  # resampling applied to images of the training data's scale
+    pixel_size_um: float | None = None  # pixel size at the model's input, when known
+    modality: str = "any"  # "he", "fluorescence" or "any"
+    backbone_overrides: dict[str, Any] = field(default_factory=dict)  # tiny test models only
+    dtype: str = "float32"  # storage dtype of the trained tensors
+    parts: tuple[str, ...] = ("lora", "mask_decoder", "generator")  # safetensors files
+    training: dict[str, Any] = field(default_factory=dict)  # data summary, command, metrics
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    sac_version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.lora_rank < 0:
+            raise ConfigError(f"lora_rank must be >= 0; got {self.lora_rank}")
+        if self.input_scale <= 0:
+            raise ConfigError(f"input_scale must be > 0; got {self.input_scale}")
+        if self.decode_window < 4:
+            raise ConfigError(f"decode_window must be >= 4 tokens; got {self.decode_window}")
+        bad = sorted(set(self.parts) - set(PARTS))
+        if bad:
+            raise ConfigError(f"unknown model part(s) {bad}; known: {PARTS}")
+        if ("lora" in self.parts) != (self.lora_rank > 0):
+            raise ConfigError("parts must list 'lora' exactly when lora_rank > 0")
+        if "generator" not in self.parts:
+            raise ConfigError("a SAC model always stores its prompt generator")
+        if self.dtype not in ("float32", "float16", "bfloat16"):
+            raise ConfigError(f"dtype must be float32, float16 or bfloat16; got {self.dtype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config.json") -> SACConfig:
+        """Strictly parse a dict read from ``config.json``; errors name the offending key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
+            raise ConfigError(f"{source}: not a SAC model config (format {data.get('format')!r},"
+                              f" expected {FORMAT!r})")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ConfigError(f"{source}: format_version {version!r} is not supported by this "
+                              f"version of sac (expects {FORMAT_VERSION}); upgrade sac")
+        return _build(cls, data, source)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, checking keys and value types recursively."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    kwargs = {k: _convert(hints[k], v, f"{where}: {k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against a type hint and convert lists to tuples where declared."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected an object")
+        return _build(hint, value, where)  # type: ignore[arg-type]
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {args}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list")
+        return tuple(_convert(args[0], v, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected an object")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value

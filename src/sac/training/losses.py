@@ -1,0 +1,74 @@
+"""Losses for joint training: SAM's masks and quality head, and the prompt generator's maps.
+
+All losses take a ``valid`` mask so padding (crops of images smaller than the model input) is
+ignored. Masks use focal loss plus Dice, as SAM was trained; the generator uses BCE (soft
+targets for the centre heatmap) plus Dice on the foreground.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1.0
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice per item over the last two axes, (B,)."""
+    p = torch.sigmoid(logits) * valid
+    t = target * valid
+    inter = (p * t).flatten(1).sum(1)
+    denom = p.flatten(1).sum(1) + t.flatten(1).sum(1)
+    return 1.0 - (2 * inter + EPS) / (denom + EPS)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+               gamma: float = 2.0, alpha: float = 0.25) -> torch.Tensor:
+    """Sigmoid focal loss per item, averaged over valid pixels, (B,)."""
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p = torch.sigmoid(logits)
+    pt = p * target + (1 - p) * (1 - target)
+    w = (alpha * target + (1 - alpha) * (1 - target)) * (1 - pt) ** gamma
+    n = valid.flatten(1).sum(1).clamp(min=1)
+    return (ce * w * valid).flatten(1).sum(1) / n
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """IoU of the thresholded masks with the targets, (B,); 1 when both are empty."""
+    pred = (logits > 0).float() * valid
+    t = target * valid
+    inter = (pred * t).flatten(1).sum(1)
+    union = (pred + t).clamp(max=1).flatten(1).sum(1)
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor,
+                valid: torch.Tensor, focal_weight: float = 20.0) -> dict[str, torch.Tensor]:
+    """SAM's loss: ``focal_weight`` x focal + Dice on the masks, MSE of the predicted IoU.
+
+    ``logits``/``target``/``valid`` are (B, h, w); ``iou_pred`` is (B,). Returns scalar
+    ``mask`` and ``iou`` losses and the detached true ``iou`` values.
+    """
+    focal = focal_loss(logits, target, valid)
+    dice = dice_loss(logits, target, valid)
+    true_iou = mask_iou(logits.detach(), target, valid)
+    return {"mask": (focal_weight * focal + dice).mean(),
+            "iou": F.mse_loss(iou_pred.float(), true_iou), "true_iou": true_iou}
+
+
+def generator_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                   weights: tuple[float, float, float] = (1.0, 1.0, 2.0)) -> torch.Tensor:
+    """Loss of the (B, 3, H, W) generator logits against (B, 3, H, W) targets.
+
+    Foreground: BCE + Dice; boundary: BCE weighted up 3x on the thin ring (it is rare);
+    centre heatmap: BCE against the soft Gaussian targets. ``valid`` is (B, H, W).
+    """
+    v = valid[:, None].float()
+    n = v.sum().clamp(min=1)
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none") * v
+    ring = 1.0 + 2.0 * target[:, 1]
+    fg = bce[:, 0].sum() / n + dice_loss(logits[:, 0], target[:, 0], v[:, 0]).mean()
+    boundary = (bce[:, 1] * ring).sum() / n
+    centre = bce[:, 2].sum() / n
+    w = weights
+    return w[0] * fg + w[1] * boundary + w[2] * centre

@@ -1,0 +1,102 @@
+"""Training images in memory and the random, augmented crops the trainer steps on.
+
+Images are read once, normalised like inference does (:func:`sac.imageops.to_rgb_float`, one
+min-max per image) and resampled to the model's training scale. Each step's crops come from a
+generator seeded by ``(seed, step)``, so a resumed run sees exactly the crops an uninterrupted
+run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from sac.data.base import SampleDataset
+from sac.errors import InputError, SACError
+from sac.imageops import to_rgb_float
+from sac.inference.rescale import resample_image, resample_labels, scaled_shape
+from sac.training.augment import AugmentConfig, augment, random_crop
+
+log = logging.getLogger("sac.training")
+
+
+@dataclass
+class TrainImage:
+    """One training image at the training scale: float (H, W, 3) in [0, 1] and its labels."""
+
+    name: str
+    rgb: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class Crop:
+    """A model-input-sized training crop: image, instance labels, mask of real pixels."""
+
+    rgb: np.ndarray
+    labels: np.ndarray
+    valid: np.ndarray
+
+
+def load_images(dataset: SampleDataset, names: list[str] | None, scale: float,
+                limit: int | None = None) -> tuple[list[TrainImage], list[str]]:
+    """Read ``names`` (all when ``None``) from ``dataset`` at ``scale``.
+
+    Unreadable samples are skipped and reported in the returned list of problems, as are the
+    dataset's own listing problems.
+    """
+    problems = [str(p) for p in dataset.problems]
+    wanted = dataset.names if names is None else names
+    missing = sorted(set(wanted) - set(dataset.names))
+    problems += [f"{n}: listed in the split but not found in {dataset.root}" for n in missing]
+    wanted = [n for n in wanted if n not in set(missing)]
+    if limit is not None:
+        wanted = wanted[:limit]
+    out = []
+    for name in wanted:
+        try:
+            s = dataset[name]
+            rgb = resample_image(to_rgb_float(s.image, name), scale)
+            labels = resample_labels(s.labels, scaled_shape(s.labels.shape, scale))
+        except (SACError, ValueError, OSError) as exc:
+            problems.append(f"{name}: {exc}")
+            log.warning("skipping %s: %s", name, exc)
+            continue
+        out.append(TrainImage(name, rgb, labels))
+    return out, problems
+
+
+class CropSampler:
+    """Draws augmented ``size`` x ``size`` crops, images chosen in proportion to their area."""
+
+    def __init__(self, images: list[TrainImage], size: int, augment_cfg: AugmentConfig,
+                 min_foreground: float = 0.02) -> None:
+        if not images:
+            raise InputError("the training set is empty: no usable image/label pairs were found")
+        self.images = images
+        self.size = size
+        self.augment_cfg = augment_cfg
+        self.min_foreground = min_foreground
+        area = np.array([max(im.labels.size, size * size) for im in images], np.float64)
+        self.weights = area / area.sum()
+
+    @property
+    def crops_per_epoch(self) -> int:
+        """Crops that cover the training images' area about once."""
+        total = sum(max(im.labels.size, self.size**2) for im in self.images)
+        return max(1, round(total / self.size**2))
+
+    def batch(self, seed: int, step: int, batch_size: int) -> list[Crop]:
+        """The crops of one step; the same ``(seed, step)`` always gives the same crops."""
+        rng = np.random.default_rng([seed, step])
+        picks = rng.choice(len(self.images), size=batch_size, p=self.weights)
+        out = []
+        for i in picks.tolist():
+            im = self.images[i]
+            rgb, lab, valid = random_crop(im.rgb, im.labels, self.size, rng,
+                                          min_foreground=self.min_foreground)
+            rgb, lab, valid = augment(rgb, lab, valid, self.augment_cfg, rng)
+            out.append(Crop(rgb.astype(np.float32), lab.astype(np.int64), valid))
+        return out

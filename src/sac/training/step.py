@@ -1,0 +1,237 @@
+"""One joint training step: generator, LoRA-adapted encoder and mask decoder on a batch of crops.
+
+Per crop, prompts come either from the ground truth (jittered points, optional jittered boxes)
+or from the generator's own detections (what SAM will see at inference), so SAM learns both to
+follow good prompts and to handle the generator's mistakes: a detection that covers no nucleus
+gets an empty target, which also teaches the quality head to score it low. Each crop also
+trains one semantic prompt set (all its prompts in one set, target = all foreground).
+
+CPU economy: the encoder part before the first trainable block runs without autograd (and in
+bf16 if asked), prompts are decoded on small embedding windows, batched across crops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
+from sac.modeling.sam import window_origins, window_sizes
+from sac.modeling.tiny_vit import TinyViT
+from sac.predictor import autocast_context
+from sac.prompting import (
+    PromptSet,
+    background_points,
+    batch_prompt_sets,
+    ground_truth_prompts,
+    semantic_prompts,
+)
+from sac.sacmodel import SACModel
+from sac.training.losses import generator_loss, mask_losses
+from sac.training.sampler import Crop
+from sac.training.targets import generator_targets
+from sac.transforms import prepare_batch
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """Loss weights and prompt mixing of a training step."""
+
+    prompts_per_crop: int = 16
+    generator_prompt_prob: float = 0.5  # share of crops prompted from the generator's output
+    generator_warmup: int = 100  # steps with ground-truth prompts only (generator untrained)
+    point_jitter: float = 0.3  # positive point within this many nucleus radii of the centre
+    box_jitter: float = 0.05  # box noise, fraction of the box size
+    generator_weight: float = 1.0
+    semantic_weight: float = 0.5
+    iou_weight: float = 1.0
+    bf16: bool = False
+
+
+def encode_train(model: SACModel, pixels: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """Image embeddings with autograd only from the first stage holding trainable weights."""
+    enc = model.sam.image_encoder
+    stages = list(enc.layers[1:]) if isinstance(enc, TinyViT) else list(enc.blocks)
+    trainable = [any(p.requires_grad for p in s.parameters()) for s in stages]
+    first = trainable.index(True) if any(trainable) else len(stages)
+    ctx = autocast_context(pixels.device, bf16)
+    x = pixels.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), ctx:
+        x = enc.stem(x)
+        for s in stages[:first]:
+            x = s(x)
+    with torch.set_grad_enabled(first < len(stages) and torch.is_grad_enabled()), ctx:
+        for s in stages[first:]:
+            x = s(x)
+        out = enc.neck(x.permute(0, 3, 1, 2))
+    return out.float()
+
+
+def match_targets(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """For each detection (ids 1..N of ``det``), the ground-truth id it overlaps most, or 0
+    when that overlap is under a third of the detection (a false detection)."""
+    n = int(det.max())
+    if n == 0:
+        return np.zeros(0, np.int64)
+    d, g = det.ravel().astype(np.int64), gt.ravel().astype(np.int64)
+    fg = (d > 0) & (g > 0)
+    gids, ginv = np.unique(g[fg], return_inverse=True)
+    counts = np.zeros((n + 1, len(gids) + 1), np.int64)
+    np.add.at(counts, (d[fg], ginv + 1), 1)
+    best = counts.argmax(1)
+    size = np.bincount(d, minlength=n + 1)
+    ok = counts[np.arange(n + 1), best] * 3 >= np.maximum(size, 1)
+    out = np.where(ok & (best > 0), np.concatenate([[0], gids])[best], 0)
+    return out[1:]
+
+
+@dataclass
+class _Sets:
+    """Instance prompt sets of a batch with their crop index, target id and window extent."""
+
+    sets: list[PromptSet]
+    crop: list[int]
+    target: list[int]
+    extent: list[np.ndarray]
+
+
+def _bbox(mask: np.ndarray) -> np.ndarray:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return np.array([cols[0], rows[0], cols[-1], rows[-1]], np.float32)
+
+
+def crop_prompts(model: SACModel, crop: Crop, maps: Maps | None, cfg: StepConfig,
+                 rng: np.random.Generator) -> tuple[list[PromptSet], list[int], np.ndarray,
+                                                    PromptSet]:
+    """Instance sets, their target ids and extents, and the semantic set for one crop.
+
+    ``maps`` given: prompts from the generator's detections; else from the ground truth.
+    """
+    pc, th = model.config.prompts, model.config.thresholds
+    gt = crop.labels
+    if maps is not None:
+        det = detect(maps, th)
+        if det.any():
+            sets = instance_sets(det, maps, pc, rng)
+            targets = match_targets(det, gt).tolist()
+            return sets, targets, extents(det), semantic_set(det, maps, pc, th, rng)
+    sets = ground_truth_prompts(
+        gt, rng, n_neg_neighbours=pc.neighbour_negatives if pc.use_points else 0,
+        n_neg_background=pc.background_negatives if pc.use_points else 0,
+        use_boxes=pc.use_boxes, use_points=pc.use_points, box_pad=pc.box_pad,
+        jitter=cfg.point_jitter, box_jitter=cfg.box_jitter)
+    fg = (gt > 0).astype(np.float32)
+    pos = np.array([s.points[0] for s in sets if len(s.points)], np.float32).reshape(-1, 2)
+    if not pc.use_points:  # box-only sets: jittered box centres as positives
+        pos = np.array([(s.box[:2] + s.box[2:]) / 2 for s in sets if s.box is not None],
+                       np.float32).reshape(-1, 2)
+    n_neg = max(1, pc.semantic_points // 4)
+    neg = background_points(fg, n_neg, max(4.0, float(np.sqrt(fg.size / n_neg)) / 2), rng=rng)
+    semantic = semantic_prompts(pos, neg, pc.semantic_points, rng)
+    return sets, [s.instance for s in sets], extents(gt), semantic
+
+
+def _windows(arr: np.ndarray, origins: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """(n, size*stride, size*stride) crops of (B, H, W) ``arr`` at token ``origins``."""
+    side = size * stride
+    return np.stack([arr[b, r * stride : r * stride + side, c * stride : c * stride + side]
+                     for b, r, c in origins.tolist()])
+
+
+def _to_low_res(x: np.ndarray, ratio: int, device: torch.device) -> torch.Tensor:
+    """Input-pixel masks (n, H, W) to the decoder's low-res frame (average over ratio^2)."""
+    t = torch.from_numpy(x.astype(np.float32)).to(device)
+    return F.avg_pool2d(t[:, None], ratio)[:, 0] if ratio > 1 else t
+
+
+def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.random.Generator,
+               step: int) -> dict[str, torch.Tensor]:
+    """Losses of one step (``total`` to back-propagate, parts detached for logging)."""
+    dev, sam = model.device, model.sam
+    size = model.spec.image_size
+    rgb = [c.rgb for c in crops]
+    imgs = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous().to(dev)
+    valid_np = np.stack([c.valid for c in crops])
+    labels_np = np.stack([c.labels for c in crops])
+    valid = torch.from_numpy(valid_np).to(dev)
+    # generator
+    gen_logits = model.generator(imgs)
+    gen_t = torch.from_numpy(np.stack([generator_targets(lab) for lab in labels_np])).to(dev)
+    loss_gen = generator_loss(gen_logits, gen_t, valid)
+    probs = torch.sigmoid(gen_logits.detach()).cpu().numpy()
+    # encoder
+    pixels, _ = prepare_batch(rgb, size, model.spec.normalization, upscale=False)
+    emb = encode_train(model, pixels.to(dev), cfg.bf16)
+    grid = emb.shape[-1]
+    stride = size // grid
+    ratio = max(1, stride // 4)
+    # prompts
+    inst = _Sets([], [], [], [])
+    semantic: list[PromptSet] = []
+    for b, crop in enumerate(crops):
+        use_gen = step >= cfg.generator_warmup and rng.random() < cfg.generator_prompt_prob
+        maps = Maps(probs[b, 0], probs[b, 1], probs[b, 2]) if use_gen else None
+        sets, targets, ext, sem = crop_prompts(model, crop, maps, cfg, rng)
+        keep = np.arange(len(sets))
+        if len(sets) > cfg.prompts_per_crop:
+            keep = np.sort(rng.choice(len(sets), cfg.prompts_per_crop, replace=False))
+        for k in keep.tolist():
+            e = ext[k]
+            if targets[k]:
+                t = _bbox(crop.labels == targets[k])
+                e = np.concatenate([np.minimum(e[:2], t[:2]), np.maximum(e[2:], t[2:])])
+            inst.sets.append(sets[k])
+            inst.crop.append(b)
+            inst.target.append(targets[k])
+            inst.extent.append(e)
+        semantic.append(sem)
+    out: dict[str, torch.Tensor] = {"generator": loss_gen.detach()}
+    total = cfg.generator_weight * loss_gen
+    if inst.sets:
+        ext = torch.from_numpy(np.stack(inst.extent))
+        sizes = window_sizes((ext[:, 2:] - ext[:, :2]).amax(1) + 1, stride,
+                             model.config.decode_window, grid)
+        centres = (ext[:, :2] + ext[:, 2:]) / 2
+        m_loss, i_loss, ious, n = 0.0, 0.0, [], len(inst.sets)
+        for s in torch.unique(sizes).tolist():
+            idx = np.flatnonzero((sizes == s).numpy())
+            pts, lbl, boxes = batch_prompt_sets([inst.sets[i] for i in idx])
+            origins = window_origins(centres[idx], s, grid, stride)
+            crop_idx = np.array([inst.crop[i] for i in idx])
+            tgt_full = labels_np[crop_idx] == np.array([inst.target[i] for i in idx])[:, None,
+                                                                                      None]
+            tgt_full &= np.array([inst.target[i] for i in idx])[:, None, None] > 0
+            org = np.concatenate([crop_idx[:, None], origins.numpy()], axis=1)
+            tgt = _windows(tgt_full, np.concatenate([np.arange(len(idx))[:, None],
+                                                     org[:, 1:]], axis=1), s, stride)
+            val = _windows(valid_np, org, s, stride)
+            p = torch.from_numpy(pts).to(dev) if pts.shape[1] else None
+            lb = torch.from_numpy(lbl).to(dev) if pts.shape[1] else None
+            bx = torch.from_numpy(boxes).to(dev) if boxes is not None else None
+            logits, iou = sam.decode_windows(emb, origins.to(dev), s, p, lb, bx,
+                                             image_index=torch.from_numpy(crop_idx).to(dev))
+            losses = mask_losses(logits[:, 0], iou[:, 0], _to_low_res(tgt, ratio, dev),
+                                 _to_low_res(val, ratio, dev))
+            m_loss = m_loss + losses["mask"] * len(idx) / n
+            i_loss = i_loss + losses["iou"] * len(idx) / n
+            ious.append(losses["true_iou"])
+        total = total + m_loss + cfg.iou_weight * i_loss
+        out.update(mask=m_loss.detach(), iou=i_loss.detach(),  # type: ignore[union-attr]
+                   mask_iou=torch.cat(ious).mean())
+    if cfg.semantic_weight > 0 and any((s.labels == 1).any() for s in semantic):
+        has_pos = [b for b, s in enumerate(semantic) if (s.labels == 1).any()]
+        pts, lbl, _ = batch_prompt_sets([semantic[b] for b in has_pos])
+        sel = torch.tensor(has_pos, device=dev)
+        logits, iou = sam.decode(emb, torch.from_numpy(pts).to(dev),
+                                 torch.from_numpy(lbl).to(dev), image_index=sel)
+        tgt = _to_low_res((labels_np[has_pos] > 0), ratio, dev)
+        losses = mask_losses(logits[:, 0], iou[:, 0], tgt,
+                             _to_low_res(valid_np[has_pos], ratio, dev))
+        total = total + cfg.semantic_weight * (losses["mask"] + cfg.iou_weight * losses["iou"])
+        out["semantic"] = losses["mask"].detach()
+        out["semantic_iou"] = losses["true_iou"].mean()
+    out["total"] = total
+    return out
