@@ -4,12 +4,11 @@ report, and the built-in splits (plus a real-data check that skips without ../sh
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_data_readers import DSB, MONUSEG, make_dsb_sample, make_monuseg, rgb, save_png
 
 from sac.cli import main
@@ -203,44 +202,35 @@ def test_predict_with_semantic_mask(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["n_scored"] == 2
 
 
-def test_model_option_uses_helper(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_model_option_runs_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model`` runs the real inference pipeline (a tiny, untrained model folder)."""
+    from sac.sacmodel import create_model, save_model
+
     make_folder(tmp_path / "data")
-    calls: list[tuple[str, str, bool]] = []
-
-    def fake_load(model: str, device: str, bf16: bool):
-        calls.append((model, device, bf16))
-        return (lambda image, name: np.zeros(image.shape[:2], np.uint32)), {"tile": 256}
-
-    monkeypatch.setattr(ev_cmd, "load_model_predict", fake_load)
+    torch.manual_seed(0)
+    folder = save_model(create_model(tiny=True), tmp_path / "model")
     report = tmp_path / "r.json"
     code, _, _ = run_cli(
-        ["--data", str(tmp_path / "data"), "--format", "folder", "--model", "m.sac",
-         "--bf16", "-o", str(report)], capsys)  # fmt: skip
-    assert code == 0 and calls == [("m.sac", "cpu", True)]
+        ["--data", str(tmp_path / "data"), "--format", "folder", "--model", str(folder),
+         "--semantic", "-o", str(report)], capsys)  # fmt: skip
+    assert code == 0
     doc = json.loads(report.read_text())
-    assert doc["model"] == {"model": "m.sac", "device": "cpu", "bf16": True,
-                            "config": {"tile": 256}}
-    assert doc["predictions"] == "model m.sac" and doc["aggregate"]["f1_obj"] == 0.0
+    assert doc["model"]["model"] == str(folder) and doc["model"]["bf16"] is False
+    assert doc["model"]["config"]["model"]["backbone"] == "lite_medsam"
+    assert doc["n_scored"] == len(doc["images"]) > 0
+    assert "semantic_pixel_dice" in doc["images"][0]
 
 
-def test_load_model_predict_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The helper calls the agreed inference API (a stand-in module, not the real one)."""
+def test_evaluate_with_a_model_folder(tmp_path: Path) -> None:
+    """--model runs the real inference pipeline (a tiny untrained model) on every image."""
+    from sac.sacmodel import create_model, save_model
 
-    class Segmenter:
-        def segment(self, image: np.ndarray, source: str) -> FakeResult:
-            return FakeResult(np.ones(image.shape[:2], np.uint32), None)
-
-        def config_dict(self) -> dict:
-            return {"backbone": "lite_medsam"}
-
-    fake = types.ModuleType("sac.inference.segment")
-    fake.load_segmenter = lambda model, device="cpu", bf16=False: Segmenter()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sac.inference.segment", fake)
-    predict, config = ev_cmd.load_model_predict("m", "cpu", False)
-    assert config == {"backbone": "lite_medsam"}
-    assert predict(np.zeros((4, 5, 3), np.uint8), "x").labels.shape == (4, 5)
+    torch.manual_seed(0)
+    folder = save_model(create_model(tiny=True), tmp_path / "model")
+    predict, config = ev_cmd.load_model_predict(str(folder), "cpu", False, semantic=True)
+    res = predict(np.zeros((40, 50, 3), np.uint8), "x")
+    assert res.labels.shape == (40, 50) and res.semantic.shape == (40, 50)
+    assert config["model"]["backbone"] == "lite_medsam"
 
 
 # --- built-in splits ------------------------------------------------------------------------

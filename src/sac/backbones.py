@@ -101,7 +101,7 @@ def tiny_spec(name: str) -> BackboneSpec:
         stride = spec.encoder.patch_stride
         enc: TinyViTConfig | ViTConfig = replace(
             spec.encoder, img_size=64 * stride * stride, embed_dims=(8, 16, 16, 24),
-            depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 2), out_chans=16,
+            depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 2), out_chans=64,
             num_classes=10 if spec.encoder.num_classes else 0,
         )
     else:

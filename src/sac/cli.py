@@ -16,6 +16,8 @@ import numpy as np
 
 from sac import __version__
 from sac.commands import evaluate as _ev
+from sac.commands import segment as _seg
+from sac.commands import train as _train
 from sac.errors import SACError
 
 EPILOG = (
@@ -61,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
 
     sub.add_parser("backbones", help="list the available backbones")
+    _train.add_parser(sub)
+    _seg.add_parser(sub)
     _ev.add_parser(sub)
     return parser
 
@@ -116,7 +120,8 @@ def cmd_backbones(_: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "backbones": cmd_backbones, "evaluate": _ev.run}
+COMMANDS = {"demo": cmd_demo, "backbones": cmd_backbones, "evaluate": _ev.run,
+            "train": _train.run, "segment": _seg.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

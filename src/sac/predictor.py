@@ -220,8 +220,9 @@ def _normalise_prompts(
             raise InputError(
                 f"points must be (N, P, 2) with labels (N, P); got {pts.shape} and {lbl.shape}"
             )
-        if not np.isin(lbl, (0, 1)).all():
-            raise InputError("point labels must be 1 (positive) or 0 (negative)")
+        if not np.isin(lbl, (-1, 0, 1)).all():
+            raise InputError("point labels must be 1 (positive) or 0 (negative); -1 marks "
+                             "padding in sets with fewer points")
     if boxes is not None:
         bxs = np.asarray(boxes, dtype=np.float32)
         if bxs.ndim == 1:

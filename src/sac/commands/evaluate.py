@@ -45,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--device", default="cpu", help="torch device for --model (default: cpu)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for --model")
+    p.add_argument("--semantic", action="store_true",
+                   help="with --model, also score the semantic mask (semantic_pixel_* keys)")
+    p.add_argument("--sam-checkpoint", type=Path, default=None,
+                   help="base SAM checkpoint for a --model trained on one not bundled")
     p.add_argument("--limit", type=int, default=None,
                    help="evaluate only the first N images (in name order)")
 
@@ -93,17 +97,17 @@ def select_names(
     return sorted(names), {"split": split, "subset": subset}
 
 
-def load_model_predict(model: str, device: str, bf16: bool) -> tuple[Any, dict[str, Any]]:
+def load_model_predict(model: str, device: str, bf16: bool, semantic: bool = False,
+                       checkpoint: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """Load ``model`` and return its ``predict(image, name)`` function and its config."""
-    try:
-        from sac.inference.segment import load_segmenter
-    except ModuleNotFoundError as exc:
-        if exc.name != "sac.inference.segment":
-            raise
-        raise ConfigError("this installation has no model inference (sac.inference.segment); "
-                          "use --predictions") from exc
-    segmenter = load_segmenter(model, device=device, bf16=bf16)
-    return segmenter.segment, segmenter.config_dict()
+    from sac.inference.segment import load_segmenter
+
+    segmenter = load_segmenter(model, device=device, bf16=bf16, checkpoint=checkpoint)
+
+    def predict(image: Any, name: str) -> Any:
+        return segmenter.segment(image, name, semantic=semantic)
+
+    return predict, segmenter.config_dict()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     names, selection = select_names(dataset, args.split, args.subset)
     predict, model_config = None, None
     if args.model is not None:
-        predict, config = load_model_predict(args.model, args.device, args.bf16)
+        predict, config = load_model_predict(args.model, args.device, args.bf16, args.semantic,
+                                             args.sam_checkpoint)
         model_config = {"model": str(args.model), "device": args.device, "bf16": args.bf16,
                         "config": config}
     report = evaluate_dataset(

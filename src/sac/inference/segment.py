@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
+from sac.errors import ConfigError
 from sac.imageops import to_rgb_float
 from sac.inference.expert import ExpertPrompts
 from sac.inference.merge import InstanceMask, merge_scored
@@ -69,13 +70,16 @@ class Segmenter:
     """Runs a :class:`SACModel` on images; see the module docstring for the steps."""
 
     def __init__(self, model: SACModel, bf16: bool = False, tile_size: int | None = None,
-                 overlap: int = 64, batch_size: int = 64) -> None:
+                 overlap: int | None = None, batch_size: int = 64) -> None:
         size = model.spec.image_size
         self.tile_size = tile_size or size
         if not 32 <= self.tile_size <= size:
-            raise ValueError(f"tile_size must be in [32, {size}]; got {self.tile_size}")
+            raise ConfigError(f"tile size must be in [32, {size}] for this model; got "
+                              f"{self.tile_size}")
+        overlap = self.tile_size // 4 if overlap is None else overlap
         if not 0 <= overlap < self.tile_size // 2:
-            raise ValueError(f"overlap must be in [0, tile_size / 2); got {overlap}")
+            raise ConfigError(f"overlap must be in [0, tile size / 2 = {self.tile_size // 2}); "
+                              f"got {overlap}")
         self.model = model.eval()
         self.config = model.config
         self.overlap = overlap

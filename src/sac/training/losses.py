@@ -1,8 +1,8 @@
 """Losses for joint training: SAM's masks and quality head, and the prompt generator's maps.
 
 All losses take a ``valid`` mask so padding (crops of images smaller than the model input) is
-ignored. Masks use focal loss plus Dice, as SAM was trained; the generator uses BCE (soft
-targets for the centre heatmap) plus Dice on the foreground.
+ignored. Masks use BCE (optionally focal, as SAM was trained) plus Dice; the generator uses BCE
+(soft targets for the centre heatmap) plus Dice on the foreground.
 """
 
 from __future__ import annotations
@@ -42,17 +42,27 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
-def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor,
-                valid: torch.Tensor, focal_weight: float = 20.0) -> dict[str, torch.Tensor]:
-    """SAM's loss: ``focal_weight`` x focal + Dice on the masks, MSE of the predicted IoU.
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy per item, averaged over valid pixels, (B,)."""
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (ce * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)
 
+
+def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor,
+                valid: torch.Tensor, focal_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """Mask loss BCE + Dice (or ``focal_weight`` x focal + Dice, SAM's recipe, when > 0), and
+    the MSE of the predicted IoU.
+
+    BCE is the default because focal loss (alpha 0.25) lets a decoder that starts from empty
+    masks, as LiteMedSAM does for point prompts, settle on predicting nothing.
     ``logits``/``target``/``valid`` are (B, h, w); ``iou_pred`` is (B,). Returns scalar
     ``mask`` and ``iou`` losses and the detached true ``iou`` values.
     """
-    focal = focal_loss(logits, target, valid)
+    pixel = focal_weight * focal_loss(logits, target, valid) if focal_weight > 0 else \
+        bce_loss(logits, target, valid)
     dice = dice_loss(logits, target, valid)
     true_iou = mask_iou(logits.detach(), target, valid)
-    return {"mask": (focal_weight * focal + dice).mean(),
+    return {"mask": (pixel + dice).mean(),
             "iou": F.mse_loss(iou_pred.float(), true_iou), "true_iou": true_iou}
 
 

@@ -1,0 +1,150 @@
+"""``sac segment``: instance labels (and optionally the semantic mask) for images of any size.
+
+Writes ``OUTDIR/<stem>_labels.tif`` (uint16, uint32 above 65,535 nuclei; 0 = background) for
+every input and ``OUTDIR/<stem>_semantic.png`` (0/255) with ``--save-semantic``. A failing
+file is reported and skipped; the others go on; the exit code says whether all succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+
+from sac.errors import ConfigError, InputError, SACError
+
+DEFAULT_MODEL = "sac-lite-monuseg"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``segment`` on the ``sac`` subcommand parser."""
+    from sac.cli import EPILOG
+
+    p = sub.add_parser(
+        "segment", help="segment nuclei in images with a trained SAC model",
+        description="Detect nuclei with the model's prompt generator, prompt SAM with them and "
+        "write instance labels OUTDIR/<stem>_labels.tif for each input (files, folders or "
+        "glob patterns).", epilog=EPILOG + "; with several inputs, a failing file is skipped "
+        "and the exit code is that of the failures (2 if all were bad input)")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--model", default=None,
+                   help=f"model folder or shipped model name (default: {DEFAULT_MODEL})")
+    p.add_argument("--sam-checkpoint", type=Path, default=None,
+                   help="base SAM checkpoint, for models trained on one that is not bundled")
+    p.add_argument("--save-semantic", action="store_true",
+                   help="also write <stem>_semantic.png, the one-prompt-set-per-tile mask")
+    p.add_argument("--prompts", type=Path, default=None,
+                   help="expert points: a CSV (x,y[,label]) for one input, or a folder of "
+                        "<stem>.csv files")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--scale", type=float, default=None,
+                       help="resample inputs by this factor before the model (default: the "
+                            "model's own, for images at its training data's magnification)")
+    scale.add_argument("--pixel-size", type=float, default=None,
+                       help="micrometres per pixel of the inputs; resampled to the model's")
+    p.add_argument("--tile-size", type=int, default=None, help="default: the model input size")
+    p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
+    p.add_argument("--batch-size", type=int, default=64, help="prompt sets per decoder batch")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPU)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="print only errors and the summary")
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Image files named by ``inputs`` (files, folders, globs) and the inputs matching none."""
+    from sac.data.images import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    missing: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
+        if not found:
+            missing.append(item)
+        files.extend(found)
+    unique = list(dict.fromkeys(files))
+    return unique, missing
+
+
+def _expert_for(prompts: Path | None, image: Path, n_inputs: int):  # -> ExpertPrompts | None
+    from sac.inference.expert import read_expert_csv
+
+    if prompts is None:
+        return None
+    if prompts.is_dir():
+        csv = prompts / f"{image.stem}.csv"
+        return read_expert_csv(csv) if csv.is_file() else None
+    if n_inputs > 1:
+        raise ConfigError("--prompts FILE applies to one input image; for several, pass a "
+                          "folder of <stem>.csv files")
+    return read_expert_csv(prompts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment every input; report failures at the end."""
+    from sac.backbones import resolve_device
+    from sac.data.images import read_image
+    from sac.fileio import check_writable
+    from sac.formats import write_labels_tif, write_png
+    from sac.inference.rescale import input_scale
+    from sac.inference.segment import load_segmenter
+
+    resolve_device(args.device)
+    files, missing = expand_inputs(args.inputs)
+    failures: list[tuple[str, SACError]] = [
+        (m, InputError(f"{m}: no such file, or no image files in that folder/pattern"))
+        for m in missing]
+    if not files:
+        for _, exc in failures:
+            print(f"sac segment: error: {exc}", file=sys.stderr)
+        return 2
+    if args.prompts is not None and not args.prompts.exists():
+        raise InputError(f"--prompts {args.prompts} does not exist")
+    segmenter = load_segmenter(args.model or DEFAULT_MODEL, args.device, args.bf16,
+                               args.sam_checkpoint, tile_size=args.tile_size,
+                               overlap=args.overlap, batch_size=args.batch_size)
+    cfg = segmenter.config
+    scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
+    t0, n_nuclei, done = time.perf_counter(), 0, 0
+    for path in files:
+        out_labels = args.output / f"{path.stem}_labels.tif"
+        out_sem = args.output / f"{path.stem}_semantic.png"
+        try:
+            check_writable(out_labels, args.overwrite)
+            if args.save_semantic:
+                check_writable(out_sem, args.overwrite)
+            expert = _expert_for(args.prompts, path, len(files))
+            t = time.perf_counter()
+            result = segmenter.segment(read_image(path), str(path), scale=scale, expert=expert,
+                                       semantic=args.save_semantic)
+            write_labels_tif(out_labels, result.labels, args.overwrite)
+            if args.save_semantic and result.semantic is not None:
+                write_png(out_sem, result.semantic.astype("uint8") * 255, args.overwrite)
+        except SACError as exc:
+            failures.append((str(path), exc))
+            print(f"sac segment: error: {exc}", file=sys.stderr)
+            continue
+        done += 1
+        n_nuclei += result.n_nuclei
+        if not args.quiet:
+            print(f"{path.name}: {result.n_nuclei} nuclei in {time.perf_counter() - t:.1f} s "
+                  f"-> {out_labels}")
+    total = time.perf_counter() - t0
+    print(f"segmented {done} of {len(files) + len(missing)} input(s), {n_nuclei} nuclei, "
+          f"{total:.1f} s", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} failure(s):", file=sys.stderr)
+        for name, exc in failures:
+            print(f"  {name}: {exc}", file=sys.stderr)
+        return 2 if all(isinstance(e, InputError) for _, e in failures) else 1
+    return 0

@@ -1,0 +1,163 @@
+"""``sac train``: fine-tune SAM (LoRA + mask decoder) jointly with the prompt generator."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from sac.errors import ConfigError, InputError
+
+PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
+MODALITY_OF_FORMAT = {"monuseg": "he", "dsb2018": "any", "folder": "any"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``train`` on the ``sac`` subcommand parser."""
+    from sac.backbones import BACKBONES, DEFAULT_BACKBONE
+    from sac.cli import EPILOG
+    from sac.commands.evaluate import FORMATS
+    from sac.sacmodel.config import PROMPT_MODES, PROMPT_STRATEGIES
+    from sac.training.trainer import SELECT_METRICS
+
+    p = sub.add_parser(
+        "train", help="train a SAC model on labelled images",
+        description="Fine-tune SAM with LoRA on the image encoder's query/value projections, "
+        "the mask decoder and the auto-prompt generator, jointly, on a labelled dataset. The "
+        "best model on the validation images is written to RUN_DIR/model; an interrupted run "
+        "continues with --resume.", epilog=EPILOG)
+    p.add_argument("--data", type=Path, required=True, help="training dataset folder")
+    p.add_argument("--format", required=True, choices=FORMATS, help="dataset layout")
+    p.add_argument("--split", default=None, help="split JSON or built-in name (monuseg, "
+                   "dsb2018); its train part trains, its val part validates. Default: a "
+                   "deterministic 10%% of the images validate")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="start over in a non-empty folder")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES))
+    g.add_argument("--sam-checkpoint", type=Path, default=None, help="base SAM checkpoint")
+    g.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests only
+    g.add_argument("--lora-rank", type=int, default=4, help="0 = no LoRA (default 4)")
+    g.add_argument("--lora-alpha", type=float, default=None, help="default: the rank")
+    g.add_argument("--lora-blocks", default=None,
+                   help="comma-separated attention blocks with LoRA (default: all)")
+    g.add_argument("--train-parts", default="mask_decoder,generator",
+                   help=f"parts trained besides LoRA, from {', '.join(PARTS[1:])} "
+                        "(default: mask_decoder,generator)")
+    g.add_argument("--prompt-mode", choices=PROMPT_MODES, default="points")
+    g.add_argument("--prompt-strategy", choices=PROMPT_STRATEGIES, default="centroid")
+    g.add_argument("--neighbour-negatives", type=int, default=2)
+    g.add_argument("--background-negatives", type=int, default=1)
+    g.add_argument("--semantic-points", type=int, default=64,
+                   help="most prompts in a tile's semantic prompt set")
+    g.add_argument("--scale", type=float, default=1.0,
+                   help="resample the training images by this factor (default 1)")
+    g.add_argument("--pixel-size", type=float, default=None,
+                   help="micrometres per pixel of the training images (recorded in the model)")
+    g.add_argument("--modality", choices=("he", "fluorescence", "any"), default=None,
+                   help="image type; he turns on stain augmentation (default from --format)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=10)
+    o.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="default: crops covering the training images once")
+    o.add_argument("--batch-size", type=int, default=2, help="crops per step (default 2)")
+    o.add_argument("--prompts-per-crop", type=int, default=16)
+    o.add_argument("--generator-prompt-prob", type=float, default=0.5,
+                   help="share of crops prompted from the generator instead of the truth")
+    o.add_argument("--lr", type=float, default=3e-4)
+    o.add_argument("--generator-lr", type=float, default=2e-3)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--select-metric", choices=SELECT_METRICS, default="aji")
+    o.add_argument("--limit", type=int, default=None, help="use only N training images")
+    o.add_argument("--val-limit", type=int, default=None, help="validate on N images only")
+    o.add_argument("--device", default="cpu")
+    o.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast in the image encoder (about 1.5x faster on CPU)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _split_names(dataset: Any, split: str | None, seed: int) -> tuple[list[str], list[str]]:
+    from sac.commands.evaluate import load_split_arg
+    from sac.data.splits import stratified_split
+
+    if split is not None:
+        s = load_split_arg(split)
+        return list(s.train), list(s.val)
+    names = dataset.names
+    if len(names) < 5:
+        return names, []
+    train, val = stratified_split({n: "all" for n in names}, 0.1, seed)
+    return train, val
+
+
+def _parts(value: str, rank: int) -> tuple[str, ...]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS[1:]]
+    if bad:
+        raise ConfigError(f"--train-parts: unknown part(s) {bad}; choose from {PARTS[1:]}")
+    if "generator" not in parts:
+        raise ConfigError("--train-parts must include generator (it has no pretrained weights)")
+    return (("lora",) if rank > 0 else ()) + tuple(p for p in PARTS[1:] if p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the model and data, train, and report where the best model went."""
+    import torch
+
+    from sac.backbones import resolve_device
+    from sac.commands.evaluate import open_dataset
+    from sac.modeling import LoRAConfig
+    from sac.sacmodel import PromptConfig, create_model
+    from sac.training.augment import AugmentConfig
+    from sac.training.sampler import load_images
+    from sac.training.step import StepConfig
+    from sac.training.trainer import TrainConfig, Trainer
+
+    resolve_device(args.device)
+    if args.scale <= 0:
+        raise ConfigError(f"--scale must be > 0; got {args.scale}")
+    modality = args.modality or MODALITY_OF_FORMAT[args.format]
+    blocks = None if args.lora_blocks is None else tuple(
+        int(b) for b in args.lora_blocks.split(",") if b.strip())
+    lora = LoRAConfig(args.lora_rank, args.lora_alpha or float(max(args.lora_rank, 1)), blocks)
+    prompts = PromptConfig(args.prompt_mode, args.prompt_strategy, args.neighbour_negatives,
+                           args.background_negatives, args.semantic_points)
+    cfg = TrainConfig(
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        lr=args.lr, generator_lr=args.generator_lr, seed=args.seed,
+        select_metric=args.select_metric, val_limit=args.val_limit,
+        step=StepConfig(prompts_per_crop=args.prompts_per_crop,
+                        generator_prompt_prob=args.generator_prompt_prob, bf16=args.bf16),
+        augment=AugmentConfig.for_modality(modality, stain_bias=0.02),
+    )
+    dataset = open_dataset(args.data, args.format)
+    train_names, val_names = _split_names(dataset, args.split, args.seed)
+    train, problems = load_images(dataset, train_names, args.scale, args.limit)
+    val, val_problems = load_images(dataset, val_names, args.scale, args.val_limit)
+    for msg in problems + val_problems:
+        print(f"sac train: skipped {msg}", file=sys.stderr)
+    if not train:
+        raise InputError(f"the training set is empty: no usable image/label pairs in "
+                         f"{args.data} ({len(problems)} problem(s) listed above)")
+    torch.manual_seed(args.seed)
+    pixel = None if args.pixel_size is None else args.pixel_size / args.scale
+    model = create_model(args.backbone, args.sam_checkpoint, tiny=args.tiny, lora=lora,
+                         prompts=prompts, parts=_parts(args.train_parts, args.lora_rank),
+                         device=args.device, input_scale=args.scale, pixel_size_um=pixel,
+                         modality=modality)
+    summary = {"data": str(args.data), "format": args.format, "split": args.split,
+               "train_images": len(train), "val_images": len(val),
+               "skipped": problems + val_problems}
+    trainer = Trainer(model, train, val, args.output, cfg, summary)
+    print(f"training on {len(train)} images, validating on {len(val)}; "
+          f"{trainer.total_steps} steps of {cfg.batch_size} crops", file=sys.stderr)
+    command = "sac " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    result = trainer.run(resume=args.resume, overwrite=args.overwrite,
+                         progress=not args.quiet, command=command)
+    best = "n/a (no validation images)" if result.best_metric is None else \
+        f"{cfg.select_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
+    print(f"done in {result.wall_time_s / 60:.1f} min: best {best}\nmodel: {result.model_dir}")
+    return 1 if problems or val_problems else 0

@@ -1,0 +1,295 @@
+"""The training loop: steps, validation each epoch, best model, resumable checkpoints, logs.
+
+A run folder holds:
+
+* ``model/``: the best model so far on the validation images (a normal model folder);
+* ``last/state.pt``: everything needed to resume (trained tensors, optimiser, scheduler, step;
+  plain tensors and numbers only, read with ``weights_only=True``);
+* ``train_config.json``: the settings; a resumed run must use the same ones;
+* ``log.jsonl``: one JSON object per epoch (losses, learning rate, speed, validation metrics).
+
+Each step's crops and prompts come from generators seeded by ``(seed, step)``, so a run that
+is interrupted and resumed ends with the same weights as one that is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sac.errors import ConfigError, InputError
+from sac.fileio import atomic_path
+from sac.sacmodel import SACModel, save_model
+from sac.training.augment import AugmentConfig
+from sac.training.sampler import CropSampler, TrainImage
+from sac.training.step import StepConfig, train_step
+
+SELECT_METRICS = ("aji", "pq", "dsb_score", "f1_obj", "pixel_dice")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of a run (the model's own settings live in its config)."""
+
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # default: crops covering the training area once
+    batch_size: int = 2
+    lr: float = 3e-4  # LoRA, mask decoder (and prompt encoder if trained)
+    generator_lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    seed: int = 0
+    select_metric: str = "aji"
+    val_limit: int | None = None
+    checkpoint_every: int = 50  # steps between resumable checkpoints inside an epoch
+    save_dtype: str = "float16"
+    step: StepConfig = field(default_factory=StepConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be >= 1")
+        if self.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"--select-metric must be one of {SELECT_METRICS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    model_dir: Path
+    best_metric: float | None
+    best_epoch: int | None
+    steps: int
+    wall_time_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _optimizer(model: SACModel, parts: tuple[str, ...], cfg: TrainConfig
+               ) -> torch.optim.Optimizer:
+    groups = []
+    for part in parts:
+        params = [p for n, p in model.part_module(part).named_parameters()
+                  if p.requires_grad and (part != "lora" or ".lora_" in n)]
+        if params:
+            lr = cfg.generator_lr if part == "generator" else cfg.lr
+            groups.append({"params": params, "lr": lr, "name": part})
+    if not groups:
+        raise ConfigError("nothing to train: every part is frozen")
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+
+def _schedule(opt: torch.optim.Optimizer, warmup: int, total: int
+              ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to 5% of the peak learning rate."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def set_trainable(model: SACModel, parts: tuple[str, ...]) -> None:
+    """requires_grad only on the trained parts (LoRA: only its A and B matrices)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for part in parts:
+        for name, p in model.part_module(part).named_parameters():
+            if part != "lora" or ".lora_" in name:
+                p.requires_grad_(True)
+
+
+def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str, float]:
+    """Aggregate metrics of the full inference pipeline on the validation images."""
+    from sac.inference.segment import Segmenter
+    from sac.metrics import aggregate, evaluate_pair
+
+    seg = Segmenter(model, bf16=bf16)
+    rows = []
+    for im in images:
+        pred = seg.segment(im.rgb, im.name, scale=1.0)
+        rows.append(evaluate_pair(im.labels, pred.labels))
+    return {k: float(v) for k, v in aggregate(rows).items()}
+
+
+class Trainer:
+    """Trains a :class:`SACModel` into a run folder (see the module docstring)."""
+
+    def __init__(self, model: SACModel, train_images: list[TrainImage],
+                 val_images: list[TrainImage], out_dir: str | Path, cfg: TrainConfig,
+                 data_summary: dict[str, Any] | None = None) -> None:
+        self.model, self.cfg = model, cfg
+        self.val_images = val_images
+        self.out = Path(out_dir)
+        self.parts = model.config.parts
+        self.sampler = CropSampler(train_images, model.spec.image_size, cfg.augment)
+        self.steps_per_epoch = cfg.steps_per_epoch or max(
+            1, math.ceil(self.sampler.crops_per_epoch / cfg.batch_size))
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        set_trainable(model, self.parts)
+        self.opt = _optimizer(model, self.parts, cfg)
+        self.sched = _schedule(self.opt, cfg.warmup_steps, self.total_steps)
+        self.step = 0
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.summary = dict(data_summary or {})
+        self.summary.update(n_train_images=len(train_images), n_val_images=len(val_images))
+
+    # --- checkpoints ---------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.out / "last" / "state.pt"
+
+    def _save_state(self) -> None:
+        state = {
+            "step": self.step, "best": self.best if self.best is not None else float("nan"),
+            "best_epoch": -1 if self.best_epoch is None else self.best_epoch,
+            "parts": {p: {k: v.detach().cpu().clone() for k, v in
+                          self.model.part_state(p).items()} for p in self.parts},
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+        }
+        with atomic_path(self.state_path, overwrite=True) as tmp:
+            torch.save(state, tmp)
+
+    def _load_state(self) -> None:
+        try:
+            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InputError(f"cannot resume from {self.state_path}: {exc}") from None
+        with torch.no_grad():
+            for part, tensors in state["parts"].items():
+                own = self.model.part_state(part)
+                for k, v in tensors.items():
+                    own[k].copy_(v)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        best = float(state["best"])
+        self.best = None if math.isnan(best) else best
+        self.best_epoch = None if int(state["best_epoch"]) < 0 else int(state["best_epoch"])
+
+    def _prepare_dir(self, resume: bool, overwrite: bool) -> None:
+        cfg_path = self.out / "train_config.json"
+        settings = {"train": self.cfg.to_dict(), "model": self.model.config.to_dict()}
+        settings["model"].pop("training", None)
+        settings["model"].pop("sac_version", None)
+        text = json.dumps(settings, indent=2, default=str) + "\n"
+        if resume:
+            if not self.state_path.is_file():
+                raise InputError(f"nothing to resume: {self.state_path} does not exist")
+            if cfg_path.is_file() and json.loads(cfg_path.read_text()) != json.loads(text):
+                raise ConfigError(f"--resume needs the same settings as the interrupted run; "
+                                  f"they differ from {cfg_path}")
+            self._load_state()
+            return
+        if self.out.exists() and any(self.out.iterdir()) and not overwrite:
+            raise InputError(f"run folder {self.out} is not empty; pass --resume to continue "
+                             "it or --overwrite to start again")
+        self.out.mkdir(parents=True, exist_ok=True)
+        for old in ("log.jsonl", "last/state.pt"):
+            (self.out / old).unlink(missing_ok=True)
+        with atomic_path(cfg_path, overwrite=True) as tmp:
+            tmp.write_text(text)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with (self.out / "log.jsonl").open("a") as fh:
+            fh.write(json.dumps(record, default=float) + "\n")
+
+    # --- loop ----------------------------------------------------------------------------
+    def run(self, resume: bool = False, overwrite: bool = False, progress: bool = True,
+            command: str = "") -> TrainResult:
+        """Train to the configured number of epochs; returns where the best model went."""
+        from tqdm import tqdm
+
+        self._prepare_dir(resume, overwrite)
+        t_start = time.perf_counter()
+        history: list[dict[str, Any]] = []
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress,
+                   unit="step", dynamic_ncols=True)
+        sums: dict[str, float] = {}
+        t_epoch, n_epoch = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            loss = self._one_step()
+            for k, v in loss.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_epoch += 1
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss['total']:.3f}", miou=f"{loss.get('mask_iou', 0):.2f}")
+            if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
+                epoch = math.ceil(self.step / self.steps_per_epoch)
+                rec = self._end_epoch(epoch, sums, n_epoch, time.perf_counter() - t_epoch,
+                                      command)
+                history.append(rec)
+                bar.write(_epoch_line(rec))
+                sums, t_epoch, n_epoch = {}, time.perf_counter(), 0
+            elif self.step % self.cfg.checkpoint_every == 0:
+                self._save_state()
+        bar.close()
+        return TrainResult(self.out / "model", self.best, self.best_epoch, self.step,
+                           time.perf_counter() - t_start, history)
+
+    def _one_step(self) -> dict[str, float]:
+        crops = self.sampler.batch(self.cfg.seed, self.step, self.cfg.batch_size)
+        self.model.train_mode(self.parts)
+        rng = np.random.default_rng([self.cfg.seed, self.step, 1])
+        out = train_step(self.model, crops, self.cfg.step, rng, self.step)
+        self.opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def _end_epoch(self, epoch: int, sums: dict[str, float], n: int, seconds: float,
+                   command: str) -> dict[str, Any]:
+        rec: dict[str, Any] = {"epoch": epoch, "step": self.step,
+                               "lr": self.opt.param_groups[0]["lr"],
+                               "seconds": round(seconds, 2),
+                               "crops_per_s": round(n * self.cfg.batch_size / seconds, 3)}
+        rec.update({f"train_{k}": round(v / max(n, 1), 5) for k, v in sums.items()})
+        t0 = time.perf_counter()
+        metric = None
+        if self.val_images:
+            limit = self.cfg.val_limit or len(self.val_images)
+            val = validate(self.model, self.val_images[:limit], self.cfg.step.bf16)
+            rec.update({f"val_{k}": round(v, 5) for k, v in val.items()})
+            rec["val_seconds"] = round(time.perf_counter() - t0, 2)
+            metric = val[self.cfg.select_metric]
+        improved = metric is None or self.best is None or metric >= self.best  # ties: newer
+        if improved:
+            self.best, self.best_epoch = metric, epoch
+            training = dict(self.summary, command=command, epochs_done=epoch, steps=self.step,
+                            select_metric=self.cfg.select_metric,
+                            validation={k[4:]: v for k, v in rec.items()
+                                        if k.startswith("val_")})
+            save_model(self.model, self.out / "model", overwrite=True,
+                       dtype=self.cfg.save_dtype, training=training)
+        rec["best"] = improved
+        self._save_state()
+        self._log(rec)
+        return rec
+
+
+def _epoch_line(rec: dict[str, Any]) -> str:
+    val = ", ".join(f"{k[4:]} {rec[k]:.3f}" for k in ("val_pixel_dice", "val_aji", "val_pq")
+                    if k in rec)
+    mark = " (best, saved)" if rec.get("best") else ""
+    return (f"epoch {rec['epoch']}: loss {rec.get('train_total', float('nan')):.3f}, "
+            f"{rec['crops_per_s']:.2f} crops/s" + (f"; val {val}" if val else "") + mark)

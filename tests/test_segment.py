@@ -1,0 +1,196 @@
+"""The inference pipeline: tiling and stitching, expert prompts, scale, model folders, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from oracle import OracleGenerator
+
+from sac.errors import ConfigError, InputError, WeightsError
+from sac.inference.expert import ExpertPrompts, read_expert_csv
+from sac.inference.rescale import input_scale, resample_labels
+from sac.inference.segment import Segmenter, apply_expert
+from sac.inference.stitch import owned_tiles
+from sac.sacmodel import PromptConfig, SACConfig, create_model, load_model, save_model
+
+from synthetic import disk_image, disk_labels
+
+# disks centred on or across the seams of 160-px tiles overlapping by 48 on a 256-px image
+SEAM_DISKS = [(100, 100, 14), (40, 160, 12), (160, 40, 13), (200, 100, 15), (100, 200, 12),
+              (205, 205, 16), (40, 40, 11)]
+
+
+def matched_ious(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """For each label of ``a``, IoU with the label of ``b`` it overlaps most (0 if none)."""
+    out = []
+    for i in np.unique(a[a > 0]):
+        m = a == i
+        j = np.bincount(b[m].astype(np.int64)).argmax()
+        out.append(0.0 if j == 0 else float((m & (b == j)).sum() / (m | (b == j)).sum()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def box_model(lite_medsam):
+    """Real LiteMedSAM prompted with boxes, with the brightness-based stand-in generator."""
+    model = create_model(prompts=PromptConfig(mode="boxes"))
+    model.generator = OracleGenerator()
+    return model
+
+
+@pytest.mark.weights
+def test_tiled_equals_untiled(box_model) -> None:
+    image, truth = disk_image((256, 256), SEAM_DISKS)
+    whole = Segmenter(box_model, tile_size=256).segment(image)
+    tiled = Segmenter(box_model, tile_size=160, overlap=48).segment(image)
+    assert whole.n_nuclei == tiled.n_nuclei == len(SEAM_DISKS)
+    assert min(matched_ious(whole.labels, tiled.labels)) >= 0.95
+    assert min(matched_ious(truth, tiled.labels)) >= 0.9
+
+
+@pytest.mark.weights
+def test_scale_returns_labels_at_input_size(box_model) -> None:
+    image, truth = disk_image((256, 256), SEAM_DISKS)
+    big = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)  # the same scene at 2x
+    res = Segmenter(box_model).segment(big, scale=0.5, semantic=True)
+    assert res.labels.shape == big.shape[:2]
+    assert res.semantic is not None and res.semantic.shape == big.shape[:2]
+    assert res.n_nuclei == len(SEAM_DISKS)
+    up = np.repeat(np.repeat(truth, 2, axis=0), 2, axis=1)
+    assert min(matched_ious(up, res.labels)) >= 0.85
+
+
+@pytest.mark.weights
+def test_expert_prompts_add_and_remove(box_model) -> None:
+    disks = [(60, 60, 14), (180, 180, 14)]
+    image, _ = disk_image((256, 256), disks)
+    auto = Segmenter(box_model).segment(image)
+    assert auto.n_nuclei == 2
+    # a negative click removes the nucleus under it
+    neg = ExpertPrompts(np.array([[60.0, 60.0]]), np.array([0]))
+    assert Segmenter(box_model).segment(image, expert=neg).n_nuclei == 1
+
+
+def test_apply_expert_edits_detections() -> None:
+    det = disk_labels((64, 64), [(20, 20, 6), (44, 44, 6)])
+    out = apply_expert(det, ExpertPrompts(np.array([[20, 20], [50, 10]], np.float32),
+                                          np.array([0, 1])))
+    assert 1 not in np.unique(out) and out[20, 20] == 0  # removed
+    assert out[10, 50] == 3 and (out == 3).sum() > 50  # a new nucleus of the median size
+    assert (out == 2).sum() == (det == 2).sum()
+
+
+def test_expert_csv(tmp_path: Path) -> None:
+    good = tmp_path / "p.csv"
+    good.write_text("x,y,label,name\n10,20,1,a\n30.5,40,0,b\n5,6,,c\n")
+    ex = read_expert_csv(good)
+    assert ex.points.tolist() == [[10, 20], [30.5, 40], [5, 6]]
+    assert ex.labels.tolist() == [1, 0, 1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,oops\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_expert_csv(bad)
+    nohdr = tmp_path / "nohdr.csv"
+    nohdr.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="columns x and y"):
+        read_expert_csv(nohdr)
+    with pytest.raises(InputError, match="outside"):
+        ex.check_inside((15, 15), "img.png")
+
+
+def test_owned_tiles_partition_the_image() -> None:
+    for shape, tile, overlap in [((256, 256), 160, 48), ((300, 517), 128, 32), ((64, 64), 64, 0)]:
+        count = np.zeros(shape, np.int32)
+        for o in owned_tiles(shape, tile, overlap):
+            count[o.image] += 1
+            ys, xs = o.local
+            assert ys.start >= 0 and ys.stop <= tile and xs.start >= 0 and xs.stop <= tile
+        assert (count == 1).all()
+
+
+def test_scale_helpers() -> None:
+    lab = np.array([[1, 2], [3, 4]], np.uint32)
+    assert resample_labels(lab, (4, 4)).tolist()[0] == [1, 1, 2, 2]
+    assert input_scale(0.5, 0.5, scale=None, pixel_size=0.25) == 0.5
+    assert input_scale(0.5, None) == 0.5
+    assert input_scale(0.5, None, scale=2.0) == 2.0
+    with pytest.raises(InputError, match="does not record"):
+        input_scale(1.0, None, pixel_size=0.25)
+    with pytest.raises(InputError):
+        input_scale(1.0, 0.5, scale=1.0, pixel_size=0.5)
+
+
+# --- model folders -------------------------------------------------------------------------
+
+
+def test_model_folder_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(tiny=True)
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(0.01)
+    folder = save_model(model, tmp_path / "m")
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json", "base.safetensors", "lora.safetensors", "mask_decoder.safetensors",
+        "generator.safetensors"}
+    again = load_model(folder)
+    for (k, v), w in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    with pytest.raises(InputError, match="already exists"):
+        save_model(model, folder)
+    half = load_model(save_model(model, tmp_path / "h", dtype="float16"))
+    g1, g2 = model.generator.state_dict(), half.generator.state_dict()
+    assert all(torch.allclose(g1[k], g2[k], atol=1e-3, rtol=1e-3) for k in g1)
+
+
+def test_model_folder_validation(tmp_path: Path) -> None:
+    folder = save_model(create_model(tiny=True), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    # a wrong base sha256 is refused
+    bad = dict(cfg, base=dict(cfg["base"], sha256="0" * 64))
+    (folder / "config.json").write_text(json.dumps(bad))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_model(folder)
+    # an unknown key is named
+    (folder / "config.json").write_text(json.dumps(dict(cfg, colour="blue")))
+    with pytest.raises(ConfigError, match="colour"):
+        load_model(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "generator.safetensors").unlink()
+    with pytest.raises(WeightsError, match=r"generator\.safetensors is missing"):
+        load_model(folder)
+    (folder / "generator.safetensors").write_bytes(b"garbage")
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_model(folder)
+    with pytest.raises(ConfigError, match="neither a model folder"):
+        load_model(tmp_path / "nope")
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ConfigError, match="prompt mode"):
+        PromptConfig(mode="clicks")  # type: ignore[arg-type]
+    cfg = create_model(tiny=True).config.to_dict()
+    with pytest.raises(ConfigError, match="format_version"):
+        SACConfig.from_dict(dict(cfg, format_version=99))
+    with pytest.raises(ConfigError, match="lora_rank"):
+        SACConfig.from_dict(dict(cfg, lora_rank="four"))
+
+
+@pytest.mark.weights
+def test_bundled_model_records_base_sha(tmp_path: Path, lite_medsam) -> None:
+    from sac.weights import LITEMEDSAM_SHA256
+
+    model = create_model()
+    folder = save_model(model, tmp_path / "real", dtype="float16")
+    assert model.config.base.sha256 == LITEMEDSAM_SHA256
+    assert not (folder / "base.safetensors").exists()
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size < 15e6
+    load_model(folder)

@@ -1,0 +1,184 @@
+"""Joint training: the tiny end-to-end run, resuming, prompt mixing, losses, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from sac.autoprompt import Maps, positive_points, semantic_set
+from sac.cli import main
+from sac.errors import InputError
+from sac.sacmodel import PromptConfig, Thresholds, create_model, load_model
+from sac.training.losses import dice_loss, generator_loss, mask_iou, mask_losses
+from sac.training.sampler import TrainImage
+from sac.training.step import match_targets
+from sac.training.trainer import TrainConfig, Trainer
+
+from synthetic import disk_image, disk_labels
+
+
+def write_disk_folder(root: Path, n: int = 6, size: int = 128, seed: int = 0) -> Path:
+    """A generic images/ + labels/ dataset of random bright disks."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(n):
+        disks = [(int(rng.integers(16, size - 16)), int(rng.integers(16, size - 16)),
+                  int(rng.integers(7, 12))) for _ in range(6)]
+        img, lab = disk_image((size, size), disks, seed=i)
+        iio.imwrite(root / "images" / f"im{i}.png", img)
+        tifffile.imwrite(root / "labels" / f"im{i}.tif", lab.astype(np.uint16))
+    return root
+
+
+@pytest.fixture(scope="module")
+def disk_folder(tmp_path_factory) -> Path:
+    return write_disk_folder(tmp_path_factory.mktemp("disks") / "data")
+
+
+def test_tiny_train_then_segment(disk_folder: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--data", str(disk_folder), "--format", "folder", "-o", str(run),
+            "--tiny", "--epochs", "3", "--steps-per-epoch", "12", "--lr", "5e-3", "--quiet"]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert log[-1]["train_total"] < log[0]["train_total"]
+    assert log[-1]["train_generator"] < log[0]["train_generator"]
+    assert "val_aji" in log[0]  # 1 of the 6 images validates
+    model = load_model(run / "model")
+    assert model.config.training["train_images"] == 5
+    assert model.config.training["command"].startswith("sac ")
+    # the run folder refuses a second start without --resume/--overwrite
+    assert main(args) == 2
+    out = tmp_path / "out"
+    image = disk_folder / "images" / "im0.png"
+    seg = ["segment", str(image), "-o", str(out), "--model", str(run / "model"),
+           "--save-semantic", "--quiet"]
+    assert main(seg) == 0
+    labels = tifffile.imread(out / "im0_labels.tif")
+    assert labels.shape == (128, 128) and labels.dtype == np.uint16
+    sem = iio.imread(out / "im0_semantic.png")
+    assert sem.shape == (128, 128) and set(np.unique(sem)) <= {0, 255}
+    before = (out / "im0_labels.tif").stat().st_mtime_ns
+    assert main(seg) == 2  # outputs exist: refused, untouched
+    assert (out / "im0_labels.tif").stat().st_mtime_ns == before
+    assert "already exists" in capsys.readouterr().err
+
+
+def _images(folder: Path) -> list[TrainImage]:
+    from sac.data import FolderDataset
+    from sac.training.sampler import load_images
+
+    return load_images(FolderDataset(folder), None, 1.0)[0]
+
+
+def test_resume_reproduces_optimizer_and_scheduler(disk_folder: Path, tmp_path: Path,
+                                                   monkeypatch) -> None:
+    images = _images(disk_folder)
+    cfg = TrainConfig(epochs=2, steps_per_epoch=3, checkpoint_every=2, warmup_steps=2)
+
+    def trainer(out: Path) -> Trainer:
+        torch.manual_seed(0)
+        return Trainer(create_model(tiny=True), images[:4], [], out, cfg)
+
+    straight = trainer(tmp_path / "a")
+    straight.run(progress=False)
+    broken = trainer(tmp_path / "b")
+    calls = {"n": 0}
+    real_step = Trainer._one_step
+
+    def interrupted(self: Trainer) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the checkpoints at steps 2 and 3 (end of epoch 1)
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "_one_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        broken.run(progress=False)
+    monkeypatch.setattr(Trainer, "_one_step", real_step)
+    resumed = trainer(tmp_path / "b")
+    resumed.run(resume=True, progress=False)
+    assert resumed.step == straight.step == 6
+    assert resumed.sched.state_dict() == straight.sched.state_dict()
+    sa, sb = straight.opt.state_dict(), resumed.opt.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for k in sa["state"]:
+        for name, v in sa["state"][k].items():
+            assert torch.allclose(v, sb["state"][k][name], atol=1e-6), (k, name)
+    # Weights agree to float noise. (Attention key biases get gradients that are pure noise,
+    # since softmax ignores a shift, and Adam scales noise up to full-size steps; hence 1e-3.)
+    for k, v in straight.model.state_dict().items():
+        assert torch.allclose(v, resumed.model.state_dict()[k], atol=1e-3), k
+    logs = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in logs] == [1, 2]
+
+
+def test_train_bad_input(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    (empty / "labels").mkdir()
+    code = main(["train", "--data", str(empty), "--format", "folder", "-o",
+                 str(tmp_path / "r"), "--tiny", "--quiet"])
+    assert code == 2
+    assert "empty" in capsys.readouterr().err
+    # a label image of the wrong size is skipped with a message; training goes on
+    data = write_disk_folder(tmp_path / "d", n=3, size=96)
+    tifffile.imwrite(data / "labels" / "im1.tif", np.zeros((50, 50), np.uint16))
+    code = main(["train", "--data", str(data), "--format", "folder", "-o",
+                 str(tmp_path / "r2"), "--tiny", "--epochs", "1", "--steps-per-epoch", "2",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "im1" in err and (tmp_path / "r2" / "model" / "config.json").is_file()
+    with pytest.raises(InputError, match="resume"):
+        Trainer(create_model(tiny=True), _images(data), [], tmp_path / "r3",
+                TrainConfig()).run(resume=True, progress=False)
+
+
+def test_match_targets() -> None:
+    gt = disk_labels((64, 64), [(20, 20, 8), (44, 44, 8)])
+    det = np.zeros_like(gt)
+    det[gt == 2] = 1  # covers nucleus 2
+    det[15:25, 15:20] = 2  # mostly nucleus 1
+    det[0:5, 50:60] = 3  # background: a false detection
+    assert match_targets(det, gt).tolist() == [2, 1, 0]
+
+
+def test_prompt_strategies_on_known_maps() -> None:
+    labels = disk_labels((64, 64), [(20, 20, 8), (44, 44, 8)])
+    centre = np.zeros((64, 64), np.float32)
+    centre[17, 23] = 0.9  # off-centre peak inside nucleus 1
+    centre[46, 40] = 0.8
+    maps = Maps((labels > 0).astype(np.float32), np.zeros((64, 64), np.float32), centre)
+    assert positive_points(labels, maps, "centroid").round().tolist() == [[20, 20], [44, 44]]
+    assert positive_points(labels, maps, "probability").tolist() == [[23, 17], [40, 46]]
+    s = semantic_set(labels, maps, PromptConfig(semantic_points=12), Thresholds())
+    neg = s.points[s.labels == 0].astype(int)
+    assert len(neg) and not (labels[neg[:, 1], neg[:, 0]] > 0).any()
+    assert (s.labels == 1).sum() == 2
+
+
+def test_losses() -> None:
+    t = torch.zeros(2, 16, 16)
+    t[:, 4:12, 4:12] = 1
+    v = torch.ones_like(t)
+    good, bad = (t * 20 - 10), -(t * 20 - 10)
+    assert dice_loss(good, t, v).max() < 0.01 and dice_loss(bad, t, v).min() > 0.99
+    assert mask_iou(good, t, v).tolist() == [1.0, 1.0]
+    out = mask_losses(good, torch.ones(2), t, v)
+    assert out["iou"] < 1e-6 and out["mask"] < 0.02
+    # padding is ignored
+    v2 = v.clone()
+    v2[:, :, 8:] = 0
+    half = good.clone()
+    half[:, :, 8:] = -10
+    assert mask_iou(half, t, v2).tolist() == [1.0, 1.0]
+    g_t = torch.zeros(1, 3, 8, 8)
+    assert generator_loss(torch.full((1, 3, 8, 8), -8.0), g_t, torch.ones(1, 8, 8)) < 0.05
