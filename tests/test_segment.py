@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from oracle import OracleGenerator
 
@@ -194,3 +195,56 @@ def test_bundled_model_records_base_sha(tmp_path: Path, lite_medsam) -> None:
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert size < 15e6
     load_model(folder)
+
+
+def test_segment_cli_batch_continues_past_bad_files(tmp_path: Path, capsys) -> None:
+    import imageio.v3 as iio
+
+    from sac.cli import main
+
+    torch.manual_seed(0)
+    model = save_model(create_model(tiny=True), tmp_path / "model")
+    src = tmp_path / "in"
+    src.mkdir()
+    image, _ = disk_image((96, 120))
+    iio.imwrite(src / "good.png", image)
+    (src / "empty.png").write_bytes(b"")
+    (src / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    tifffile.imwrite(src / "stack4d.tif", np.zeros((2, 3, 16, 16), np.uint8),
+                     photometric="minisblack")
+    out = tmp_path / "out"
+    code = main(["segment", str(src), str(tmp_path / "missing*.png"), "-o", str(out),
+                 "--model", str(model), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert sorted(p.name for p in out.iterdir()) == ["good_labels.tif"]
+    for name in ("empty.png", "corrupt.png", "stack4d.tif", "missing*.png"):
+        assert name in err
+    assert "4 failure(s)" in err
+    labels = tifffile.imread(out / "good_labels.tif")
+    assert labels.shape == (96, 120) and labels.dtype == np.uint16
+    # a model folder with a missing part: exit 3 (weights), naming the file
+    (model / "mask_decoder.safetensors").unlink()
+    code = main(["segment", str(src / "good.png"), "-o", str(tmp_path / "o2"), "--model",
+                 str(model)])
+    assert code == 3 and "mask_decoder.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_segment_cli_expert_csv_needs_one_input(tmp_path: Path, capsys) -> None:
+    import imageio.v3 as iio
+
+    from sac.cli import main
+
+    model = save_model(create_model(tiny=True), tmp_path / "model")
+    image, _ = disk_image((64, 64))
+    for name in ("a.png", "b.png"):
+        iio.imwrite(tmp_path / name, image)
+    csv = tmp_path / "p.csv"
+    csv.write_text("x,y\n10,10\n")
+    code = main(["segment", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o",
+                 str(tmp_path / "o"), "--model", str(model), "--prompts", str(csv)])
+    assert code == 4 and "one input" in capsys.readouterr().err
+    code = main(["segment", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model",
+                 str(model), "--prompts", str(csv), "--quiet"])
+    assert code == 0 and (tmp_path / "o" / "a_labels.tif").is_file()

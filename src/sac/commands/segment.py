@@ -12,8 +12,12 @@ import glob
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sac.errors import ConfigError, InputError, SACError
+
+if TYPE_CHECKING:
+    from sac.inference.expert import ExpertPrompts
 
 DEFAULT_MODEL = "sac-lite-monuseg"
 
@@ -76,7 +80,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     return unique, missing
 
 
-def _expert_for(prompts: Path | None, image: Path, n_inputs: int):  # -> ExpertPrompts | None
+def _expert_for(prompts: Path | None, image: Path) -> ExpertPrompts | None:
+    """The expert points for ``image``: the one CSV, or ``<stem>.csv`` in a folder."""
     from sac.inference.expert import read_expert_csv
 
     if prompts is None:
@@ -84,9 +89,6 @@ def _expert_for(prompts: Path | None, image: Path, n_inputs: int):  # -> ExpertP
     if prompts.is_dir():
         csv = prompts / f"{image.stem}.csv"
         return read_expert_csv(csv) if csv.is_file() else None
-    if n_inputs > 1:
-        raise ConfigError("--prompts FILE applies to one input image; for several, pass a "
-                          "folder of <stem>.csv files")
     return read_expert_csv(prompts)
 
 
@@ -110,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.prompts is not None and not args.prompts.exists():
         raise InputError(f"--prompts {args.prompts} does not exist")
+    if args.prompts is not None and args.prompts.is_file() and len(files) > 1:
+        raise ConfigError("--prompts FILE applies to one input image; for several, pass a "
+                          "folder of <stem>.csv files")
     segmenter = load_segmenter(args.model or DEFAULT_MODEL, args.device, args.bf16,
                                args.sam_checkpoint, tile_size=args.tile_size,
                                overlap=args.overlap, batch_size=args.batch_size)
@@ -123,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable(out_labels, args.overwrite)
             if args.save_semantic:
                 check_writable(out_sem, args.overwrite)
-            expert = _expert_for(args.prompts, path, len(files))
+            expert = _expert_for(args.prompts, path)
             t = time.perf_counter()
             result = segmenter.segment(read_image(path), str(path), scale=scale, expert=expert,
                                        semantic=args.save_semantic)

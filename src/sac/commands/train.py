@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--steps-per-epoch", type=int, default=None,
                    help="default: crops covering the training images once")
     o.add_argument("--batch-size", type=int, default=2, help="crops per step (default 2)")
+    o.add_argument("--generator-batch", type=int, default=8,
+                   help="crops per step for the prompt generator (default 8; the first "
+                        "--batch-size of them also train SAM)")
     o.add_argument("--prompts-per-crop", type=int, default=16)
     o.add_argument("--generator-prompt-prob", type=float, default=0.5,
                    help="share of crops prompted from the generator instead of the truth")
@@ -127,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
                            args.background_negatives, args.semantic_points)
     cfg = TrainConfig(
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        generator_batch=args.generator_batch,
         lr=args.lr, generator_lr=args.generator_lr, seed=args.seed,
         select_metric=args.select_metric, val_limit=args.val_limit,
         step=StepConfig(prompts_per_crop=args.prompts_per_crop,

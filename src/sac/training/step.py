@@ -148,20 +148,25 @@ def _to_low_res(x: np.ndarray, ratio: int, device: torch.device) -> torch.Tensor
 
 
 def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.random.Generator,
-               step: int) -> dict[str, torch.Tensor]:
-    """Losses of one step (``total`` to back-propagate, parts detached for logging)."""
+               step: int, extra: list[Crop] | None = None) -> dict[str, torch.Tensor]:
+    """Losses of one step (``total`` to back-propagate, parts detached for logging).
+
+    ``extra`` crops train only the generator: it is cheap next to SAM and learns faster from
+    more crops per step.
+    """
     dev, sam = model.device, model.sam
     size = model.spec.image_size
     rgb = [c.rgb for c in crops]
-    imgs = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous().to(dev)
     valid_np = np.stack([c.valid for c in crops])
     labels_np = np.stack([c.labels for c in crops])
-    valid = torch.from_numpy(valid_np).to(dev)
-    # generator
-    gen_logits = model.generator(imgs)
-    gen_t = torch.from_numpy(np.stack([generator_targets(lab) for lab in labels_np])).to(dev)
-    loss_gen = generator_loss(gen_logits, gen_t, valid)
-    probs = torch.sigmoid(gen_logits.detach()).cpu().numpy()
+    # generator, on the SAM crops and the extra ones
+    every = crops + list(extra or [])
+    imgs = torch.from_numpy(np.stack([c.rgb for c in every])).permute(0, 3, 1, 2)
+    gen_logits = model.generator(imgs.contiguous().to(dev))
+    gen_t = torch.from_numpy(np.stack([generator_targets(c.labels) for c in every])).to(dev)
+    gen_valid = torch.from_numpy(np.stack([c.valid for c in every])).to(dev)
+    loss_gen = generator_loss(gen_logits, gen_t, gen_valid)
+    probs = torch.sigmoid(gen_logits[: len(crops)].detach()).cpu().numpy()
     # encoder
     pixels, _ = prepare_batch(rgb, size, model.spec.normalization, upscale=False)
     emb = encode_train(model, pixels.to(dev), cfg.bf16)

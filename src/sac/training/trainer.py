@@ -42,6 +42,7 @@ class TrainConfig:
     epochs: int = 10
     steps_per_epoch: int | None = None  # default: crops covering the training area once
     batch_size: int = 2
+    generator_batch: int = 8  # crops per step for the generator (the SAM crops plus extra)
     lr: float = 3e-4  # LoRA, mask decoder (and prompt encoder if trained)
     generator_lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -245,10 +246,12 @@ class Trainer:
                            time.perf_counter() - t_start, history)
 
     def _one_step(self) -> dict[str, float]:
-        crops = self.sampler.batch(self.cfg.seed, self.step, self.cfg.batch_size)
+        n = max(self.cfg.batch_size, self.cfg.generator_batch)
+        crops = self.sampler.batch(self.cfg.seed, self.step, n)
         self.model.train_mode(self.parts)
         rng = np.random.default_rng([self.cfg.seed, self.step, 1])
-        out = train_step(self.model, crops, self.cfg.step, rng, self.step)
+        bs = self.cfg.batch_size
+        out = train_step(self.model, crops[:bs], self.cfg.step, rng, self.step, crops[bs:])
         self.opt.zero_grad(set_to_none=True)
         out["total"].backward()
         params = [p for g in self.opt.param_groups for p in g["params"]]
