@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--background-negatives", type=int, default=1)
     g.add_argument("--semantic-points", type=int, default=64,
                    help="most prompts in a tile's semantic prompt set")
+    g.add_argument("--decode-window", type=int, default=16,
+                   help="embedding tokens per side decoded around each nucleus; windows grow "
+                        "for larger nuclei (default 16)")
     g.add_argument("--scale", type=float, default=1.0,
                    help="resample the training images by this factor (default 1)")
     g.add_argument("--pixel-size", type=float, default=None,
@@ -151,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(args.backbone, args.sam_checkpoint, tiny=args.tiny, lora=lora,
                          prompts=prompts, parts=_parts(args.train_parts, args.lora_rank),
                          device=args.device, input_scale=args.scale, pixel_size_um=pixel,
+                         decode_window=args.decode_window,
                          modality=modality)
     summary = {"data": str(args.data), "format": args.format, "split": args.split,
                "train_images": len(train), "val_images": len(val),

@@ -102,7 +102,7 @@ class SACConfig:
     generator_widths: tuple[int, ...] = (16, 32, 64, 128)
     prompts: PromptConfig = PromptConfig()
     thresholds: Thresholds = Thresholds()
-    decode_window: int = 24  # embedding tokens per side for per-nucleus decoding
+    decode_window: int = 16  # embedding tokens per side for per-nucleus decoding
     input_scale: float = 1.0  # resampling applied to images of the training data's scale
     pixel_size_um: float | None = None  # pixel size at the model's input, when known
     modality: str = "any"  # "he", "fluorescence" or "any"

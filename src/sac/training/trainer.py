@@ -146,6 +146,7 @@ class Trainer:
         self.opt = _optimizer(model, self.parts, cfg)
         self.sched = _schedule(self.opt, cfg.warmup_steps, self.total_steps)
         self.step = 0
+        self.seconds = {"train": 0.0, "validation": 0.0}  # summed over resumed sessions
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.summary = dict(data_summary or {})
@@ -163,6 +164,7 @@ class Trainer:
             "parts": {p: {k: v.detach().cpu().clone() for k, v in
                           self.model.part_state(p).items()} for p in self.parts},
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "seconds": dict(self.seconds),
         }
         with atomic_path(self.state_path, overwrite=True) as tmp:
             torch.save(state, tmp)
@@ -180,6 +182,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        self.seconds = {k: float(v) for k, v in state.get("seconds", self.seconds).items()}
         best = float(state["best"])
         self.best = None if math.isnan(best) else best
         self.best_epoch = None if int(state["best_epoch"]) < 0 else int(state["best_epoch"])
@@ -267,6 +270,7 @@ class Trainer:
                                "seconds": round(seconds, 2),
                                "crops_per_s": round(n * self.cfg.batch_size / seconds, 3)}
         rec.update({f"train_{k}": round(v / max(n, 1), 5) for k, v in sums.items()})
+        self.seconds["train"] += seconds
         t0 = time.perf_counter()
         metric = None
         if self.val_images:
@@ -274,12 +278,17 @@ class Trainer:
             val = validate(self.model, self.val_images[:limit], self.cfg.step.bf16)
             rec.update({f"val_{k}": round(v, 5) for k, v in val.items()})
             rec["val_seconds"] = round(time.perf_counter() - t0, 2)
+            self.seconds["validation"] += rec["val_seconds"]
             metric = val[self.cfg.select_metric]
         improved = metric is None or self.best is None or metric >= self.best  # ties: newer
         if improved:
             self.best, self.best_epoch = metric, epoch
+            train_s = self.seconds["train"]
             training = dict(self.summary, command=command, epochs_done=epoch, steps=self.step,
                             select_metric=self.cfg.select_metric,
+                            train_seconds=round(train_s, 1),
+                            validation_seconds=round(self.seconds["validation"], 1),
+                            crops_per_s=round(self.step * self.cfg.batch_size / train_s, 3),
                             validation={k[4:]: v for k, v in rec.items()
                                         if k.startswith("val_")})
             save_model(self.model, self.out / "model", overwrite=True,

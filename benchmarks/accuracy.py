@@ -1,0 +1,129 @@
+"""Accuracy on a validation split: SAC against baselines, every method on the same images.
+
+Methods (one row each):
+
+* ``sac_instance``: the SAC model's instance labels (one prompt set per detected nucleus);
+* ``sac_semantic``: its semantic mask (one prompt set per tile, the paper's output); object
+  metrics use the mask's connected components;
+* ``classical``: Otsu on the hematoxylin (H&E) or intensity channel + distance watershed;
+* ``generator_only``: the nuclei the model's prompt generator detects, without SAM;
+* ``sam_zero_shot_boxes``: LiteMedSAM as released (no LoRA, original decoder) prompted with
+  boxes around the generator's nuclei (point prompts give nothing before fine-tuning);
+* one row per ``--ablation NAME=MODEL_DIR`` (other trained models, e.g. no LoRA, no negatives).
+
+Run: ``.venv/bin/python benchmarks/accuracy.py --dataset monuseg --model PATH``. Writes
+``results/accuracy_<dataset>[_<tag>].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from sac.autoprompt import detect
+from sac.classical import classical_instances
+from sac.commands.evaluate import open_dataset
+from sac.data.splits import load_builtin_split
+from sac.imageops import to_rgb_float
+from sac.inference.rescale import resample_image, resample_labels
+from sac.inference.segment import Segmenter
+from sac.metrics import aggregate, evaluate_pair
+from sac.modeling import LoRAConfig
+from sac.sacmodel import SACModel, create_model, load_model
+
+from bench_common import machine_info, write_results
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
+            "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
+KEYS = ["pixel_dice", "pixel_dice_sum", "pixel_iou", "f1_obj", "aji", "pq", "dsb_score"]
+
+
+def zero_shot(model: SACModel) -> SACModel:
+    """Base LiteMedSAM (no LoRA, released decoder) with ``model``'s generator, box prompts."""
+    cfg = model.config
+    zs = create_model(cfg.backbone, lora=LoRAConfig(rank=0),
+                      prompts=dataclasses.replace(cfg.prompts, mode="boxes"),
+                      thresholds=cfg.thresholds, decode_window=cfg.decode_window,
+                      input_scale=cfg.input_scale, generator_widths=cfg.generator_widths)
+    zs.generator.load_state_dict(model.generator.state_dict())
+    return zs.eval()
+
+
+def generator_labels(seg: Segmenter, image: np.ndarray) -> np.ndarray:
+    rgb = to_rgb_float(image)
+    work = resample_image(rgb, seg.config.input_scale)
+    det = detect(seg.generator_maps(work), seg.config.thresholds)
+    return resample_labels(det, rgb.shape[:2])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--data", type=Path, default=None, help="default: ../shared/data/...")
+    p.add_argument("--model", required=True, help="SAC model folder or shipped name")
+    p.add_argument("--ablation", action="append", default=[], metavar="NAME=MODEL_DIR")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+    fmt, default = DATASETS[args.dataset]
+    dataset = open_dataset(args.data or default, fmt)
+    names = load_builtin_split(args.dataset).val[: args.limit]
+    model = load_model(args.model)
+    segs: dict[str, Segmenter] = {"sac_instance": Segmenter(model, bf16=args.bf16),
+                                  "sam_zero_shot_boxes": Segmenter(zero_shot(model),
+                                                                   bf16=args.bf16)}
+    for item in args.ablation:
+        name, _, path = item.partition("=")
+        segs[name] = Segmenter(load_model(path), bf16=args.bf16)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    seconds: dict[str, float] = {}
+
+    def record(method: str, gt: np.ndarray, labels: np.ndarray, t0: float) -> None:
+        seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - t0
+        rows.setdefault(method, []).append(evaluate_pair(gt, labels))
+
+    for i, name in enumerate(names):
+        sample = dataset[name]
+        img, gt = sample.image, sample.labels
+        t0 = time.perf_counter()
+        res = segs["sac_instance"].segment(img, name, semantic=True)
+        record("sac_instance", gt, res.labels, t0)
+        record("sac_semantic", gt, ndi.label(res.semantic)[0], time.perf_counter())
+        t0 = time.perf_counter()
+        record("classical", gt, classical_instances(to_rgb_float(img)), t0)
+        t0 = time.perf_counter()
+        record("generator_only", gt, generator_labels(segs["sac_instance"], img), t0)
+        for method, seg in segs.items():
+            if method != "sac_instance":
+                t0 = time.perf_counter()
+                record(method, gt, seg.segment(img, name).labels, t0)
+        print(f"[{i + 1}/{len(names)}] {name}: sac AJI {rows['sac_instance'][-1]['aji']:.3f}, "
+              f"classical {rows['classical'][-1]['aji']:.3f}", flush=True)
+    table = []
+    for method, rs in rows.items():
+        agg = aggregate(rs)
+        row: dict[str, Any] = {"method": method, "images": len(rs)}
+        row.update({k: round(float(agg[k]), 4) for k in KEYS})
+        row["s_per_image"] = round(seconds[method] / len(rs), 2)
+        table.append(row)
+    info = machine_info()
+    info.update(dataset=args.dataset, split="built-in val", model=str(args.model),
+                bf16=args.bf16, model_training=model.config.training.get("command", ""),
+                note="pixel_dice: mean over images; pixel_dice_sum: from summed counts; "
+                     "sac_semantic object metrics use connected components")
+    name = f"accuracy_{args.dataset}" + (f"_{args.tag}" if args.tag else "")
+    _, md = write_results(name, info, table, ["method", "images", *KEYS, "s_per_image"],
+                          f"Accuracy on the {args.dataset} validation split")
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
