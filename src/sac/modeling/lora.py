@@ -57,20 +57,21 @@ class LoRAQKV(nn.Module):
         self.merged = False
 
     def delta_weight(self) -> torch.Tensor:
-        """The dense (out, in) update that LoRA adds to ``weight``."""
-        delta = self.weight.new_zeros(self.out_features, self.in_features)
-        delta = delta.index_add(0, self.q_rows, self.lora_q_B @ self.lora_q_A)
-        delta = delta.index_add(0, self.v_rows, self.lora_v_B @ self.lora_v_A)
+        """The dense (out, in) update that LoRA adds to ``weight`` (in the weight's dtype,
+        also under autocast)."""
+        with torch.autocast(self.weight.device.type, enabled=False):
+            delta = self.weight.new_zeros(self.out_features, self.in_features)
+            delta = delta.index_add(0, self.q_rows, self.lora_q_B @ self.lora_q_A)
+            delta = delta.index_add(0, self.v_rows, self.lora_v_B @ self.lora_v_A)
         return delta * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight, self.bias)
         if self.merged:
-            return out
-        dq = F.linear(F.linear(x, self.lora_q_A.to(x.dtype)), self.lora_q_B.to(x.dtype))
-        dv = F.linear(F.linear(x, self.lora_v_A.to(x.dtype)), self.lora_v_B.to(x.dtype))
-        out = out.index_add(-1, self.q_rows, dq, alpha=self.scaling)
-        return out.index_add(-1, self.v_rows, dv, alpha=self.scaling)
+            return F.linear(x, self.weight, self.bias)
+        # One matmul with the updated weight: the (out, in) update is tiny next to the
+        # activations, so forming it costs far less than adding low-rank outputs row by row
+        # (and its backward is cheaper too).
+        return F.linear(x, self.weight + self.delta_weight(), self.bias)
 
     @torch.no_grad()
     def merge(self) -> None:

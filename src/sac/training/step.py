@@ -49,9 +49,11 @@ class StepConfig:
     semantic_weight: float = 0.5
     iou_weight: float = 1.0
     bf16: bool = False
+    frozen_prefix_no_grad: bool = True  # False only to measure what it saves
 
 
-def encode_train(model: SACModel, pixels: torch.Tensor, bf16: bool) -> torch.Tensor:
+def encode_train(model: SACModel, pixels: torch.Tensor, bf16: bool,
+                 frozen_prefix_no_grad: bool = True) -> torch.Tensor:
     """Image embeddings with autograd only from the first stage holding trainable weights."""
     enc = model.sam.image_encoder
     stages = list(enc.layers[1:]) if isinstance(enc, TinyViT) else list(enc.blocks)
@@ -59,7 +61,10 @@ def encode_train(model: SACModel, pixels: torch.Tensor, bf16: bool) -> torch.Ten
     first = trainable.index(True) if any(trainable) else len(stages)
     ctx = autocast_context(pixels.device, bf16)
     x = pixels.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad(), ctx:
+    if not frozen_prefix_no_grad:  # measurement only: autograd through the whole encoder
+        x = x.requires_grad_(True)
+        first = 0
+    with torch.set_grad_enabled(not frozen_prefix_no_grad), ctx:
         x = enc.stem(x)
         for s in stages[:first]:
             x = s(x)
@@ -169,7 +174,7 @@ def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.rand
     probs = torch.sigmoid(gen_logits[: len(crops)].detach()).cpu().numpy()
     # encoder
     pixels, _ = prepare_batch(rgb, size, model.spec.normalization, upscale=False)
-    emb = encode_train(model, pixels.to(dev), cfg.bf16)
+    emb = encode_train(model, pixels.to(dev), cfg.bf16, cfg.frozen_prefix_no_grad)
     grid = emb.shape[-1]
     stride = size // grid
     ratio = max(1, stride // 4)
