@@ -1,0 +1,96 @@
+"""Copy a trained model folder into the package as a shipped model, with its model card.
+
+Usage: ``.venv/bin/python scripts/ship_model.py RUN_DIR/model NAME --data-license "..."``.
+The card is written from the model's own config.json (training command, data, wall time,
+validation metrics, base-weight sha256), so it cannot drift from the weights it describes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from sac.sacmodel import load_model, read_config
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "sac" / "pretrained"
+MAX_BYTES = 15_000_000
+METRICS = ("pixel_dice", "pixel_dice_sum", "aji", "pq", "f1_obj", "dsb_score", "n_images")
+
+
+def card(name: str, folder: Path, data_license: str, notes: str) -> str:
+    """The markdown model card of a model folder."""
+    cfg = read_config(folder)
+    tr = cfg.training
+    val = tr.get("validation", {})
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")
+    lines = [
+        f"# {name}", "",
+        notes, "",
+        "## Model", "",
+        f"- base: `{cfg.backbone}` weights, sha256 `{cfg.base.sha256}` ({cfg.base.name}, "
+        f"{cfg.base.source}); loading refuses other base weights",
+        f"- trained parts: {', '.join(cfg.parts)}; LoRA rank {cfg.lora_rank} (alpha "
+        f"{cfg.lora_alpha}) on the query/value projections of "
+        f"{'every attention block' if cfg.lora_blocks is None else cfg.lora_blocks}",
+        f"- prompts: {cfg.prompts.mode}, {cfg.prompts.strategy}-based positives, "
+        f"{cfg.prompts.neighbour_negatives} neighbour + {cfg.prompts.background_negatives} "
+        "background negatives per nucleus",
+        f"- input scale {cfg.input_scale} (images at the training data's magnification are "
+        f"resampled by this factor)"
+        + (f"; {cfg.pixel_size_um} um per pixel at the model input" if cfg.pixel_size_um
+           else ""),
+        f"- stored as {cfg.dtype}, {size / 1e6:.1f} MB", "",
+        "## Training", "",
+        f"- data: {tr.get('data', '?')} ({tr.get('format', '?')}), split `{tr.get('split')}`: "
+        f"{tr.get('train_images', '?')} training images, {tr.get('val_images', '?')} "
+        "validation images (the checkpoint was chosen on these only)",
+        f"- data licence: {data_license}",
+        f"- command: `{tr.get('command', '?')}`",
+        f"- {tr.get('steps', '?')} steps ({tr.get('epochs_done', '?')} epochs), "
+        f"{tr.get('train_seconds', 0) / 60:.0f} min training + "
+        f"{tr.get('validation_seconds', 0) / 60:.0f} min validation, "
+        f"{tr.get('crops_per_s', '?')} crops/s (the machine of the benchmarks: 2-core CPU)", "",
+        f"## Validation metrics (selected by {tr.get('select_metric', '?')})", "",
+        "| metric | value |", "|---|---|",
+    ]
+    lines += [f"| {k} | {val[k]:.4f} |" for k in METRICS if k in val]
+    lines += ["", "pixel_dice: mean over images; pixel_dice_sum: from summed pixel counts. "
+              "Benchmarks against baselines: `benchmarks/results/`."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("model", type=Path)
+    p.add_argument("name")
+    p.add_argument("--data-license", required=True)
+    p.add_argument("--notes", default="")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args()
+    load_model(args.model)  # validates everything, including the base weights
+    dest = PRETRAINED / args.name
+    if dest.exists() and not args.overwrite:
+        raise SystemExit(f"{dest} exists; pass --overwrite")
+    tmp = dest.with_name(f".{args.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in args.model.iterdir():
+        if f.name == "config.json" or f.suffix == ".safetensors":
+            shutil.copy2(f, tmp / f.name)
+    cfg = json.loads((tmp / "config.json").read_text())
+    if cfg["base"]["source"] == "included":
+        raise SystemExit("models with included base weights are not shipped")
+    total = sum(f.stat().st_size for f in tmp.iterdir())
+    if total > MAX_BYTES:
+        raise SystemExit(f"{total / 1e6:.1f} MB is over the 15 MB limit")
+    (tmp / "MODEL_CARD.md").write_text(card(args.name, tmp, args.data_license, args.notes))
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    print(f"shipped {dest} ({total / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
