@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sac.autoprompt import detect_nuclei
 from sac.prompting import (
     PromptSet,
     background_points,
     batch_prompt_sets,
     centroid_points,
-    detect_nuclei,
     ground_truth_prompts,
     instance_prompts,
     instance_table,

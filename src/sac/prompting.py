@@ -1,7 +1,7 @@
 """Prompts for SAM from the prompt generator's maps or from ground-truth instances (numpy only).
 
-:func:`detect_nuclei` turns the generator's foreground, boundary and centre maps into instance
-labels; the rest follows the SAC paper's prompt strategies. Positive points sit at nucleus
+Detections come from :mod:`sac.autoprompt`; this module follows the SAC paper's prompt
+strategies. Positive points sit at nucleus
 centroids (:func:`centroid_points`) or the most probable pixels (:func:`probability_points`);
 negatives on confident background (:func:`background_points`) and, for one nucleus, at its
 nearest neighbours' centres (:func:`nearest_neighbours`), which teaches SAM to tell a nucleus
@@ -384,50 +384,3 @@ def batch_prompt_sets(
         labels[b, : len(s.labels)] = s.labels
     boxes = np.stack([s.box for s in sets]).astype(np.float32) if all(has_box) else None
     return points, labels, boxes
-
-
-def detect_nuclei(
-    fg: np.ndarray,
-    centre: np.ndarray,
-    boundary: np.ndarray | None = None,
-    fg_thresh: float = 0.5,
-    min_distance: int = 3,
-    min_area: int = 8,
-    centre_thresh: float = 0.3,
-) -> np.ndarray:
-    """uint32 instance labels (1..N) from the generator's probability maps.
-
-    Seeds are local maxima of ``centre`` at or above ``centre_thresh`` inside ``fg >
-    fg_thresh``, at least ``min_distance`` apart; a foreground component without a seed gets
-    one at its highest centre value. A marker watershed on ``boundary - centre`` (``-centre``
-    without a boundary map) within the foreground splits touching nuclei along the predicted
-    boundary; objects under ``min_area`` px are dropped.
-    """
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
-
-    fg = np.asarray(fg, np.float32)
-    centre = np.asarray(centre, np.float32)
-    mask = fg > fg_thresh
-    if not mask.any():
-        return np.zeros(fg.shape, np.uint32)
-    masked = np.where(mask, centre, 0.0).astype(np.float32)
-    peaks = peak_local_max(masked, min_distance=min_distance, threshold_abs=centre_thresh,
-                           exclude_border=False)
-    comps, n_comp = ndi.label(mask)
-    seeded = np.zeros(n_comp + 1, bool)
-    seeded[comps[tuple(peaks.T)]] = True
-    missing = np.flatnonzero(~seeded[1:]) + 1
-    if missing.size:
-        extra = np.asarray(ndi.maximum_position(masked, comps, missing), np.int64)
-        peaks = np.concatenate([peaks.reshape(-1, 2), extra.reshape(-1, 2)])
-    markers = np.zeros(fg.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    elevation = -centre if boundary is None else np.asarray(boundary, np.float32) - centre
-    labels = watershed(elevation, markers, mask=mask)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_area
-    keep[0] = False
-    lut = np.zeros(len(sizes), np.uint32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
-    return lut[labels]
