@@ -1,0 +1,141 @@
+"""The paper's ablations on the MoNuSeg validation split, two ways.
+
+``--mode inference`` (cheap): one trained model, prompt settings changed at inference only —
+centroid- vs probability-based positives, the number of prompts in the semantic prompt set,
+negatives on or off, and the prompt type (points, boxes, points+boxes).
+
+``--mode train`` (costly, the real ablation): a short ``sac train`` run per setting with the
+same budget (``--steps``), each evaluated on the validation images: LoRA rank 0/4/8,
+centroid vs probability, prompt type, no negatives. Runs go to ``--runs``; a finished run is
+reused, so the script can be stopped and continued.
+
+Writes ``results/ablations_<mode>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from sac.commands.evaluate import open_dataset
+from sac.data.splits import load_builtin_split
+from sac.inference.segment import Segmenter
+from sac.metrics import aggregate, evaluate_pair
+from sac.sacmodel import SACModel, load_model
+
+from bench_common import machine_info, write_results
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monuseg" / "train"
+KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "semantic_pixel_dice"]
+TRAIN_VARIANTS: dict[str, list[str]] = {
+    "lora_rank_4 (default)": [],
+    "lora_rank_0": ["--lora-rank", "0"],
+    "lora_rank_8": ["--lora-rank", "8"],
+    "probability_prompts": ["--prompt-strategy", "probability"],
+    "boxes": ["--prompt-mode", "boxes"],
+    "points+boxes": ["--prompt-mode", "points+boxes"],
+    "no_negatives": ["--neighbour-negatives", "0", "--background-negatives", "0"],
+}
+
+
+def evaluate(model: SACModel, names: list[str], dataset: Any, bf16: bool) -> dict[str, float]:
+    seg = Segmenter(model, bf16=bf16)
+    rows, sem = [], []
+    for name in names:
+        s = dataset[name]
+        res = seg.segment(s.image, name, semantic=True)
+        rows.append(evaluate_pair(s.labels, res.labels))
+        sem.append(evaluate_pair(s.labels, res.semantic.astype("uint32")))
+    out = {k: float(v) for k, v in aggregate(rows).items()}
+    out["semantic_pixel_dice"] = float(aggregate(sem)["pixel_dice"])
+    return out
+
+
+def with_prompts(model: SACModel, **changes: Any) -> SACModel:
+    cfg = model.config
+    model.config = dataclasses.replace(cfg, prompts=dataclasses.replace(cfg.prompts, **changes))
+    return model
+
+
+def inference_rows(model_path: str, names: list[str], dataset: Any, bf16: bool
+                   ) -> list[dict[str, Any]]:
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("as trained", {}),
+        ("probability positives", {"strategy": "probability"}),
+        ("centroid positives", {"strategy": "centroid"}),
+        ("semantic prompts 8", {"semantic_points": 8}),
+        ("semantic prompts 32", {"semantic_points": 32}),
+        ("semantic prompts 128", {"semantic_points": 128}),
+        ("no negatives", {"neighbour_negatives": 0, "background_negatives": 0}),
+        ("boxes", {"mode": "boxes"}),
+        ("points+boxes", {"mode": "points+boxes"}),
+    ]
+    rows = []
+    for name, changes in variants:
+        t0 = time.perf_counter()
+        m = evaluate(with_prompts(load_model(model_path), **changes), names, dataset, bf16)
+        rows.append({"variant": name, **{k: round(m[k], 4) for k in KEYS},
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: bool,
+               only: list[str] | None) -> list[dict[str, Any]]:
+    from sac.cli import main as sac
+
+    rows = []
+    for name, extra in TRAIN_VARIANTS.items():
+        if only and name.split(" ")[0] not in only:
+            continue
+        out = runs / name.split(" ")[0]
+        if not (out / "done").is_file():
+            args = ["train", "--data", str(DATA), "--format", "monuseg", "--split", "monuseg",
+                    "-o", str(out), "--scale", "0.5", "--pixel-size", "0.25", "--epochs", "1",
+                    "--steps-per-epoch", str(steps), "--quiet", "--val-limit", "1",
+                    *(["--bf16"] if bf16 else []), *extra]
+            resume = ["--resume"] if (out / "last" / "state.pt").is_file() else []
+            code = sac(args + resume)
+            if code not in (0, 1):
+                raise SystemExit(f"training {name} failed with exit code {code}")
+            (out / "done").write_text("ok\n")
+        m = evaluate(load_model(out / "model"), names, dataset, bf16)
+        rows.append({"variant": name, "steps": steps, **{k: round(m[k], 4) for k in KEYS}})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=("inference", "train"), required=True)
+    p.add_argument("--model", help="trained model for --mode inference")
+    p.add_argument("--runs", type=Path, default=Path("ablation_runs"))
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--only", nargs="*", default=None, help="train variants to run")
+    p.add_argument("--limit", type=int, default=None, help="validation images")
+    p.add_argument("--bf16", action="store_true")
+    args = p.parse_args()
+    dataset = open_dataset(DATA, "monuseg")
+    names = load_builtin_split("monuseg").val[: args.limit]
+    if args.mode == "inference":
+        if not args.model:
+            raise SystemExit("--mode inference needs --model")
+        rows = inference_rows(args.model, names, dataset, args.bf16)
+        cols = ["variant", *KEYS, "seconds"]
+    else:
+        rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only)
+        cols = ["variant", "steps", *KEYS]
+    info = machine_info()
+    info.update(mode=args.mode, model=args.model or "", images=len(names), bf16=args.bf16,
+                note="pixel_dice: mean over images; semantic_pixel_dice: the one-set-per-"
+                     "tile semantic mask")
+    _, md = write_results(f"ablations_{args.mode}", info, rows, cols,
+                          f"Ablations on the MoNuSeg validation split ({args.mode})")
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
