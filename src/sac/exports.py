@@ -1,0 +1,273 @@
+"""Nucleus outlines for other tools: polygons, QuPath GeoJSON and ImageJ ROI zips.
+
+Coordinate convention (shared by every function here, and by QuPath and ImageJ): ``x`` is the
+column and ``y`` the row, in pixels, with the origin at the top-left *corner* of the image, so
+pixel ``(r, c)`` covers ``[c, c + 1) x [r, r + 1)`` and its centre is ``(c + 0.5, r + 0.5)``.
+An outline therefore runs along pixel edges and encloses exactly the pixels of its nucleus
+(the polygon's area equals the pixel count). Note that ``sac.measure`` reports centroids in the
+array-index convention (pixel centres at integers), i.e. 0.5 less than in this convention.
+
+For a region of a slide, ``offset = (x0, y0)`` (the region's top-left corner in slide pixels) is
+added to every coordinate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from sac.errors import ConfigError, InputError
+from sac.fileio import atomic_path
+
+#: QuPath classification given to every exported nucleus (name and RGB colour).
+NUCLEUS_CLASS = {"name": "Nucleus", "color": [255, 255, 0]}
+#: Namespace of the deterministic feature ids (uuid5 of ``"<id_namespace>/<label>"``).
+UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://segment-any-cell/nucleus")
+#: Above this label id, objects are found on a compacted copy (see compact_ids).
+_MAX_DIRECT_ID = 1 << 20
+#: 4-connectivity.
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+
+
+def check_labels(labels: np.ndarray) -> np.ndarray:
+    """Validate an instance-label image: 2-D, integer (or bool), no negative ids."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise InputError(f"a label image must be 2-D, got shape {labels.shape}")
+    if labels.dtype == bool:
+        return labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"a label image must have an integer dtype, got {labels.dtype}")
+    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
+        raise InputError("a label image must not contain negative ids")
+    return labels
+
+
+def check_pixel_size(pixel_size_um: float | None) -> float | None:
+    """None, or the pixel size as a positive finite float (micrometres)."""
+    if pixel_size_um is None:
+        return None
+    size = float(pixel_size_um)
+    if not (math.isfinite(size) and size > 0):
+        raise ConfigError(f"pixel size must be a positive number of micrometres, got {size}")
+    return size
+
+
+def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(work, ids)``: ``labels`` and None, or, when ids are huge (uint32 up to 4e9), a copy
+    relabelled 1..n with ``ids[k]`` the original id of value ``k`` (scipy's find_objects and
+    scikit-image's regionprops allocate one entry per possible id)."""
+    if int(labels.max(initial=0)) <= _MAX_DIRECT_ID:
+        return labels, None
+    ids = np.unique(labels)
+    if ids[0] != 0:
+        ids = np.concatenate([[0], ids])
+    return np.searchsorted(ids, labels), ids
+
+
+def iter_objects(
+    labels: np.ndarray,
+) -> Iterator[tuple[int, np.ndarray, int, tuple[slice, slice]]]:
+    """Yield ``(label id, image, value, bounding-box slices)`` per object, by increasing id.
+
+    ``image[slices] == value`` is the object's mask in its box (``image`` is ``labels`` or its
+    compacted copy, see :func:`compact_ids`).
+    """
+    from scipy import ndimage
+
+    work, ids = compact_ids(check_labels(labels))
+    for i, box in enumerate(ndimage.find_objects(work), start=1):
+        if box is not None:
+            yield (i if ids is None else int(ids[i])), work, i, box
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """Pixel-edge outline ``(n, 2)`` as (row, col) corners of a padded mask's main piece.
+
+    The piece is the largest 4-connected component with its holes filled. Such a set has a
+    single boundary that never touches itself (a diagonal "pinch" would enclose a hole), so the
+    traced ring is a valid simple polygon. Marching squares at level 0.5 visits the midpoints of
+    the boundary's pixel edges in order; consecutive midpoints meet at a pixel corner, which is
+    their mean rounded to the nearest integer (after shifting to edge coordinates).
+    """
+    from scipy import ndimage
+    from skimage.measure import find_contours
+
+    pieces, n = ndimage.label(mask, _CROSS)
+    if n > 1:
+        sizes = np.bincount(pieces.ravel())
+        sizes[0] = 0
+        mask = pieces == int(np.argmax(sizes))
+    outside, n_bg = ndimage.label(~mask, _CROSS)
+    if n_bg > 1:  # holes: background not 4-connected to the (padded) border
+        mask = outside != outside[0, 0]
+    contours = find_contours(mask.astype(np.float64), 0.5)
+    mids = max(contours, key=len)[:-1] + 0.5  # crack midpoints, edge coordinates
+    corners = np.rint((mids + _next(mids)) / 2)
+    step = _next(corners) - corners  # step k goes from corner k to corner k + 1
+    prev = np.concatenate((step[-1:], step[:-1]))
+    turns = prev[:, 0] * step[:, 1] - prev[:, 1] * step[:, 0] != 0
+    return corners[turns]
+
+
+def _next(a: np.ndarray) -> np.ndarray:
+    """Rows shifted by one: ``out[k] = a[(k + 1) % n]``."""
+    return np.concatenate((a[1:], a[:1]))
+
+
+def _ring(corners_rc: np.ndarray, origin: tuple[float, float], simplify: float) -> np.ndarray:
+    """Closed (x, y) ring, counter-clockwise in a y-up frame (positive shoelace area)."""
+    xy = corners_rc[:, ::-1].astype(np.float64)
+    x, y = xy[:, 0], xy[:, 1]
+    x1, y1 = _next(xy).T
+    if np.dot(x, y1) - np.dot(x1, y) < 0:
+        xy = xy[::-1]
+    if simplify > 0 and len(xy) > 4:
+        from shapely.geometry import Polygon
+
+        simple = Polygon(xy).simplify(simplify, preserve_topology=True)
+        xy = np.asarray(simple.exterior.coords, np.float64)[:-1]
+        if simple.exterior.is_ccw is False:
+            xy = xy[::-1]
+    xy = xy + np.asarray(origin, np.float64)
+    return np.vstack([xy, xy[:1]])
+
+
+def label_polygons(
+    labels: np.ndarray, offset: tuple[float, float] = (0.0, 0.0), simplify: float = 0.0
+) -> list[tuple[int, np.ndarray]]:
+    """One closed outer polygon ``(n + 1, 2)`` of (x, y) per label id, sorted by id.
+
+    Coordinates follow the pixel-edge convention of the module docstring, plus ``offset``
+    (x, y). Each ring is closed (first == last), has at least 5 points (a 1-pixel nucleus is a
+    unit square; 4 after ``simplify``), no collinear vertices, positive shoelace area, and is a
+    valid simple polygon.
+    A label with several 4-connected pieces gives the outline of its largest piece; holes are
+    filled. With ``simplify > 0`` (pixels) the ring is simplified by Douglas-Peucker with
+    topology preserved (needs shapely); with 0 it outlines the pixels exactly.
+    """
+    out = []
+    ox, oy = float(offset[0]), float(offset[1])
+    for label, image, value, (rows, cols) in iter_objects(labels):
+        r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
+        mask = np.zeros((r1 - r0 + 2, c1 - c0 + 2), bool)
+        mask[1:-1, 1:-1] = image[r0:r1, c0:c1] == value
+        corners = _outline(mask)
+        out.append((label, _ring(corners, (ox + c0 - 1, oy + r0 - 1), simplify)))
+    return out
+
+
+def feature_id(label: int, id_namespace: str = "") -> str:
+    """Deterministic UUID string of a nucleus (same label and namespace, same id)."""
+    return str(uuid.uuid5(UUID_NAMESPACE, f"{id_namespace}/{int(label)}"))
+
+
+def _pixel_counts(labels: np.ndarray) -> dict[int, int]:
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    return dict(zip(ids.tolist(), counts.tolist(), strict=True))
+
+
+def _number(value: float) -> float | int:
+    """A JSON-friendly number: ints stay ints, integral floats are written without '.0'."""
+    value = float(value)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def write_geojson(
+    path: str | Path,
+    labels: np.ndarray,
+    offset: tuple[float, float] = (0.0, 0.0),
+    scores: dict[int, float] | None = None,
+    pixel_size_um: float | None = None,
+    overwrite: bool = False,
+    *,
+    simplify: float = 0.0,
+    id_namespace: str = "",
+) -> Path:
+    """Write nuclei as a GeoJSON FeatureCollection that QuPath imports as detections.
+
+    Follows QuPath's own GeoJSON (v0.4+; ``qupath.lib.io.PathObjectTypeAdapters``): each
+    Feature has an ``id`` (a UUID, here uuid5 of ``"<id_namespace>/<label>"``, so reruns give
+    the same ids; pass e.g. the image name to keep ids distinct across images), a Polygon
+    geometry (one closed exterior ring, pixel coordinates with the origin at the image's
+    top-left corner, as QuPath uses) and properties ``objectType: "detection"``,
+    ``classification: {"name": "Nucleus", "color": [r, g, b]}`` (QuPath only accepts a
+    classification object that carries a colour) and numeric ``measurements``: ``label``,
+    ``area_px`` (pixel count of the label), ``area_um2`` (when ``pixel_size_um`` is known) and
+    ``score`` (when given for the label). No labels: an empty FeatureCollection.
+    """
+    labels = check_labels(labels)
+    size = check_pixel_size(pixel_size_um)
+    counts = _pixel_counts(labels)
+    scores = scores or {}
+    path = Path(path)
+    with atomic_path(path, overwrite) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write('{"type": "FeatureCollection", "features": [')
+        for i, (label, ring) in enumerate(label_polygons(labels, offset, simplify)):
+            measurements: dict[str, float | int] = {"label": label, "area_px": counts[label]}
+            if size is not None:
+                measurements["area_um2"] = counts[label] * size * size
+            score = scores.get(label)
+            if score is not None and np.isfinite(score):
+                measurements["score"] = float(score)
+            feature = {
+                "type": "Feature",
+                "id": feature_id(label, id_namespace),
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[_number(x), _number(y)] for x, y in ring.tolist()]],
+                },
+                "properties": {
+                    "objectType": "detection",
+                    "classification": NUCLEUS_CLASS,
+                    "measurements": measurements,
+                },
+            }
+            fh.write(("," if i else "") + "\n" + json.dumps(feature, separators=(",", ":")))
+        fh.write("\n]}\n")
+    return path
+
+
+def roi_name(label: int, width: int = 4) -> str:
+    """ImageJ ROI name of a nucleus, e.g. ``nucleus-0007``."""
+    return f"nucleus-{int(label):0{width}d}"
+
+
+def write_imagej_rois(
+    path: str | Path,
+    labels: np.ndarray,
+    offset: tuple[float, float] = (0.0, 0.0),
+    overwrite: bool = False,
+    *,
+    simplify: float = 0.0,
+) -> Path:
+    """Write an ImageJ/Fiji ROI Manager zip: one polygon ROI per nucleus, named by label.
+
+    Vertices are the outline's pixel corners (ImageJ uses the same pixel-edge convention, so an
+    integer polygon outlines whole pixels); the closing vertex is implicit. Integer vertices are
+    stored as integers; fractional ones (a fractional offset or ``simplify``) and coordinates
+    beyond ImageJ's 16-bit range use ImageJ's sub-pixel (float32) coordinates. Names are
+    ``nucleus-<label>`` zero-padded to at least 4 digits, also used as the ``.roi`` entry
+    names. No labels: a valid zip with no entries (Fiji then reports no ROIs).
+    """
+    from roifile import ROI_TYPE, ImagejRoi
+
+    labels = check_labels(labels)
+    polygons = label_polygons(labels, offset, simplify)
+    width = max(4, len(str(int(labels.max(initial=0)))))
+    path = Path(path)
+    with atomic_path(path, overwrite) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for label, ring in polygons:
+            points = ring[:-1]
+            if np.array_equal(points, np.round(points)):
+                points = points.astype(np.int64)
+            roi = ImagejRoi.frompoints(points, name=roi_name(label, width))
+            roi.roitype = ROI_TYPE.POLYGON
+            zf.writestr(f"{roi.name}.roi", roi.tobytes())
+    return path
