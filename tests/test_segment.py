@@ -248,3 +248,43 @@ def test_segment_cli_expert_csv_needs_one_input(tmp_path: Path, capsys) -> None:
     code = main(["segment", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model",
                  str(model), "--prompts", str(csv), "--quiet"])
     assert code == 0 and (tmp_path / "o" / "a_labels.tif").is_file()
+
+
+@pytest.mark.weights
+def test_segment_cli_writes_every_format(tmp_path: Path, box_model, monkeypatch) -> None:
+    import csv
+    import zipfile
+
+    import imageio.v3 as iio
+
+    from sac.cli import main
+    from sac.formats import read_pixel_size_um
+
+    import dataclasses
+
+    import sac.inference.segment as segment_module
+
+    # the stand-in generator cannot be saved, so the CLI gets the model in memory; it says it
+    # works at 0.5 um per pixel
+    monkeypatch.setattr(box_model, "config",
+                        dataclasses.replace(box_model.config, pixel_size_um=0.5))
+    monkeypatch.setattr(segment_module, "load_model", lambda *a, **k: box_model)
+    folder = tmp_path / "model"
+    image, _ = disk_image((256, 256), SEAM_DISKS)
+    iio.imwrite(tmp_path / "img.png", image)
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "img.png"), "-o", str(out), "--model", str(folder),
+                 "--save-overlay", "--save-geojson", "--save-rois", "--save-csv",
+                 "--save-semantic", "--pixel-size", "0.5", "--quiet"])
+    assert code == 0
+    labels = tifffile.imread(out / "img_labels.tif")
+    n = int(labels.max())
+    assert n == len(SEAM_DISKS)
+    assert len(json.loads((out / "img.geojson").read_text())["features"]) == n
+    assert len(zipfile.ZipFile(out / "img_rois.zip").namelist()) == n
+    rows = list(csv.DictReader((out / "img_nuclei.csv").open()))
+    assert sorted(int(float(r["area_px"])) for r in rows) == sorted(
+        np.bincount(labels.ravel())[1:].tolist())
+    assert iio.imread(out / "img_overlay.png").shape == (256, 256, 3)
+    assert read_pixel_size_um(out / "img_labels.tif") == pytest.approx(0.5)
+    assert float(rows[0]["area_um2"]) == pytest.approx(float(rows[0]["area_px"]) * 0.25)

@@ -1,7 +1,9 @@
 """``sac segment``: instance labels (and optionally the semantic mask) for images of any size.
 
-Writes ``OUTDIR/<stem>_labels.tif`` (uint16, uint32 above 65,535 nuclei; 0 = background) for
-every input and ``OUTDIR/<stem>_semantic.png`` (0/255) with ``--save-semantic``. A failing
+Writes ``OUTDIR/<stem>_labels.tif`` (uint16, uint32 above 65,535 nuclei; 0 = background, with
+the pixel size in its resolution tags when ``--pixel-size`` is given) for every input, and on
+request ``<stem>_semantic.png`` (0/255), ``<stem>_overlay.png``, ``<stem>.geojson`` (QuPath),
+``<stem>_rois.zip`` (ImageJ) and ``<stem>_nuclei.csv`` (measurements). A failing
 file is reported and skipped; the others go on; the exit code says whether all succeeded.
 """
 
@@ -12,7 +14,7 @@ import glob
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sac.errors import ConfigError, InputError, SACError
 
@@ -40,6 +42,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="base SAM checkpoint, for models trained on one that is not bundled")
     p.add_argument("--save-semantic", action="store_true",
                    help="also write <stem>_semantic.png, the one-prompt-set-per-tile mask")
+    p.add_argument("--save-overlay", action="store_true",
+                   help="also write <stem>_overlay.png, the image with nucleus outlines")
+    p.add_argument("--save-geojson", action="store_true",
+                   help="also write <stem>.geojson, nucleus polygons QuPath imports as "
+                        "detections")
+    p.add_argument("--save-rois", action="store_true",
+                   help="also write <stem>_rois.zip, one ImageJ polygon ROI per nucleus")
+    p.add_argument("--save-csv", action="store_true",
+                   help="also write <stem>_nuclei.csv: id, centroid, area, perimeter, "
+                        "eccentricity, mean intensity, predicted quality")
     p.add_argument("--prompts", type=Path, default=None,
                    help="expert points: a CSV (x,y[,label]) for one input, or a folder of "
                         "<stem>.csv files")
@@ -92,12 +104,49 @@ def _expert_for(prompts: Path | None, image: Path) -> ExpertPrompts | None:
     return read_expert_csv(prompts)
 
 
+def _outputs(args: argparse.Namespace, stem: str) -> dict[str, Path]:
+    """The files to write for one input, by kind."""
+    names = {"labels": f"{stem}_labels.tif", "semantic": f"{stem}_semantic.png",
+             "overlay": f"{stem}_overlay.png", "geojson": f"{stem}.geojson",
+             "rois": f"{stem}_rois.zip", "csv": f"{stem}_nuclei.csv"}
+    wanted = {"labels": True, "semantic": args.save_semantic, "overlay": args.save_overlay,
+              "geojson": args.save_geojson, "rois": args.save_rois, "csv": args.save_csv}
+    return {k: args.output / v for k, v in names.items() if wanted[k]}
+
+
+def _write_extras(outs: dict[str, Path], image: Any, result: Any, pixel_size: float | None,
+                  stem: str, overwrite: bool) -> None:
+    """The optional outputs besides the label TIFF."""
+    from sac.formats import outline_overlay, write_png
+    from sac.imageops import to_rgb_float
+
+    if "semantic" in outs and result.semantic is not None:
+        write_png(outs["semantic"], result.semantic.astype("uint8") * 255, overwrite)
+    if "overlay" in outs:
+        write_png(outs["overlay"], outline_overlay(to_rgb_float(image), result.labels),
+                  overwrite)
+    if "geojson" in outs:
+        from sac.exports import write_geojson
+
+        write_geojson(outs["geojson"], result.labels, scores=result.scores,
+                      pixel_size_um=pixel_size, overwrite=overwrite, id_namespace=stem)
+    if "rois" in outs:
+        from sac.exports import write_imagej_rois
+
+        write_imagej_rois(outs["rois"], result.labels, overwrite=overwrite)
+    if "csv" in outs:
+        from sac.measure import measure_nuclei, write_csv
+
+        rows = measure_nuclei(result.labels, image, result.scores, pixel_size)
+        write_csv(outs["csv"], rows, overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment every input; report failures at the end."""
     from sac.backbones import resolve_device
     from sac.data.images import read_image
     from sac.fileio import check_writable
-    from sac.formats import write_labels_tif, write_png
+    from sac.formats import write_labels_tif
     from sac.inference.rescale import input_scale
     from sac.inference.segment import load_segmenter
 
@@ -122,19 +171,18 @@ def run(args: argparse.Namespace) -> int:
     scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
     t0, n_nuclei, done = time.perf_counter(), 0, 0
     for path in files:
-        out_labels = args.output / f"{path.stem}_labels.tif"
-        out_sem = args.output / f"{path.stem}_semantic.png"
+        outs = _outputs(args, path.stem)
+        out_labels = outs["labels"]
         try:
-            check_writable(out_labels, args.overwrite)
-            if args.save_semantic:
-                check_writable(out_sem, args.overwrite)
+            for out in outs.values():
+                check_writable(out, args.overwrite)
             expert = _expert_for(args.prompts, path)
             t = time.perf_counter()
-            result = segmenter.segment(read_image(path), str(path), scale=scale, expert=expert,
+            image = read_image(path)
+            result = segmenter.segment(image, str(path), scale=scale, expert=expert,
                                        semantic=args.save_semantic)
-            write_labels_tif(out_labels, result.labels, args.overwrite)
-            if args.save_semantic and result.semantic is not None:
-                write_png(out_sem, result.semantic.astype("uint8") * 255, args.overwrite)
+            write_labels_tif(out_labels, result.labels, args.overwrite, args.pixel_size)
+            _write_extras(outs, image, result, args.pixel_size, path.stem, args.overwrite)
         except SACError as exc:
             failures.append((str(path), exc))
             print(f"sac segment: error: {exc}", file=sys.stderr)
