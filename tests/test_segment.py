@@ -253,16 +253,14 @@ def test_segment_cli_expert_csv_needs_one_input(tmp_path: Path, capsys) -> None:
 @pytest.mark.weights
 def test_segment_cli_writes_every_format(tmp_path: Path, box_model, monkeypatch) -> None:
     import csv
+    import dataclasses
     import zipfile
 
     import imageio.v3 as iio
 
+    import sac.inference.segment as segment_module
     from sac.cli import main
     from sac.formats import read_pixel_size_um
-
-    import dataclasses
-
-    import sac.inference.segment as segment_module
 
     # the stand-in generator cannot be saved, so the CLI gets the model in memory; it says it
     # works at 0.5 um per pixel
