@@ -286,3 +286,18 @@ def test_segment_cli_writes_every_format(tmp_path: Path, box_model, monkeypatch)
     assert iio.imread(out / "img_overlay.png").shape == (256, 256, 3)
     assert read_pixel_size_um(out / "img_labels.tif") == pytest.approx(0.5)
     assert float(rows[0]["area_um2"]) == pytest.approx(float(rows[0]["area_px"]) * 0.25)
+
+
+def test_tune_detection_finds_disk_thresholds() -> None:
+    from sac.training.sampler import TrainImage
+    from sac.training.tune import apply_tuning, tune_detection
+
+    model = create_model(tiny=True)
+    model.generator = OracleGenerator()
+    image, truth = disk_image((128, 128), [(30, 30, 10), (40, 95, 9), (95, 60, 12)])
+    from sac.imageops import to_rgb_float
+
+    res = tune_detection(model, [TrainImage("a", to_rgb_float(image), truth)])
+    assert res.score == 1.0 and len(res.table) == 36
+    apply_tuning(model, res)
+    assert model.config.thresholds.centre == res.centre

@@ -55,6 +55,10 @@ def test_tiny_train_then_segment(disk_folder: Path, tmp_path: Path, capsys) -> N
     model = load_model(run / "model")
     assert model.config.training["train_images"] == 5
     assert model.config.training["command"].startswith("sac ")
+    tuning = model.config.training["threshold_tuning"]  # chosen on the validation image
+    assert tuning["score"] >= tuning["default_score"]
+    assert (model.config.thresholds.fg, model.config.thresholds.centre) == (tuning["fg"],
+                                                                            tuning["centre"])
     # the run folder refuses a second start without --resume/--overwrite
     assert main(args) == 2
     out = tmp_path / "out"

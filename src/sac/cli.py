@@ -18,6 +18,7 @@ from sac import __version__
 from sac.commands import evaluate as _ev
 from sac.commands import segment as _seg
 from sac.commands import train as _train
+from sac.commands import tune as _tune
 from sac.errors import SACError
 
 EPILOG = (
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train.add_parser(sub)
     _seg.add_parser(sub)
     _ev.add_parser(sub)
+    _tune.add_parser(sub)
     return parser
 
 
@@ -121,7 +123,7 @@ def cmd_backbones(_: argparse.Namespace) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "backbones": cmd_backbones, "evaluate": _ev.run,
-            "train": _train.run, "segment": _seg.run}
+            "train": _train.run, "segment": _seg.run, "tune": _tune.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

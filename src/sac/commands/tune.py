@@ -1,0 +1,68 @@
+"""``sac tune``: choose a trained model's detection thresholds on validation images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sac.errors import InputError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``tune`` on the ``sac`` subcommand parser."""
+    from sac.cli import EPILOG
+    from sac.commands.evaluate import FORMATS
+
+    p = sub.add_parser(
+        "tune", help="choose a model's detection thresholds on validation images",
+        description="Grid-search the prompt generator's detection thresholds (foreground, "
+        "centre, seed spacing) for the best object F1 on a validation split, and save the "
+        "model with them. Use validation images only, never test images.", epilog=EPILOG)
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--split", required=True, help="split JSON or built-in name; its val part "
+                   "is used")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="write the tuned model here (default: update --model in place)")
+    p.add_argument("--limit", type=int, default=None, help="use N validation images")
+    p.add_argument("--bf16", action="store_true")
+
+
+def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
+                      bf16: bool = False) -> dict:
+    """Tune ``model_dir`` on ``images`` (at its scale) and save it; returns the summary."""
+    from sac.sacmodel import load_model, save_model
+    from sac.training.tune import apply_tuning, summary, tune_detection
+
+    model = load_model(model_dir)
+    result = tune_detection(model, images, bf16=bf16)
+    apply_tuning(model, result)
+    training = dict(model.config.training, threshold_tuning=summary(result, "f1_obj"))
+    target = output if output is not None else Path(model_dir)
+    save_model(model, target, overwrite=output is None, dtype=model.config.dtype,
+               training=training)
+    return training["threshold_tuning"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the validation images, tune, save."""
+    from sac.commands.evaluate import load_split_arg, open_dataset
+    from sac.sacmodel import read_config, resolve_model
+    from sac.training.sampler import load_images
+
+    folder = resolve_model(args.model)
+    scale = read_config(folder).input_scale
+    dataset = open_dataset(args.data, args.format)
+    images, problems = load_images(dataset, list(load_split_arg(args.split).val), scale,
+                                   args.limit)
+    for msg in problems:
+        print(f"sac tune: skipped {msg}", file=sys.stderr)
+    if not images:
+        raise InputError("no usable validation images to tune on")
+    s = tune_model_folder(folder, images, args.output, args.bf16)
+    print(f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, "
+          f"centre {s['centre']}, min_distance {s['min_distance']}; saved "
+          f"{args.output or folder}")
+    return 1 if problems else 0
