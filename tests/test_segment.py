@@ -298,6 +298,7 @@ def test_tune_detection_finds_disk_thresholds() -> None:
     from sac.imageops import to_rgb_float
 
     res = tune_detection(model, [TrainImage("a", to_rgb_float(image), truth)])
-    assert res.score == 1.0 and len(res.table) == 36
+    assert res.score == 1.0 and len(res.table) == 3 * 5 * 3  # the grid plus the defaults
+    assert (res.fg, res.centre) == (0.5, 0.3)  # ties keep the current setting
     apply_tuning(model, res)
     assert model.config.thresholds.centre == res.centre

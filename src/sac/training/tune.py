@@ -13,8 +13,6 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from sac.autoprompt import Maps, detect
 from sac.metrics import aggregate, evaluate_pair
 from sac.sacmodel import SACModel
@@ -48,17 +46,21 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
     maps: list[Maps] = [seg.generator_maps(im.rgb) for im in images]
     th0 = model.config.thresholds
     table = []
-    for fg, centre, dist in itertools.product(FG, CENTRE, MIN_DISTANCE):
+    grid = (sorted({*FG, th0.fg}), sorted({*CENTRE, th0.centre}),
+            sorted({*MIN_DISTANCE, th0.min_distance}))  # always includes the current setting
+    for fg, centre, dist in itertools.product(*grid):
         th = dataclasses.replace(th0, fg=fg, centre=centre, min_distance=dist)
         rows = [evaluate_pair(im.labels, detect(m, th)) for im, m in zip(images, maps,
                                                                            strict=True)]
         agg = aggregate(rows)
         table.append({"fg": fg, "centre": centre, "min_distance": dist,
                       metric: float(agg[metric]), "aji": float(agg["aji"])})
+    current = next(r for r in table if (r["fg"], r["centre"], r["min_distance"])
+                   == (th0.fg, th0.centre, th0.min_distance))
     best = max(table, key=lambda r: r[metric])
-    default = [r for r in table if (r["fg"], r["centre"], r["min_distance"]) ==
-               (th0.fg, th0.centre, th0.min_distance)]
-    default_score = default[0][metric] if default else float("nan")
+    if best[metric] <= current[metric]:  # change the setting only for a real improvement
+        best = current
+    default_score = current[metric]
     return TuneResult(best["fg"], best["centre"], int(best["min_distance"]), best[metric],
                       default_score, table)
 
@@ -74,5 +76,5 @@ def summary(result: TuneResult, metric: str) -> dict[str, Any]:
     """A short JSON-ready record for the model's training summary."""
     return {"metric": f"detection {metric}", "fg": result.fg, "centre": result.centre,
             "min_distance": result.min_distance, "score": round(result.score, 4),
-            "default_score": round(float(np.nan_to_num(result.default_score)), 4),
+            "default_score": round(result.default_score, 4),
             "grid": {"fg": FG, "centre": CENTRE, "min_distance": MIN_DISTANCE}}
