@@ -501,3 +501,14 @@ def test_real_dsb_instance_counts() -> None:
         n_masks = len(list((DSB / s.name / "masks").glob("*.png")))
         assert s.n_instances == n_masks and s.labels.max() == n_masks
         assert s.image.ndim == 3 and s.image.shape[2] == 3 and s.image.dtype == np.uint8
+
+
+def test_planar_separate_rgb_tiff(tmp_path) -> None:
+    import tifffile
+
+    from sac.data.images import read_image
+
+    rgb = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "p.tif", np.moveaxis(rgb, -1, 0), photometric="rgb",
+                     planarconfig="separate")
+    assert np.array_equal(read_image(tmp_path / "p.tif"), rgb)

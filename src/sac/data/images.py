@@ -77,7 +77,13 @@ def read_image(path: str | Path) -> np.ndarray:
         if suffix in TIFF_SUFFIXES:
             import tifffile
 
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                arr = tif.asarray()
+                page = tif.pages.first
+                planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+                samples = page.samplesperpixel
+            if planar and arr.ndim == 3 and arr.shape[0] == samples > 1:
+                arr = np.moveaxis(arr, 0, -1)  # channels stored as separate planes
         else:  # Pillow only: no fall-through to unrelated imageio plugins on corrupt files
             import imageio.v3 as iio
 
