@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from oracle import OracleGenerator
 
 from sac.errors import ConfigError, InputError, WeightsError
 from sac.inference.expert import ExpertPrompts, read_expert_csv
@@ -18,6 +17,7 @@ from sac.inference.segment import Segmenter, apply_expert
 from sac.inference.stitch import owned_tiles
 from sac.sacmodel import PromptConfig, SACConfig, create_model, load_model, save_model
 
+from oracle import OracleGenerator
 from synthetic import disk_image, disk_labels
 
 # disks centred on or across the seams of 160-px tiles overlapping by 48 on a 256-px image

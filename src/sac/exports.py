@@ -17,8 +17,9 @@ import json
 import math
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -206,29 +207,42 @@ def write_geojson(
     size = check_pixel_size(pixel_size_um)
     counts = _pixel_counts(labels)
     scores = scores or {}
+    features = (nucleus_feature(label, ring, counts[label], size, scores.get(label),
+                                id_namespace)
+                for label, ring in label_polygons(labels, offset, simplify))
+    return write_feature_collection(path, features, overwrite)
+
+
+def nucleus_feature(label: int, ring: np.ndarray, area_px: float, pixel_size_um: float | None,
+                    score: float | None, id_namespace: str = "") -> dict[str, Any]:
+    """One QuPath detection Feature (see :func:`write_geojson`)."""
+    measurements: dict[str, float | int] = {"label": int(label), "area_px": _number(area_px)}
+    if pixel_size_um is not None:
+        measurements["area_um2"] = float(area_px) * pixel_size_um * pixel_size_um
+    if score is not None and np.isfinite(score):
+        measurements["score"] = float(score)
+    return {
+        "type": "Feature",
+        "id": feature_id(int(label), id_namespace),
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[_number(x), _number(y)] for x, y in np.asarray(ring).tolist()]],
+        },
+        "properties": {
+            "objectType": "detection",
+            "classification": NUCLEUS_CLASS,
+            "measurements": measurements,
+        },
+    }
+
+
+def write_feature_collection(path: str | Path, features: Iterable[dict[str, Any]],
+                             overwrite: bool = False) -> Path:
+    """Stream Features into a GeoJSON FeatureCollection file, atomically."""
     path = Path(path)
     with atomic_path(path, overwrite) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write('{"type": "FeatureCollection", "features": [')
-        for i, (label, ring) in enumerate(label_polygons(labels, offset, simplify)):
-            measurements: dict[str, float | int] = {"label": label, "area_px": counts[label]}
-            if size is not None:
-                measurements["area_um2"] = counts[label] * size * size
-            score = scores.get(label)
-            if score is not None and np.isfinite(score):
-                measurements["score"] = float(score)
-            feature = {
-                "type": "Feature",
-                "id": feature_id(label, id_namespace),
-                "geometry": {
-                    "type": "Polygon",
-                    "coordinates": [[[_number(x), _number(y)] for x, y in ring.tolist()]],
-                },
-                "properties": {
-                    "objectType": "detection",
-                    "classification": NUCLEUS_CLASS,
-                    "measurements": measurements,
-                },
-            }
+        for i, feature in enumerate(features):
             fh.write(("," if i else "") + "\n" + json.dumps(feature, separators=(",", ":")))
         fh.write("\n]}\n")
     return path

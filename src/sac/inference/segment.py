@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
-from sac.errors import ConfigError
+from sac.errors import ConfigError, InputError
 from sac.imageops import to_rgb_float
 from sac.inference.expert import ExpertPrompts
 from sac.inference.merge import InstanceMask, merge_scored
@@ -111,15 +111,23 @@ class Segmenter:
         return Maps(out[0], out[1], out[2])
 
     def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
-                expert: ExpertPrompts | None = None, semantic: bool = False) -> SegmentResult:
+                expert: ExpertPrompts | None = None, semantic: bool = False,
+                normalized: bool = False) -> SegmentResult:
         """Instance labels (and optionally the semantic mask) for ``image`` of any size.
 
         ``scale`` resamples the image before the model (default: the model's ``input_scale``);
-        ``expert`` points are in input-image pixels.
+        ``expert`` points are in input-image pixels. The image is min-max scaled as a whole;
+        ``normalized=True`` takes a float32 (H, W, 3) image already in [0, 1] as is (a region
+        of a whole slide, scaled by its dtype range so that all regions match).
         """
         clock = _Clock()
         t = time.perf_counter()
-        rgb0 = to_rgb_float(image, source)
+        if normalized:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+                raise InputError(f"{source}: normalized input must be float32 (H, W, 3)")
+            rgb0 = image
+        else:
+            rgb0 = to_rgb_float(image, source)
         scale = self.config.input_scale if scale is None else scale
         rgb = resample_image(rgb0, scale)
         shape = rgb.shape[:2]

@@ -1,0 +1,119 @@
+"""Whole-slide segmentation: same nuclei as the in-memory path, regions, resuming, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from sac.errors import InputError
+from sac.inference.segment import Segmenter
+from sac.inference.slide import segment_slide
+from sac.sacmodel import PromptConfig, create_model
+
+from oracle import OracleGenerator
+from synthetic import disk_image
+
+# disks across the seams of 256-px chunks overlapping by 96 (cores cut at 208 and 416)
+DISKS = [(60, 60, 12), (60, 210, 13), (200, 205, 14), (210, 60, 12), (300, 420, 13),
+         (420, 300, 12), (100, 500, 11), (430, 520, 14), (520, 100, 12), (330, 160, 13)]
+SHAPE = (560, 600)
+
+
+def write_pyramid(path: Path, img: np.ndarray) -> Path:
+    with tifffile.TiffWriter(path) as tw:
+        for i, level in enumerate([img, img[::2, ::2]]):
+            per_cm = 1e4 / (0.5 * 2**i)
+            tw.write(level, tile=(128, 128), photometric="rgb", compression="zlib",
+                     resolution=(per_cm, per_cm), resolutionunit="CENTIMETER",
+                     subfiletype=1 if i else 0, **({"subifds": 1} if i == 0 else {}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def box_model(lite_medsam):
+    model = create_model(prompts=PromptConfig(mode="boxes"), pixel_size_um=0.5)
+    model.generator = OracleGenerator()
+    return model
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    image, truth = disk_image(SHAPE, DISKS)
+    return write_pyramid(tmp_path_factory.mktemp("slide") / "s.tif", image), image, truth
+
+
+def matched(a: np.ndarray, b: np.ndarray) -> list[float]:
+    out = []
+    for i in np.unique(a[a > 0]):
+        m = a == i
+        j = np.bincount(b[m].astype(np.int64)).argmax()
+        out.append(0.0 if j == 0 else float((m & (b == j)).sum() / (m | (b == j)).sum()))
+    return out
+
+
+@pytest.mark.weights
+def test_slide_path_matches_in_memory(box_model, slide, tmp_path: Path) -> None:
+    path, image, truth = slide
+    seg = Segmenter(box_model)
+    direct = seg.segment((image / 255.0).astype(np.float32), normalized=True)
+    res = segment_slide(seg, path, tmp_path, chunk=256, overlap=96, tissue=False,
+                        return_labels=True, progress=False)
+    assert res.level == 0 and res.n_chunks == 12  # 3 rows x 4 columns
+    assert res.labels is not None and res.labels.shape == SHAPE
+    assert res.n_nuclei == direct.n_nuclei == len(DISKS) == int(res.labels.max())
+    assert min(matched(direct.labels, res.labels)) >= 0.95
+    assert min(matched(truth, res.labels)) >= 0.9
+    doc = json.loads((tmp_path / "s.geojson").read_text())
+    assert len(doc["features"]) == len(DISKS)
+    rows = list(csv.DictReader((tmp_path / "s_nuclei.csv").open()))
+    assert len(rows) == len(DISKS) and float(rows[0]["area_um2"]) > 0
+    assert not (tmp_path / "s.sac-parts").exists()  # resume files go once the run is done
+
+
+@pytest.mark.weights
+def test_region_offsets_and_resume(box_model, slide, tmp_path: Path, monkeypatch) -> None:
+    import sac.inference.slide as slide_module
+
+    path, _, _ = slide
+    seg = Segmenter(box_model)
+    region = (180, 170, 300, 280)  # x, y, w, h
+    calls = {"n": 0}
+    real = slide_module._chunk_nuclei
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(slide_module, "_chunk_nuclei", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        segment_slide(seg, path, tmp_path, region=region, chunk=256, overlap=96, tissue=False,
+                      progress=False)
+    assert len(list((tmp_path / "s.sac-parts").glob("x*.json"))) == 2
+    calls["n"] = 10  # no more interruptions; count the chunks computed on resuming
+    res = segment_slide(seg, path, tmp_path, region=region, chunk=256, overlap=96,
+                        tissue=False, progress=False)
+    assert res.n_resumed == 2 and calls["n"] == 10 + res.n_chunks - 2
+    doc = json.loads((tmp_path / "s.geojson").read_text())
+    xs = [x for f in doc["features"] for x, _ in f["geometry"]["coordinates"][0]]
+    ys = [y for f in doc["features"] for _, y in f["geometry"]["coordinates"][0]]
+    # polygons are in slide coordinates, centred inside the region
+    assert min(xs) > 150 and max(xs) < 510 and min(ys) > 140 and max(ys) < 480
+    with pytest.raises(InputError, match="600"):
+        segment_slide(seg, path, tmp_path / "o", region=(5000, 5000, 10, 10), tissue=False,
+                      progress=False)
+
+
+@pytest.mark.weights
+def test_blank_slide_has_no_tissue(box_model, tmp_path: Path) -> None:
+    path = write_pyramid(tmp_path / "blank.tif", np.full((400, 400, 3), 250, np.uint8))
+    res = segment_slide(Segmenter(box_model), path, tmp_path, chunk=256, overlap=64,
+                        progress=False)
+    assert res.n_nuclei == 0 and res.n_skipped_no_tissue == res.n_chunks
+    assert json.loads((tmp_path / "blank.geojson").read_text())["features"] == []
