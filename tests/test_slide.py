@@ -117,3 +117,22 @@ def test_blank_slide_has_no_tissue(box_model, tmp_path: Path) -> None:
                         progress=False)
     assert res.n_nuclei == 0 and res.n_skipped_no_tissue == res.n_chunks
     assert json.loads((tmp_path / "blank.geojson").read_text())["features"] == []
+
+
+@pytest.mark.weights
+def test_segment_cli_slide(box_model, slide, tmp_path: Path, monkeypatch, capsys) -> None:
+    import sac.inference.segment as segment_module
+    from sac.cli import main
+
+    path, _, _ = slide
+    monkeypatch.setattr(segment_module, "load_model", lambda *a, **k: box_model)
+    args = ["segment", str(path), "--wsi", "-o", str(tmp_path), "--region", "0", "0", "300",
+            "300", "--chunk-size", "320", "--no-tissue-mask", "--quiet"]
+    assert main(args) == 0
+    assert (tmp_path / "s.geojson").is_file() and (tmp_path / "s_nuclei.csv").is_file()
+    assert main(args) == 2  # outputs exist
+    assert "already exists" in capsys.readouterr().err
+    bad = tmp_path / "bad.svs"
+    bad.write_bytes(b"not a slide")
+    assert main(["segment", str(bad), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "bad.svs" in capsys.readouterr().err

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sac.inference.expert import ExpertPrompts
 
 DEFAULT_MODEL = "sac-lite-monuseg"
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +62,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "model's own, for images at its training data's magnification)")
     scale.add_argument("--pixel-size", type=float, default=None,
                        help="micrometres per pixel of the inputs; resampled to the model's")
+    w = p.add_argument_group("whole-slide images (SVS, NDPI, MRXS, SCN, BIF; pyramidal TIFF "
+                             "with --wsi): processed in chunks, written as GeoJSON + CSV")
+    w.add_argument("--wsi", action="store_true",
+                   help="treat TIFF inputs as whole slides (read region by region)")
+    w.add_argument("--level", type=int, default=None,
+                   help="pyramid level to process (default: chosen from the pixel sizes)")
+    w.add_argument("--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=None,
+                   help="process only this region (level-0 pixels)")
+    w.add_argument("--chunk-size", type=int, default=2048,
+                   help="pixels per chunk side at the processed level (default 2048)")
+    w.add_argument("--no-tissue-mask", action="store_true",
+                   help="process background chunks too (needed for fluorescence slides)")
     p.add_argument("--tile-size", type=int, default=None, help="default: the model input size")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
     p.add_argument("--batch-size", type=int, default=64, help="prompt sets per decoder batch")
@@ -74,13 +87,15 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     """Image files named by ``inputs`` (files, folders, globs) and the inputs matching none."""
     from sac.data.images import IMAGE_SUFFIXES
 
+    suffixes = (*IMAGE_SUFFIXES, *SLIDE_SUFFIXES)
+
     files: list[Path] = []
     missing: list[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                           if p.is_file() and p.suffix.lower() in suffixes)
         elif path.exists():
             found = [path]
         else:
@@ -102,6 +117,21 @@ def _expert_for(prompts: Path | None, image: Path) -> ExpertPrompts | None:
         csv = prompts / f"{image.stem}.csv"
         return read_expert_csv(csv) if csv.is_file() else None
     return read_expert_csv(prompts)
+
+
+def _is_slide(path: Path, args: argparse.Namespace) -> bool:
+    suffix = path.suffix.lower()
+    return suffix in SLIDE_SUFFIXES or (args.wsi and suffix in (".tif", ".tiff"))
+
+
+def _segment_slide(segmenter: Any, path: Path, args: argparse.Namespace) -> Any:
+    """A whole slide: GeoJSON and CSV (always), chunk by chunk, resumable."""
+    from sac.inference.slide import segment_slide
+
+    return segment_slide(segmenter, path, args.output, level=args.level,
+                         region=tuple(args.region) if args.region else None,
+                         chunk=args.chunk_size, tissue=not args.no_tissue_mask,
+                         overwrite=args.overwrite, progress=not args.quiet, scale=args.scale)
 
 
 def _outputs(args: argparse.Namespace, stem: str) -> dict[str, Path]:
@@ -171,6 +201,22 @@ def run(args: argparse.Namespace) -> int:
     scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
     t0, n_nuclei, done = time.perf_counter(), 0, 0
     for path in files:
+        if _is_slide(path, args):
+            try:
+                t = time.perf_counter()
+                res = _segment_slide(segmenter, path, args)
+            except SACError as exc:
+                failures.append((str(path), exc))
+                print(f"sac segment: error: {exc}", file=sys.stderr)
+                continue
+            done += 1
+            n_nuclei += res.n_nuclei
+            if not args.quiet:
+                print(f"{path.name}: {res.n_nuclei} nuclei in {res.n_chunks} chunks "
+                      f"({res.n_skipped_no_tissue} without tissue, {res.n_resumed} resumed) "
+                      f"in {time.perf_counter() - t:.1f} s -> "
+                      + ", ".join(str(p) for p in res.outputs.values()))
+            continue
         outs = _outputs(args, path.stem)
         out_labels = outs["labels"]
         try:
