@@ -302,3 +302,38 @@ def test_tune_detection_finds_disk_thresholds() -> None:
     assert (res.fg, res.centre) == (0.5, 0.3)  # ties keep the current setting
     apply_tuning(model, res)
     assert model.config.thresholds.centre == res.centre
+
+
+def test_segment_cli_channel_and_full_disk(tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+
+    import imageio.v3 as iio
+
+    import sac.formats as formats
+    from sac.cli import main
+    from sac.data.images import read_image
+
+    model = save_model(create_model(tiny=True), tmp_path / "model")
+    image, _ = disk_image((64, 80))
+    stack = np.stack([np.zeros((64, 80), np.uint8), image[..., 0]])  # nuclei on page 1
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    assert np.array_equal(read_image(tmp_path / "stack.tif", channel=1), image[..., 0])
+    with pytest.raises(InputError, match="out of range"):
+        read_image(tmp_path / "stack.tif", channel=2)
+    out = tmp_path / "out"
+    base = ["segment", str(tmp_path / "stack.tif"), "-o", str(out), "--model", str(model),
+            "--quiet"]
+    assert main([*base, "--channel", "1", "--save-csv"]) == 0
+    assert (out / "stack_labels.tif").is_file()
+    # a full disk while writing: clear message, nothing of that image left behind
+    iio.imwrite(tmp_path / "b.png", image)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(formats, "write_png", full)
+    code = main(["segment", str(tmp_path / "b.png"), "-o", str(out), "--model", str(model),
+                 "--save-overlay", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "No space left" in err and "b.png" in err
+    assert not (out / "b_labels.tif").exists() and not (out / "b_overlay.png").exists()

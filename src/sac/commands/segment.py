@@ -74,6 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="pixels per chunk side at the processed level (default 2048)")
     w.add_argument("--no-tissue-mask", action="store_true",
                    help="process background chunks too (needed for fluorescence slides)")
+    p.add_argument("--channel", type=int, default=None,
+                   help="for multi-page/multi-channel TIFFs (or one colour of an RGB image): "
+                        "the page or channel holding the nuclei, from 0")
     p.add_argument("--tile-size", type=int, default=None, help="default: the model input size")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
     p.add_argument("--batch-size", type=int, default=64, help="prompt sets per decoder batch")
@@ -134,6 +137,31 @@ def _segment_slide(segmenter: Any, path: Path, args: argparse.Namespace) -> Any:
                          overwrite=args.overwrite, progress=not args.quiet, scale=args.scale)
 
 
+def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float,
+             written: list[Path]) -> tuple[int, str]:
+    """Segment one input and write its outputs; returns (nuclei, where they went)."""
+    from sac.data.images import read_image
+    from sac.fileio import check_writable
+    from sac.formats import write_labels_tif
+
+    if _is_slide(path, args):
+        res = _segment_slide(segmenter, path, args)
+        where = ", ".join(str(p) for p in res.outputs.values())
+        return res.n_nuclei, (f"{where} ({res.n_chunks} chunks, {res.n_skipped_no_tissue} "
+                              f"without tissue, {res.n_resumed} resumed)")
+    outs = _outputs(args, path.stem)
+    for out in outs.values():
+        check_writable(out, args.overwrite)
+    expert = _expert_for(args.prompts, path)
+    image = read_image(path, channel=args.channel)
+    result = segmenter.segment(image, str(path), scale=scale, expert=expert,
+                               semantic=args.save_semantic)
+    written.append(write_labels_tif(outs["labels"], result.labels, args.overwrite,
+                                    args.pixel_size))
+    _write_extras(outs, image, result, args.pixel_size, path.stem, args.overwrite, written)
+    return result.n_nuclei, str(outs["labels"])
+
+
 def _outputs(args: argparse.Namespace, stem: str) -> dict[str, Path]:
     """The files to write for one input, by kind."""
     names = {"labels": f"{stem}_labels.tif", "semantic": f"{stem}_semantic.png",
@@ -145,38 +173,39 @@ def _outputs(args: argparse.Namespace, stem: str) -> dict[str, Path]:
 
 
 def _write_extras(outs: dict[str, Path], image: Any, result: Any, pixel_size: float | None,
-                  stem: str, overwrite: bool) -> None:
-    """The optional outputs besides the label TIFF."""
+                  stem: str, overwrite: bool, written: list[Path]) -> None:
+    """The optional outputs besides the label TIFF (each one appended to ``written``)."""
     from sac.formats import outline_overlay, write_png
     from sac.imageops import to_rgb_float
 
     if "semantic" in outs and result.semantic is not None:
-        write_png(outs["semantic"], result.semantic.astype("uint8") * 255, overwrite)
+        written.append(write_png(outs["semantic"], result.semantic.astype("uint8") * 255,
+                                 overwrite))
     if "overlay" in outs:
-        write_png(outs["overlay"], outline_overlay(to_rgb_float(image), result.labels),
-                  overwrite)
+        written.append(write_png(outs["overlay"],
+                                 outline_overlay(to_rgb_float(image), result.labels), overwrite))
     if "geojson" in outs:
         from sac.exports import write_geojson
 
-        write_geojson(outs["geojson"], result.labels, scores=result.scores,
-                      pixel_size_um=pixel_size, overwrite=overwrite, id_namespace=stem)
+        written.append(write_geojson(outs["geojson"], result.labels, scores=result.scores,
+                                     pixel_size_um=pixel_size, overwrite=overwrite,
+                                     id_namespace=stem))
     if "rois" in outs:
         from sac.exports import write_imagej_rois
 
-        write_imagej_rois(outs["rois"], result.labels, overwrite=overwrite)
+        written.append(write_imagej_rois(outs["rois"], result.labels, overwrite=overwrite))
     if "csv" in outs:
         from sac.measure import measure_nuclei, write_csv
 
         rows = measure_nuclei(result.labels, image, result.scores, pixel_size)
-        write_csv(outs["csv"], rows, overwrite)
+        written.append(write_csv(outs["csv"], rows, overwrite))
 
 
 def run(args: argparse.Namespace) -> int:
     """Segment every input; report failures at the end."""
+    from tqdm import tqdm
+
     from sac.backbones import resolve_device
-    from sac.data.images import read_image
-    from sac.fileio import check_writable
-    from sac.formats import write_labels_tif
     from sac.inference.rescale import input_scale
     from sac.inference.segment import load_segmenter
 
@@ -200,44 +229,25 @@ def run(args: argparse.Namespace) -> int:
     cfg = segmenter.config
     scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
     t0, n_nuclei, done = time.perf_counter(), 0, 0
-    for path in files:
-        if _is_slide(path, args):
-            try:
-                t = time.perf_counter()
-                res = _segment_slide(segmenter, path, args)
-            except SACError as exc:
-                failures.append((str(path), exc))
-                print(f"sac segment: error: {exc}", file=sys.stderr)
-                continue
-            done += 1
-            n_nuclei += res.n_nuclei
-            if not args.quiet:
-                print(f"{path.name}: {res.n_nuclei} nuclei in {res.n_chunks} chunks "
-                      f"({res.n_skipped_no_tissue} without tissue, {res.n_resumed} resumed) "
-                      f"in {time.perf_counter() - t:.1f} s -> "
-                      + ", ".join(str(p) for p in res.outputs.values()))
-            continue
-        outs = _outputs(args, path.stem)
-        out_labels = outs["labels"]
+    bar = tqdm(files, disable=args.quiet or len(files) < 2, unit="image", dynamic_ncols=True)
+    for path in bar:
+        t = time.perf_counter()
+        written: list[Path] = []
         try:
-            for out in outs.values():
-                check_writable(out, args.overwrite)
-            expert = _expert_for(args.prompts, path)
-            t = time.perf_counter()
-            image = read_image(path)
-            result = segmenter.segment(image, str(path), scale=scale, expert=expert,
-                                       semantic=args.save_semantic)
-            write_labels_tif(out_labels, result.labels, args.overwrite, args.pixel_size)
-            _write_extras(outs, image, result, args.pixel_size, path.stem, args.overwrite)
-        except SACError as exc:
-            failures.append((str(path), exc))
-            print(f"sac segment: error: {exc}", file=sys.stderr)
+            n, where = _process(path, args, segmenter, scale, written)
+        except (SACError, OSError) as exc:
+            for out in written:  # no partial set of outputs for a failed image
+                out.unlink(missing_ok=True)
+            err = exc if isinstance(exc, SACError) else SACError(
+                f"{path}: cannot write the outputs to {args.output}: {exc}; free some space "
+                "or choose another output folder (-o)")
+            failures.append((str(path), err))
+            bar.write(f"sac segment: error: {err}", file=sys.stderr)
             continue
         done += 1
-        n_nuclei += result.n_nuclei
+        n_nuclei += n
         if not args.quiet:
-            print(f"{path.name}: {result.n_nuclei} nuclei in {time.perf_counter() - t:.1f} s "
-                  f"-> {out_labels}")
+            bar.write(f"{path.name}: {n} nuclei in {time.perf_counter() - t:.1f} s -> {where}")
     total = time.perf_counter() - t0
     print(f"segmented {done} of {len(files) + len(missing)} input(s), {n_nuclei} nuclei, "
           f"{total:.1f} s", file=sys.stderr)

@@ -52,10 +52,26 @@ def _squeeze_leading(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def _pick_channel(arr: np.ndarray, channel: int, path: Path) -> np.ndarray:
+    """One page of a stack (first axis) or one channel of a channels-last image."""
+    if arr.ndim == 2:
+        raise InputError(f"{path}: --channel {channel} given, but the image has one channel")
+    # (H, W, C) when the last axis is the short one, else pages first: (P, H, W[, C])
+    channels_last = arr.ndim == 3 and arr.shape[2] < arr.shape[0]
+    n = arr.shape[2] if channels_last else arr.shape[0]
+    if not 0 <= channel < n:
+        raise InputError(f"{path}: --channel {channel} is out of range; the image has {n} "
+                         f"{'channels' if channels_last else 'pages'} (0..{n - 1}), shape "
+                         f"{arr.shape}")
+    return arr[..., channel] if channels_last else arr[channel]
+
+
+def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     """Read one PNG/JPEG/TIFF file as a numpy array (no conversion), with clear errors.
 
     Returns the decoded array with its own dtype, shaped (H, W) or (H, W, C), C in 1..4.
+    ``channel`` picks one page of a multi-page stack (P, H, W[, C]) or one channel of a
+    channels-last image (H, W, C), which is returned as a gray (H, W) image.
     """
     path = Path(path)
     if not path.exists():
@@ -98,6 +114,8 @@ def read_image(path: str | Path) -> np.ndarray:
     if arr.dtype == object or arr.ndim == 0:
         raise InputError(f"{path}: decoder returned no pixel array; re-export the file")
     arr = _squeeze_leading(arr)
+    if channel is not None:
+        arr = _pick_channel(arr, channel, path)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise InputError(
             f"{path}: unsupported image shape {arr.shape}; expected {_SHAPES}. "
