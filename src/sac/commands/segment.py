@@ -72,6 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="process only this region (level-0 pixels)")
     w.add_argument("--chunk-size", type=int, default=2048,
                    help="pixels per chunk side at the processed level (default 2048)")
+    w.add_argument("--slide-labels", action="store_true",
+                   help="also write <stem>_labels.tif for the slide or --region at the "
+                        "processed level (up to 400 megapixels)")
     w.add_argument("--no-tissue-mask", action="store_true",
                    help="process background chunks too (needed for fluorescence slides)")
     p.add_argument("--channel", type=int, default=None,
@@ -129,12 +132,22 @@ def _is_slide(path: Path, args: argparse.Namespace) -> bool:
 
 def _segment_slide(segmenter: Any, path: Path, args: argparse.Namespace) -> Any:
     """A whole slide: GeoJSON and CSV (always), chunk by chunk, resumable."""
+    from sac.fileio import check_writable
+    from sac.formats import write_labels_tif
     from sac.inference.slide import segment_slide
 
-    return segment_slide(segmenter, path, args.output, level=args.level,
-                         region=tuple(args.region) if args.region else None,
-                         chunk=args.chunk_size, tissue=not args.no_tissue_mask,
-                         overwrite=args.overwrite, progress=not args.quiet, scale=args.scale)
+    out_labels = args.output / f"{path.stem}_labels.tif"
+    if args.slide_labels:
+        check_writable(out_labels, args.overwrite)
+    res = segment_slide(segmenter, path, args.output, level=args.level,
+                        region=tuple(args.region) if args.region else None,
+                        chunk=args.chunk_size, tissue=not args.no_tissue_mask,
+                        return_labels=args.slide_labels, overwrite=args.overwrite,
+                        progress=not args.quiet, scale=args.scale)
+    if res.labels is not None:
+        res.outputs["labels"] = write_labels_tif(out_labels, res.labels, args.overwrite,
+                                                 res.pixel_size_um)
+    return res
 
 
 def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float,
@@ -156,10 +169,24 @@ def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float,
     image = read_image(path, channel=args.channel)
     result = segmenter.segment(image, str(path), scale=scale, expert=expert,
                                semantic=args.save_semantic)
-    written.append(write_labels_tif(outs["labels"], result.labels, args.overwrite,
-                                    args.pixel_size))
-    _write_extras(outs, image, result, args.pixel_size, path.stem, args.overwrite, written)
+    pixel = args.pixel_size if args.pixel_size is not None else _file_pixel_size(path)
+    written.append(write_labels_tif(outs["labels"], result.labels, args.overwrite, pixel))
+    _write_extras(outs, image, result, pixel, path.stem, args.overwrite, written)
     return result.n_nuclei, str(outs["labels"])
+
+
+def _file_pixel_size(path: Path) -> float | None:
+    """The pixel size a TIFF records, when plausible for microscopy (0.01-50 um); used to
+    annotate the outputs only, never to resample (that takes --pixel-size or --scale)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    from sac.formats import read_pixel_size_um
+
+    try:
+        size = read_pixel_size_um(path)
+    except (OSError, ValueError, SACError):
+        return None
+    return size if size is not None and 0.01 <= size <= 50 else None
 
 
 def _outputs(args: argparse.Namespace, stem: str) -> dict[str, Path]:

@@ -50,6 +50,7 @@ class SlideResult:
     downsample: float
     outputs: dict[str, Path] = field(default_factory=dict)
     labels: np.ndarray | None = None  # region-sized labels at the processing level, if asked
+    pixel_size_um: float | None = None  # at the processing level, when the slide records it
 
 
 def choose_level(slide: Any, model_pixel_um: float | None, level: int | None,
@@ -162,7 +163,7 @@ def segment_slide(
     if labels is not None:
         labels = relabel_sequential(labels)
     return SlideResult(n, len(tiles), skipped, resumed, time.perf_counter() - t0, lvl, ds,
-                       outputs, labels)
+                       outputs, labels, pixel_um)
 
 
 def _to_float(rgb: np.ndarray) -> np.ndarray:
