@@ -41,14 +41,14 @@ def test_demo_on_synthetic_image(tmp_path, capsys) -> None:
     src = tmp_path / "disks.png"
     iio.imwrite(src, image)
     out = tmp_path / "out"
-    assert main(["demo", "--image", str(src), "-o", str(out)]) == 0
+    assert main(["demo", "--image", str(src), "-o", str(out), "--zero-shot"]) == 0
     labels = tifffile.imread(out / "disks_labels.tif")
     assert labels.shape == (256, 256) and labels.dtype == np.uint16
     assert len(np.unique(labels)) - 1 == len(DEFAULT_DISKS)
     overlay = iio.imread(out / "disks_overlay.png")
     assert overlay.shape == (256, 256, 3)
     # existing outputs are not overwritten silently
-    assert main(["demo", "--image", str(src), "-o", str(out)]) == 2
+    assert main(["demo", "--image", str(src), "-o", str(out), "--zero-shot"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["disks_labels.tif", "disks_overlay.png"]
 
@@ -77,3 +77,20 @@ def test_bad_options(tmp_path, capsys) -> None:
     assert ex.value.code == 2
     assert main(["demo", "--backbone", "vit_b", *out]) == 4
     assert "--sam-checkpoint" in capsys.readouterr().err
+
+
+def test_demo_with_a_model_folder(tmp_path, capsys) -> None:
+    import imageio.v3 as iio
+    import torch
+
+    from sac.sacmodel import create_model, save_model
+
+    torch.manual_seed(0)
+    model = save_model(create_model(tiny=True), tmp_path / "model")
+    image, _ = disk_image((96, 96), [(40, 40, 10)])
+    iio.imwrite(tmp_path / "d.png", image)
+    out = tmp_path / "out"
+    assert main(["demo", "--image", str(tmp_path / "d.png"), "-o", str(out), "--model",
+                 str(model)]) == 0
+    assert "model" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["d_labels.tif", "d_overlay.png"]
