@@ -51,8 +51,18 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
         f"- {tr.get('steps', '?')} steps ({tr.get('epochs_done', '?')} epochs), "
         f"{tr.get('train_seconds', 0) / 60:.0f} min training + "
         f"{tr.get('validation_seconds', 0) / 60:.0f} min validation, "
-        f"{tr.get('crops_per_s', '?')} crops/s (the machine of the benchmarks: 2-core CPU)", "",
-        f"## Validation metrics (selected by {tr.get('select_metric', '?')})", "",
+        f"{tr.get('crops_per_s', '?')} crops/s (the machine of the benchmarks: 2-core CPU)",
+    ]
+    tune = tr.get("threshold_tuning")
+    if tune:
+        lines.append(
+            f"- detection thresholds chosen afterwards on the validation images (sac tune): "
+            f"fg {tune['fg']}, centre {tune['centre']}, min_distance {tune['min_distance']} "
+            f"(detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
+    lines += [
+        "",
+        f"## Validation metrics at checkpoint selection (by {tr.get('select_metric', '?')}; "
+        "before threshold tuning)", "",
         "| metric | value |", "|---|---|",
     ]
     lines += [f"| {k} | {val[k]:.4f} |" for k in METRICS if k in val]
@@ -78,7 +88,7 @@ def main() -> None:
     tmp.mkdir(parents=True)
     for f in args.model.iterdir():
         if f.name == "config.json" or f.suffix == ".safetensors":
-            shutil.copy2(f, tmp / f.name)
+            shutil.copyfile(f, tmp / f.name)
     cfg = json.loads((tmp / "config.json").read_text())
     if cfg["base"]["source"] == "included":
         raise SystemExit("models with included base weights are not shipped")

@@ -125,12 +125,22 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
             config = replace(config, base=replace(config.base, sha256=sha256_of(tmp / BASE_FILE),
                                                   name=BASE_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        _usual_modes(tmp)
         _replace_dir(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     model.config = config
     return folder
+
+
+def _usual_modes(folder: Path) -> None:
+    """mkdtemp makes an owner-only folder; give it and its files the usual modes."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~mask)
 
 
 def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
