@@ -113,10 +113,11 @@ def test_region_offsets_and_resume(box_model, slide, tmp_path: Path, monkeypatch
 @pytest.mark.weights
 def test_blank_slide_has_no_tissue(box_model, tmp_path: Path) -> None:
     path = write_pyramid(tmp_path / "blank.tif", np.full((400, 400, 3), 250, np.uint8))
-    res = segment_slide(Segmenter(box_model), path, tmp_path, chunk=256, overlap=64,
-                        progress=False)
-    assert res.n_nuclei == 0 and res.n_skipped_no_tissue == res.n_chunks
-    assert json.loads((tmp_path / "blank.geojson").read_text())["features"] == []
+    with pytest.raises(InputError, match="no tissue"):
+        segment_slide(Segmenter(box_model), path, tmp_path, chunk=256, overlap=64,
+                      progress=False)
+    assert not (tmp_path / "blank.geojson").exists()
+    assert not (tmp_path / "blank.sac-parts").exists()
 
 
 @pytest.mark.weights

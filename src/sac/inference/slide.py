@@ -142,6 +142,12 @@ def segment_slide(
         parts = _parts_dir(out_dir, path, slide, lvl, res_scale, chunk, overlap, region, cfg,
                            overwrite)
         mask = slide_tissue_mask(slide) if tissue else None
+        if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
+                                        for t in tiles):
+            shutil.rmtree(parts)
+            where = "in the region" if region else "on the slide"
+            raise InputError(f"{path}: no tissue found {where} by the thumbnail tissue mask; "
+                             "for fluorescence or unusual stains pass --no-tissue-mask")
         labels = _region_canvas(tiles) if return_labels else None
         skipped = resumed = 0
         for tile in tqdm(tiles, disable=not progress, unit="chunk", desc=path.name):
