@@ -75,7 +75,7 @@ def test_bad_options(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as ex:
         main(["demo", "--backbone", "vit_x", *out])
     assert ex.value.code == 2
-    assert main(["demo", "--backbone", "vit_b", *out]) == 4
+    assert main(["demo", "--zero-shot", "--backbone", "vit_b", *out]) == 4
     assert "--sam-checkpoint" in capsys.readouterr().err
 
 
