@@ -43,3 +43,13 @@ def disk_labels(shape: tuple[int, int], spec: list[tuple[int, int, int]]) -> np.
 
 
 DEFAULT_DISKS = [(60, 70, 18), (150, 190, 24), (200, 80, 15), (70, 190, 12), (200, 200, 16)]
+
+
+def matched_ious(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """For each label of ``a``, IoU with the label of ``b`` it overlaps most (0 if none)."""
+    out = []
+    for i in np.unique(a[a > 0]):
+        m = a == i
+        j = np.bincount(b[m].astype(np.int64)).argmax()
+        out.append(0.0 if j == 0 else float((m & (b == j)).sum() / (m | (b == j)).sum()))
+    return out

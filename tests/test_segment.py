@@ -18,21 +18,11 @@ from sac.inference.stitch import owned_tiles
 from sac.sacmodel import PromptConfig, SACConfig, create_model, load_model, save_model
 
 from oracle import OracleGenerator
-from synthetic import disk_image, disk_labels
+from synthetic import disk_image, disk_labels, matched_ious
 
 # disks centred on or across the seams of 160-px tiles overlapping by 48 on a 256-px image
 SEAM_DISKS = [(100, 100, 14), (40, 160, 12), (160, 40, 13), (200, 100, 15), (100, 200, 12),
               (205, 205, 16), (40, 40, 11)]
-
-
-def matched_ious(a: np.ndarray, b: np.ndarray) -> list[float]:
-    """For each label of ``a``, IoU with the label of ``b`` it overlaps most (0 if none)."""
-    out = []
-    for i in np.unique(a[a > 0]):
-        m = a == i
-        j = np.bincount(b[m].astype(np.int64)).argmax()
-        out.append(0.0 if j == 0 else float((m & (b == j)).sum() / (m | (b == j)).sum()))
-    return out
 
 
 @pytest.fixture(scope="module")

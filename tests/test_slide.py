@@ -16,7 +16,7 @@ from sac.inference.slide import segment_slide
 from sac.sacmodel import PromptConfig, create_model
 
 from oracle import OracleGenerator
-from synthetic import disk_image
+from synthetic import disk_image, matched_ious
 
 # disks across the seams of 256-px chunks overlapping by 96 (cores cut at 208 and 416)
 DISKS = [(60, 60, 12), (60, 210, 13), (200, 205, 14), (210, 60, 12), (300, 420, 13),
@@ -47,15 +47,6 @@ def slide(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     return write_pyramid(tmp_path_factory.mktemp("slide") / "s.tif", image), image, truth
 
 
-def matched(a: np.ndarray, b: np.ndarray) -> list[float]:
-    out = []
-    for i in np.unique(a[a > 0]):
-        m = a == i
-        j = np.bincount(b[m].astype(np.int64)).argmax()
-        out.append(0.0 if j == 0 else float((m & (b == j)).sum() / (m | (b == j)).sum()))
-    return out
-
-
 @pytest.mark.weights
 def test_slide_path_matches_in_memory(box_model, slide, tmp_path: Path) -> None:
     path, image, truth = slide
@@ -66,8 +57,8 @@ def test_slide_path_matches_in_memory(box_model, slide, tmp_path: Path) -> None:
     assert res.level == 0 and res.n_chunks == 12  # 3 rows x 4 columns
     assert res.labels is not None and res.labels.shape == SHAPE
     assert res.n_nuclei == direct.n_nuclei == len(DISKS) == int(res.labels.max())
-    assert min(matched(direct.labels, res.labels)) >= 0.95
-    assert min(matched(truth, res.labels)) >= 0.9
+    assert min(matched_ious(direct.labels, res.labels)) >= 0.95
+    assert min(matched_ious(truth, res.labels)) >= 0.9
     doc = json.loads((tmp_path / "s.geojson").read_text())
     assert len(doc["features"]) == len(DISKS)
     rows = list(csv.DictReader((tmp_path / "s_nuclei.csv").open()))

@@ -50,3 +50,14 @@ def to_rgb_float(image: np.ndarray, source: str = "image") -> np.ndarray:
     lo, hi = float(out.min()), float(out.max())
     out = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
     return np.ascontiguousarray(out)
+
+
+def as_model_rgb(image: np.ndarray, source: str = "image", normalized: bool = False
+                 ) -> np.ndarray:
+    """:func:`to_rgb_float` of ``image``, or, with ``normalized=True``, a float32 (H, W, 3)
+    image already in [0, 1] taken as is (a tile or region of an image scaled as a whole)."""
+    if not normalized:
+        return to_rgb_float(image, source)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+        raise InputError(f"{source}: normalized input must be float32 (H, W, 3)")
+    return image

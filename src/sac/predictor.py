@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from sac.backbones import BackboneSpec
 from sac.errors import InputError
-from sac.imageops import to_rgb_float
+from sac.imageops import as_model_rgb
 from sac.inference.merge import InstanceMask, crop_to_content
 from sac.modeling import Sam
 from sac.modeling.mask_decoder import upscale_logits
@@ -57,12 +57,7 @@ class SamPredictor:
         image normalised once as a whole); ``upscale=False`` pads a small image instead of
         enlarging it.
         """
-        if normalized:
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
-                raise InputError(f"{source}: normalized input must be float32 (H, W, 3)")
-            rgb = image
-        else:
-            rgb = to_rgb_float(image, source)
+        rgb = as_model_rgb(image, source, normalized)
         batch, geos = prepare_batch([rgb], self.spec.image_size, self.spec.normalization, upscale)
         with autocast_context(self.device, self.bf16):
             emb = self.model.encode(batch.to(self.device))

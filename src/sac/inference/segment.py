@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
-from sac.errors import ConfigError, InputError
-from sac.imageops import to_rgb_float
+from sac.errors import ConfigError
+from sac.imageops import as_model_rgb
 from sac.inference.expert import ExpertPrompts
 from sac.inference.merge import InstanceMask, merge_scored
 from sac.inference.rescale import resample_image, resample_labels
@@ -122,12 +122,7 @@ class Segmenter:
         """
         clock = _Clock()
         t = time.perf_counter()
-        if normalized:
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
-                raise InputError(f"{source}: normalized input must be float32 (H, W, 3)")
-            rgb0 = image
-        else:
-            rgb0 = to_rgb_float(image, source)
+        rgb0 = as_model_rgb(image, source, normalized)
         scale = self.config.input_scale if scale is None else scale
         rgb = resample_image(rgb0, scale)
         shape = rgb.shape[:2]
