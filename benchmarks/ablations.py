@@ -33,11 +33,11 @@ KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "semantic_pixel_dice"]
 TRAIN_VARIANTS: dict[str, list[str]] = {
     "lora_rank_4 (default)": [],
     "lora_rank_0": ["--lora-rank", "0"],
-    "lora_rank_8": ["--lora-rank", "8"],
+    "no_negatives": ["--neighbour-negatives", "0", "--background-negatives", "0"],
     "probability_prompts": ["--prompt-strategy", "probability"],
+    "lora_rank_8": ["--lora-rank", "8"],
     "boxes": ["--prompt-mode", "boxes"],
     "points+boxes": ["--prompt-mode", "points+boxes"],
-    "no_negatives": ["--neighbour-negatives", "0", "--background-negatives", "0"],
 }
 
 

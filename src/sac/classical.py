@@ -7,36 +7,55 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-def nucleus_channel(rgb: np.ndarray) -> tuple[np.ndarray, str]:
-    """A [0, 1] map in which nuclei are bright, and the image type it assumed.
+def dark_background(rgb: np.ndarray) -> bool:
+    """Whether ``rgb`` (float, [0, 1]) looks like fluorescence: nuclei bright on a dark field.
 
-    Dark-background images (median intensity < 0.5) are treated as fluorescence and use the
-    mean intensity; light-background images as brightfield stains and use the hematoxylin
-    optical density from colour deconvolution (skimage's ``rgb2hed``).
+    A median gray level under 0.25 is dark; over 0.5 it is a brightfield stain. In between,
+    dense stained tissue (H&E sections packed with nuclei have medians near 0.4) is told from
+    fluorescence by colour: stains are coloured, while fluorescence stored as RGB is gray.
+    """
+    gray = rgb.mean(axis=2)
+    median = float(np.median(gray))
+    if median < 0.25 or median >= 0.5:
+        return median < 0.25
+    return float(np.median(rgb.max(axis=2) - rgb.min(axis=2))) < 0.02
+
+
+def nucleus_channel(rgb: np.ndarray, modality: str | None = None) -> tuple[np.ndarray, str]:
+    """A [0, 1] map in which nuclei are bright, and the image type it used.
+
+    ``modality`` is "fluorescence" (mean intensity), "brightfield" (hematoxylin optical
+    density from colour deconvolution, skimage's ``rgb2hed``) or None to decide with
+    :func:`dark_background`.
     """
     from skimage.color import rgb2hed
 
-    gray = rgb.mean(axis=2)
-    if float(np.median(gray)) < 0.5:
-        return gray.astype(np.float32), "fluorescence"
+    if modality not in (None, "fluorescence", "brightfield"):
+        raise ValueError(f"modality must be 'fluorescence', 'brightfield' or None, "
+                         f"not {modality!r}")
+    if modality is None:
+        modality = "fluorescence" if dark_background(rgb) else "brightfield"
+    if modality == "fluorescence":
+        return rgb.mean(axis=2).astype(np.float32), modality
     hema = rgb2hed(np.clip(rgb, 0, 1))[..., 0]
     lo, hi = np.percentile(hema, (1, 99.8))
-    return np.clip((hema - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32), "brightfield"
+    return np.clip((hema - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32), modality
 
 
 def classical_instances(
-    rgb: np.ndarray, min_area: int = 20, min_distance: int = 4, sigma: float = 1.0
+    rgb: np.ndarray, min_area: int = 20, min_distance: int = 4, sigma: float = 1.0,
+    modality: str | None = None,
 ) -> np.ndarray:
     """Instance labels (uint32) from Otsu thresholding plus distance-transform watershed.
 
     ``rgb`` is float (H, W, 3) in [0, 1]. ``min_distance`` (pixels) separates seeds; nuclei
-    smaller than ``min_area`` pixels are dropped.
+    smaller than ``min_area`` pixels are dropped. ``modality``: see :func:`nucleus_channel`.
     """
     from skimage.feature import peak_local_max
     from skimage.filters import gaussian, threshold_otsu
     from skimage.segmentation import watershed
 
-    channel, _ = nucleus_channel(rgb)
+    channel, _ = nucleus_channel(rgb, modality)
     smooth = gaussian(channel, sigma=sigma)
     if float(smooth.max() - smooth.min()) < 1e-6:
         return np.zeros(channel.shape, dtype=np.uint32)
