@@ -59,6 +59,10 @@ def test_tiny_train_then_segment(disk_folder: Path, tmp_path: Path, capsys) -> N
     assert tuning["score"] >= tuning["default_score"]
     assert (model.config.thresholds.fg, model.config.thresholds.centre) == (tuning["fg"],
                                                                             tuning["centre"])
+    fill = tuning["fill"]  # the completion from the semantic mask, chosen the same way
+    assert fill["score"] >= fill["default_score"]
+    assert (model.config.thresholds.fill_new_area, model.config.thresholds.fill_attach) == (
+        fill["fill_new_area"], fill["fill_attach"])
     # the run folder refuses a second start without --resume/--overwrite
     assert main(args) == 2
     out = tmp_path / "out"
@@ -186,3 +190,23 @@ def test_losses() -> None:
     assert mask_iou(half, t, v2).tolist() == [1.0, 1.0]
     g_t = torch.zeros(1, 3, 8, 8)
     assert generator_loss(torch.full((1, 3, 8, 8), -8.0), g_t, torch.ones(1, 8, 8)) < 0.05
+
+
+def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
+    from sac.data.splits import write_split
+    from sac.sacmodel import save_model
+
+    split = tmp_path / "split.json"
+    write_split(split, ["im0", "im1", "im2", "im3"], ["im4", "im5"], {})
+    save_model(create_model(tiny=True), tmp_path / "m")
+    args = ["tune", "--model", str(tmp_path / "m"), "--data", str(disk_folder), "--format",
+            "folder", "--split", str(split)]
+    assert main([*args, "-o", str(tmp_path / "tuned")]) == 0
+    assert "detection F1" in capsys.readouterr().out
+    tuned = load_model(tmp_path / "tuned").config
+    s = tuned.training["threshold_tuning"]
+    assert (tuned.thresholds.fg, tuned.thresholds.fill_new_area) == (s["fg"],
+                                                                      s["fill"]["fill_new_area"])
+    assert main([*args, "--no-fill"]) == 0  # in place, detection thresholds only
+    assert "fill" not in load_model(tmp_path / "m").config.training["threshold_tuning"]
+    assert main([*args, "--split", "nonexistent.json"]) != 0

@@ -169,11 +169,10 @@ def run(args: argparse.Namespace) -> int:
     result = trainer.run(resume=args.resume, overwrite=args.overwrite,
                          progress=not args.quiet, command=command)
     if val and not args.no_tune:
-        from sac.commands.tune import tune_model_folder
+        from sac.commands.tune import describe, tune_model_folder
 
         s = tune_model_folder(result.model_dir, val, None, args.bf16)
-        print(f"detection thresholds tuned on the validation images: F1 "
-              f"{s['default_score']:.3f} -> {s['score']:.3f}", file=sys.stderr)
+        print(f"tuned on the validation images: {describe(s)}", file=sys.stderr)
     best = "n/a (no validation images)" if result.best_metric is None else \
         f"{cfg.select_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
     print(f"done in {result.wall_time_s / 60:.1f} min: best {best}\nmodel: {result.model_dir}")

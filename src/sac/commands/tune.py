@@ -17,8 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune", help="choose a model's detection thresholds on validation images",
         description="Grid-search the prompt generator's detection thresholds (foreground, "
-        "centre, seed spacing) for the best object F1 on a validation split, and save the "
-        "model with them. Use validation images only, never test images.", epilog=EPILOG)
+        "centre, seed spacing) for the best object F1 on a validation split, then whether "
+        "regions of the semantic mask that no instance covers become nuclei or join their "
+        "neighbour (best pixel Dice + AJI), and save the model with them. Use validation "
+        "images only, never test images.", epilog=EPILOG)
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -28,22 +30,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write the tuned model here (default: update --model in place)")
     p.add_argument("--limit", type=int, default=None, help="use N validation images")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--no-fill", action="store_true",
+                   help="tune only the detection thresholds, not the completion of the "
+                   "instance labels from the semantic mask (0 = off, the default)")
 
 
 def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
-                      bf16: bool = False) -> dict:
-    """Tune ``model_dir`` on ``images`` (at its scale) and save it; returns the summary."""
+                      bf16: bool = False, fill: bool = True) -> dict:
+    """Tune ``model_dir`` on ``images`` (at its scale) and save it; returns the summary.
+
+    Detection thresholds first; then, with ``fill``, the completion from the semantic mask
+    (which runs the whole pipeline once per image).
+    """
     from sac.sacmodel import load_model, save_model
-    from sac.training.tune import apply_tuning, summary, tune_detection
+    from sac.training.tune import apply_tuning, summary, tune_detection, tune_fill
 
     model = load_model(model_dir)
     result = tune_detection(model, images, bf16=bf16)
     apply_tuning(model, result)
-    training = dict(model.config.training, threshold_tuning=summary(result, "f1_obj"))
+    filled = tune_fill(model, images, bf16=bf16) if fill else None
+    apply_tuning(model, result, filled)
+    training = dict(model.config.training,
+                    threshold_tuning=summary(result, "f1_obj", filled))
     target = output if output is not None else Path(model_dir)
     save_model(model, target, overwrite=output is None, dtype=model.config.dtype,
                training=training)
     return training["threshold_tuning"]
+
+
+def describe(s: dict) -> str:
+    """One line on what tuning changed."""
+    line = (f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, "
+            f"centre {s['centre']}, min_distance {s['min_distance']}")
+    if "fill" in s:
+        f = s["fill"]
+        line += (f"; completion from the semantic mask (new nuclei >= {f['fill_new_area']} px,"
+                 f" attach {f['fill_attach']}): Dice + AJI {f['default_score']:.3f} -> "
+                 f"{f['score']:.3f}")
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,8 +85,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"sac tune: skipped {msg}", file=sys.stderr)
     if not images:
         raise InputError("no usable validation images to tune on")
-    s = tune_model_folder(folder, images, args.output, args.bf16)
-    print(f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, "
-          f"centre {s['centre']}, min_distance {s['min_distance']}; saved "
-          f"{args.output or folder}")
+    s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill)
+    print(f"{describe(s)}; saved {args.output or folder}")
     return 1 if problems else 0

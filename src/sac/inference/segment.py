@@ -25,6 +25,7 @@ import torch
 from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
 from sac.errors import ConfigError
 from sac.imageops import as_model_rgb
+from sac.inference.complete import complete_from_semantic
 from sac.inference.expert import ExpertPrompts
 from sac.inference.merge import InstanceMask, merge_scored
 from sac.inference.rescale import resample_image, resample_labels
@@ -138,12 +139,20 @@ class Segmenter:
         sets = instance_sets(det, maps, pc)
         ext = extents(det)
         t = clock.add("prompts", t)
-        instances, sem = self._decode(rgb, maps, det, sets, ext, expert, semantic, clock)
+        fill = th.fill_new_area > 0 or th.fill_attach
+        instances, sem = self._decode(rgb, maps, det, sets, ext, expert, semantic or fill,
+                                      clock)
         t = time.perf_counter()
         instances = [m for m in instances if m.score >= th.min_score]
         labels, ranked = merge_scored(instances, shape, min_area=th.min_area,
                                       min_visible=th.min_visible)
         scores = {i + 1: float(s) for i, s in enumerate(ranked.tolist())}
+        if fill and sem is not None:  # added nuclei have no SAM score
+            negatives = None if expert is None else expert.points[expert.labels == 0]
+            labels, _ = complete_from_semantic(labels, sem, th.fill_new_area, th.fill_attach,
+                                               negatives)
+        if not semantic:
+            sem = None
         labels = resample_labels(labels, rgb0.shape[:2])
         if sem is not None:
             sem = resample_labels(sem.astype(np.uint8), rgb0.shape[:2]).astype(bool)

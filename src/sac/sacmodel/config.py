@@ -75,6 +75,9 @@ class Thresholds:
     min_area: int = 8  # px, smallest nucleus kept, at the model's scale
     min_score: float = 0.3  # SAM's predicted IoU below which a mask is dropped
     min_visible: float = 0.5  # share of a mask left free after better masks, else a duplicate
+    # completion from the semantic mask (sac.inference.complete); chosen by ``sac tune``
+    fill_new_area: int = 0  # px at the model's scale; uncovered semantic regions -> nuclei
+    fill_attach: bool = False  # uncovered semantic pixels touching a nucleus join it
 
 
 @dataclass(frozen=True)
