@@ -10,6 +10,9 @@ Methods (one row each):
 * ``generator_only``: the nuclei the model's prompt generator detects, without SAM;
 * ``sam_zero_shot_boxes``: LiteMedSAM as released (no LoRA, original decoder) prompted with
   boxes around the generator's nuclei (point prompts give nothing before fine-tuning);
+* ``sac_true_nuclei``: an upper bound, not a method: the SAC model prompted from the ground
+  truth's nuclei instead of the generator's detections, to separate detection errors from mask
+  errors;
 * one row per ``--ablation NAME=MODEL_DIR`` (other trained models, e.g. no LoRA, no negatives).
 
 Run: ``.venv/bin/python benchmarks/accuracy.py --dataset monuseg --model PATH``. Writes
@@ -119,6 +122,9 @@ def main() -> None:
         res = segs["sac_instance"].segment(img, name, semantic=True)
         record("sac_instance", gt, res.labels, t0)
         record("sac_semantic", gt, ndi.label(res.semantic)[0], time.perf_counter())
+        t0 = time.perf_counter()
+        record("sac_true_nuclei", gt, segs["sac_instance"].segment(img, name, nuclei=gt).labels,
+               t0)
         t0 = time.perf_counter()
         params = {k: classical[k] for k in ("sigma", "min_distance")}
         record("classical", gt, classical_instances(to_rgb_float(img), **params), t0)

@@ -59,6 +59,13 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             f"- detection thresholds chosen afterwards on the validation images (sac tune): "
             f"fg {tune['fg']}, centre {tune['centre']}, min_distance {tune['min_distance']} "
             f"(detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
+        fill = tune.get("fill")
+        if fill:
+            lines.append(
+                f"- completion from the semantic mask chosen the same way: new nuclei of at "
+                f"least {fill['fill_new_area']} px (0 = off), attach rims "
+                f"{fill['fill_attach']} (pixel Dice + AJI {fill['default_score']:.3f} -> "
+                f"{fill['score']:.3f})")
     lines += [
         "",
         f"## Validation metrics at checkpoint selection (by {tr.get('select_metric', '?')}; "

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from sac.errors import InputError
 from sac.inference.complete import complete_from_semantic
 from sac.inference.expert import ExpertPrompts
 from sac.inference.segment import Segmenter
@@ -80,3 +81,17 @@ def test_segmenter_applies_the_models_fill_setting(monkeypatch, tmp_path) -> Non
     seg.config = dataclasses.replace(loaded.config, thresholds=dataclasses.replace(
         th, fill_new_area=0))
     assert seg.segment(image).labels.max() == 0
+
+
+def test_segmenter_prompts_from_given_nuclei() -> None:
+    disks = [(30, 30, 9), (90, 80, 10), (40, 100, 8)]
+    image, truth = disk_image((128, 128), disks)
+    model = create_model(tiny=True)
+    model.config = dataclasses.replace(model.config, input_scale=0.5)
+    res = Segmenter(model).segment(image, nuclei=truth)
+    assert res.n_detected == 3  # one prompt set per given nucleus, at the model's scale
+    assert res.labels.shape == truth.shape
+    with pytest.raises(InputError, match="integer labels"):
+        Segmenter(model).segment(image, nuclei=truth[:64])
+    with pytest.raises(InputError, match="integer labels"):
+        Segmenter(model).segment(image, nuclei=truth.astype(np.float32))

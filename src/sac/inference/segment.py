@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
-from sac.errors import ConfigError
+from sac.errors import ConfigError, InputError
 from sac.imageops import as_model_rgb
 from sac.inference.complete import complete_from_semantic
 from sac.inference.expert import ExpertPrompts
@@ -113,13 +113,15 @@ class Segmenter:
 
     def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
                 expert: ExpertPrompts | None = None, semantic: bool = False,
-                normalized: bool = False) -> SegmentResult:
+                normalized: bool = False, nuclei: np.ndarray | None = None) -> SegmentResult:
         """Instance labels (and optionally the semantic mask) for ``image`` of any size.
 
         ``scale`` resamples the image before the model (default: the model's ``input_scale``);
         ``expert`` points are in input-image pixels. The image is min-max scaled as a whole;
         ``normalized=True`` takes a float32 (H, W, 3) image already in [0, 1] as is (a region
         of a whole slide, scaled by its dtype range so that all regions match).
+        ``nuclei``: instance labels at the input size (e.g. another tool's, or the ground
+        truth for an upper bound) to prompt from instead of the generator's detections.
         """
         clock = _Clock()
         t = time.perf_counter()
@@ -131,7 +133,13 @@ class Segmenter:
         maps = self.generator_maps(rgb)
         t = clock.add("generator", t)
         th, pc = self.config.thresholds, self.config.prompts
-        det = detect(maps, th)
+        if nuclei is None:
+            det = detect(maps, th)
+        elif nuclei.ndim != 2 or nuclei.shape != rgb0.shape[:2] or nuclei.dtype.kind not in "iu":
+            raise InputError(f"{source}: nuclei must be integer labels of the image's size "
+                             f"{rgb0.shape[:2]}; got {nuclei.dtype} {nuclei.shape}")
+        else:
+            det = resample_labels(nuclei, shape).astype(np.uint32)
         if expert is not None:
             expert.check_inside(rgb0.shape[:2], source)
             expert = expert.scaled(scale)
