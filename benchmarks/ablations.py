@@ -70,6 +70,10 @@ def inference_rows(model_path: str, names: list[str], dataset: Any, bf16: bool
         ("semantic prompts 32", {"semantic_points": 32}),
         ("semantic prompts 128", {"semantic_points": 128}),
         ("no negatives", {"neighbour_negatives": 0, "background_negatives": 0}),
+        ("1 neighbour + 0 background negatives", {"neighbour_negatives": 1,
+                                                  "background_negatives": 0}),
+        ("4 neighbour + 2 background negatives", {"neighbour_negatives": 4,
+                                                  "background_negatives": 2}),
         ("boxes", {"mode": "boxes"}),
         ("points+boxes", {"mode": "points+boxes"}),
     ]
