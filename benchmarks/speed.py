@@ -74,6 +74,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=2, help="validation images to time")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--no-amg", action="store_true", help="skip the (slow) AMG comparison")
+    p.add_argument("--amg-limit", type=int, default=1,
+                   help="run AMG on the first N timed images only (it takes minutes each)")
     p.add_argument("--tag", default="")
     args = p.parse_args()
     ds = MoNuSegDataset(args.data)
@@ -82,7 +84,7 @@ def main() -> None:
     seg.segment(np.zeros((256, 256, 3), np.uint8) + 128)  # warm-up
     rows = []
     with tempfile.TemporaryDirectory() as out:
-        for name in names:
+        for i, name in enumerate(names):
             gt = ds[name].labels
             path = ds.item(name).image
             t0 = time.perf_counter()
@@ -99,7 +101,7 @@ def main() -> None:
             row["write_s"] = round(t_write, 2)
             m = evaluate_pair(gt, res.labels)
             row.update(sac_aji=round(m["aji"], 4), sac_dice=round(m["pixel_dice"], 4))
-            if not args.no_amg:
+            if not args.no_amg and i < args.amg_limit:
                 amg, t_amg = amg_labels(seg, image)
                 a = evaluate_pair(gt, amg)
                 row.update(amg_s=round(t_amg, 2), amg_nuclei=int(amg.max()),
