@@ -6,8 +6,9 @@ negatives on or off, and the prompt type (points, boxes, points+boxes).
 
 ``--mode train`` (costly, the real ablation): a short ``sac train`` run per setting with the
 same budget (``--steps``), each evaluated on the validation images: LoRA rank 0/4/8,
-centroid vs probability, prompt type, no negatives. Runs go to ``--runs``; a finished run is
-reused, so the script can be stopped and continued.
+centroid vs probability, prompt type, no negatives. Each run tunes only its detection
+thresholds (``--no-fill``), so variants differ in the ablated setting alone. Runs go to
+``--runs``; a finished run is reused, so the script can be stopped and continued.
 
 Writes ``results/ablations_<mode>.{json,md}``.
 """
@@ -99,7 +100,7 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
         if not (out / "done").is_file():
             args = ["train", "--data", str(DATA), "--format", "monuseg", "--split", "monuseg",
                     "-o", str(out), "--scale", "0.5", "--pixel-size", "0.25", "--epochs", "1",
-                    "--steps-per-epoch", str(steps), "--quiet", "--val-limit", "1",
+                    "--steps-per-epoch", str(steps), "--quiet", "--val-limit", "1", "--no-fill",
                     *(["--bf16"] if bf16 else []), *extra]
             resume = ["--resume"] if (out / "last" / "state.pt").is_file() else []
             code = sac(args + resume)

@@ -85,6 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-tune", action="store_true",
                    help="keep the default detection thresholds instead of choosing them on "
                         "the validation images after training (see sac tune)")
+    o.add_argument("--no-fill", action="store_true",
+                   help="tune only the detection thresholds, leaving the completion from the "
+                        "semantic mask off")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -171,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if val and not args.no_tune:
         from sac.commands.tune import describe, tune_model_folder
 
-        s = tune_model_folder(result.model_dir, val, None, args.bf16)
+        s = tune_model_folder(result.model_dir, val, None, args.bf16, fill=not args.no_fill)
         print(f"tuned on the validation images: {describe(s)}", file=sys.stderr)
     best = "n/a (no validation images)" if result.best_metric is None else \
         f"{cfg.select_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
