@@ -50,11 +50,17 @@ KEYS = ["pixel_dice", "pixel_dice_sum", "pixel_iou", "f1_obj", "aji", "pq", "dsb
 
 
 def zero_shot(model: SACModel) -> SACModel:
-    """Base LiteMedSAM (no LoRA, released decoder) with ``model``'s generator, box prompts."""
+    """Base LiteMedSAM (no LoRA, released decoder) with ``model``'s generator, box prompts.
+
+    Detection thresholds are the model's; the completion from the semantic mask stays off, as
+    the released decoder gives no usable mask from the semantic point set.
+    """
     cfg = model.config
     zs = create_model(cfg.backbone, lora=LoRAConfig(rank=0),
                       prompts=dataclasses.replace(cfg.prompts, mode="boxes"),
-                      thresholds=cfg.thresholds, decode_window=cfg.decode_window,
+                      thresholds=dataclasses.replace(cfg.thresholds, fill_new_area=0,
+                                                     fill_attach=False),
+                      decode_window=cfg.decode_window,
                       input_scale=cfg.input_scale, generator_widths=cfg.generator_widths)
     zs.generator.load_state_dict(model.generator.state_dict())
     return zs.eval()
