@@ -10,7 +10,7 @@ import pytest
 from sac.errors import InputError
 from sac.inference.complete import complete_from_semantic
 from sac.inference.expert import ExpertPrompts
-from sac.inference.segment import Segmenter
+from sac.inference.segment import Segmenter, without_fill
 from sac.sacmodel import create_model, load_model, save_model
 
 from synthetic import disk_image, disk_labels
@@ -78,9 +78,8 @@ def test_segmenter_applies_the_models_fill_setting(monkeypatch, tmp_path) -> Non
     clicked = seg.segment(image, expert=ExpertPrompts(np.array([[80.0, 90.0]]), np.array([0])))
     assert len(np.unique(clicked.labels[clicked.labels > 0])) == 1
     assert clicked.labels[90, 80] == 0
-    seg.config = dataclasses.replace(loaded.config, thresholds=dataclasses.replace(
-        th, fill_new_area=0))
-    assert seg.segment(image).labels.max() == 0
+    assert without_fill(seg).segment(image).labels.max() == 0  # what --no-fill does
+    assert not seen["semantic"]
 
 
 def test_segmenter_prompts_from_given_nuclei() -> None:
@@ -95,3 +94,29 @@ def test_segmenter_prompts_from_given_nuclei() -> None:
         Segmenter(model).segment(image, nuclei=truth[:64])
     with pytest.raises(InputError, match="integer labels"):
         Segmenter(model).segment(image, nuclei=truth.astype(np.float32))
+
+
+def test_segment_command_no_fill(tmp_path, monkeypatch) -> None:
+    import imageio.v3 as iio
+
+    from sac.cli import main
+
+    image, _ = disk_image((96, 96), [(30, 30, 9), (60, 70, 10)])
+    iio.imwrite(tmp_path / "im.png", image)
+    model = create_model(tiny=True)
+    th = dataclasses.replace(model.config.thresholds, fill_new_area=20, fill_attach=True)
+    model.config = dataclasses.replace(model.config, input_scale=1.0, thresholds=th)
+    save_model(model, tmp_path / "m")
+    seen = []
+    real = Segmenter.segment
+
+    def spy(self, *args, **kwargs):
+        seen.append((self.config.thresholds.fill_new_area, self.config.thresholds.fill_attach))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "segment", spy)
+    base = ["segment", str(tmp_path / "im.png"), "--model", str(tmp_path / "m"), "--quiet"]
+    assert main([*base, "-o", str(tmp_path / "a")]) == 0
+    assert main([*base, "-o", str(tmp_path / "b"), "--no-fill"]) == 0
+    assert seen == [(20, True), (0, False)]
+    assert (tmp_path / "b" / "im_labels.tif").is_file()

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="resampling for the model (default 1: the IHC sample is at about "
                            "half the magnification the H&E model was trained at, i.e. at "
                            "the model's own working scale)")
+    demo.add_argument("--fill", action="store_true",
+                      help="complete the labels from the semantic mask as the model's config "
+                           "says (off in the demo: on the IHC sample, unlike the H&E the "
+                           "model was tuned on, the mask spreads over brown cytoplasm)")
     demo.add_argument("--zero-shot", action="store_true",
                       help="no trained model: classical boxes prompt the base SAM")
     _add_model_options(demo)
@@ -110,9 +114,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         check_writable(path, args.overwrite)
     model_name = args.model or (DEMO_MODEL if DEMO_MODEL in shipped_models() else None)
     if model_name is not None and not args.zero_shot:
-        from sac.inference.segment import load_segmenter
+        from sac.inference.segment import load_segmenter, without_fill
 
         seg = load_segmenter(model_name, args.device, args.bf16, args.sam_checkpoint)
+        if not args.fill:
+            without_fill(seg)
         t0 = time.perf_counter()
         res = seg.segment(image, str(args.image or stem), scale=args.scale)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - t0

@@ -85,6 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="prompt sets per decoder batch")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPU)")
+    p.add_argument("--no-fill", action="store_true",
+                   help="do not complete the instance labels from the semantic mask even if "
+                        "the model's config asks for it (for images unlike its training data)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="print only errors and the summary")
 
@@ -234,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sac.backbones import resolve_device
     from sac.inference.rescale import input_scale
-    from sac.inference.segment import load_segmenter
+    from sac.inference.segment import load_segmenter, without_fill
 
     resolve_device(args.device)
     files, missing = expand_inputs(args.inputs)
@@ -253,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
     segmenter = load_segmenter(args.model or DEFAULT_MODEL, args.device, args.bf16,
                                args.sam_checkpoint, tile_size=args.tile_size,
                                overlap=args.overlap, batch_size=args.batch_size)
+    if args.no_fill:
+        without_fill(segmenter)
     cfg = segmenter.config
     scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
     t0, n_nuclei, done = time.perf_counter(), 0, 0

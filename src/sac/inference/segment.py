@@ -14,6 +14,7 @@ The pipeline, at the model's scale:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +259,14 @@ def apply_expert(det: np.ndarray, expert: ExpertPrompts, radius: float | None = 
             det[y0:y1, x0:x1][disk] = next_id
             next_id += 1
     return det
+
+
+def without_fill(seg: Segmenter) -> Segmenter:
+    """``seg`` with the completion from the semantic mask switched off (for images unlike the
+    model's training data, where the semantic mask may spread beyond the nuclei)."""
+    th = dataclasses.replace(seg.config.thresholds, fill_new_area=0, fill_attach=False)
+    seg.config = dataclasses.replace(seg.config, thresholds=th)
+    return seg
 
 
 def load_segmenter(model: str | Path, device: str = "cpu", bf16: bool = False,
