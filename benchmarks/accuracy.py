@@ -58,8 +58,7 @@ def zero_shot(model: SACModel) -> SACModel:
     cfg = model.config
     zs = create_model(cfg.backbone, lora=LoRAConfig(rank=0),
                       prompts=dataclasses.replace(cfg.prompts, mode="boxes"),
-                      thresholds=dataclasses.replace(cfg.thresholds, fill_new_area=0,
-                                                     fill_attach=False),
+                      thresholds=cfg.thresholds.without_fill(),
                       decode_window=cfg.decode_window,
                       input_scale=cfg.input_scale, generator_widths=cfg.generator_widths)
     zs.generator.load_state_dict(model.generator.state_dict())

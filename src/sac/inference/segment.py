@@ -148,7 +148,7 @@ class Segmenter:
         sets = instance_sets(det, maps, pc)
         ext = extents(det)
         t = clock.add("prompts", t)
-        fill = th.fill_new_area > 0 or th.fill_attach
+        fill = th.fills
         instances, sem = self._decode(rgb, maps, det, sets, ext, expert, semantic or fill,
                                       clock)
         t = time.perf_counter()
@@ -264,8 +264,7 @@ def apply_expert(det: np.ndarray, expert: ExpertPrompts, radius: float | None = 
 def without_fill(seg: Segmenter) -> Segmenter:
     """``seg`` with the completion from the semantic mask switched off (for images unlike the
     model's training data, where the semantic mask may spread beyond the nuclei)."""
-    th = dataclasses.replace(seg.config.thresholds, fill_new_area=0, fill_attach=False)
-    seg.config = dataclasses.replace(seg.config, thresholds=th)
+    seg.config = dataclasses.replace(seg.config, thresholds=seg.config.thresholds.without_fill())
     return seg
 
 

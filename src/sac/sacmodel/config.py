@@ -79,6 +79,15 @@ class Thresholds:
     fill_new_area: int = 0  # px at the model's scale; uncovered semantic regions -> nuclei
     fill_attach: bool = False  # uncovered semantic pixels touching a nucleus join it
 
+    @property
+    def fills(self) -> bool:
+        """Whether the instance labels are completed from the semantic mask."""
+        return self.fill_new_area > 0 or self.fill_attach
+
+    def without_fill(self) -> Thresholds:
+        """The same thresholds with the completion from the semantic mask off."""
+        return dataclasses.replace(self, fill_new_area=0, fill_attach=False)
+
 
 @dataclass(frozen=True)
 class BaseWeights:

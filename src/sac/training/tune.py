@@ -90,7 +90,7 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False) -> 
     if not images:
         raise ValueError("tuning needs at least one validation image")
     th0 = model.config.thresholds
-    off = dataclasses.replace(th0, fill_new_area=0, fill_attach=False)
+    off = th0.without_fill()
     seg = Segmenter(model, bf16=bf16)
     seg.config = dataclasses.replace(model.config, thresholds=off)
     results = [seg.segment(im.rgb, im.name, scale=1.0, semantic=True) for im in images]
