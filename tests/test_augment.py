@@ -19,7 +19,7 @@ from sac.training.augment import (
     stain_jitter,
 )
 
-from synthetic import disk_labels
+from synthetic import disk_image, disk_labels
 
 DISKS = [(20, 25, 9), (30, 70, 12), (70, 40, 10), (75, 85, 8)]  # (cy, cx, r)
 
@@ -332,3 +332,71 @@ def test_full_pipeline_reproducible_and_padding_stays_zero() -> None:
     for a, b in zip(runs[0], runs[1], strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+# --------------------------------------------------------------------------- appearance
+
+
+def test_grey_invert_jpeg() -> None:
+    from sac.training.appearance import invert, jpeg_roundtrip, to_grey
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 1, (32, 40, 3)).astype(np.float32)
+    g = to_grey(img)
+    assert g.shape == img.shape and np.array_equal(g[..., 0], g[..., 2])
+    assert np.allclose(g[..., 0], img @ np.array([0.299, 0.587, 0.114], np.float32))
+    valid = np.ones((32, 40), bool)
+    valid[:, 30:] = False
+    inv = invert(img, valid)
+    assert np.allclose(inv[:, :30], 1 - img[:, :30]) and (inv[:, 30:] == 0).all()
+    smooth = np.clip(0.5 + 0.3 * np.sin(np.arange(64) / 5)[None, :, None]
+                     * np.ones((64, 1, 3)), 0, 1).astype(np.float32)
+    back = jpeg_roundtrip(smooth, 50)
+    assert back.shape == smooth.shape and back.dtype == np.float32
+    assert 0 < np.abs(back - smooth).mean() < 0.03
+    assert jpeg_roundtrip(smooth[..., :1], 50).shape == (64, 64, 1)
+    with pytest.raises(ValueError, match="quality"):
+        jpeg_roundtrip(smooth, 0)
+
+
+def test_rescaled_crop_keeps_ids_and_scales_nuclei() -> None:
+    from sac.training.appearance import rescaled_crop
+
+    img, lab = disk_image((80, 80), [(40, 40, 10), (15, 60, 6)])
+    rgb = img.astype(np.float32) / 255
+    valid = np.ones((80, 80), bool)
+    valid[70:] = False
+    out, out_lab, out_valid = rescaled_crop(rgb, lab.astype(np.int64), valid, 100)
+    assert out.shape == (100, 100, 3) and out_lab.shape == out_valid.shape == (100, 100)
+    assert set(np.unique(out_lab)) == set(np.unique(lab))
+    ratio = (out_lab == 1).sum() / (lab == 1).sum()
+    assert abs(ratio - 1.5625) < 0.1  # area grows by (100 / 80)^2
+    assert (out[~out_valid] == 0).all() and not out_valid[90:].any()
+
+
+def test_robust_config_and_sampler_scale_jitter() -> None:
+    from sac.training.sampler import CropSampler, TrainImage
+
+    he, mixed = AugmentConfig.robust("he"), AugmentConfig.robust("any")
+    assert he.stain and he.invert_prob == 0 and he.jpeg_prob > 0 and he.rescales
+    assert not mixed.stain and mixed.invert_prob > 0
+    with pytest.raises(ValueError, match="scale_range"):
+        AugmentConfig(scale_range=(1.2, 0.8))
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        AugmentConfig(jpeg_quality=(0, 50))
+    img, lab = disk_image((200, 200), [(50, 50, 12), (140, 150, 12), (60, 150, 12)])
+    im = TrainImage("a", img.astype(np.float32) / 255, lab.astype(np.int64))
+    cfg = AugmentConfig(flips_rotations=False, intensity=False, scale_range=(0.5, 2.0))
+    sampler = CropSampler([im], 96, cfg, min_foreground=0.05)
+    crops = sampler.batch(0, 0, 12) + sampler.batch(0, 1, 12)
+    assert all(c.rgb.shape == (96, 96, 3) and c.labels.shape == (96, 96) for c in crops)
+    areas = [np.bincount(c.labels.ravel())[1:].max() for c in crops if c.labels.any()]
+    assert max(areas) > 1.5 * np.pi * 144 and min(areas) < 0.8 * np.pi * 144
+    again = sampler.batch(0, 0, 12)
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(crops[:12], again, strict=True))
+    # the full robust pipeline keeps ids exact and padding black
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        out, out_lab, v = augment(im.rgb[:96, :96], im.labels[:96, :96], None, mixed, rng)
+        assert set(np.unique(out_lab)) <= set(np.unique(im.labels))
+        assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1

@@ -147,3 +147,26 @@ def test_predict_instances_crops_match_ground_truth(lite_medsam, shape) -> None:
         full[inst.y0 : inst.y0 + h, inst.x0 : inst.x0 + w] = inst.mask
         gt = labels == i + 1
         assert (full & gt).sum() / (full | gt).sum() >= 0.85, i
+
+
+def test_predict_instances_offset_and_upsample(lite_medsam) -> None:
+    """Crops shifted by a tile offset and decoded on a 2x finer grid land where they belong."""
+    image, labels = disk_image((256, 256), DEFAULT_DISKS)
+    predictor = SamPredictor(lite_medsam, get_spec("lite_medsam"))
+    predictor.set_image(image)
+    boxes = disk_boxes(DEFAULT_DISKS)
+    plain = predictor.predict_instances(boxes=boxes, window=24)
+    fine = predictor.predict_instances(boxes=boxes, window=24, offset=(10.0, 20.0),
+                                       upsample=(2.0, 2.0))
+    big = np.zeros((552, 532), np.uint32)  # the disks' frame shifted by (20, 10), then 2x
+    big[40:, 20:] = np.repeat(np.repeat(labels, 2, 0), 2, 1)[:512, :512]
+    for i, (p, f) in enumerate(zip(plain, fine, strict=True)):
+        assert p is not None and f is not None
+        assert abs(f.area / p.area - 4) < 0.4
+        full = np.zeros(big.shape, bool)
+        h, w = f.mask.shape
+        full[f.y0 : f.y0 + h, f.x0 : f.x0 + w] = f.mask
+        gt = big == i + 1
+        assert (full & gt).sum() / (full | gt).sum() >= 0.85, i
+    with pytest.raises(InputError, match="upsample"):
+        predictor.predict_instances(boxes=boxes, upsample=(0.0, 1.0))

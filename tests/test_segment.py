@@ -327,3 +327,42 @@ def test_segment_cli_channel_and_full_disk(tmp_path: Path, capsys, monkeypatch) 
     err = capsys.readouterr().err
     assert code == 1 and "No space left" in err and "b.png" in err
     assert not (out / "b_labels.tif").exists() and not (out / "b_overlay.png").exists()
+
+
+def _fine_disks(scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disks drawn at ``scale`` x the resolution of SEAM_DISKS (smooth edges, not blocks)."""
+    spec = [(cy * scale, cx * scale, r * scale) for cy, cx, r in SEAM_DISKS]
+    return disk_image((256 * scale, 256 * scale), spec)
+
+
+@pytest.mark.weights
+def test_masks_decoded_at_input_resolution(box_model) -> None:
+    """Logits upsampled before thresholding give finer edges than resized labels."""
+    image, truth = _fine_disks(2)
+    fine = Segmenter(box_model).segment(image, scale=0.5)
+    coarse = Segmenter(box_model, mask_resolution="model").segment(image, scale=0.5)
+    assert fine.labels.shape == coarse.labels.shape == truth.shape
+    assert fine.n_nuclei == coarse.n_nuclei == len(SEAM_DISKS)
+    # labels resized from the half-resolution grid are constant on 2x2 blocks; fine ones not
+    blocks = coarse.labels.reshape(256, 2, 256, 2)
+    assert (blocks == blocks[:, :1, :, :1]).all()
+    fb = fine.labels.reshape(256, 2, 256, 2)
+    assert not (fb == fb[:, :1, :, :1]).all()
+    iou_fine, iou_coarse = matched_ious(truth, fine.labels), matched_ious(truth, coarse.labels)
+    assert min(iou_fine) >= 0.85
+    assert np.mean(iou_fine) >= np.mean(iou_coarse) - 0.005
+
+
+@pytest.mark.weights
+def test_input_resolution_masks_at_a_non_integer_scale(box_model) -> None:
+    image, truth = disk_image((256, 256), SEAM_DISKS)
+    res = Segmenter(box_model).segment(image, scale=0.7, semantic=True)
+    assert res.labels.shape == res.semantic.shape == truth.shape
+    assert res.n_nuclei == len(SEAM_DISKS)
+    assert min(matched_ious(truth, res.labels)) >= 0.85
+
+
+def test_mask_resolution_checked() -> None:
+    model = create_model(tiny=True)
+    with pytest.raises(ConfigError, match="mask resolution"):
+        Segmenter(model, mask_resolution="full")

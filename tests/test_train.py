@@ -210,3 +210,54 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
     assert main([*args, "--no-fill"]) == 0  # in place, detection thresholds only
     assert "fill" not in load_model(tmp_path / "m").config.training["threshold_tuning"]
     assert main([*args, "--split", "nonexistent.json"]) != 0
+
+
+def test_generator_stage_before_joint_training(disk_folder: Path, tmp_path: Path) -> None:
+    from sac.training.generator_stage import GeneratorStageConfig
+
+    images = _images(disk_folder)
+    stage = GeneratorStageConfig(steps=30, batch_size=4, lr=5e-3, warmup_steps=5,
+                                 log_every=10)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, generator_stage=stage)
+    torch.manual_seed(0)
+    trainer = Trainer(create_model(tiny=True), images[:4], [], tmp_path / "run", cfg)
+    before = {k: v.clone() for k, v in trainer.model.generator.state_dict().items()}
+    trainer.run(progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text()
+           .splitlines()]
+    stage_log = [r for r in log if r.get("stage") == "generator"]
+    assert [r["step"] for r in stage_log] == [10, 20, 30]
+    assert stage_log[-1]["loss"] < stage_log[0]["loss"]
+    assert [r["epoch"] for r in log if "epoch" in r] == [1]
+    assert any(not torch.equal(before[k], v)
+               for k, v in trainer.model.generator.state_dict().items())
+    training = load_model(tmp_path / "run" / "model").config.training
+    assert training["generator_stage_steps"] == 30
+    assert training["generator_stage_seconds"] > 0
+
+
+def test_generator_stage_config_checked() -> None:
+    from sac.errors import ConfigError
+    from sac.training.generator_stage import GeneratorStageConfig, warmup_cosine
+
+    with pytest.raises(ConfigError):
+        GeneratorStageConfig(steps=-1)
+    with pytest.raises(ConfigError):
+        GeneratorStageConfig(lr=float("nan"))
+    f = warmup_cosine(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.525) and f(110) == pytest.approx(0.05)
+
+
+def test_train_cli_robust_augment_and_generator_stage(disk_folder: Path, tmp_path: Path
+                                                      ) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--data", str(disk_folder), "--format", "folder", "-o", str(run),
+            "--tiny", "--epochs", "1", "--steps-per-epoch", "2", "--quiet", "--no-tune",
+            "--augment", "robust", "--generator-steps", "4", "--generator-batch", "2"]
+    assert main(args) == 0
+    settings = json.loads((run / "train_config.json").read_text())["train"]
+    assert settings["augment"]["jpeg_prob"] > 0 and settings["augment"]["invert_prob"] > 0
+    assert settings["generator_stage"]["steps"] == 4
+    training = load_model(run / "model").config.training
+    assert training["generator_stage_steps"] == 4 and training["steps"] == 2

@@ -125,6 +125,8 @@ class SamPredictor:
         window: int = 32,
         batch_size: int = 64,
         extents: np.ndarray | None = None,
+        offset: tuple[float, float] = (0.0, 0.0),
+        upsample: tuple[float, float] = (1.0, 1.0),
     ) -> list[InstanceMask | None]:
         """One mask crop per prompt set, decoded on a window of the embedding around it.
 
@@ -134,7 +136,14 @@ class SamPredictor:
         centred on the box (or the first positive point). ``extents`` (N, 4) ``x0, y0, x1, y1``
         are the regions each mask must fit in (e.g. detected nuclei): windows are centred on
         them and grown beyond ``window`` where an object needs it.
+
+        ``offset`` ``(x, y)`` is added to the crops' origins (e.g. a tile's place in a larger
+        image) and ``upsample`` ``(fy, fx)`` then scales them: the decoder's low-resolution
+        logits are interpolated straight to that finer grid before thresholding, so masks
+        for an image that was shrunk for the model come back with full-resolution edges.
         """
+        if min(upsample) <= 0:
+            raise InputError(f"upsample factors must be > 0; got {upsample}")
         emb, geo = self._require_image()
         pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
         grid = emb.shape[-1]
@@ -163,17 +172,21 @@ class SamPredictor:
                 origins = window_origins(centres, size, grid, stride)
                 with autocast_context(self.device, self.bf16):
                     low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
-                masks = _window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo)
+                masks = _window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo,
+                                      offset, upsample)
                 for k, m in zip(sel.tolist(), masks, strict=True):
                     out[k] = m
         return out
 
 
 def _window_masks(
-    logits: torch.Tensor, iou: torch.Tensor, origins: torch.Tensor, stride: float, geo: Geometry
+    logits: torch.Tensor, iou: torch.Tensor, origins: torch.Tensor, stride: float, geo: Geometry,
+    offset: tuple[float, float] = (0.0, 0.0), upsample: tuple[float, float] = (1.0, 1.0),
 ) -> list[InstanceMask | None]:
-    """Window logits (B, h, w) to mask crops in original-image pixels."""
+    """Window logits (B, h, w) to mask crops in original-image pixels, shifted by ``offset``
+    (x, y) and scaled by ``upsample`` (fy, fx); see :meth:`SamPredictor.predict_instances`."""
     sy, sx = geo.scale
+    (ox, oy), (fy, fx) = offset, upsample
     side = round(stride * logits.shape[-1] / 4)  # window side in model-input pixels
     out: list[InstanceMask | None] = []
     for k in range(logits.shape[0]):
@@ -188,8 +201,13 @@ def _window_masks(
         if x.shape[-1] != side:
             x = F.interpolate(x, (side, side), mode="bilinear", align_corners=False)
         x = x[..., :h_in, :w_in]
-        y0, x0 = round(y0_in / sy), round(x0_in / sx)
-        h, w = round(h_in / sy), round(w_in / sx)
+        top, left = y0_in / sy + oy, x0_in / sx + ox  # in the caller's frame
+        y0, x0 = round(top * fy), round(left * fx)
+        h = round((top + h_in / sy) * fy) - y0
+        w = round((left + w_in / sx) * fx) - x0
+        if h <= 0 or w <= 0:
+            out.append(None)
+            continue
         if (h, w) != (h_in, w_in):
             x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False)
         out.append(crop_to_content((x[0, 0] > 0).cpu().numpy(), int(y0), int(x0),

@@ -73,6 +73,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--prompts-per-crop", type=int, default=16)
     o.add_argument("--generator-prompt-prob", type=float, default=0.5,
                    help="share of crops prompted from the generator instead of the truth")
+    o.add_argument("--augment", choices=("basic", "robust"), default="basic",
+                   help="basic: flips, rotations, intensity (and stain jitter for H&E); "
+                        "robust adds blur, noise, JPEG, +-25%% magnification, grey and "
+                        "(for mixed data) inverted-contrast crops (default basic)")
+    o.add_argument("--generator-steps", type=int, default=0,
+                   help="steps of standalone generator training before the joint stage "
+                        "(cheap: about 0.1 of a joint step each; default 0)")
     o.add_argument("--lr", type=float, default=3e-4)
     o.add_argument("--generator-lr", type=float, default=2e-3)
     o.add_argument("--seed", type=int, default=0)
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.modeling import LoRAConfig
     from sac.sacmodel import PromptConfig, create_model
     from sac.training.augment import AugmentConfig
+    from sac.training.generator_stage import GeneratorStageConfig
     from sac.training.sampler import load_images
     from sac.training.step import StepConfig
     from sac.training.trainer import TrainConfig, Trainer
@@ -144,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
         select_metric=args.select_metric, val_limit=args.val_limit,
         step=StepConfig(prompts_per_crop=args.prompts_per_crop,
                         generator_prompt_prob=args.generator_prompt_prob, bf16=args.bf16),
-        augment=AugmentConfig.for_modality(modality, stain_bias=0.02),
+        augment=(AugmentConfig.robust if args.augment == "robust" else
+                 AugmentConfig.for_modality)(modality, stain_bias=0.02),
+        generator_stage=GeneratorStageConfig(steps=args.generator_steps,
+                                             batch_size=args.generator_batch,
+                                             lr=args.generator_lr),
     )
     dataset = open_dataset(args.data, args.format)
     train_names, val_names = _split_names(dataset, args.split, args.seed)

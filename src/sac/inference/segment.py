@@ -9,7 +9,10 @@ The pipeline, at the model's scale:
    decoded in the one SAM tile where it sits furthest from a seam, on an embedding window;
 4. masks are merged into instance labels by SAM's predicted quality; the paper's semantic mask
    comes from one prompt set per tile holding all that tile's prompts;
-5. labels are resampled back to the input size.
+5. labels come back at the input size: by default each mask's low-resolution logits are
+   interpolated straight to the input image's grid before thresholding (``mask_resolution=
+   "input"``), so an image shrunk for the model keeps full-resolution nucleus edges;
+   ``"model"`` thresholds at the model's scale and resizes the labels (faster, blockier).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sac.prompting import PromptSet, batch_prompt_sets
 from sac.sacmodel import SACModel, load_model
 
 GENERATOR_TILE = 512
+MASK_RESOLUTIONS = ("input", "model")
 
 
 @dataclass
@@ -72,8 +76,13 @@ class Segmenter:
     """Runs a :class:`SACModel` on images; see the module docstring for the steps."""
 
     def __init__(self, model: SACModel, bf16: bool = False, tile_size: int | None = None,
-                 overlap: int | None = None, batch_size: int = 64) -> None:
+                 overlap: int | None = None, batch_size: int = 64,
+                 mask_resolution: str = "input") -> None:
         size = model.spec.image_size
+        if mask_resolution not in MASK_RESOLUTIONS:
+            raise ConfigError(f"mask resolution must be one of {MASK_RESOLUTIONS}; got "
+                              f"{mask_resolution!r}")
+        self.mask_resolution = mask_resolution
         self.tile_size = tile_size or size
         if not 32 <= self.tile_size <= size:
             raise ConfigError(f"tile size must be in [32, {size}] for this model; got "
@@ -92,7 +101,8 @@ class Segmenter:
     def config_dict(self) -> dict[str, Any]:
         """The model config plus the inference settings (for reports)."""
         return {"model": self.config.to_dict(), "tile_size": self.tile_size,
-                "overlap": self.overlap, "bf16": self.bf16}
+                "overlap": self.overlap, "bf16": self.bf16,
+                "mask_resolution": self.mask_resolution}
 
     @torch.no_grad()
     def generator_maps(self, rgb: np.ndarray) -> Maps:
@@ -141,24 +151,34 @@ class Segmenter:
                              f"{rgb0.shape[:2]}; got {nuclei.dtype} {nuclei.shape}")
         else:
             det = resample_labels(nuclei, shape).astype(np.uint32)
+        negatives = None  # expert background clicks, in the labels' frame
+        up = (rgb0.shape[0] / shape[0], rgb0.shape[1] / shape[1])
+        if self.mask_resolution == "model":
+            up = (1.0, 1.0)
+        out_shape = rgb0.shape[:2] if up != (1.0, 1.0) else shape
         if expert is not None:
             expert.check_inside(rgb0.shape[:2], source)
+            negatives = expert.points[expert.labels == 0]
             expert = expert.scaled(scale)
+            if out_shape == shape:
+                negatives = expert.points[expert.labels == 0]
             det = apply_expert(det, expert)
         sets = instance_sets(det, maps, pc)
         ext = extents(det)
         t = clock.add("prompts", t)
         fill = th.fills
         instances, sem = self._decode(rgb, maps, det, sets, ext, expert, semantic or fill,
-                                      clock)
+                                      clock, up)
         t = time.perf_counter()
         instances = [m for m in instances if m.score >= th.min_score]
-        labels, ranked = merge_scored(instances, shape, min_area=th.min_area,
+        area = up[0] * up[1]  # thresholds are in model pixels
+        labels, ranked = merge_scored(instances, out_shape, min_area=round(th.min_area * area),
                                       min_visible=th.min_visible)
         scores = {i + 1: float(s) for i, s in enumerate(ranked.tolist())}
         if fill and sem is not None:  # added nuclei have no SAM score
-            negatives = None if expert is None else expert.points[expert.labels == 0]
-            labels, _ = complete_from_semantic(labels, sem, th.fill_new_area, th.fill_attach,
+            grid_sem = resample_labels(sem.astype(np.uint8), out_shape).astype(bool)
+            labels, _ = complete_from_semantic(labels, grid_sem,
+                                               round(th.fill_new_area * area), th.fill_attach,
                                                negatives)
         if not semantic:
             sem = None
@@ -169,9 +189,11 @@ class Segmenter:
         return SegmentResult(labels, sem, scores, len(sets), clock.times)
 
     def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],
-                ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: _Clock
+                ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: _Clock,
+                up: tuple[float, float] = (1.0, 1.0),
                 ) -> tuple[list[InstanceMask], np.ndarray | None]:
-        """Encode each SAM tile that has work and decode its prompt sets."""
+        """Encode each SAM tile that has work and decode its prompt sets; instance masks come
+        back on the model-scale grid scaled by ``up`` (the semantic mask on the model's)."""
         shape = rgb.shape[:2]
         tiles = owned_tiles(shape, self.tile_size, self.overlap)
         owner = assign_boxes(ext, [o.tile for o in tiles], shape)
@@ -187,7 +209,8 @@ class Segmenter:
             t = clock.add("encoder", t)
             off = np.array([xs.start, ys.start], np.float32)
             if chosen.size:
-                instances += self._decode_instances([sets[i] for i in chosen], ext[chosen], off)
+                instances += self._decode_instances([sets[i] for i in chosen], ext[chosen], off,
+                                                    up)
             if semantic:
                 mask = self._decode_semantic(det, maps, owned.tile.slices(shape), expert, off)
                 full = np.zeros((self.tile_size, self.tile_size), bool)
@@ -197,22 +220,16 @@ class Segmenter:
         sem = stitch(iter(sem_parts), shape, bool) if semantic else None
         return instances, sem
 
-    def _decode_instances(self, sets: list[PromptSet], ext: np.ndarray, off: np.ndarray
-                          ) -> list[InstanceMask]:
+    def _decode_instances(self, sets: list[PromptSet], ext: np.ndarray, off: np.ndarray,
+                          up: tuple[float, float]) -> list[InstanceMask]:
         pts, lbl, boxes = batch_prompt_sets(sets)
         local = {"points": pts - off if pts.shape[1] else None,
                  "labels": lbl if pts.shape[1] else None,
                  "boxes": boxes - np.tile(off, 2) if boxes is not None else None}
         masks = self.predictor.predict_instances(
             **local, window=self.config.decode_window, batch_size=self.batch_size,
-            extents=ext - np.tile(off, 2))
-        out = []
-        for m in masks:
-            if m is not None:
-                m.y0 += int(off[1])
-                m.x0 += int(off[0])
-                out.append(m)
-        return out
+            extents=ext - np.tile(off, 2), offset=(float(off[0]), float(off[1])), upsample=up)
+        return [m for m in masks if m is not None]
 
     def _decode_semantic(self, det: np.ndarray, maps: Maps, region: tuple[slice, slice],
                          expert: ExpertPrompts | None, off: np.ndarray) -> np.ndarray:

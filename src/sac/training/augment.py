@@ -10,11 +10,16 @@ interpolation, so ids stay exact. All randomness comes from an explicit ``np.ran
 1. a random element of the dihedral group (rotation by k x 90 degrees, optional flip);
 2. stain jitter in HED space (H&E only, ``stain=True``);
 3. intensity jitter: contrast around the mean, brightness shift, gamma;
-4. with probability ``blur_prob``, a small Gaussian blur;
-5. additive Gaussian noise (``noise_std > 0``);
+4. with probability ``grey_prob``, grey (luminance in every channel), and with
+   ``invert_prob``, inverted contrast (:mod:`.appearance`);
+5. with probability ``blur_prob``, a small Gaussian blur;
+6. additive Gaussian noise (``noise_std > 0``);
+7. with probability ``jpeg_prob``, a JPEG round trip at a random quality;
 
 then clips to [0, 1] and sets padding back to 0. Cropping (:func:`random_crop`) is separate
-because its size belongs to the trainer.
+because its size belongs to the trainer; so is the magnification jitter (``scale_range``),
+which the crop sampler applies by cropping a larger or smaller region and resampling it.
+:meth:`AugmentConfig.robust` turns all of these on for models meant to generalise.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from sac.training.appearance import invert, jpeg_roundtrip, to_grey
 
 STAIN_LOG_SCALE = float(np.log(1e6))  # skimage's HED unit: optical density / ln(1e6)
 MODALITIES = ("he", "histology", "fluorescence", "brightfield", "any")
@@ -281,6 +288,11 @@ class AugmentConfig:
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.5, 1.0)  # blur sigma ~ U(lo, hi) pixels
     noise_std: float = 0.0
+    grey_prob: float = 0.0
+    invert_prob: float = 0.0
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (40, 95)  # quality ~ U{lo..hi}
+    scale_range: tuple[float, float] = (1.0, 1.0)  # magnification factor, log-uniform
 
     def __post_init__(self) -> None:
         _check_range("brightness", self.brightness, 0.0, 1.0)
@@ -290,6 +302,16 @@ class AugmentConfig:
         _check_range("stain_bias", self.stain_bias, 0.0, 1.0)
         _check_range("blur_prob", self.blur_prob, 0.0, 1.0)
         _check_range("noise_std", self.noise_std, 0.0, 1.0)
+        for name in ("grey_prob", "invert_prob", "jpeg_prob"):
+            _check_range(name, getattr(self, name), 0.0, 1.0)
+        q0, q1 = self.jpeg_quality
+        if not 1 <= q0 <= q1 <= 100:
+            raise ValueError(f"jpeg_quality must be (lo, hi) in [1, 100]; got "
+                             f"{self.jpeg_quality}")
+        s0, s1 = self.scale_range
+        if not 0.25 <= s0 <= s1 <= 4.0:
+            raise ValueError(f"scale_range must be (lo, hi) with 0.25 <= lo <= hi <= 4; got "
+                             f"{self.scale_range}")
         lo, hi = self.blur_sigma
         if not 0 < lo <= hi:
             raise ValueError(
@@ -305,6 +327,23 @@ class AugmentConfig:
         if key not in MODALITIES:
             raise ValueError(f"unknown modality {name!r}; choose one of {', '.join(MODALITIES)}")
         return dataclasses.replace(cls(stain=key in ("he", "histology")), **overrides)
+
+    @classmethod
+    def robust(cls, name: str, **overrides: object) -> AugmentConfig:
+        """:meth:`for_modality` plus what users' images vary in: blur, noise, JPEG, +-25 %
+        magnification, grey copies, and inverted contrast where the data mixes bright- and
+        dark-nucleus images (``"any"``, ``"brightfield"``, ``"fluorescence"``)."""
+        base = cls.for_modality(name)
+        mixed = base.stain is False
+        return dataclasses.replace(
+            base, brightness=0.15, contrast=0.3, blur_prob=0.2, blur_sigma=(0.5, 1.5),
+            noise_std=0.02, grey_prob=0.2, invert_prob=0.3 if mixed else 0.0, jpeg_prob=0.2,
+            scale_range=(0.8, 1.25), **overrides)
+
+    @property
+    def rescales(self) -> bool:
+        """Whether crops are drawn at a jittered magnification."""
+        return self.scale_range != (1.0, 1.0)
 
 
 def augment(
@@ -329,10 +368,19 @@ def augment(
         out = stain_jitter(out, rng, cfg.stain_sigma, cfg.stain_bias)
     if cfg.intensity:
         out = intensity_jitter(out, rng, cfg.brightness, cfg.contrast, cfg.gamma, valid)
+    if cfg.grey_prob > 0 and rng.random() < cfg.grey_prob:
+        out = to_grey(out)
+    if cfg.invert_prob > 0 and rng.random() < cfg.invert_prob:
+        out = invert(out, valid)
     if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
         out = gaussian_blur(out, float(rng.uniform(*cfg.blur_sigma)), valid)
     if cfg.noise_std > 0:
         out = add_noise(out, cfg.noise_std, rng)
+    if cfg.jpeg_prob > 0 and rng.random() < cfg.jpeg_prob:
+        np.clip(out, 0.0, 1.0, out=out)
+        out[~valid] = 0.0
+        out = jpeg_roundtrip(out, int(rng.integers(cfg.jpeg_quality[0],
+                                                   cfg.jpeg_quality[1] + 1)))
     np.clip(out, 0.0, 1.0, out=out)
     out[~valid] = 0.0
     return out, labels, valid

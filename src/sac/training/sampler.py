@@ -17,6 +17,7 @@ from sac.data.base import SampleDataset
 from sac.errors import InputError, SACError
 from sac.imageops import to_rgb_float
 from sac.inference.rescale import resample_image, resample_labels, scaled_shape
+from sac.training.appearance import rescaled_crop
 from sac.training.augment import AugmentConfig, augment, random_crop
 
 log = logging.getLogger("sac.training")
@@ -95,8 +96,13 @@ class CropSampler:
         out = []
         for i in picks.tolist():
             im = self.images[i]
-            rgb, lab, valid = random_crop(im.rgb, im.labels, self.size, rng,
+            side = self.size
+            if self.augment_cfg.rescales:  # magnification jitter: crop more or less, resample
+                lo, hi = np.log(self.augment_cfg.scale_range)
+                side = max(16, round(self.size / float(np.exp(rng.uniform(lo, hi)))))
+            rgb, lab, valid = random_crop(im.rgb, im.labels, side, rng,
                                           min_foreground=self.min_foreground)
+            rgb, lab, valid = rescaled_crop(rgb, lab, valid, self.size)
             rgb, lab, valid = augment(rgb, lab, valid, self.augment_cfg, rng)
             out.append(Crop(rgb.astype(np.float32), lab.astype(np.int64), valid))
         return out

@@ -29,6 +29,7 @@ from sac.errors import ConfigError, InputError
 from sac.fileio import atomic_path
 from sac.sacmodel import SACModel, save_model
 from sac.training.augment import AugmentConfig
+from sac.training.generator_stage import GeneratorStageConfig, train_generator, warmup_cosine
 from sac.training.sampler import CropSampler, TrainImage
 from sac.training.step import StepConfig, train_step
 
@@ -55,6 +56,7 @@ class TrainConfig:
     save_dtype: str = "float16"
     step: StepConfig = field(default_factory=StepConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    generator_stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -95,14 +97,7 @@ def _optimizer(model: SACModel, parts: tuple[str, ...], cfg: TrainConfig
 def _schedule(opt: torch.optim.Optimizer, warmup: int, total: int
               ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then cosine decay to 5% of the peak learning rate."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, total))
 
 
 def set_trainable(model: SACModel, parts: tuple[str, ...]) -> None:
@@ -146,7 +141,8 @@ class Trainer:
         self.opt = _optimizer(model, self.parts, cfg)
         self.sched = _schedule(self.opt, cfg.warmup_steps, self.total_steps)
         self.step = 0
-        self.seconds = {"train": 0.0, "validation": 0.0}  # summed over resumed sessions
+        self.seconds = {"train": 0.0, "validation": 0.0,  # summed over resumed sessions
+                        "generator_stage": 0.0}
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.summary = dict(data_summary or {})
@@ -182,7 +178,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        self.seconds = {k: float(v) for k, v in state.get("seconds", self.seconds).items()}
+        self.seconds.update({k: float(v) for k, v in state.get("seconds", {}).items()})
         best = float(state["best"])
         self.best = None if math.isnan(best) else best
         self.best_epoch = None if int(state["best_epoch"]) < 0 else int(state["best_epoch"])
@@ -222,6 +218,8 @@ class Trainer:
 
         self._prepare_dir(resume, overwrite)
         t_start = time.perf_counter()
+        if not resume and self.cfg.generator_stage.steps:
+            self._generator_stage(progress)
         history: list[dict[str, Any]] = []
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress,
                    unit="step", dynamic_ncols=True)
@@ -247,6 +245,24 @@ class Trainer:
         bar.close()
         return TrainResult(self.out / "model", self.best, self.best_epoch, self.step,
                            time.perf_counter() - t_start, history)
+
+    def _generator_stage(self, progress: bool) -> None:
+        """The standalone generator stage; its end is checkpointed, so --resume skips it."""
+        from tqdm import tqdm
+
+        gs = self.cfg.generator_stage
+        t0 = time.perf_counter()
+
+        def log(rec: dict[str, Any]) -> None:
+            self._log(rec)
+            if progress:
+                tqdm.write(f"generator stage: step {rec['step']}/{gs.steps}, loss "
+                           f"{rec['loss']:.4f}")
+
+        train_generator(self.model.generator, self.sampler, gs, self.cfg.seed,
+                        self.model.device, log)
+        self.seconds["generator_stage"] += time.perf_counter() - t0
+        self._save_state()
 
     def _one_step(self) -> dict[str, float]:
         n = max(self.cfg.batch_size, self.cfg.generator_batch)
@@ -287,6 +303,8 @@ class Trainer:
             training = dict(self.summary, command=command, epochs_done=epoch, steps=self.step,
                             select_metric=self.cfg.select_metric,
                             train_seconds=round(train_s, 1),
+                            generator_stage_steps=self.cfg.generator_stage.steps,
+                            generator_stage_seconds=round(self.seconds["generator_stage"], 1),
                             validation_seconds=round(self.seconds["validation"], 1),
                             crops_per_s=round(self.step * self.cfg.batch_size / train_s, 3),
                             validation={k[4:]: v for k, v in rec.items()

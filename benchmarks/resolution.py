@@ -1,0 +1,79 @@
+"""Resolution study: where a model that works at half resolution loses its nucleus edges.
+
+For each model given, on the validation split of a dataset, one row per way of bringing the
+masks back to the input size:
+
+* ``model``: masks thresholded at the model's scale, labels resized by nearest neighbour (what
+  SAC did up to this study);
+* ``input``: each mask's low-resolution decoder logits interpolated straight to the input
+  image's grid, then thresholded (the default since this study).
+
+Each row gives the accuracy and the seconds per image end to end (image in memory, labels
+out). Run: ``.venv/bin/python benchmarks/resolution.py --dataset monuseg --model
+sac-lite-monuseg --bf16``. Writes ``results/resolution_<dataset>[_<tag>].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from sac.commands.evaluate import open_dataset
+from sac.data.splits import load_builtin_split
+from sac.inference.segment import MASK_RESOLUTIONS, Segmenter
+from sac.metrics import aggregate, evaluate_pair
+from sac.sacmodel import load_model
+
+from bench_common import machine_info, write_results
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
+            "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
+KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "dsb_score"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--data", type=Path, default=None, help="default: ../shared/data/...")
+    p.add_argument("--model", action="append", required=True,
+                   help="model folder or shipped name (repeat for several)")
+    p.add_argument("--limit", type=int, default=None, help="first N validation images")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+    fmt, default = DATASETS[args.dataset]
+    dataset = open_dataset(args.data or default, fmt)
+    names = load_builtin_split(args.dataset).val[: args.limit]
+    samples = [dataset[n] for n in names]
+    table: list[dict[str, Any]] = []
+    for path in args.model:
+        model = load_model(path)
+        for res in MASK_RESOLUTIONS:
+            seg = Segmenter(model, bf16=args.bf16, mask_resolution=res)
+            rows, seconds = [], 0.0
+            for name, s in zip(names, samples, strict=True):
+                t0 = time.perf_counter()
+                labels = seg.segment(s.image, name).labels
+                seconds += time.perf_counter() - t0
+                rows.append(evaluate_pair(s.labels, labels))
+            agg = aggregate(rows)
+            table.append({"model": str(path), "mask_resolution": res, "images": len(rows),
+                          **{k: round(float(agg[k]), 4) for k in KEYS},
+                          "s_per_image": round(seconds / len(rows), 2)})
+            print(table[-1], flush=True)
+    info = machine_info()
+    info.update(dataset=args.dataset, split="built-in val", bf16=args.bf16,
+                note="pixel_dice: mean over images; seconds: segmentation of an image in "
+                     "memory, end to end")
+    name = f"resolution_{args.dataset}" + (f"_{args.tag}" if args.tag else "")
+    _, md = write_results(name, info, table, ["model", "mask_resolution", "images", *KEYS,
+                                              "s_per_image"],
+                          f"Mask resolution on the {args.dataset} validation split")
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
