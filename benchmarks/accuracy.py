@@ -15,6 +15,9 @@ Methods (one row each):
   errors;
 * one row per ``--ablation NAME=MODEL_DIR`` (other trained models, e.g. no LoRA, no negatives).
 
+Where the split records image types (DSB 2018: fluorescence, histology, brightfield), every
+method also gets one row per type.
+
 Run: ``.venv/bin/python benchmarks/accuracy.py --dataset monuseg --model PATH``. Writes
 ``results/accuracy_<dataset>[_<tag>].{json,md}``.
 """
@@ -141,13 +144,18 @@ def main() -> None:
                 record(method, gt, seg.segment(img, name).labels, t0)
         print(f"[{i + 1}/{len(names)}] {name}: sac AJI {rows['sac_instance'][-1]['aji']:.3f}, "
               f"classical {rows['classical'][-1]['aji']:.3f}", flush=True)
+    types = [split.meta.get("types", {}).get(n, "all") for n in names]
+    groups = ["all"] + (sorted(set(types)) if len(set(types)) > 1 else [])
     table = []
-    for method, rs in rows.items():
-        agg = aggregate(rs)
-        row: dict[str, Any] = {"method": method, "images": len(rs)}
-        row.update({k: round(float(agg[k]), 4) for k in KEYS})
-        row["s_per_image"] = round(seconds[method] / len(rs), 2)
-        table.append(row)
+    for group in groups:  # all images, then one block per image type (DSB)
+        for method, rs in rows.items():
+            picked = [r for r, t in zip(rs, types, strict=True) if group in ("all", t)]
+            agg = aggregate(picked)
+            row: dict[str, Any] = {"method": method, "images": len(picked),
+                                   "image_type": group}
+            row.update({k: round(float(agg[k]), 4) for k in KEYS})
+            row["s_per_image"] = round(seconds[method] / len(rs), 2) if group == "all" else ""
+            table.append(row)
     info = machine_info()
     info.update(dataset=args.dataset, split="built-in val", model=str(args.model),
                 bf16=args.bf16, classical=classical,
@@ -155,7 +163,8 @@ def main() -> None:
                 note="pixel_dice: mean over images; pixel_dice_sum: from summed counts; "
                      "sac_semantic object metrics use connected components")
     name = f"accuracy_{args.dataset}" + (f"_{args.tag}" if args.tag else "")
-    _, md = write_results(name, info, table, ["method", "images", *KEYS, "s_per_image"],
+    _, md = write_results(name, info, table, ["method", "image_type", "images", *KEYS,
+                                              "s_per_image"],
                           f"Accuracy on the {args.dataset} validation split")
     print(md.read_text())
 

@@ -366,3 +366,26 @@ def test_mask_resolution_checked() -> None:
     model = create_model(tiny=True)
     with pytest.raises(ConfigError, match="mask resolution"):
         Segmenter(model, mask_resolution="full")
+
+
+def test_segment_command_mask_resolution(tmp_path: Path, monkeypatch) -> None:
+    import imageio.v3 as iio
+
+    from sac.cli import main
+
+    image, _ = disk_image((96, 96), [(30, 30, 9), (60, 70, 10)])
+    iio.imwrite(tmp_path / "im.png", image)
+    save_model(create_model(tiny=True), tmp_path / "m")
+    seen = []
+    real = Segmenter.segment
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.mask_resolution)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "segment", spy)
+    base = ["segment", str(tmp_path / "im.png"), "--model", str(tmp_path / "m"), "--quiet"]
+    assert main([*base, "-o", str(tmp_path / "a")]) == 0
+    assert main([*base, "-o", str(tmp_path / "b"), "--mask-resolution", "model"]) == 0
+    assert seen == ["input", "model"]
+    assert tifffile.imread(tmp_path / "b" / "im_labels.tif").shape == (96, 96)
