@@ -21,10 +21,12 @@ from sac.data import DSB2018Dataset, MoNuSegDataset
 from sac.data.splits import (
     DARK_BACKGROUND,
     GRAY_COLOUR,
+    HELD_OUT_ORGANS,
     classify_dsb,
     monuseg_organ,
     split_dsb,
     split_monuseg,
+    split_monuseg_organs,
     write_split,
 )
 
@@ -56,6 +58,18 @@ def make_monuseg(data: Path, overwrite: bool) -> None:
         "sac_version": __version__,
     }
     _write(OUT / "monuseg.json", train, val, meta, overwrite)
+    train, val = split_monuseg_organs(names)
+    meta = {
+        "dataset": "monuseg",
+        "source": "MoNuSeg 2018 training set (monuseg/train/images)",
+        "method": "sac.data.splits.split_monuseg_organs: organs held out entirely",
+        "held_out_organs": list(HELD_OUT_ORGANS),
+        "n_train": len(train),
+        "n_val": len(val),
+        "organ_counts": _counts(organs, train, val),
+        "sac_version": __version__,
+    }
+    _write(OUT / "monuseg-organs.json", train, val, meta, overwrite)
 
 
 def make_dsb(data: Path, overwrite: bool) -> None:

@@ -397,6 +397,7 @@ def test_robust_config_and_sampler_scale_jitter() -> None:
     # the full robust pipeline keeps ids exact and padding black
     rng = np.random.default_rng(3)
     for _ in range(10):
-        out, out_lab, v = augment(im.rgb[:96, :96], im.labels[:96, :96], None, mixed, rng)
+        out, out_lab, valid = augment(im.rgb[:96, :96], im.labels[:96, :96], None, mixed, rng)
         assert set(np.unique(out_lab)) <= set(np.unique(im.labels))
-        assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+        assert (out[~valid] == 0).all()

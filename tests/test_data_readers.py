@@ -435,6 +435,17 @@ def test_split_monuseg() -> None:
     assert len(split_monuseg(MONUSEG_LIKE, n_val=10)[1]) == 10
 
 
+def test_split_monuseg_organs() -> None:
+    from sac.data.splits import split_monuseg_organs
+
+    train, val = split_monuseg_organs(MONUSEG_LIKE, organs=("lung", "colon"))
+    assert sorted(train + val) == sorted(MONUSEG_LIKE) and val
+    assert {monuseg_organ(n) for n in val} == {"lung", "colon"}
+    assert not {"lung", "colon"} & {monuseg_organ(n) for n in train}
+    with pytest.raises(ValueError, match="unknown organ"):
+        split_monuseg_organs(MONUSEG_LIKE, organs=("heart",))
+
+
 def test_dsb_image_type_and_split() -> None:
     dark = np.full((20, 20), 10, np.uint8)
     dark[5:8, 5:8] = 200

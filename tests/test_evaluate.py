@@ -21,8 +21,10 @@ from sac.data import (
     load_builtin_split,
     split_dsb,
     split_monuseg,
+    split_monuseg_organs,
     write_split,
 )
+from sac.data.splits import monuseg_organ
 from sac.errors import ConfigError
 from sac.evaluation import MAIN_KEYS, evaluate_dataset, write_report
 from sac.formats import write_labels_tif
@@ -246,7 +248,13 @@ def test_builtin_splits_disjoint_and_deterministic() -> None:
     assert split_dsb(types_, fraction=dsb.meta["fraction"], seed=dsb.meta["seed"]) == (
         dsb.train, dsb.val,
     )  # fmt: skip
-    assert set(BUILTIN_SPLITS) == {"monuseg", "dsb2018"}
+    assert set(BUILTIN_SPLITS) == {"monuseg", "dsb2018", "monuseg-organs"}
+    organs = load_builtin_split("monuseg-organs")
+    assert sorted(organs.train + organs.val) == sorted(mon.train + mon.val)
+    assert split_monuseg_organs(organs.train + organs.val) == (organs.train, organs.val)
+    held = {monuseg_organ(n) for n in organs.val}
+    assert held == set(organs.meta["held_out_organs"])
+    assert not held & {monuseg_organ(n) for n in organs.train}  # organs never seen
     with pytest.raises(ConfigError, match="unknown built-in split"):
         load_builtin_split("kaggle")
 

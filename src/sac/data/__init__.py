@@ -34,6 +34,7 @@ from sac.data.splits import (
     read_split,
     split_dsb,
     split_monuseg,
+    split_monuseg_organs,
     stratified_split,
     write_split,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "read_split",
     "split_dsb",
     "split_monuseg",
+    "split_monuseg_organs",
     "stratified_split",
     "to_rgb_uint8",
     "write_split",

@@ -52,7 +52,9 @@ DARK_BACKGROUND = 100.0  # median gray level (0..255) below which the background
 GRAY_COLOUR = 5.0  # mean channel spread (0..255) below which an image counts as gray
 SPLIT_FORMAT = "sac-split/1"
 #: Splits shipped with the package in ``sac/data/splits/<name>.json`` (see the README there).
-BUILTIN_SPLITS: tuple[str, ...] = ("monuseg", "dsb2018")
+BUILTIN_SPLITS: tuple[str, ...] = ("monuseg", "dsb2018", "monuseg-organs")
+#: Organs that ``monuseg-organs`` holds out entirely (2 + 2 + 1 + 1 of the 30 images).
+HELD_OUT_ORGANS: tuple[str, ...] = ("bladder", "colon", "liver", "stomach")
 
 
 class Split(NamedTuple):
@@ -121,6 +123,19 @@ def split_monuseg(
             keep_one = False
     held = set(val)
     return [n for n in names if n not in held], sorted(val)
+
+
+def split_monuseg_organs(names: Iterable[str], organs: Iterable[str] = HELD_OUT_ORGANS
+                         ) -> tuple[list[str], list[str]]:
+    """Leave organs out: every image of ``organs`` validates, the rest train, so validation
+    measures how a model does on tissue it never saw; returns sorted (train, val)."""
+    names, held = _unique_sorted(names), set(organs)
+    unknown = held - set(TCGA_ORGANS.values())
+    if unknown:
+        raise ValueError(f"unknown organ(s) {sorted(unknown)}; MoNuSeg has "
+                         f"{sorted(set(TCGA_ORGANS.values()))}")
+    val = [n for n in names if monuseg_organ(n) in held]
+    return [n for n in names if n not in set(val)], val
 
 
 def dsb_image_type(image: np.ndarray) -> str:
