@@ -41,6 +41,14 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
         f"resampled by this factor)"
         + (f"; {cfg.pixel_size_um} um per pixel at the model input" if cfg.pixel_size_um
            else ""),
+        ("- nucleus size: " + (
+            f"median diameter {cfg.nucleus_diameter:.1f} px at the model input (5th-95th "
+            f"percentile per training image {cfg.nucleus_diameter_range[0]:.1f}-"
+            f"{cfg.nucleus_diameter_range[1]:.1f} px, the statistic of `sac.inference.size`); "
+            "images whose estimated nuclei fall outside that range (widened 1.3x) are "
+            f"resampled to {cfg.nucleus_diameter:.0f} px when no scale is given"
+            if cfg.nucleus_diameter and cfg.nucleus_diameter_range
+            else "not recorded (no automatic scale)")),
         f"- stored as {cfg.dtype}, {size / 1e6:.1f} MB", "",
         "## Training", "",
         f"- data: {tr.get('data', '?')} ({tr.get('format', '?')}), split `{tr.get('split')}`: "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "model's own, for images at its training data's magnification)")
     scale.add_argument("--pixel-size", type=float, default=None,
                        help="micrometres per pixel of the inputs; resampled to the model's")
+    scale.add_argument("--diameter", type=float, default=None,
+                       help="typical nucleus diameter in input pixels; resampled so that "
+                            "it matches the model's training size. Without --scale, "
+                            "--pixel-size or --diameter, each image's nucleus size is "
+                            "estimated and images outside the model's training range are "
+                            "resampled (see --no-auto-scale)")
+    p.add_argument("--no-auto-scale", action="store_true",
+                   help="use the model's own scale for every image, without estimating "
+                        "the nucleus size")
     w = p.add_argument_group("whole-slide images (SVS, NDPI, MRXS, SCN, BIF; pyramidal TIFF "
                              "with --wsi): processed in chunks, written as GeoJSON + CSV")
     w.add_argument("--wsi", action="store_true",
@@ -144,20 +154,28 @@ def _segment_slide(segmenter: Any, path: Path, args: argparse.Namespace) -> Any:
     from sac.inference.slide import segment_slide
 
     out_labels = args.output / f"{path.stem}_labels.tif"
+    scale = args.scale
+    if args.diameter is not None:
+        from sac.inference.size import diameter_scale
+
+        if segmenter.config.nucleus_diameter is None:
+            raise ConfigError("this model does not record the nucleus size it was trained "
+                              "on; use --scale instead of --diameter")
+        scale = diameter_scale(segmenter.config.nucleus_diameter, args.diameter)
     if args.slide_labels:
         check_writable(out_labels, args.overwrite)
     res = segment_slide(segmenter, path, args.output, level=args.level,
                         region=tuple(args.region) if args.region else None,
                         chunk=args.chunk_size, tissue=not args.no_tissue_mask,
                         return_labels=args.slide_labels, overwrite=args.overwrite,
-                        progress=not args.quiet, scale=args.scale)
+                        progress=not args.quiet, scale=scale)
     if res.labels is not None:
         res.outputs["labels"] = write_labels_tif(out_labels, res.labels, args.overwrite,
                                                  res.pixel_size_um)
     return res
 
 
-def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float,
+def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float | None,
              written: list[Path]) -> tuple[int, str]:
     """Segment one input and write its outputs; returns (nuclei, where they went)."""
     from sac.data.images import read_image
@@ -175,11 +193,11 @@ def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float,
     expert = _expert_for(args.prompts, path)
     image = read_image(path, channel=args.channel)
     result = segmenter.segment(image, str(path), scale=scale, expert=expert,
-                               semantic=args.save_semantic)
+                               semantic=args.save_semantic, diameter=args.diameter)
     pixel = args.pixel_size if args.pixel_size is not None else _file_pixel_size(path)
     written.append(write_labels_tif(outs["labels"], result.labels, args.overwrite, pixel))
     _write_extras(outs, image, result, pixel, path.stem, args.overwrite, written)
-    return result.n_nuclei, str(outs["labels"])
+    return result.n_nuclei, f"{outs['labels']}; {result.size.describe()}"
 
 
 def _file_pixel_size(path: Path) -> float | None:
@@ -260,11 +278,17 @@ def run(args: argparse.Namespace) -> int:
     segmenter = load_segmenter(args.model or DEFAULT_MODEL, args.device, args.bf16,
                                args.sam_checkpoint, tile_size=args.tile_size,
                                overlap=args.overlap, batch_size=args.batch_size,
-                               mask_resolution=args.mask_resolution)
+                               mask_resolution=args.mask_resolution,
+                               auto_scale=not args.no_auto_scale)
     if args.no_fill:
         without_fill(segmenter)
     cfg = segmenter.config
-    scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
+    if args.diameter is not None and not (args.diameter > 0 and math.isfinite(args.diameter)):
+        raise InputError(f"--diameter must be a positive number of pixels; got "
+                         f"{args.diameter}")
+    scale = None  # estimated per image (or the model's own)
+    if args.scale is not None or args.pixel_size is not None:
+        scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
     t0, n_nuclei, done = time.perf_counter(), 0, 0
     bar = tqdm(files, disable=args.quiet or len(files) < 2, unit="image", dynamic_ncols=True)
     for path in bar:

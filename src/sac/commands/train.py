@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sac.backbones import resolve_device
     from sac.commands.evaluate import open_dataset
+    from sac.inference.size import training_size
     from sac.modeling import LoRAConfig
     from sac.sacmodel import PromptConfig, create_model
     from sac.training.augment import AugmentConfig
@@ -169,11 +170,13 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.data} ({len(problems)} problem(s) listed above)")
     torch.manual_seed(args.seed)
     pixel = None if args.pixel_size is None else args.pixel_size / args.scale
+    diameter, diameter_range = training_size([im.labels for im in train])
     model = create_model(args.backbone, args.sam_checkpoint, tiny=args.tiny, lora=lora,
                          prompts=prompts, parts=_parts(args.train_parts, args.lora_rank),
                          device=args.device, input_scale=args.scale, pixel_size_um=pixel,
                          decode_window=args.decode_window,
-                         modality=modality)
+                         modality=modality, nucleus_diameter=diameter,
+                         nucleus_diameter_range=diameter_range)
     summary = {"data": str(args.data), "format": args.format, "split": args.split,
                "train_images": len(train), "val_images": len(val),
                "skipped": problems + val_problems}

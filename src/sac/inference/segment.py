@@ -33,6 +33,7 @@ from sac.inference.complete import complete_from_semantic
 from sac.inference.expert import ExpertPrompts
 from sac.inference.merge import InstanceMask, merge_scored
 from sac.inference.rescale import resample_image, resample_labels
+from sac.inference.size import MAX_ROUNDS, SizeEstimate, diameter_scale, next_scale
 from sac.inference.stitch import owned_tiles, stitch
 from sac.inference.tiling import assign_boxes
 from sac.modeling.generator import pad_to_stride
@@ -54,6 +55,7 @@ class SegmentResult:
     scores: dict[int, float]
     n_detected: int
     timings: dict[str, float] = field(default_factory=dict)
+    size: SizeEstimate | None = None  # how the scale was chosen (and the nucleus size)
 
     @property
     def n_nuclei(self) -> int:
@@ -77,12 +79,13 @@ class Segmenter:
 
     def __init__(self, model: SACModel, bf16: bool = False, tile_size: int | None = None,
                  overlap: int | None = None, batch_size: int = 64,
-                 mask_resolution: str = "input") -> None:
+                 mask_resolution: str = "input", auto_scale: bool = True) -> None:
         size = model.spec.image_size
         if mask_resolution not in MASK_RESOLUTIONS:
             raise ConfigError(f"mask resolution must be one of {MASK_RESOLUTIONS}; got "
                               f"{mask_resolution!r}")
         self.mask_resolution = mask_resolution
+        self.auto_scale = auto_scale
         self.tile_size = tile_size or size
         if not 32 <= self.tile_size <= size:
             raise ConfigError(f"tile size must be in [32, {size}] for this model; got "
@@ -102,7 +105,7 @@ class Segmenter:
         """The model config plus the inference settings (for reports)."""
         return {"model": self.config.to_dict(), "tile_size": self.tile_size,
                 "overlap": self.overlap, "bf16": self.bf16,
-                "mask_resolution": self.mask_resolution}
+                "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale}
 
     @torch.no_grad()
     def generator_maps(self, rgb: np.ndarray) -> Maps:
@@ -124,24 +127,28 @@ class Segmenter:
 
     def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
                 expert: ExpertPrompts | None = None, semantic: bool = False,
-                normalized: bool = False, nuclei: np.ndarray | None = None) -> SegmentResult:
+                normalized: bool = False, nuclei: np.ndarray | None = None,
+                diameter: float | None = None) -> SegmentResult:
         """Instance labels (and optionally the semantic mask) for ``image`` of any size.
 
-        ``scale`` resamples the image before the model (default: the model's ``input_scale``);
-        ``expert`` points are in input-image pixels. The image is min-max scaled as a whole;
-        ``normalized=True`` takes a float32 (H, W, 3) image already in [0, 1] as is (a region
-        of a whole slide, scaled by its dtype range so that all regions match).
+        ``scale`` resamples the image before the model; ``diameter`` (nucleus diameter in
+        input pixels) sets the scale that brings such nuclei to the model's training size;
+        with neither, the scale is estimated from the image (:mod:`sac.inference.size`) when
+        the model records its nucleus size and ``auto_scale`` is on, else the model's
+        ``input_scale`` is used. ``expert`` points are in input-image pixels. The image is
+        min-max scaled as a whole; ``normalized=True`` takes a float32 (H, W, 3) image
+        already in [0, 1] as is (a region of a whole slide, scaled by its dtype range so that
+        all regions match).
         ``nuclei``: instance labels at the input size (e.g. another tool's, or the ground
         truth for an upper bound) to prompt from instead of the generator's detections.
         """
         clock = _Clock()
         t = time.perf_counter()
         rgb0 = as_model_rgb(image, source, normalized)
-        scale = self.config.input_scale if scale is None else scale
-        rgb = resample_image(rgb0, scale)
-        shape = rgb.shape[:2]
         t = clock.add("preprocess", t)
-        maps = self.generator_maps(rgb)
+        rgb, maps, size = self.scaled_maps(rgb0, scale, diameter)
+        scale = size.scale
+        shape = rgb.shape[:2]
         t = clock.add("generator", t)
         th, pc = self.config.thresholds, self.config.prompts
         if nuclei is None:
@@ -186,7 +193,48 @@ class Segmenter:
         if sem is not None:
             sem = resample_labels(sem.astype(np.uint8), rgb0.shape[:2]).astype(bool)
         clock.add("postprocess", t)
-        return SegmentResult(labels, sem, scores, len(sets), clock.times)
+        return SegmentResult(labels, sem, scores, len(sets), clock.times, size)
+
+    def scaled_maps(self, rgb0: np.ndarray, scale: float | None = None,
+                    diameter: float | None = None) -> tuple[np.ndarray, Maps, SizeEstimate]:
+        """The image resampled for the model, its generator maps, and how the scale was
+        chosen (see :meth:`segment`)."""
+        model_d = self.config.nucleus_diameter
+        if scale is not None or diameter is not None:
+            if diameter is not None:
+                if model_d is None:
+                    raise ConfigError("this model does not record the nucleus size it was "
+                                      "trained on; use --scale instead of --diameter")
+                scale = diameter_scale(model_d, diameter)
+            rgb = resample_image(rgb0, scale)
+            return rgb, self.generator_maps(rgb), SizeEstimate(
+                diameter, 0, scale, "diameter" if diameter is not None else "scale")
+        scale = self.config.input_scale
+        rgb = resample_image(rgb0, scale)
+        maps = self.generator_maps(rgb)
+        if model_d is None or not self.auto_scale:
+            note = "" if self.auto_scale else "automatic scale off"
+            if model_d is None:
+                note = "the model records no nucleus size"
+            return rgb, maps, SizeEstimate(None, 0, scale, "model", note)
+        best, chosen, note = None, (rgb, maps), ""
+        for k in range(MAX_ROUNDS):
+            new, d, n, note = next_scale(model_d, self.config.nucleus_diameter_range, scale,
+                                         maps.fg >= self.config.thresholds.fg)
+            if d is None:  # no estimate at this scale: keep the last one that had one
+                break
+            chosen = (rgb, maps)
+            if new is not None and k == MAX_ROUNDS - 1:
+                note = f"the estimate had not settled after {MAX_ROUNDS} rounds"
+            best = SizeEstimate(d, n, scale, "estimated", note)
+            if new is None or k == MAX_ROUNDS - 1:
+                break
+            scale = new
+            rgb = resample_image(rgb0, scale)
+            maps = self.generator_maps(rgb)
+        if best is None:
+            return (*chosen, SizeEstimate(None, n, self.config.input_scale, "model", note))
+        return (*chosen, best)
 
     def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],
                 ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: _Clock,

@@ -9,6 +9,7 @@ reported by name, so a hand-edited or foreign file fails clearly instead of load
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -117,6 +118,10 @@ class SACConfig:
     decode_window: int = 16  # embedding tokens per side for per-nucleus decoding
     input_scale: float = 1.0  # resampling applied to images of the training data's scale
     pixel_size_um: float | None = None  # pixel size at the model's input, when known
+    # median nucleus diameter of the training data at the model's input (px); None: unknown,
+    # and no automatic scale (sac.inference.size)
+    nucleus_diameter: float | None = None
+    nucleus_diameter_range: tuple[float, float] | None = None  # 5th-95th percentile per image
     modality: str = "any"  # "he", "fluorescence" or "any"
     backbone_overrides: dict[str, Any] = field(default_factory=dict)  # tiny test models only
     dtype: str = "float32"  # storage dtype of the trained tensors
@@ -131,6 +136,15 @@ class SACConfig:
             raise ConfigError(f"lora_rank must be >= 0; got {self.lora_rank}")
         if self.input_scale <= 0:
             raise ConfigError(f"input_scale must be > 0; got {self.input_scale}")
+        if self.nucleus_diameter is not None and not (
+                math.isfinite(self.nucleus_diameter) and self.nucleus_diameter > 0):
+            raise ConfigError(f"nucleus_diameter must be a positive number of pixels; got "
+                              f"{self.nucleus_diameter}")
+        rng = self.nucleus_diameter_range
+        if rng is not None and not (len(rng) == 2 and all(math.isfinite(v) for v in rng)
+                                    and 0 < rng[0] <= rng[1]):
+            raise ConfigError(f"nucleus_diameter_range must be [low, high] with 0 < low <= "
+                              f"high; got {list(rng)}")
         if self.decode_window < 4:
             raise ConfigError(f"decode_window must be >= 4 tokens; got {self.decode_window}")
         bad = sorted(set(self.parts) - set(PARTS))

