@@ -1,0 +1,112 @@
+"""Any magnification: accuracy of a model on its validation images shown at other scales.
+
+Each validation image (and its labels, by nearest neighbour) is resampled by each factor in
+``--factors``, as if taken at another magnification, and segmented with no scale flags, once
+with the automatic scale (the default) and once at the model's own scale
+(``auto_scale=False``, what SAC did before). Metrics are against the resampled labels.
+
+Run: ``.venv/bin/python benchmarks/scale.py --dataset dsb2018 --model sac-lite-dsb2018 --bf16
+[--limit N]``. Writes ``results/scale_<dataset>[_<tag>].{json,md,png}`` (the PNG needs
+matplotlib: ``pip install 'segment-any-cell[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sac.commands.evaluate import open_dataset
+from sac.data.splits import load_builtin_split
+from sac.imageops import to_rgb_float
+from sac.inference.rescale import resample_image, resample_labels, scaled_shape
+from sac.inference.segment import Segmenter
+from sac.metrics import aggregate, evaluate_pair
+from sac.sacmodel import load_model
+
+from bench_common import RESULTS, machine_info, write_results
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
+            "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
+KEYS = ["aji", "dsb_score", "pixel_dice", "f1_obj"]
+
+
+def plot(table: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode in ("automatic", "model scale"):
+        rows = [r for r in table if r["mode"] == mode]
+        ax.plot([r["factor"] for r in rows], [r["aji"] for r in rows], marker="o", label=mode)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("image resampled by (1 = as acquired)")
+    ax.set_ylabel("AJI")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--model", required=True)
+    p.add_argument("--factors", type=float, nargs="+", default=[0.25, 0.5, 1, 2, 3, 4])
+    p.add_argument("--limit", type=int, default=None, help="first N validation images")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+    fmt, default = DATASETS[args.dataset]
+    dataset = open_dataset(args.data or default, fmt)
+    names = load_builtin_split(args.dataset).val[: args.limit]
+    model = load_model(args.model)
+    segs = {"automatic": Segmenter(model, bf16=args.bf16),
+            "model scale": Segmenter(model, bf16=args.bf16, auto_scale=False)}
+    table: list[dict[str, Any]] = []
+    for factor in args.factors:
+        rows: dict[str, list[dict[str, float]]] = {m: [] for m in segs}
+        seconds = dict.fromkeys(segs, 0.0)
+        scales: list[float] = []
+        for name in names:
+            s = dataset[name]
+            rgb = resample_image(to_rgb_float(s.image, name), factor)
+            image = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+            gt = resample_labels(s.labels, scaled_shape(s.labels.shape, factor))
+            for mode, seg in segs.items():
+                t0 = time.perf_counter()
+                res = seg.segment(image, name)
+                seconds[mode] += time.perf_counter() - t0
+                rows[mode].append(evaluate_pair(gt, res.labels))
+                if mode == "automatic" and res.size is not None:
+                    scales.append(res.size.scale)
+        for mode, rs in rows.items():
+            agg = aggregate(rs)
+            table.append({"factor": factor, "mode": mode, "images": len(rs),
+                          **{k: round(float(agg[k]), 4) for k in KEYS},
+                          "median_scale_used": round(float(np.median(scales)), 3)
+                          if mode == "automatic" and scales else model.config.input_scale,
+                          "s_per_image": round(seconds[mode] / len(rs), 2)})
+            print(table[-1], flush=True)
+    info = machine_info()
+    info.update(dataset=args.dataset, model=str(args.model), bf16=args.bf16,
+                nucleus_diameter=model.config.nucleus_diameter,
+                nucleus_diameter_range=model.config.nucleus_diameter_range)
+    name = f"scale_{args.dataset}" + (f"_{args.tag}" if args.tag else "")
+    _, md = write_results(name, info, table, ["factor", "mode", "images", *KEYS,
+                                              "median_scale_used", "s_per_image"],
+                          f"Accuracy at other magnifications ({args.dataset} validation)")
+    plot(table, RESULTS / f"{name}.png", f"{args.model} on {args.dataset} validation images")
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
