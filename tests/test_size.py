@@ -193,3 +193,27 @@ def test_segment_result_records_the_size(tmp_path) -> None:
                                                         scale=0.5)
     assert res.size.source == "scale" and res.size.scale == 0.5
     assert res.size.to_dict()["scale"] == 0.5 and "scale 0.5" in res.size.describe()
+
+
+def test_segment_command_diameter_and_metadata(tmp_path) -> None:
+    import json
+
+    import imageio.v3 as iio
+
+    from sac.cli import main
+
+    image, _ = grid_disks(8)
+    iio.imwrite(tmp_path / "im.png", image)
+    model = create_model(tiny=True, nucleus_diameter=10.0, nucleus_diameter_range=(6.0, 14.0))
+    save_model(model, tmp_path / "m")
+    base = ["segment", str(tmp_path / "im.png"), "--model", str(tmp_path / "m"), "--quiet",
+            "--save-geojson"]
+    assert main([*base, "-o", str(tmp_path / "a"), "--diameter", "20"]) == 0
+    meta = json.loads((tmp_path / "a" / "im.geojson").read_text())["sac"]["size"]
+    assert meta["source"] == "diameter" and meta["scale"] == 0.5
+    assert main([*base, "-o", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "b" / "im.geojson").read_text())["sac"]["size"]
+    assert meta["source"] in ("estimated", "model")
+    assert main([*base, "-o", str(tmp_path / "c"), "--diameter", "-3"]) == 2
+    with pytest.raises(SystemExit):  # one way to set the scale at a time
+        main([*base, "-o", str(tmp_path / "d"), "--diameter", "20", "--scale", "0.5"])

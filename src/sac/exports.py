@@ -190,6 +190,7 @@ def write_geojson(
     *,
     simplify: float = 0.0,
     id_namespace: str = "",
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write nuclei as a GeoJSON FeatureCollection that QuPath imports as detections.
 
@@ -202,6 +203,8 @@ def write_geojson(
     classification object that carries a colour) and numeric ``measurements``: ``label``,
     ``area_px`` (pixel count of the label), ``area_um2`` (when ``pixel_size_um`` is known) and
     ``score`` (when given for the label). No labels: an empty FeatureCollection.
+    ``metadata`` (e.g. the scale used) goes into a top-level ``"sac"`` member, which GeoJSON
+    readers ignore.
     """
     labels = check_labels(labels)
     size = check_pixel_size(pixel_size_um)
@@ -210,7 +213,7 @@ def write_geojson(
     features = (nucleus_feature(label, ring, counts[label], size, scores.get(label),
                                 id_namespace)
                 for label, ring in label_polygons(labels, offset, simplify))
-    return write_feature_collection(path, features, overwrite)
+    return write_feature_collection(path, features, overwrite, metadata)
 
 
 def nucleus_feature(label: int, ring: np.ndarray, area_px: float, pixel_size_um: float | None,
@@ -237,11 +240,16 @@ def nucleus_feature(label: int, ring: np.ndarray, area_px: float, pixel_size_um:
 
 
 def write_feature_collection(path: str | Path, features: Iterable[dict[str, Any]],
-                             overwrite: bool = False) -> Path:
-    """Stream Features into a GeoJSON FeatureCollection file, atomically."""
+                             overwrite: bool = False, metadata: dict[str, Any] | None = None
+                             ) -> Path:
+    """Stream Features into a GeoJSON FeatureCollection file, atomically (``metadata`` as a
+    top-level ``"sac"`` member)."""
     path = Path(path)
+    head = '{"type": "FeatureCollection", '
+    if metadata:
+        head += f'"sac": {json.dumps(metadata, separators=(",", ":"))}, '
     with atomic_path(path, overwrite) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write('{"type": "FeatureCollection", "features": [')
+        fh.write(head + '"features": [')
         for i, feature in enumerate(features):
             fh.write(("," if i else "") + "\n" + json.dumps(feature, separators=(",", ":")))
         fh.write("\n]}\n")

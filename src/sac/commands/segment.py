@@ -239,9 +239,10 @@ def _write_extras(outs: dict[str, Path], image: Any, result: Any, pixel_size: fl
     if "geojson" in outs:
         from sac.exports import write_geojson
 
+        meta = None if result.size is None else {"size": result.size.to_dict()}
         written.append(write_geojson(outs["geojson"], result.labels, scores=result.scores,
                                      pixel_size_um=pixel_size, overwrite=overwrite,
-                                     id_namespace=stem))
+                                     id_namespace=stem, metadata=meta))
     if "rois" in outs:
         from sac.exports import write_imagej_rois
 
@@ -250,6 +251,11 @@ def _write_extras(outs: dict[str, Path], image: Any, result: Any, pixel_size: fl
         from sac.measure import measure_nuclei, write_csv
 
         rows = measure_nuclei(result.labels, image, result.scores, pixel_size)
+        if result.size is not None:  # how the image was scaled, on every row
+            extra = {"resampled_by": round(result.size.scale, 5),
+                     "estimated_diameter_px": None if result.size.diameter is None
+                     else round(result.size.diameter, 2)}
+            rows = [{**r, **extra} for r in rows]
         written.append(write_csv(outs["csv"], rows, overwrite))
 
 
