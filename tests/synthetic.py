@@ -53,3 +53,18 @@ def matched_ious(a: np.ndarray, b: np.ndarray) -> list[float]:
         j = np.bincount(b[m].astype(np.int64)).argmax()
         out.append(0.0 if j == 0 else float((m & (b == j)).sum() / (m | (b == j)).sum()))
     return out
+
+
+def grid_disks(r: int, n_side: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bright disks of radius ``r`` on a grid over textured dark background: (RGB, labels)."""
+    rng = np.random.default_rng(seed)
+    gap = int(3.2 * r)
+    size = n_side * gap
+    spec = [(gap // 2 + i * gap, gap // 2 + j * gap, r) for i in range(n_side)
+            for j in range(n_side)]
+    labels = disk_labels((size, size), spec)
+    img = np.where(labels > 0, 0.8, 0.08) + ndi.gaussian_filter(rng.normal(0, 1, labels.shape),
+                                                                3) * 0.04
+    img = ndi.gaussian_filter(img, 1) + rng.normal(0, 0.02, img.shape)
+    gray = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return np.stack([gray] * 3, axis=-1), labels

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 
 from sac.errors import ConfigError
 from sac.inference.rescale import resample_image, resample_labels
@@ -22,24 +21,9 @@ from sac.inference.size import (
 from sac.sacmodel import PromptConfig, SACConfig, create_model, load_model, save_model
 
 from oracle import OracleGenerator
-from synthetic import disk_labels, matched_ious
+from synthetic import disk_labels, grid_disks, matched_ious
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def grid_disks(r: int, n_side: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Bright disks of radius ``r`` on a grid over textured dark background: (RGB, labels)."""
-    rng = np.random.default_rng(seed)
-    gap = int(3.2 * r)
-    size = n_side * gap
-    spec = [(gap // 2 + i * gap, gap // 2 + j * gap, r) for i in range(n_side)
-            for j in range(n_side)]
-    labels = disk_labels((size, size), spec)
-    img = np.where(labels > 0, 0.8, 0.08) + ndi.gaussian_filter(rng.normal(0, 1, labels.shape),
-                                                                3) * 0.04
-    img = ndi.gaussian_filter(img, 1) + rng.normal(0, 0.02, img.shape)
-    gray = (np.clip(img, 0, 1) * 255).astype(np.uint8)
-    return np.stack([gray] * 3, axis=-1), labels
 
 
 def test_object_diameters_of_disks_and_specks() -> None:

@@ -16,7 +16,7 @@ from sac.inference.slide import segment_slide
 from sac.sacmodel import PromptConfig, create_model
 
 from oracle import OracleGenerator
-from synthetic import disk_image, matched_ious
+from synthetic import disk_image, grid_disks, matched_ious
 
 # disks across the seams of 256-px chunks overlapping by 96 (cores cut at 208 and 416)
 DISKS = [(60, 60, 12), (60, 210, 13), (200, 205, 14), (210, 60, 12), (300, 420, 13),
@@ -128,3 +128,22 @@ def test_segment_cli_slide(box_model, slide, tmp_path: Path, monkeypatch, capsys
     bad.write_bytes(b"not a slide")
     assert main(["segment", str(bad), "-o", str(tmp_path / "o"), "--quiet"]) == 2
     assert "bad.svs" in capsys.readouterr().err
+
+
+@pytest.mark.weights
+def test_slide_of_unknown_pixel_size_gets_one_estimated_scale(lite_medsam, tmp_path: Path
+                                                              ) -> None:
+    """Nuclei 80 px across on a slide without a pixel size: the scale is estimated once from
+    sampled chunks, and every nucleus comes out whole."""
+    model = create_model(prompts=PromptConfig(mode="boxes"), nucleus_diameter=20.0,
+                         nucleus_diameter_range=(14.0, 28.0))
+    model.generator = OracleGenerator()
+    image, truth = grid_disks(40, n_side=4)  # 512 px
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, image, tile=(128, 128), photometric="rgb")
+    res = segment_slide(Segmenter(model), path, tmp_path / "out", chunk=384, overlap=176,
+                        tissue=False, return_labels=True, progress=False)
+    assert res.size is not None and res.size.source == "estimated"
+    assert res.size.scale == pytest.approx(0.25, rel=0.1)
+    assert res.n_chunks == 4  # the overlap holds a whole nucleus (> 2 x 80 px)
+    assert res.n_nuclei == 16 and min(matched_ious(truth, res.labels)) >= 0.8

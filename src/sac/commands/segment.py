@@ -185,8 +185,9 @@ def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float 
     if _is_slide(path, args):
         res = _segment_slide(segmenter, path, args)
         where = ", ".join(str(p) for p in res.outputs.values())
+        size = "" if res.size is None else f"; {res.size.describe()}"
         return res.n_nuclei, (f"{where} ({res.n_chunks} chunks, {res.n_skipped_no_tissue} "
-                              f"without tissue, {res.n_resumed} resumed)")
+                              f"without tissue, {res.n_resumed} resumed){size}")
     outs = _outputs(args, path.stem)
     for out in outs.values():
         check_writable(out, args.overwrite)

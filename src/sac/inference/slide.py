@@ -30,11 +30,13 @@ from sac.exports import label_polygons, nucleus_feature, write_feature_collectio
 from sac.fileio import atomic_path, check_writable
 from sac.inference.merge import relabel_sequential
 from sac.inference.segment import Segmenter
+from sac.inference.size import SizeEstimate
 from sac.measure import CSV_COLUMNS, measure_nuclei, write_csv
 from sac.wsi import SlideTile, open_slide, slide_tiles, slide_tissue_mask, tile_has_tissue
 
 PARTS_SUFFIX = ".sac-parts"
 MAX_REGION_LABEL_PIXELS = 400_000_000  # a full label image is only offered below this
+SIZE_SAMPLES = 4  # tissue chunks sampled for a slide's nucleus size (unknown pixel size)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class SlideResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     labels: np.ndarray | None = None  # region-sized labels at the processing level, if asked
     pixel_size_um: float | None = None  # at the processing level, when the slide records it
+    size: SizeEstimate | None = None  # the slide's nucleus-size estimate, when one was made
 
 
 def choose_level(slide: Any, model_pixel_um: float | None, level: int | None,
@@ -139,9 +142,14 @@ def segment_slide(
         ds = float(slide.level_downsamples[lvl])
         tiles = slide_tiles(slide.dimensions, chunk, overlap, region, downsample=ds)
         pixel_um = None if slide.mpp is None else slide.mpp * ds
+        mask = slide_tissue_mask(slide) if tissue else None
+        size = None
+        known = level is not None or (slide.mpp is not None and cfg.pixel_size_um is not None)
+        if scale is None and not known and seg.auto_scale and cfg.nucleus_diameter:
+            size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
+            res_scale = size.scale
         parts = _parts_dir(out_dir, path, slide, lvl, res_scale, chunk, overlap, region, cfg,
                            overwrite)
-        mask = slide_tissue_mask(slide) if tissue else None
         if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
                                         for t in tiles):
             shutil.rmtree(parts)
@@ -169,7 +177,30 @@ def segment_slide(
     if labels is not None:
         labels = relabel_sequential(labels)
     return SlideResult(n, len(tiles), skipped, resumed, time.perf_counter() - t0, lvl, ds,
-                       outputs, labels, pixel_um)
+                       outputs, labels, pixel_um, size)
+
+
+def _slide_size(seg: Segmenter, slide: Any, tiles: list[SlideTile], mask: Any, lvl: int,
+                samples: int = SIZE_SAMPLES) -> SizeEstimate:
+    """One scale for a whole slide of unknown pixel size: the median of the automatic scales
+    of up to ``samples`` evenly spaced tissue chunks (every chunk then uses it, so nuclei on
+    chunk seams are segmented alike)."""
+    with_tissue = [t for t in tiles if mask is None or tile_has_tissue(mask[0], mask[1],
+                                                                      *t.bounds0)]
+    picked = with_tissue[:: max(1, len(with_tissue) // samples)][:samples]
+    found = []
+    for tile in picked:
+        raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
+        est = seg.scaled_maps(_to_float(raw))[2]
+        if est.diameter is not None:
+            found.append(est)
+    if not found:
+        return SizeEstimate(None, 0, seg.config.input_scale, "model",
+                            f"no size estimate from {len(picked)} sampled chunk(s)")
+    found.sort(key=lambda e: e.scale)
+    mid = found[len(found) // 2]
+    return SizeEstimate(mid.diameter, sum(e.objects for e in found), mid.scale, "estimated",
+                        f"median of {len(found)} sampled chunk(s)")
 
 
 def _to_float(rgb: np.ndarray) -> np.ndarray:
