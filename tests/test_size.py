@@ -100,9 +100,10 @@ def test_large_nuclei_are_scaled_to_the_model_size(sized_model) -> None:
     assert res.n_nuclei == 9 and min(matched_ious(truth, res.labels)) >= 0.8
     fixed = Segmenter(sized_model, auto_scale=False).segment(image)
     assert fixed.size.source == "model" and fixed.size.scale == 1.0
+    assert "look 4x the model's training size" in fixed.size.note  # says it, keeps scale 1
     given = Segmenter(sized_model).segment(image, diameter=80.0)
     assert given.size.source == "diameter" and given.size.scale == pytest.approx(0.25)
-    assert given.n_nuclei == 9
+    assert given.n_nuclei == 9 and given.size.note == ""  # the estimate agrees
 
 
 @pytest.mark.weights

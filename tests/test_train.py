@@ -261,3 +261,6 @@ def test_train_cli_robust_augment_and_generator_stage(disk_folder: Path, tmp_pat
     assert settings["generator_stage"]["steps"] == 4
     training = load_model(run / "model").config.training
     assert training["generator_stage_steps"] == 4 and training["steps"] == 2
+    cfg = load_model(run / "model").config  # the training data's nucleus size, recorded
+    assert cfg.nucleus_diameter is not None and 10 <= cfg.nucleus_diameter <= 26
+    assert cfg.nucleus_diameter_range[0] <= cfg.nucleus_diameter <= cfg.nucleus_diameter_range[1]

@@ -195,6 +195,22 @@ class Segmenter:
         clock.add("postprocess", t)
         return SegmentResult(labels, sem, scores, len(sets), clock.times, size)
 
+    def _given_scale(self, maps: Maps, scale: float, source: str, diameter: float | None
+                     ) -> SizeEstimate:
+        """A scale the caller chose, with what the image's own nuclei say about it: the
+        estimate at that scale, and a note when it falls outside the model's training range
+        (the caller's scale still wins)."""
+        model_d = self.config.nucleus_diameter
+        if model_d is None:
+            return SizeEstimate(diameter, 0, scale, source)
+        new, d, n, _ = next_scale(model_d, self.config.nucleus_diameter_range, scale,
+                                  maps.fg >= self.config.thresholds.fg)
+        note = ""
+        if new is not None:
+            note = (f"at this scale the nuclei look {scale / new:.2g}x the model's training "
+                    f"size; the estimate would resample by {new:.3g}")
+        return SizeEstimate(diameter if diameter is not None else d, n, scale, source, note)
+
     def scaled_maps(self, rgb0: np.ndarray, scale: float | None = None,
                     diameter: float | None = None) -> tuple[np.ndarray, Maps, SizeEstimate]:
         """The image resampled for the model, its generator maps, and how the scale was
@@ -207,16 +223,19 @@ class Segmenter:
                                       "trained on; use --scale instead of --diameter")
                 scale = diameter_scale(model_d, diameter)
             rgb = resample_image(rgb0, scale)
-            return rgb, self.generator_maps(rgb), SizeEstimate(
-                diameter, 0, scale, "diameter" if diameter is not None else "scale")
+            maps = self.generator_maps(rgb)
+            source = "diameter" if diameter is not None else "scale"
+            return rgb, maps, self._given_scale(maps, scale, source, diameter)
         scale = self.config.input_scale
         rgb = resample_image(rgb0, scale)
         maps = self.generator_maps(rgb)
-        if model_d is None or not self.auto_scale:
-            note = "" if self.auto_scale else "automatic scale off"
-            if model_d is None:
-                note = "the model records no nucleus size"
-            return rgb, maps, SizeEstimate(None, 0, scale, "model", note)
+        if model_d is None:
+            return rgb, maps, SizeEstimate(None, 0, scale, "model",
+                                           "the model records no nucleus size")
+        if not self.auto_scale:
+            est = self._given_scale(maps, scale, "model", None)
+            note = "; ".join(x for x in ("automatic scale off", est.note) if x)
+            return rgb, maps, dataclasses.replace(est, note=note)
         best, chosen, note = None, (rgb, maps), ""
         for k in range(MAX_ROUNDS):
             new, d, n, note = next_scale(model_d, self.config.nucleus_diameter_range, scale,
