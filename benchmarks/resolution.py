@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--tag", default="")
     args = p.parse_args()
+    info = machine_info()  # at the start: the commit whose code runs
     fmt, default = DATASETS[args.dataset]
     dataset = open_dataset(args.data or default, fmt)
     names = load_builtin_split(args.dataset).val[: args.limit]
@@ -64,7 +65,6 @@ def main() -> None:
                           **{k: round(float(agg[k]), 4) for k in KEYS},
                           "s_per_image": round(seconds / len(rows), 2)})
             print(table[-1], flush=True)
-    info = machine_info()
     info.update(dataset=args.dataset, split="built-in val", bf16=args.bf16,
                 note="pixel_dice: mean over images; seconds: segmentation of an image in "
                      "memory, end to end")

@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--tag", default="")
     args = p.parse_args()
+    info = machine_info()  # at the start: the commit whose code runs
     fmt, default = DATASETS[args.dataset]
     dataset = open_dataset(args.data or default, fmt)
     names = load_builtin_split(args.dataset).val[: args.limit]
@@ -96,7 +97,6 @@ def main() -> None:
                           if mode == "automatic" and scales else model.config.input_scale,
                           "s_per_image": round(seconds[mode] / len(rs), 2)})
             print(table[-1], flush=True)
-    info = machine_info()
     info.update(dataset=args.dataset, model=str(args.model), bf16=args.bf16,
                 nucleus_diameter=model.config.nucleus_diameter,
                 nucleus_diameter_range=model.config.nucleus_diameter_range)
