@@ -72,7 +72,10 @@ def main() -> None:
     model = load_model(args.model)
     segs = {"automatic": Segmenter(model, bf16=args.bf16),
             "model scale": Segmenter(model, bf16=args.bf16, auto_scale=False)}
+    info["nucleus_diameter"] = model.config.nucleus_diameter
+    info["nucleus_diameter_range"] = model.config.nucleus_diameter_range
     table: list[dict[str, Any]] = []
+    md = RESULTS
     for factor in args.factors:
         rows: dict[str, list[dict[str, float]]] = {m: [] for m in segs}
         seconds = dict.fromkeys(segs, 0.0)
@@ -97,15 +100,20 @@ def main() -> None:
                           if mode == "automatic" and scales else model.config.input_scale,
                           "s_per_image": round(seconds[mode] / len(rs), 2)})
             print(table[-1], flush=True)
-    info.update(dataset=args.dataset, model=str(args.model), bf16=args.bf16,
-                nucleus_diameter=model.config.nucleus_diameter,
-                nucleus_diameter_range=model.config.nucleus_diameter_range)
+        md = save(table, info, args)  # after every factor: a stopped run keeps its rows
+    print(md.read_text())
+
+
+def save(table: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace) -> Path:
+    """Write the table (JSON, markdown) and the plot; returns the markdown file."""
+    info = dict(info, dataset=args.dataset, model=str(args.model), bf16=args.bf16,
+                images=args.limit or "all", factors_asked=args.factors)
     name = f"scale_{args.dataset}" + (f"_{args.tag}" if args.tag else "")
     _, md = write_results(name, info, table, ["factor", "mode", "images", *KEYS,
                                               "median_scale_used", "s_per_image"],
                           f"Accuracy at other magnifications ({args.dataset} validation)")
     plot(table, RESULTS / f"{name}.png", f"{args.model} on {args.dataset} validation images")
-    print(md.read_text())
+    return md
 
 
 if __name__ == "__main__":
