@@ -44,11 +44,8 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.modeling import LoRAConfig
 from sac.sacmodel import SACModel, create_model, load_model
 
-from bench_common import machine_info, write_results
+from bench_common import DATASETS, machine_info, write_results
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
-            "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
 KEYS = ["pixel_dice", "pixel_dice_sum", "pixel_iou", "f1_obj", "aji", "pq", "dsb_score"]
 
 

@@ -8,10 +8,26 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: dataset name -> (reader format, default folder); the built-in split has the same name
+DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
+            "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
+
+
+def validation_set(name: str, data: Path | None = None, limit: int | None = None
+                   ) -> tuple[Any, list[str]]:
+    """A dataset (``data`` or its default folder) and the first ``limit`` names of its
+    built-in validation split."""
+    from sac.commands.evaluate import open_dataset
+    from sac.data.splits import load_builtin_split
+
+    fmt, default = DATASETS[name]
+    return open_dataset(data or default, fmt), load_builtin_split(name).val[:limit]
 
 
 def git_commit() -> str:

@@ -20,17 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sac.commands.evaluate import open_dataset
-from sac.data.splits import load_builtin_split
 from sac.inference.segment import MASK_RESOLUTIONS, Segmenter
 from sac.metrics import aggregate, evaluate_pair
 from sac.sacmodel import load_model
 
-from bench_common import machine_info, write_results
+from bench_common import DATASETS, machine_info, validation_set, write_results
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
-            "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
 KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "dsb_score"]
 
 
@@ -45,9 +40,7 @@ def main() -> None:
     p.add_argument("--tag", default="")
     args = p.parse_args()
     info = machine_info()  # at the start: the commit whose code runs
-    fmt, default = DATASETS[args.dataset]
-    dataset = open_dataset(args.data or default, fmt)
-    names = load_builtin_split(args.dataset).val[: args.limit]
+    dataset, names = validation_set(args.dataset, args.data, args.limit)
     samples = [dataset[n] for n in names]
     table: list[dict[str, Any]] = []
     for path in args.model:

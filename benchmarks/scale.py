@@ -19,19 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from sac.commands.evaluate import open_dataset
-from sac.data.splits import load_builtin_split
 from sac.imageops import to_rgb_float
 from sac.inference.rescale import resample_image, resample_labels, scaled_shape
 from sac.inference.segment import Segmenter
 from sac.metrics import aggregate, evaluate_pair
 from sac.sacmodel import load_model
 
-from bench_common import RESULTS, machine_info, write_results
+from bench_common import DATASETS, RESULTS, machine_info, validation_set, write_results
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
-            "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
 KEYS = ["aji", "dsb_score", "pixel_dice", "f1_obj"]
 
 
@@ -66,9 +61,7 @@ def main() -> None:
     p.add_argument("--tag", default="")
     args = p.parse_args()
     info = machine_info()  # at the start: the commit whose code runs
-    fmt, default = DATASETS[args.dataset]
-    dataset = open_dataset(args.data or default, fmt)
-    names = load_builtin_split(args.dataset).val[: args.limit]
+    dataset, names = validation_set(args.dataset, args.data, args.limit)
     model = load_model(args.model)
     segs = {"automatic": Segmenter(model, bf16=args.bf16),
             "model scale": Segmenter(model, bf16=args.bf16, auto_scale=False)}
