@@ -19,8 +19,9 @@ def test_version_and_help(capsys) -> None:
     with pytest.raises(SystemExit) as ex:
         main(["--version"])
     assert ex.value.code == 0 and __version__ in capsys.readouterr().out
-    assert main([]) == 0
-    assert "demo" in capsys.readouterr().out
+    assert main([]) == 4  # no command: a usage error, help on stderr
+    err = capsys.readouterr().err
+    assert "demo" in err and "no command given" in err
 
 
 def test_console_entry_point_runs() -> None:
@@ -74,7 +75,7 @@ def test_bad_options(tmp_path, capsys) -> None:
     assert "cuda" in capsys.readouterr().err.lower()
     with pytest.raises(SystemExit) as ex:
         main(["demo", "--backbone", "vit_x", *out])
-    assert ex.value.code == 2
+    assert ex.value.code == 4  # a usage error is a bad option, like every other
     assert main(["demo", "--zero-shot", "--backbone", "vit_b", *out]) == 4
     assert "--sam-checkpoint" in capsys.readouterr().err
 

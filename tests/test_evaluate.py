@@ -53,7 +53,10 @@ def make_folder(root: Path) -> None:
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(["evaluate", *args])
+    try:
+        code = main(["evaluate", *args])
+    except SystemExit as exc:  # refused while parsing the options
+        code = int(exc.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -109,10 +109,16 @@ def test_scale_helpers() -> None:
     assert input_scale(0.5, 0.5, scale=None, pixel_size=0.25) == 0.5
     assert input_scale(0.5, None) == 0.5
     assert input_scale(0.5, None, scale=2.0) == 2.0
-    with pytest.raises(InputError, match="does not record"):
+    with pytest.raises(ConfigError, match="does not record"):
         input_scale(1.0, None, pixel_size=0.25)
-    with pytest.raises(InputError):
+    with pytest.raises(ConfigError):
         input_scale(1.0, 0.5, scale=1.0, pixel_size=0.5)
+    with pytest.raises(ConfigError, match="--pixel-size must be in"):  # before any allocation
+        input_scale(0.5, 0.5, pixel_size=1000.0)
+    with pytest.raises(ConfigError, match="resampling by 100"):
+        input_scale(0.5, 0.5, pixel_size=50.0)
+    with pytest.raises(ConfigError, match="finite"):
+        input_scale(0.5, 0.5, scale=float("nan"))
 
 
 # --- model folders -------------------------------------------------------------------------

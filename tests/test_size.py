@@ -199,6 +199,8 @@ def test_segment_command_diameter_and_metadata(tmp_path) -> None:
     assert main([*base, "-o", str(tmp_path / "b")]) == 0
     meta = json.loads((tmp_path / "b" / "im.geojson").read_text())["sac"]["size"]
     assert meta["source"] in ("estimated", "model")
-    assert main([*base, "-o", str(tmp_path / "c"), "--diameter", "-3"]) == 2
+    with pytest.raises(SystemExit) as ex:
+        main([*base, "-o", str(tmp_path / "c"), "--diameter", "-3"])
+    assert ex.value.code == 4
     with pytest.raises(SystemExit):  # one way to set the scale at a time
         main([*base, "-o", str(tmp_path / "d"), "--diameter", "20", "--scale", "0.5"])

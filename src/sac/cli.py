@@ -11,10 +11,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from sac import __version__
+from sac.checks import option
 from sac.commands import evaluate as _ev
 from sac.commands import segment as _seg
 from sac.commands import train as _train
@@ -26,6 +28,14 @@ EPILOG = (
     "exit codes: 0 ok, 1 failure, 2 bad input, 3 weights missing/invalid, 4 bad option, "
     "130 interrupted"
 )
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` with SAC's exit code for a bad option (4), for every subcommand too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(4, f"{self.prog}: error: {message}\n")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -42,7 +52,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with all subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sac",
         description="Segment Any Cell: nucleus segmentation with Segment Anything, on a CPU.",
         epilog=EPILOG,
@@ -66,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default=None,
                       help=f"trained model folder or shipped name (default: {DEMO_MODEL} "
                            "when installed)")
-    demo.add_argument("--scale", type=float, default=1.0,
+    demo.add_argument("--scale", type=option("--scale", 0.05, 20), default=1.0,
                       help="resampling for the model (default 1: the IHC sample is at about "
                            "half the magnification the H&E model was trained at, i.e. at "
                            "the model's own working scale)")
@@ -163,8 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        print("\nsac: error: no command given (see the list above)", file=sys.stderr)
+        return 4
     try:
         return COMMANDS[args.command](args)
     except SACError as exc:

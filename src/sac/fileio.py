@@ -14,7 +14,22 @@ from sac.errors import InputError
 def check_writable(path: Path, overwrite: bool) -> None:
     """Refuse to replace an existing output unless ``overwrite`` is set."""
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite (Python: overwrite=True)")
+        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def check_output_folder(folder: Path) -> None:
+    """Make sure outputs can be written into ``folder`` (created if missing) before any work,
+    so that a wrong ``-o`` fails at once, not after the first image has been segmented."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output folder {folder} is a file; choose a folder for -o")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sac-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write into the output folder {folder}: "
+                         f"{exc.strerror or exc}; choose another folder for -o") from None
 
 
 @contextlib.contextmanager
@@ -43,3 +58,33 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def output_stems(paths: list[Path]) -> dict[Path, str]:
+    """The name each input's outputs start with: its stem, unless another input shares it.
+
+    Inputs sharing a stem (``a.png``, ``a.tif``) get their file name (``a.png``, ``a.tif``);
+    inputs sharing the file name too (``x/img.tif``, ``y/img.tif``) get the folders that tell
+    them apart, joined by ``_`` (``x_img.tif``, ``y_img.tif``). Names compare ignoring case, as
+    on macOS and Windows. Raises :class:`InputError` before any work when no rule separates
+    two inputs, so no output is ever written twice.
+    """
+    def key(name: str) -> str:
+        return name.casefold()
+
+    resolved = {p: p.resolve() for p in paths}
+    stems: dict[Path, str] = {p: p.stem for p in paths}
+    for depth in range(0, 64):
+        groups: dict[str, list[Path]] = {}
+        for p, s in stems.items():
+            groups.setdefault(key(s), []).append(p)
+        clashes = [g for g in groups.values() if len(g) > 1]
+        if not clashes:
+            return stems
+        for group in clashes:
+            for p in group:
+                parts = resolved[p].parts[1:]  # without the root
+                stems[p] = "_".join(parts[len(parts) - depth - 1:]) if depth else p.name
+    first = next(g for g in groups.values() if len(g) > 1)
+    raise InputError(f"inputs {', '.join(str(p) for p in first)} would write outputs of the "
+                     "same name; rename one of them or segment them into different -o folders")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sac.checks import option
 from sac.errors import ConfigError
 
 FORMATS = ("monuseg", "dsb2018", "folder")
@@ -49,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --model, also score the semantic mask (semantic_pixel_* keys)")
     p.add_argument("--sam-checkpoint", type=Path, default=None,
                    help="base SAM checkpoint for a --model trained on one not bundled")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=option("--limit", 1, integer=True), default=None,
                    help="evaluate only the first N images (in name order)")
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import glob
-import math
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sac.checks import option
 from sac.errors import ConfigError, InputError, SACError
 
 if TYPE_CHECKING:
@@ -58,12 +58,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="expert points: a CSV (x,y[,label]) for one input, or a folder of "
                         "<stem>.csv files")
     scale = p.add_mutually_exclusive_group()
-    scale.add_argument("--scale", type=float, default=None,
+    scale.add_argument("--scale", type=option("--scale", 0.05, 20), default=None,
                        help="resample inputs by this factor before the model (default: the "
                             "model's own, for images at its training data's magnification)")
-    scale.add_argument("--pixel-size", type=float, default=None,
+    scale.add_argument("--pixel-size", type=option("--pixel-size", 0, 100, lo_open=True),
+                       default=None,
                        help="micrometres per pixel of the inputs; resampled to the model's")
-    scale.add_argument("--diameter", type=float, default=None,
+    scale.add_argument("--diameter", type=option("--diameter", 0, 10_000, lo_open=True),
+                       default=None,
                        help="typical nucleus diameter in input pixels; resampled so that "
                             "it matches the model's training size. Without --scale, "
                             "--pixel-size or --diameter, each image's nucleus size is "
@@ -76,23 +78,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "with --wsi): processed in chunks, written as GeoJSON + CSV")
     w.add_argument("--wsi", action="store_true",
                    help="treat TIFF inputs as whole slides (read region by region)")
-    w.add_argument("--level", type=int, default=None,
+    w.add_argument("--level", type=option("--level", 0, integer=True), default=None,
                    help="pyramid level to process (default: chosen from the pixel sizes)")
-    w.add_argument("--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=None,
+    w.add_argument("--region", type=option("--region", 0, integer=True),
+                   nargs=4, metavar=("X", "Y", "W", "H"), default=None,
                    help="process only this region (level-0 pixels)")
-    w.add_argument("--chunk-size", type=int, default=2048,
+    w.add_argument("--chunk-size", type=option("--chunk-size", 64, 16384, integer=True),
+                   default=2048,
                    help="pixels per chunk side at the processed level (default 2048)")
     w.add_argument("--slide-labels", action="store_true",
                    help="also write <stem>_labels.tif for the slide or --region at the "
                         "processed level (up to 400 megapixels)")
     w.add_argument("--no-tissue-mask", action="store_true",
                    help="process background chunks too (needed for fluorescence slides)")
-    p.add_argument("--channel", type=int, default=None,
+    p.add_argument("--channel", type=option("--channel", 0, integer=True), default=None,
                    help="for multi-page/multi-channel TIFFs (or one colour of an RGB image): "
                         "the page or channel holding the nuclei, from 0")
-    p.add_argument("--tile-size", type=int, default=None, help="default: the model input size")
-    p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels")
-    p.add_argument("--batch-size", type=int, default=64, help="prompt sets per decoder batch")
+    p.add_argument("--tile-size", type=option("--tile-size", 32, integer=True),
+                   default=None, help="default: the model input size")
+    p.add_argument("--overlap", type=option("--overlap", 0, integer=True),
+                   default=None, help="tile overlap in pixels")
+    p.add_argument("--batch-size", type=option("--batch-size", 1, 4096, integer=True),
+                   default=64, help="prompt sets per decoder batch")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPU)")
     p.add_argument("--mask-resolution", choices=("input", "model"), default="input",
@@ -103,22 +110,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="do not complete the instance labels from the semantic mask even if "
                         "the model's config asks for it (for images unlike its training data)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose outputs all exist already (for reruns)")
     p.add_argument("--quiet", action="store_true", help="print only errors and the summary")
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Image files named by ``inputs`` (files, folders, globs) and the inputs matching none."""
+OUTPUT_ENDINGS = ("_labels.tif", "_semantic.png", "_overlay.png")
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str], int]:
+    """Image files named by ``inputs`` (files, folders, globs), the inputs matching none, and
+    how many files in named folders were left out as SAC's own outputs (``*_labels.tif``,
+    ``*_semantic.png``, ``*_overlay.png``; name such a file itself to segment it)."""
     from sac.data.images import IMAGE_SUFFIXES
 
     suffixes = (*IMAGE_SUFFIXES, *SLIDE_SUFFIXES)
 
     files: list[Path] = []
     missing: list[str] = []
+    ignored = 0
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.iterdir()
                            if p.is_file() and p.suffix.lower() in suffixes)
+            ours = [p for p in found if p.name.lower().endswith(OUTPUT_ENDINGS)]
+            ignored += len(ours)
+            found = [p for p in found if p not in ours]
         elif path.exists():
             found = [path]
         else:
@@ -126,18 +144,20 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
         if not found:
             missing.append(item)
         files.extend(found)
-    unique = list(dict.fromkeys(files))
-    return unique, missing
+    by_target = {p.resolve(): p for p in reversed(files)}  # one entry per file, first name kept
+    unique = [p for p in dict.fromkeys(files) if by_target[p.resolve()] is p]
+    return unique, missing, ignored
 
 
-def _expert_for(prompts: Path | None, image: Path) -> ExpertPrompts | None:
-    """The expert points for ``image``: the one CSV, or ``<stem>.csv`` in a folder."""
+def _expert_for(prompts: Path | None, stem: str) -> ExpertPrompts | None:
+    """The expert points for the input whose outputs are named ``stem``: the one CSV, or
+    ``<stem>.csv`` in a folder."""
     from sac.inference.expert import read_expert_csv
 
     if prompts is None:
         return None
     if prompts.is_dir():
-        csv = prompts / f"{image.stem}.csv"
+        csv = prompts / f"{stem}.csv"
         return read_expert_csv(csv) if csv.is_file() else None
     return read_expert_csv(prompts)
 
@@ -147,13 +167,13 @@ def _is_slide(path: Path, args: argparse.Namespace) -> bool:
     return suffix in SLIDE_SUFFIXES or (args.wsi and suffix in (".tif", ".tiff"))
 
 
-def _segment_slide(segmenter: Any, path: Path, args: argparse.Namespace) -> Any:
+def _segment_slide(segmenter: Any, path: Path, stem: str, args: argparse.Namespace) -> Any:
     """A whole slide: GeoJSON and CSV (always), chunk by chunk, resumable."""
     from sac.fileio import check_writable
     from sac.formats import write_labels_tif
     from sac.inference.slide import segment_slide
 
-    out_labels = args.output / f"{path.stem}_labels.tif"
+    out_labels = args.output / f"{stem}_labels.tif"
     scale = args.scale
     if args.diameter is not None:
         from sac.inference.size import diameter_scale
@@ -168,36 +188,36 @@ def _segment_slide(segmenter: Any, path: Path, args: argparse.Namespace) -> Any:
                         region=tuple(args.region) if args.region else None,
                         chunk=args.chunk_size, tissue=not args.no_tissue_mask,
                         return_labels=args.slide_labels, overwrite=args.overwrite,
-                        progress=not args.quiet, scale=scale)
+                        progress=not args.quiet, scale=scale, stem=stem)
     if res.labels is not None:
         res.outputs["labels"] = write_labels_tif(out_labels, res.labels, args.overwrite,
                                                  res.pixel_size_um)
     return res
 
 
-def _process(path: Path, args: argparse.Namespace, segmenter: Any, scale: float | None,
-             written: list[Path]) -> tuple[int, str]:
+def _process(path: Path, stem: str, args: argparse.Namespace, segmenter: Any,
+             scale: float | None, written: list[Path]) -> tuple[int, str]:
     """Segment one input and write its outputs; returns (nuclei, where they went)."""
     from sac.data.images import read_image
     from sac.fileio import check_writable
     from sac.formats import write_labels_tif
 
     if _is_slide(path, args):
-        res = _segment_slide(segmenter, path, args)
+        res = _segment_slide(segmenter, path, stem, args)
         where = ", ".join(str(p) for p in res.outputs.values())
         size = "" if res.size is None else f"; {res.size.describe()}"
         return res.n_nuclei, (f"{where} ({res.n_chunks} chunks, {res.n_skipped_no_tissue} "
                               f"without tissue, {res.n_resumed} resumed){size}")
-    outs = _outputs(args, path.stem)
+    outs = _outputs(args, stem, slide=False)
     for out in outs.values():
         check_writable(out, args.overwrite)
-    expert = _expert_for(args.prompts, path)
+    expert = _expert_for(args.prompts, stem)
     image = read_image(path, channel=args.channel)
     result = segmenter.segment(image, str(path), scale=scale, expert=expert,
                                semantic=args.save_semantic, diameter=args.diameter)
     pixel = args.pixel_size if args.pixel_size is not None else _file_pixel_size(path)
     written.append(write_labels_tif(outs["labels"], result.labels, args.overwrite, pixel))
-    _write_extras(outs, image, result, pixel, path.stem, args.overwrite, written)
+    _write_extras(outs, image, result, pixel, stem, args.overwrite, written)
     return result.n_nuclei, f"{outs['labels']}; {result.size.describe()}"
 
 
@@ -215,8 +235,13 @@ def _file_pixel_size(path: Path) -> float | None:
     return size if size is not None and 0.01 <= size <= 50 else None
 
 
-def _outputs(args: argparse.Namespace, stem: str) -> dict[str, Path]:
+def _outputs(args: argparse.Namespace, stem: str, slide: bool) -> dict[str, Path]:
     """The files to write for one input, by kind."""
+    if slide:
+        names = {"geojson": f"{stem}.geojson", "csv": f"{stem}_nuclei.csv"}
+        if args.slide_labels:
+            names["labels"] = f"{stem}_labels.tif"
+        return {k: args.output / v for k, v in names.items()}
     names = {"labels": f"{stem}_labels.tif", "semantic": f"{stem}_semantic.png",
              "overlay": f"{stem}_overlay.png", "geojson": f"{stem}.geojson",
              "rois": f"{stem}_rois.zip", "csv": f"{stem}_nuclei.csv"}
@@ -265,18 +290,37 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sac.backbones import resolve_device
+    from sac.fileio import check_output_folder, output_stems
     from sac.inference.rescale import input_scale
     from sac.inference.segment import load_segmenter, without_fill
 
     resolve_device(args.device)
-    files, missing = expand_inputs(args.inputs)
+    if args.region is not None and min(args.region[2:]) < 1:
+        raise ConfigError(f"--region width and height must be >= 1; got {args.region[2:]}")
+    files, missing, ignored = expand_inputs(args.inputs)
     failures: list[tuple[str, SACError]] = [
         (m, InputError(f"{m}: no such file, or no image files in that folder/pattern"))
         for m in missing]
+    if ignored and not args.quiet:
+        print(f"left out {ignored} file(s) named like SAC outputs (*_labels.tif, "
+              "*_semantic.png, *_overlay.png) in the input folder(s); name them to segment "
+              "them", file=sys.stderr)
     if not files:
         for _, exc in failures:
             print(f"sac segment: error: {exc}", file=sys.stderr)
         return 2
+    stems = output_stems(files)  # distinct output names before any work
+    _note_slide_options(args, [p for p in files if not _is_slide(p, args)])
+    if args.skip_existing:
+        todo = [p for p in files
+                if not all(o.exists() for o in _outputs(args, stems[p], _is_slide(p, args))
+                           .values())]
+        if len(todo) < len(files) and not args.quiet:
+            print(f"skipped {len(files) - len(todo)} input(s) whose outputs all exist "
+                  "(--skip-existing)", file=sys.stderr)
+        skipped, files = len(files) - len(todo), todo
+    else:
+        skipped = 0
     if args.prompts is not None and not args.prompts.exists():
         raise InputError(f"--prompts {args.prompts} does not exist")
     if args.prompts is not None and args.prompts.is_file() and len(files) > 1:
@@ -289,10 +333,8 @@ def run(args: argparse.Namespace) -> int:
                                auto_scale=not args.no_auto_scale)
     if args.no_fill:
         without_fill(segmenter)
+    check_output_folder(args.output)  # a wrong -o fails now, not after the first image
     cfg = segmenter.config
-    if args.diameter is not None and not (args.diameter > 0 and math.isfinite(args.diameter)):
-        raise InputError(f"--diameter must be a positive number of pixels; got "
-                         f"{args.diameter}")
     scale = None  # estimated per image (or the model's own)
     if args.scale is not None or args.pixel_size is not None:
         scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
@@ -302,15 +344,13 @@ def run(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         written: list[Path] = []
         try:
-            n, where = _process(path, args, segmenter, scale, written)
-        except (SACError, OSError) as exc:
+            n, where = _process(path, stems[path], args, segmenter, scale, written)
+        except Exception as exc:  # one bad file never ends the batch
             for out in written:  # no partial set of outputs for a failed image
                 out.unlink(missing_ok=True)
-            err = exc if isinstance(exc, SACError) else SACError(
-                f"{path}: cannot write the outputs to {args.output}: {exc}; free some space "
-                "or choose another output folder (-o)")
+            err = _as_sac_error(exc, path, args.output)
             failures.append((str(path), err))
-            bar.write(f"sac segment: error: {err}", file=sys.stderr)
+            bar.write(f"sac segment: error: {_named(str(path), err)}", file=sys.stderr)
             continue
         done += 1
         n_nuclei += n
@@ -318,10 +358,53 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"{path.name}: {n} nuclei in {time.perf_counter() - t:.1f} s -> {where}")
     total = time.perf_counter() - t0
     print(f"segmented {done} of {len(files) + len(missing)} input(s), {n_nuclei} nuclei, "
-          f"{total:.1f} s", file=sys.stderr)
+          f"{total:.1f} s" + (f"; {skipped} skipped, outputs present" if skipped else ""),
+          file=sys.stderr)
     if failures:
         print(f"{len(failures)} failure(s):", file=sys.stderr)
         for name, exc in failures:
-            print(f"  {name}: {exc}", file=sys.stderr)
-        return 2 if all(isinstance(e, InputError) for _, e in failures) else 1
+            print(f"  {_named(name, exc)}", file=sys.stderr)
+        return max(e.exit_code for _, e in failures) if len(
+            {e.exit_code for _, e in failures}) == 1 else 1
     return 0
+
+
+def _note_slide_options(args: argparse.Namespace, images: list[Path]) -> None:
+    """Say so when whole-slide options were given for inputs that are plain images."""
+    given = [flag for flag, on in (("--region", args.region is not None),
+                                   ("--level", args.level is not None),
+                                   ("--chunk-size", args.chunk_size != 2048),
+                                   ("--slide-labels", args.slide_labels),
+                                   ("--no-tissue-mask", args.no_tissue_mask)) if on]
+    if args.wsi:
+        given.append("--wsi")
+    if images and given:
+        which = ", ".join(p.name for p in images[:3]) + (" ..." if len(images) > 3 else "")
+        print(f"note: {', '.join(given)} apply to whole slides only; {len(images)} input(s) "
+              f"({which}) are plain images and are segmented whole", file=sys.stderr)
+
+
+def _named(name: str, exc: Exception) -> str:
+    """The message, with the input's name in front unless it already starts with it."""
+    text = str(exc)
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def _as_sac_error(exc: Exception, path: Path, out: Path) -> SACError:
+    """A message for the user from any failure of one input (write errors say which)."""
+    import errno
+
+    if isinstance(exc, SACError):
+        return exc
+    if isinstance(exc, OSError):
+        advice = {errno.ENOSPC: "free some space or choose another output folder (-o)",
+                  errno.EACCES: "choose an output folder (-o) you may write to",
+                  errno.EROFS: "the file system is read-only; choose another output folder"}
+        hint = advice.get(exc.errno or 0, "check the output folder (-o)")
+        return SACError(f"{path}: cannot write the outputs to {out}: "
+                        f"{exc.strerror or exc}; {hint}")
+    if isinstance(exc, MemoryError):
+        return SACError(f"{path}: out of memory while segmenting it; use a smaller "
+                        "--tile-size or --batch-size, or segment it as a slide (--wsi)")
+    return SACError(f"{path}: unexpected {type(exc).__name__}: {exc} (a bug in SAC: please "
+                    "report it with this message)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sac.checks import option
 from sac.errors import ConfigError, InputError
 
 PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
@@ -40,8 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES))
     g.add_argument("--sam-checkpoint", type=Path, default=None, help="base SAM checkpoint")
     g.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests only
-    g.add_argument("--lora-rank", type=int, default=4, help="0 = no LoRA (default 4)")
-    g.add_argument("--lora-alpha", type=float, default=None, help="default: the rank")
+    g.add_argument("--lora-rank", type=option("--lora-rank", 0, 256, integer=True),
+                   default=4, help="0 = no LoRA (default 4)")
+    g.add_argument("--lora-alpha", type=option("--lora-alpha", 0, 1e4, lo_open=True),
+                   default=None, help="default: the rank")
     g.add_argument("--lora-blocks", default=None,
                    help="comma-separated attention blocks with LoRA (default: all)")
     g.add_argument("--train-parts", default="mask_decoder,generator",
@@ -49,43 +52,58 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: mask_decoder,generator)")
     g.add_argument("--prompt-mode", choices=PROMPT_MODES, default="points")
     g.add_argument("--prompt-strategy", choices=PROMPT_STRATEGIES, default="centroid")
-    g.add_argument("--neighbour-negatives", type=int, default=2)
-    g.add_argument("--background-negatives", type=int, default=1)
-    g.add_argument("--semantic-points", type=int, default=64,
+    g.add_argument("--neighbour-negatives",
+                   type=option("--neighbour-negatives", 0, 64, integer=True),
+                   default=2)
+    g.add_argument("--background-negatives",
+                   type=option("--background-negatives", 0, 64, integer=True),
+                   default=1)
+    g.add_argument("--semantic-points", type=option("--semantic-points", 1, 4096, integer=True),
+                   default=64,
                    help="most prompts in a tile's semantic prompt set")
-    g.add_argument("--decode-window", type=int, default=16,
+    g.add_argument("--decode-window", type=option("--decode-window", 4, 64, integer=True),
+                   default=16,
                    help="embedding tokens per side decoded around each nucleus; windows grow "
                         "for larger nuclei (default 16)")
-    g.add_argument("--scale", type=float, default=1.0,
+    g.add_argument("--scale", type=option("--scale", 0.05, 20), default=1.0,
                    help="resample the training images by this factor (default 1)")
-    g.add_argument("--pixel-size", type=float, default=None,
+    g.add_argument("--pixel-size", type=option("--pixel-size", 0, 100, lo_open=True), default=None,
                    help="micrometres per pixel of the training images (recorded in the model)")
     g.add_argument("--modality", choices=("he", "fluorescence", "any"), default=None,
                    help="image type; he turns on stain augmentation (default from --format)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=10)
-    o.add_argument("--steps-per-epoch", type=int, default=None,
+    o.add_argument("--epochs", type=option("--epochs", 1, integer=True), default=10)
+    o.add_argument("--steps-per-epoch", type=option("--steps-per-epoch", 1, integer=True),
+                   default=None,
                    help="default: crops covering the training images once")
-    o.add_argument("--batch-size", type=int, default=2, help="crops per step (default 2)")
-    o.add_argument("--generator-batch", type=int, default=8,
+    o.add_argument("--batch-size", type=option("--batch-size", 1, 1024, integer=True),
+                   default=2, help="crops per step (default 2)")
+    o.add_argument("--generator-batch", type=option("--generator-batch", 1, 1024, integer=True),
+                   default=8,
                    help="crops per step for the prompt generator (default 8; the first "
                         "--batch-size of them also train SAM)")
-    o.add_argument("--prompts-per-crop", type=int, default=16)
-    o.add_argument("--generator-prompt-prob", type=float, default=0.5,
+    o.add_argument("--prompts-per-crop", type=option("--prompts-per-crop", 1, 1024, integer=True),
+                   default=16)
+    o.add_argument("--generator-prompt-prob", type=option("--generator-prompt-prob", 0, 1),
+                   default=0.5,
                    help="share of crops prompted from the generator instead of the truth")
     o.add_argument("--augment", choices=("basic", "robust"), default="basic",
                    help="basic: flips, rotations, intensity (and stain jitter for H&E); "
                         "robust adds blur, noise, JPEG, +-25%% magnification, grey and "
                         "(for mixed data) inverted-contrast crops (default basic)")
-    o.add_argument("--generator-steps", type=int, default=0,
+    o.add_argument("--generator-steps", type=option("--generator-steps", 0, integer=True),
+                   default=0,
                    help="steps of standalone generator training before the joint stage "
                         "(cheap: about 0.1 of a joint step each; default 0)")
-    o.add_argument("--lr", type=float, default=3e-4)
-    o.add_argument("--generator-lr", type=float, default=2e-3)
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--lr", type=option("--lr", 0, 1, lo_open=True), default=3e-4)
+    o.add_argument("--generator-lr", type=option("--generator-lr", 0, 1, lo_open=True),
+                   default=2e-3)
+    o.add_argument("--seed", type=option("--seed", 0, 2**32 - 1, integer=True), default=0)
     o.add_argument("--select-metric", choices=SELECT_METRICS, default="aji")
-    o.add_argument("--limit", type=int, default=None, help="use only N training images")
-    o.add_argument("--val-limit", type=int, default=None, help="validate on N images only")
+    o.add_argument("--limit", type=option("--limit", 1, integer=True),
+                   default=None, help="use only N training images")
+    o.add_argument("--val-limit", type=option("--val-limit", 1, integer=True),
+                   default=None, help="validate on N images only")
     o.add_argument("--device", default="cpu")
     o.add_argument("--bf16", action="store_true",
                    help="bf16 autocast in the image encoder (about 1.5x faster on CPU)")

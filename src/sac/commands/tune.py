@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sac.errors import InputError
+from sac.checks import option
+from sac.errors import ConfigError, InputError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", required=True, help="split JSON or built-in name; its val part "
                    "is used")
     p.add_argument("-o", "--output", type=Path, default=None,
-                   help="write the tuned model here (default: update --model in place)")
-    p.add_argument("--limit", type=int, default=None, help="use N validation images")
+                   help="write the tuned model to this new folder (default: update --model "
+                        "in place, keeping its other files such as MODEL_CARD.md; shipped "
+                        "models are read-only and need -o)")
+    p.add_argument("--limit", type=option("--limit", 1, integer=True),
+                   default=None, help="use N validation images")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--no-fill", action="store_true",
                    help="tune only the detection thresholds, not the completion of the "
@@ -50,8 +54,11 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
     apply_tuning(model, result)
     filled = tune_fill(model, images, bf16=bf16) if fill else None
     apply_tuning(model, result, filled)
-    training = dict(model.config.training,
-                    threshold_tuning=summary(result, "f1_obj", filled))
+    training = dict(model.config.training)
+    if "threshold_tuning" in training:  # keep the record of earlier tunings
+        training["earlier_tunings"] = [*training.get("earlier_tunings", []),
+                                       training["threshold_tuning"]]
+    training["threshold_tuning"] = summary(result, "f1_obj", filled)
     target = output if output is not None else Path(model_dir)
     save_model(model, target, overwrite=output is None, dtype=model.config.dtype,
                training=training)
@@ -74,9 +81,15 @@ def run(args: argparse.Namespace) -> int:
     """Load the validation images, tune, save."""
     from sac.commands.evaluate import load_split_arg, open_dataset
     from sac.sacmodel import read_config, resolve_model
+    from sac.sacmodel.store import is_shipped
     from sac.training.sampler import load_images
 
     folder = resolve_model(args.model)
+    if args.output is None and is_shipped(folder):
+        raise ConfigError(f"{args.model} is a model shipped with sac and is read-only; pass "
+                          "-o FOLDER to write the tuned copy there")
+    if args.output is not None and args.output.exists():
+        raise InputError(f"{args.output} already exists; choose a new folder for -o")
     scale = read_config(folder).input_scale
     dataset = open_dataset(args.data, args.format)
     images, problems = load_images(dataset, list(load_split_arg(args.split).val), scale,

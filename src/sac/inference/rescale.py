@@ -6,7 +6,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sac.errors import InputError
+from sac.checks import number, resampled_size
+from sac.errors import ConfigError
+
+MIN_SCALE, MAX_SCALE = 0.05, 20.0  # resampling factors a user may ask for
 
 
 def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -14,13 +17,12 @@ def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
 
-def resample_image(rgb: np.ndarray, scale: float) -> np.ndarray:
-    """Float (H, W, C) image resampled by ``scale`` (bilinear, anti-aliased when shrinking)."""
-    if scale <= 0:
-        raise InputError(f"scale must be > 0; got {scale}")
+def resample_image(rgb: np.ndarray, scale: float, source: str = "image") -> np.ndarray:
+    """Float (H, W, C) image resampled by ``scale`` (bilinear, anti-aliased when shrinking);
+    sizes too large to hold are refused before allocation (:func:`sac.checks.resampled_size`)."""
+    size = resampled_size(rgb.shape[:2], scale, source)
     if scale == 1.0:
         return rgb
-    size = scaled_shape(rgb.shape[:2], scale)
     x = torch.from_numpy(np.ascontiguousarray(rgb, np.float32)).permute(2, 0, 1)[None]
     x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=scale < 1)
     return x[0].permute(1, 2, 0).contiguous().numpy()
@@ -45,16 +47,18 @@ def input_scale(model_scale: float, model_pixel_size: float | None,
     images at its training data's scale.
     """
     if scale is not None and pixel_size is not None:
-        raise InputError("give --scale or --pixel-size, not both")
+        raise ConfigError("give --scale or --pixel-size, not both")
     if scale is not None:
-        if not 0.05 <= scale <= 20:
-            raise InputError(f"--scale {scale} is out of the sensible range [0.05, 20]")
-        return float(scale)
+        return float(number("--scale", scale, MIN_SCALE, MAX_SCALE))
     if pixel_size is not None:
-        if pixel_size <= 0:
-            raise InputError(f"--pixel-size must be > 0 micrometres; got {pixel_size}")
+        number("--pixel-size", pixel_size, 0, 100, lo_open=True)
         if model_pixel_size is None:
-            raise InputError("this model does not record the pixel size it was trained at; "
-                             "use --scale instead of --pixel-size")
-        return float(pixel_size / model_pixel_size)
+            raise ConfigError("this model does not record the pixel size it was trained at; "
+                              "use --scale instead of --pixel-size")
+        factor = float(pixel_size / model_pixel_size)
+        if not MIN_SCALE <= factor <= MAX_SCALE:
+            raise ConfigError(f"--pixel-size {pixel_size:g} um against the model's "
+                              f"{model_pixel_size:g} um means resampling by {factor:.3g}, "
+                              f"outside [{MIN_SCALE:g}, {MAX_SCALE:g}]; check the pixel size")
+        return factor
     return float(model_scale)

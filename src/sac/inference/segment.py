@@ -30,6 +30,7 @@ from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
 from sac.errors import ConfigError, InputError
 from sac.imageops import as_model_rgb
 from sac.inference.complete import complete_from_semantic
+from sac.inference.evidence import drop_flat_nuclei, image_evidence
 from sac.inference.expert import ExpertPrompts
 from sac.inference.merge import InstanceMask, merge_scored
 from sac.inference.rescale import resample_image, resample_labels
@@ -59,7 +60,9 @@ class SegmentResult:
 
     @property
     def n_nuclei(self) -> int:
-        return len(self.scores)
+        """Nuclei in the labels (those added from the semantic mask have no score)."""
+        ids = np.unique(self.labels)
+        return int(np.count_nonzero(ids))
 
 
 class _Clock:
@@ -79,13 +82,17 @@ class Segmenter:
 
     def __init__(self, model: SACModel, bf16: bool = False, tile_size: int | None = None,
                  overlap: int | None = None, batch_size: int = 64,
-                 mask_resolution: str = "input", auto_scale: bool = True) -> None:
+                 mask_resolution: str = "input", auto_scale: bool = True,
+                 check_evidence: bool = True) -> None:
         size = model.spec.image_size
         if mask_resolution not in MASK_RESOLUTIONS:
             raise ConfigError(f"mask resolution must be one of {MASK_RESOLUTIONS}; got "
                               f"{mask_resolution!r}")
         self.mask_resolution = mask_resolution
         self.auto_scale = auto_scale
+        self.check_evidence = check_evidence  # sac.inference.evidence: no nuclei from flat data
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1; got {batch_size}")
         self.tile_size = tile_size or size
         if not 32 <= self.tile_size <= size:
             raise ConfigError(f"tile size must be in [32, {size}] for this model; got "
@@ -105,7 +112,8 @@ class Segmenter:
         """The model config plus the inference settings (for reports)."""
         return {"model": self.config.to_dict(), "tile_size": self.tile_size,
                 "overlap": self.overlap, "bf16": self.bf16,
-                "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale}
+                "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale,
+                "check_evidence": self.check_evidence}
 
     @torch.no_grad()
     def generator_maps(self, rgb: np.ndarray) -> Maps:
@@ -145,7 +153,16 @@ class Segmenter:
         clock = _Clock()
         t = time.perf_counter()
         rgb0 = as_model_rgb(image, source, normalized)
+        guard = self.check_evidence and expert is None and nuclei is None
+        evidence = image_evidence(image) if guard else None
         t = clock.add("preprocess", t)
+        if evidence is not None and not evidence.has_structure:
+            used = scale if scale is not None else self.config.input_scale
+            shape0 = rgb0.shape[:2]
+            return SegmentResult(np.zeros(shape0, np.uint32),
+                                 np.zeros(shape0, bool) if semantic else None, {}, 0,
+                                 clock.times, SizeEstimate(None, 0, used, "model",
+                                                           evidence.describe()))
         rgb, maps, size = self.scaled_maps(rgb0, scale, diameter)
         scale = size.scale
         shape = rgb.shape[:2]
@@ -190,6 +207,9 @@ class Segmenter:
         if not semantic:
             sem = None
         labels = resample_labels(labels, rgb0.shape[:2])
+        if evidence is not None:  # no nuclei in flat or pure-noise parts of the image
+            labels, kept = drop_flat_nuclei(labels, evidence)
+            scores = {i + 1: scores[int(k)] for i, k in enumerate(kept) if int(k) in scores}
         if sem is not None:
             sem = resample_labels(sem.astype(np.uint8), rgb0.shape[:2]).astype(bool)
         clock.add("postprocess", t)

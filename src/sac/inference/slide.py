@@ -122,15 +122,17 @@ def segment_slide(
     overwrite: bool = False,
     progress: bool = True,
     scale: float | None = None,
+    stem: str | None = None,
 ) -> SlideResult:
     """Segment a whole slide (or ``region`` x, y, w, h in level-0 pixels); see the module
-    docstring. Writes ``<stem>.geojson`` and ``<stem>_nuclei.csv`` into ``out_dir``."""
+    docstring. Writes ``<stem>.geojson`` and ``<stem>_nuclei.csv`` into ``out_dir`` (``stem``:
+    the slide file's, unless given)."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     path, out_dir = Path(path), Path(out_dir)
-    outputs = {"geojson": out_dir / f"{path.stem}.geojson",
-               "csv": out_dir / f"{path.stem}_nuclei.csv"}
+    stem = path.stem if stem is None else stem
+    outputs = {"geojson": out_dir / f"{stem}.geojson", "csv": out_dir / f"{stem}_nuclei.csv"}
     outputs = {k: v for k, v in outputs.items() if {"geojson": save_geojson,
                                                       "csv": save_csv}[k]}
     for p in outputs.values():
@@ -148,8 +150,8 @@ def segment_slide(
         if scale is None and not known and seg.auto_scale and cfg.nucleus_diameter:
             size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
             res_scale = size.scale
-        parts = _parts_dir(out_dir, path, slide, lvl, res_scale, chunk, overlap, region, cfg,
-                           overwrite)
+        parts = _parts_dir(out_dir / f"{stem}{PARTS_SUFFIX}", path, slide, lvl, res_scale,
+                           chunk, overlap, region, cfg, overwrite)
         if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
                                         for t in tiles):
             shutil.rmtree(parts)
@@ -172,7 +174,7 @@ def segment_slide(
             if labels is not None:
                 _paste(labels, kept, tile, tiles[0])
             _write_part(part, nuclei, "done")
-    n = _assemble(tiles, parts, outputs, path.stem, pixel_um, overwrite)
+    n = _assemble(tiles, parts, outputs, stem, pixel_um, overwrite)
     shutil.rmtree(parts)  # only needed to resume an unfinished run
     if labels is not None:
         labels = relabel_sequential(labels)
@@ -207,10 +209,9 @@ def _to_float(rgb: np.ndarray) -> np.ndarray:
     return (rgb.astype(np.float32) / 255.0).astype(np.float32)
 
 
-def _parts_dir(out_dir: Path, path: Path, slide: Any, lvl: int, scale: float, chunk: int,
+def _parts_dir(parts: Path, path: Path, slide: Any, lvl: int, scale: float, chunk: int,
                overlap: int, region: Any, cfg: Any, overwrite: bool) -> Path:
     """The resume folder, checked against the settings of the run that made it."""
-    parts = out_dir / f"{path.stem}{PARTS_SUFFIX}"
     manifest = {"slide": str(path.resolve()), "dimensions": list(slide.dimensions),
                 "level": lvl, "scale": scale, "chunk": chunk, "overlap": overlap,
                 "region": list(region) if region else None,

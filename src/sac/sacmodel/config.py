@@ -2,8 +2,10 @@
 
 Everything inference needs besides tensors lives here: which base SAM and which exact weights
 (sha256), the LoRA and generator layout, how prompts are made, the detection thresholds and the
-scale the model was trained at. Parsing is strict: unknown or missing keys and wrong types are
-reported by name, so a hand-edited or foreign file fails clearly instead of loading half.
+scale the model was trained at. Parsing is strict: unknown or missing keys, wrong types and
+values out of range (NaN, infinite, a threshold above 1) are reported by name, so a
+hand-edited or foreign file fails clearly instead of loading half. Only the keys in
+:data:`OPTIONAL_KEYS` may be left out.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sac.checks import number
 from sac.errors import ConfigError
 
 FORMAT = "sac-model"
+# keys config.json may leave out, and what leaving them out means: no recorded nucleus size
+# (no automatic scale), no training record, no version note, the backbone as registered
+OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
+                           "sac_version", "backbone_overrides"})
 FORMAT_VERSION = 1
 
 PromptMode = Literal["points", "boxes", "points+boxes"]
@@ -52,10 +59,10 @@ class PromptConfig:
         if self.strategy not in PROMPT_STRATEGIES:
             raise ConfigError(
                 f"prompt strategy must be one of {PROMPT_STRATEGIES}; got {self.strategy!r}")
-        if min(self.neighbour_negatives, self.background_negatives) < 0:
-            raise ConfigError("negative prompt counts must be >= 0")
-        if self.semantic_points < 1:
-            raise ConfigError("semantic_points must be >= 1")
+        number("neighbour_negatives", self.neighbour_negatives, 0, 64, integer=True)
+        number("background_negatives", self.background_negatives, 0, 64, integer=True)
+        number("semantic_points", self.semantic_points, 1, 4096, integer=True)
+        number("box_pad", self.box_pad, 0, 64)
 
     @property
     def use_points(self) -> bool:
@@ -79,6 +86,13 @@ class Thresholds:
     # completion from the semantic mask (sac.inference.complete); chosen by ``sac tune``
     fill_new_area: int = 0  # px at the model's scale; uncovered semantic regions -> nuclei
     fill_attach: bool = False  # uncovered semantic pixels touching a nucleus join it
+
+    def __post_init__(self) -> None:
+        for name in ("fg", "centre", "min_score", "min_visible"):
+            number(name, getattr(self, name), 0, 1)
+        number("min_distance", self.min_distance, 1, 1000, integer=True)
+        number("min_area", self.min_area, 0, 10**6, integer=True)
+        number("fill_new_area", self.fill_new_area, 0, 10**6, integer=True)
 
     @property
     def fills(self) -> bool:
@@ -132,10 +146,18 @@ class SACConfig:
     sac_version: str = ""
 
     def __post_init__(self) -> None:
-        if self.lora_rank < 0:
-            raise ConfigError(f"lora_rank must be >= 0; got {self.lora_rank}")
-        if self.input_scale <= 0:
-            raise ConfigError(f"input_scale must be > 0; got {self.input_scale}")
+        number("lora_rank", self.lora_rank, 0, 256, integer=True)
+        number("lora_alpha", self.lora_alpha, 0, 1e4, lo_open=True)
+        number("input_scale", self.input_scale, 0.05, 20)
+        if self.pixel_size_um is not None:
+            number("pixel_size_um", self.pixel_size_um, 0, 100, lo_open=True)
+        if not self.generator_widths:
+            raise ConfigError("generator_widths must list at least one channel count")
+        for width in self.generator_widths:
+            number("generator_widths", width, 1, 1024, integer=True)
+        if self.lora_blocks is not None:
+            for block in self.lora_blocks:
+                number("lora_blocks", block, 0, 1000, integer=True)
         if self.nucleus_diameter is not None and not (
                 math.isfinite(self.nucleus_diameter) and self.nucleus_diameter > 0):
             raise ConfigError(f"nucleus_diameter must be a positive number of pixels; got "
@@ -145,8 +167,7 @@ class SACConfig:
                                     and 0 < rng[0] <= rng[1]):
             raise ConfigError(f"nucleus_diameter_range must be [low, high] with 0 < low <= "
                               f"high; got {list(rng)}")
-        if self.decode_window < 4:
-            raise ConfigError(f"decode_window must be >= 4 tokens; got {self.decode_window}")
+        number("decode_window", self.decode_window, 4, 64, integer=True)
         bad = sorted(set(self.parts) - set(PARTS))
         if bad:
             raise ConfigError(f"unknown model part(s) {bad}; known: {PARTS}")
@@ -183,9 +204,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}")
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [k for k in required if k not in data]
+    missing = [k for k in sorted(names - OPTIONAL_KEYS) if k not in data]
     if missing:
         raise ConfigError(f"{where}: missing key(s) {missing}")
     kwargs = {k: _convert(hints[k], v, f"{where}: {k}") for k, v in data.items()}

@@ -22,7 +22,7 @@ from sac import __version__
 from sac.backbones import default_checkpoint, get_spec, resolve_device
 from sac.errors import ConfigError, InputError, WeightsError
 from sac.modeling import LoRAConfig
-from sac.sacmodel.config import BaseWeights, PromptConfig, SACConfig, Thresholds
+from sac.sacmodel.config import PARTS, BaseWeights, PromptConfig, SACConfig, Thresholds
 from sac.sacmodel.model import SACModel, build_model, spec_for, tiny_overrides
 from sac.weights import read_state_dict, sha256_of
 
@@ -39,14 +39,24 @@ def shipped_models() -> dict[str, Path]:
     return {p.name: p for p in sorted(PRETRAINED_DIR.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
+def is_shipped(folder: str | Path) -> bool:
+    """Whether ``folder`` is (inside) a model installed with the package (read-only)."""
+    return Path(folder).resolve().is_relative_to(PRETRAINED_DIR)
+
+
 def resolve_model(model: str | Path) -> Path:
-    """A model folder from a path or a shipped model's name."""
+    """A model folder from a path or a shipped model's name.
+
+    A bare name of a shipped model (``sac-lite-monuseg``) always means the shipped model, even
+    when a folder of that name is in the working directory; write ``./sac-lite-monuseg`` (or
+    pass a :class:`~pathlib.Path`) for the folder.
+    """
+    shipped = shipped_models()
+    if isinstance(model, str) and model in shipped and "/" not in model and os.sep not in model:
+        return shipped[model]
     path = Path(model)
     if path.is_dir():
         return path
-    shipped = shipped_models()
-    if str(model) in shipped:
-        return shipped[str(model)]
     names = ", ".join(shipped) or "none installed"
     hint = f"shipped models: {names}" if not path.exists() else f"{path} is not a folder"
     raise ConfigError(f"model {str(model)!r} is neither a model folder nor a shipped model "
@@ -106,8 +116,11 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
     from safetensors.torch import save_file
 
     folder = Path(folder)
+    if is_shipped(folder):
+        raise ConfigError(f"{folder} is a model shipped with sac and is read-only; write the "
+                          "model to a folder of your own (-o)")
     if folder.exists() and not overwrite:
-        raise InputError(f"{folder} already exists; pass --overwrite (Python: overwrite=True)")
+        raise InputError(f"{folder} already exists; pass --overwrite to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     config = replace(model.config, sac_version=__version__, **updates)
     if dtype is not None:
@@ -149,10 +162,22 @@ def _stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Move folder ``new`` to ``target``, replacing an existing ``target`` only at the end."""
+    """Move folder ``new`` to ``target``, replacing an existing ``target`` only at the end.
+
+    Files of ``target`` that a model folder does not own (a model card, notes, anything a
+    user put there) are copied into ``new`` first, so replacing a model keeps them.
+    """
     if not target.exists():
         os.replace(new, target)
         return
+    owned = {CONFIG_FILE, BASE_FILE, *(f"{p}.safetensors" for p in PARTS)}
+    for item in target.iterdir():
+        if item.name in owned or (new / item.name).exists():
+            continue
+        if item.is_dir():
+            shutil.copytree(item, new / item.name, symlinks=True)
+        else:
+            shutil.copy2(item, new / item.name, follow_symlinks=False)
     old = target.with_name(f".{target.name}.old")
     if old.exists():
         shutil.rmtree(old)

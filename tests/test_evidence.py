@@ -1,0 +1,75 @@
+"""No nuclei from nothing: blank, constant, faint and pure-noise images (sac.inference.evidence)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sac.inference.evidence import MIN_IMAGE_SNR, drop_flat_nuclei, image_evidence
+from sac.inference.segment import Segmenter
+from sac.sacmodel import create_model, load_model
+
+from synthetic import disk_labels, grid_disks, matched_ious
+
+RNG = np.random.default_rng(0)
+FLAT = {
+    "zeros": np.zeros((128, 128, 3), np.uint8),
+    "white": np.full((128, 128, 3), 255, np.uint8),
+    "grey uint16": np.full((96, 80), 3000, np.uint16),
+    "float ones": np.ones((64, 64, 3), np.float32),
+    "near-white noise": (245 + RNG.integers(0, 10, (256, 256, 3))).astype(np.uint8),
+    "dark noise": RNG.integers(0, 10, (200, 150, 3)).astype(np.uint8),
+    "gaussian noise": RNG.normal(128, 20, (256, 256)).clip(0, 255).astype(np.uint8),
+    "faint float noise": (0.5 + RNG.normal(0, 1e-3, (64, 64, 3))).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLAT))
+def test_flat_and_noise_images_have_no_structure(name: str) -> None:
+    ev = image_evidence(FLAT[name])
+    assert not ev.has_structure and ev.snr < MIN_IMAGE_SNR, ev.snr
+    assert "no structure" in ev.describe()
+
+
+def test_faint_and_single_nucleus_images_have_structure() -> None:
+    labels = disk_labels((256, 256), [(128, 128, 6)])  # one small nucleus, 0.2 % of pixels
+    faint = (3 + 12 * (labels > 0) + RNG.normal(0, 1, labels.shape)).clip(0, 255)
+    assert image_evidence(faint.astype(np.uint8)).has_structure
+    image, _ = grid_disks(8)
+    assert image_evidence(image).snr > 3 * MIN_IMAGE_SNR
+
+
+def test_flat_nuclei_are_dropped_and_the_rest_keep_their_order() -> None:
+    image, truth = grid_disks(8)  # 9 real nuclei over textured background
+    grey = np.pad(image[..., 0], ((0, 0), (0, 30)), constant_values=40)  # + a flat strip
+    labels = np.pad(truth, ((0, 0), (0, 30))).astype(np.uint32)
+    labels[labels == 5] = 0
+    labels[30:40, 80:90] = 5  # a "nucleus" on the flat strip, with id 5 of 9
+    out, kept = drop_flat_nuclei(labels, image_evidence(grey))
+    assert kept.tolist() == [1, 2, 3, 4, 6, 7, 8, 9]
+    assert out.max() == 8 and not out[30:40, 80:90].any()
+    assert np.array_equal(out[labels == 6], np.full((labels == 6).sum(), 5))
+
+
+@pytest.mark.parametrize("name", ["zeros", "near-white noise", "gaussian noise"])
+def test_segmenter_finds_nothing_in_flat_images(name: str) -> None:
+    seg = Segmenter(create_model(tiny=True))
+    res = seg.segment(FLAT[name], name, semantic=True)
+    assert res.n_nuclei == 0 and not res.labels.any() and not res.semantic.any()
+    assert res.labels.shape == FLAT[name].shape[:2]
+    assert "no structure" in res.size.note
+    off = Segmenter(create_model(tiny=True), check_evidence=False).segment(FLAT[name])
+    assert "no structure" not in off.size.note  # the check can be turned off
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("model", ["sac-lite-monuseg", "sac-lite-dsb2018"])
+def test_shipped_models_find_nothing_in_blank_images_and_faint_nuclei_still(model) -> None:
+    seg = Segmenter(load_model(model), bf16=True)
+    for name in ("zeros", "white", "near-white noise", "dark noise"):
+        assert seg.segment(FLAT[name], name).n_nuclei == 0, name
+    if model == "sac-lite-dsb2018":  # faint fluorescence: 12 grey levels above background
+        _image, truth = grid_disks(10)
+        faint = (3 + (truth > 0) * 12 + RNG.normal(0, 1, truth.shape)).clip(0, 255)
+        res = seg.segment(faint.astype(np.uint8), "faint")
+        assert res.n_nuclei == 9 and min(matched_ious(truth, res.labels)) >= 0.7
