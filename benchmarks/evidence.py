@@ -60,11 +60,11 @@ def main() -> None:
         sample = dataset[name]
         raw = seg.segment(sample.image, name).labels
         checked, kept = drop_flat_nuclei(raw, image_evidence(_rgb(sample.image)))
-        dropped = int(raw.max()) - int(len(kept))
+        dropped = int(raw.max()) - len(kept)
         true_dropped = 0
         if dropped:
             gone = np.where(np.isin(raw, kept) | (raw == 0), 0, raw)
-            true_dropped = int(len(matched_pairs(overlap(sample.labels, gone), 0.5)[0]))
+            true_dropped = len(matched_pairs(overlap(sample.labels, gone), 0.5)[0])
         per.append({"type": types.get(name, "all"), "dropped": dropped,
                     "dropped_true": true_dropped, "off": evaluate_pair(sample.labels, raw),
                     "on": evaluate_pair(sample.labels, checked)})

@@ -156,10 +156,12 @@ class EvaluationReport:
         agg = self.aggregate
         if agg:
             lines.append("-" * len(head))
-            n_gt, n_pred = str(agg["n_gt"]), str(agg["n_pred"])
-            lines.append(line("mean (per image)", n_gt, n_pred, [agg[k] for k in keys]))
+            n = max(len(self.images), 1)
+            mean_gt, mean_pred = f"{agg['n_gt'] / n:.1f}", f"{agg['n_pred'] / n:.1f}"
+            lines.append(line("mean (per image)", mean_gt, mean_pred, [agg[k] for k in keys]))
             sums = [agg["pixel_dice_sum"], agg["pixel_iou_sum"], agg["f1_obj_sum"]]
-            lines.append(line("dataset (summed counts)", "", "", [*sums, None, None, None]))
+            lines.append(line("dataset (summed counts)", str(agg["n_gt"]), str(agg["n_pred"]),
+                              [*sums, None, None, None]))
             if agg.get("n_images_semantic"):
                 mean, total = agg["semantic_pixel_dice"], agg["semantic_pixel_dice_sum"]
                 lines.append(

@@ -98,6 +98,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/safetensors raise many types for damaged files
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+            raise WeightsError(
+                f"checkpoint {path} holds pickled Python objects besides tensors, which SAC "
+                "never unpickles (they can run arbitrary code); convert it to safetensors or "
+                "a plain tensor dictionary in an environment you trust"
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
             f"could not read checkpoint {path}: {first}. The file is corrupt, truncated, or not a "

@@ -213,17 +213,36 @@ def _process(path: Path, stem: str, args: argparse.Namespace, segmenter: Any,
         check_writable(out, args.overwrite)
     expert = _expert_for(args.prompts, stem)
     image = read_image(path, channel=args.channel)
+    pixel = args.pixel_size if args.pixel_size is not None else _file_pixel_size(path)
+    scale, why = _file_scale(segmenter.config, pixel, scale, args)
     result = segmenter.segment(image, str(path), scale=scale, expert=expert,
                                semantic=args.save_semantic, diameter=args.diameter)
-    pixel = args.pixel_size if args.pixel_size is not None else _file_pixel_size(path)
     written.append(write_labels_tif(outs["labels"], result.labels, args.overwrite, pixel))
     _write_extras(outs, image, result, pixel, stem, args.overwrite, written)
-    return result.n_nuclei, f"{outs['labels']}; {result.size.describe()}"
+    return result.n_nuclei, f"{outs['labels']}; {result.size.describe()}{why}"
+
+
+def _file_scale(cfg: Any, pixel: float | None, scale: float | None,
+                args: argparse.Namespace) -> tuple[float | None, str]:
+    """The scale for one image: the user's (--scale/--pixel-size/--diameter) if given, else
+    the one its file's pixel size implies when the model records its own (the rule of the
+    whole-slide path too), else None (estimated). Returns it with a note for the summary."""
+    from sac.inference.rescale import input_scale
+
+    if scale is not None or args.diameter is not None or pixel is None \
+            or cfg.pixel_size_um is None:
+        return scale, ""
+    try:
+        found = input_scale(cfg.input_scale, cfg.pixel_size_um, pixel_size=pixel)
+    except ConfigError:
+        return None, f" (the file's pixel size {pixel:g} um is implausible here: ignored)"
+    return found, f" (from the file's pixel size, {pixel:g} um)"
 
 
 def _file_pixel_size(path: Path) -> float | None:
-    """The pixel size a TIFF records, when plausible for microscopy (0.01-50 um); used to
-    annotate the outputs only, never to resample (that takes --pixel-size or --scale)."""
+    """The pixel size a TIFF records, when plausible for microscopy (0.01-50 um): written to
+    the outputs, and used to resample when the model records its pixel size (see
+    :func:`_file_scale`)."""
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
     from sac.formats import read_pixel_size_um

@@ -66,6 +66,39 @@ def _pick_channel(arr: np.ndarray, channel: int, path: Path) -> np.ndarray:
     return arr[..., channel] if channels_last else arr[channel]
 
 
+def _tiff_pages(tif: object) -> np.ndarray:
+    """The TIFF's pixels: its first series, or, when it holds several series of the same
+    shape (pages written one by one), all of them stacked as pages (P, H, W[, C])."""
+    series = tif.series  # type: ignore[attr-defined]
+    first = series[0]
+    same = [s for s in series if s.shape == first.shape and s.dtype == first.dtype]
+    if len(same) < 2:
+        return np.asarray(tif.asarray())  # type: ignore[attr-defined]
+    return np.stack([np.asarray(s.asarray()) for s in same])
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    """PNG/JPEG pixels, up to :data:`sac.checks.MAX_PIXELS` (Pillow's own "decompression
+    bomb" limit, about 179 megapixels, would refuse a valid 20000 x 20000 image)."""
+    import imageio.v3 as iio
+    from PIL import Image
+
+    from sac import checks
+
+    with Image.open(path) as im:
+        w, h = im.size
+    if w * h > checks.MAX_PIXELS:
+        raise InputError(f"{path}: the image is {w} x {h} = {w * h / 1e6:,.0f} megapixels, "
+                         f"more than the {checks.MAX_PIXELS / 1e6:,.0f} SAC reads into memory; "
+                         "save it as a tiled pyramidal TIFF and segment it with --wsi")
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # checked above
+    try:
+        return np.asarray(iio.imread(path, plugin="pillow"))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     """Read one PNG/JPEG/TIFF file as a numpy array (no conversion), with clear errors.
 
@@ -94,16 +127,16 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                arr = tif.asarray()
+                arr = _tiff_pages(tif)
                 page = tif.pages.first
                 planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
                 samples = page.samplesperpixel
             if planar and arr.ndim == 3 and arr.shape[0] == samples > 1:
                 arr = np.moveaxis(arr, 0, -1)  # channels stored as separate planes
         else:  # Pillow only: no fall-through to unrelated imageio plugins on corrupt files
-            import imageio.v3 as iio
-
-            arr = iio.imread(path, plugin="pillow")
+            arr = _read_pillow(path)
+    except InputError:
+        raise
     except Exception as exc:  # decoders raise many different types for corrupt data
         raise InputError(
             f"{path}: cannot decode the file as {suffix.lstrip('.').upper()} "
@@ -118,9 +151,9 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
         arr = _pick_channel(arr, channel, path)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise InputError(
-            f"{path}: unsupported image shape {arr.shape}; expected {_SHAPES}. "
-            "For stacks, time series or channels-first files save a single 2-D plane "
-            "(H x W or H x W x C) first"
+            f"{path}: unsupported image shape {arr.shape}; expected {_SHAPES}. For a "
+            "multi-page or multi-channel file pass --channel N (from 0) to pick the plane "
+            "with the nuclei; for other stacks or time series save one 2-D plane first"
         )
     if min(arr.shape[:2]) < 1:
         raise InputError(f"{path}: image has no pixels (shape {arr.shape}); re-export it")

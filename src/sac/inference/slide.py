@@ -16,6 +16,7 @@ parts, nuclei numbered 1..N in chunk order.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from sac.inference.segment import Segmenter
 from sac.inference.size import SizeEstimate
 from sac.measure import CSV_COLUMNS, measure_nuclei, write_csv
 from sac.wsi import SlideTile, open_slide, slide_tiles, slide_tissue_mask, tile_has_tissue
+from sac.wsi.grid import check_region
 
 PARTS_SUFFIX = ".sac-parts"
 MAX_REGION_LABEL_PIXELS = 400_000_000  # a full label image is only offered below this
@@ -76,10 +78,11 @@ def choose_level(slide: Any, model_pixel_um: float | None, level: int | None,
     return lvl, float(slide.level_downsamples[lvl] / want)
 
 
-def _chunk_nuclei(seg: Segmenter, rgb: np.ndarray, tile: SlideTile, scale: float,
+def _chunk_nuclei(seg: Segmenter, raw: np.ndarray, tile: SlideTile, scale: float,
                   pixel_um: float | None) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Segment one chunk; keep nuclei centred in its core; level-0 polygons and rows."""
-    res = seg.segment(rgb, tile.id, scale=scale, normalized=True)
+    """Segment one chunk (8-bit RGB as read); keep nuclei centred in its core; level-0
+    polygons and rows (intensities in the slide's own 0-255 units, as for images)."""
+    res = seg.segment(_to_float(raw), tile.id, scale=scale, normalized=True)
     labels = res.labels
     rows, cols = tile.core_slices
     keep = np.zeros(int(labels.max()) + 1, bool)
@@ -95,7 +98,7 @@ def _chunk_nuclei(seg: Segmenter, rgb: np.ndarray, tile: SlideTile, scale: float
     kept = np.where(keep[labels], labels, 0)
     ds = tile.downsample
     polys = dict(label_polygons(kept, offset=(tile.x, tile.y)))
-    meas = {r["id"]: r for r in measure_nuclei(kept, rgb, res.scores, pixel_um,
+    meas = {r["id"]: r for r in measure_nuclei(kept, raw, res.scores, pixel_um,
                                                offset=(tile.x, tile.y))}
     out = []
     for label, ring in polys.items():
@@ -142,6 +145,7 @@ def segment_slide(
         lvl, auto_scale = choose_level(slide, cfg.pixel_size_um, level, cfg.input_scale)
         res_scale = auto_scale if scale is None else scale
         ds = float(slide.level_downsamples[lvl])
+        chunk, overlap = fit_chunk(slide.dimensions, region, ds, chunk, overlap)
         tiles = slide_tiles(slide.dimensions, chunk, overlap, region, downsample=ds)
         pixel_um = None if slide.mpp is None else slide.mpp * ds
         mask = slide_tissue_mask(slide) if tissue else None
@@ -170,7 +174,7 @@ def segment_slide(
                 _write_part(part, [], "no tissue")
                 continue
             raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
-            nuclei, kept = _chunk_nuclei(seg, _to_float(raw), tile, res_scale, pixel_um)
+            nuclei, kept = _chunk_nuclei(seg, raw, tile, res_scale, pixel_um)
             if labels is not None:
                 _paste(labels, kept, tile, tiles[0])
             _write_part(part, nuclei, "done")
@@ -180,6 +184,16 @@ def segment_slide(
         labels = relabel_sequential(labels)
     return SlideResult(n, len(tiles), skipped, resumed, time.perf_counter() - t0, lvl, ds,
                        outputs, labels, pixel_um, size)
+
+
+def fit_chunk(dimensions: tuple[int, int], region: tuple[int, int, int, int] | None,
+              downsample: float, chunk: int, overlap: int) -> tuple[int, int]:
+    """Chunk side and overlap for a slide or region: no chunk larger than the area itself
+    (rounded up to 64 px), and an overlap below half the chunk."""
+    _, _, w, h = check_region(dimensions, region)
+    extent = math.ceil(max(w, h) / downsample)
+    side = max(64, min(chunk, -(-extent // 64) * 64))
+    return side, min(overlap, side // 2 - 1)
 
 
 def _slide_size(seg: Segmenter, slide: Any, tiles: list[SlideTile], mask: Any, lvl: int,
