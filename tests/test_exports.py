@@ -9,6 +9,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from sac.errors import ConfigError, InputError
@@ -137,10 +139,13 @@ def test_geojson_for_qupath(tmp_path):
     assert len(features) == len(labels)
     rings = dict(label_polygons(lab, offset=(100, 200)))
     for feat, label in zip(features, labels, strict=True):
-        assert feat["type"] == "Feature" and feat["geometry"]["type"] == "Polygon"
-        (ring,) = feat["geometry"]["coordinates"]
-        assert ring[0] == ring[-1] and np.array_equal(ring, rings[label])
-        assert shape(feat["geometry"]).is_valid
+        geo = feat["geometry"]
+        assert feat["type"] == "Feature" and geo["type"] in ("Polygon", "MultiPolygon")
+        g = shape(geo)
+        assert g.is_valid and g.area == (lab == label).sum()  # exact, pieces and holes too
+        if geo["type"] == "Polygon" and len(geo["coordinates"]) == 1:  # one piece, no hole
+            (ring,) = geo["coordinates"]
+            assert ring[0] == ring[-1] and np.array_equal(ring, rings[label])
         props = feat["properties"]
         assert props["objectType"] == "detection"
         assert props["classification"]["name"] == "Nucleus"
@@ -266,3 +271,40 @@ def test_writers_never_overwrite_silently(tmp_path):
         write(path, True)
         assert path.read_bytes() != b"keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(writers)  # no temp files left
+
+
+def test_every_label_exports_with_its_exact_area() -> None:
+    """Corner-touching pieces become a MultiPolygon, holes become interior rings: the polygon
+    area equals the pixel count for every label (checked with shapely)."""
+    from sac.exports import label_shapes, shape_geometry
+
+    lab = np.zeros((12, 14), np.int32)
+    lab[1, 1] = lab[2, 2] = lab[3, 1] = 1  # three pieces touching at corners
+    lab[5:10, 5:10] = 2
+    lab[7, 7] = 0  # a hole
+    lab[6, 6] = 0  # a hole touching the other at a corner
+    lab[8, 8] = 3  # an island of another label inside label 2
+    lab[0:3, 9:13] = 4
+    lab[1, 10] = lab[1, 11] = 0  # a two-pixel hole
+    lab[10:12, 0:2] = 5
+    lab[11, 2] = 5
+    counts = dict(zip(*np.unique(lab[lab > 0], return_counts=True), strict=True))
+    for label, geo in label_shapes(lab):
+        g = shape(shape_geometry(geo))
+        assert g.is_valid, label
+        assert g.area == counts[label], (label, g.area, counts[label])
+    assert shape_geometry(dict(label_shapes(lab))[1])["type"] == "MultiPolygon"
+    assert shape_geometry(dict(label_shapes(lab))[2])["type"] == "Polygon"
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.integers(0, 2**31 - 1))
+def test_random_labels_export_with_exact_areas(seed: int) -> None:
+    from sac.exports import label_shapes, shape_geometry
+
+    rng = np.random.default_rng(seed)
+    lab = (rng.random((9, 9)) < 0.5) * rng.integers(1, 4, (9, 9))
+    counts = dict(zip(*np.unique(lab[lab > 0], return_counts=True), strict=True))
+    for label, geo in label_shapes(lab):
+        g = shape(shape_geometry(geo))
+        assert g.is_valid and g.area == counts[label]

@@ -164,6 +164,54 @@ def label_polygons(
     return out
 
 
+Shape = list[list[np.ndarray]]  # polygons, each [exterior ring, hole rings...]
+
+
+def label_shapes(
+    labels: np.ndarray, offset: tuple[float, float] = (0.0, 0.0), simplify: float = 0.0
+) -> list[tuple[int, Shape]]:
+    """The exact geometry of each label, sorted by id: one polygon per 4-connected piece, each
+    ``[exterior, hole, ...]`` as closed (x, y) rings (exteriors counter-clockwise in a y-up
+    frame, holes the other way). Without ``simplify`` the areas add up to the label's pixel
+    count; pieces touching at a corner are separate polygons (a GeoJSON MultiPolygon)."""
+    from scipy import ndimage
+
+    out = []
+    ox, oy = float(offset[0]), float(offset[1])
+    for label, image, value, (rows, cols) in iter_objects(labels):
+        r0, c0 = rows.start, cols.start
+        mask = np.zeros((rows.stop - r0 + 2, cols.stop - c0 + 2), bool)
+        mask[1:-1, 1:-1] = image[rows, cols] == value
+        origin = (ox + c0 - 1, oy + r0 - 1)
+        pieces, n = ndimage.label(mask, _CROSS)
+        shape: Shape = []
+        for k in range(1, n + 1):
+            piece = pieces == k
+            rings = [_ring(_outline(piece), origin, simplify)]
+            outside, n_bg = ndimage.label(~piece, _CROSS)
+            for h in range(1, n_bg + 1):
+                if h != outside[0, 0]:  # background not 4-connected to the padded border
+                    rings.append(_ring(_outline(outside == h), origin, simplify)[::-1])
+            shape.append(rings)
+        out.append((label, shape))
+    return out
+
+
+def shape_geometry(shape: Shape | np.ndarray) -> dict[str, Any]:
+    """A GeoJSON Polygon (one piece) or MultiPolygon for a :func:`label_shapes` shape (or a
+    single exterior ring)."""
+    if isinstance(shape, np.ndarray):
+        shape = [[shape]]
+
+    def coords(ring: Any) -> list[list[float | int]]:
+        return [[_number(x), _number(y)] for x, y in np.asarray(ring).tolist()]
+
+    polygons = [[coords(r) for r in polygon] for polygon in shape]
+    if len(polygons) == 1:
+        return {"type": "Polygon", "coordinates": polygons[0]}
+    return {"type": "MultiPolygon", "coordinates": polygons}
+
+
 def feature_id(label: int, id_namespace: str = "") -> str:
     """Deterministic UUID string of a nucleus (same label and namespace, same id)."""
     return str(uuid.uuid5(UUID_NAMESPACE, f"{id_namespace}/{int(label)}"))
@@ -197,8 +245,10 @@ def write_geojson(
     Follows QuPath's own GeoJSON (v0.4+; ``qupath.lib.io.PathObjectTypeAdapters``): each
     Feature has an ``id`` (a UUID, here uuid5 of ``"<id_namespace>/<label>"``, so reruns give
     the same ids; pass e.g. the image name to keep ids distinct across images), a Polygon
-    geometry (one closed exterior ring, pixel coordinates with the origin at the image's
-    top-left corner, as QuPath uses) and properties ``objectType: "detection"``,
+    geometry (with holes where the nucleus has them; a MultiPolygon for a label of several
+    pieces, so that the area always equals the pixel count; pixel coordinates with the
+    origin at the image's top-left corner, as QuPath uses) and properties
+    ``objectType: "detection"``,
     ``classification: {"name": "Nucleus", "color": [r, g, b]}`` (QuPath only accepts a
     classification object that carries a colour) and numeric ``measurements``: ``label``,
     ``area_px`` (pixel count of the label), ``area_um2`` (when ``pixel_size_um`` is known) and
@@ -210,15 +260,17 @@ def write_geojson(
     size = check_pixel_size(pixel_size_um)
     counts = _pixel_counts(labels)
     scores = scores or {}
-    features = (nucleus_feature(label, ring, counts[label], size, scores.get(label),
+    features = (nucleus_feature(label, shape, counts[label], size, scores.get(label),
                                 id_namespace)
-                for label, ring in label_polygons(labels, offset, simplify))
+                for label, shape in label_shapes(labels, offset, simplify))
     return write_feature_collection(path, features, overwrite, metadata)
 
 
-def nucleus_feature(label: int, ring: np.ndarray, area_px: float, pixel_size_um: float | None,
-                    score: float | None, id_namespace: str = "") -> dict[str, Any]:
-    """One QuPath detection Feature (see :func:`write_geojson`)."""
+def nucleus_feature(label: int, shape: Shape | np.ndarray, area_px: float,
+                    pixel_size_um: float | None, score: float | None, id_namespace: str = ""
+                    ) -> dict[str, Any]:
+    """One QuPath detection Feature (see :func:`write_geojson`); ``shape`` as from
+    :func:`label_shapes`, or one exterior ring."""
     measurements: dict[str, float | int] = {"label": int(label), "area_px": _number(area_px)}
     if pixel_size_um is not None:
         measurements["area_um2"] = float(area_px) * pixel_size_um * pixel_size_um
@@ -227,10 +279,7 @@ def nucleus_feature(label: int, ring: np.ndarray, area_px: float, pixel_size_um:
     return {
         "type": "Feature",
         "id": feature_id(int(label), id_namespace),
-        "geometry": {
-            "type": "Polygon",
-            "coordinates": [[[_number(x), _number(y)] for x, y in np.asarray(ring).tolist()]],
-        },
+        "geometry": shape_geometry(shape),
         "properties": {
             "objectType": "detection",
             "classification": NUCLEUS_CLASS,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from sac.errors import InputError
-from sac.exports import label_polygons, nucleus_feature, write_feature_collection
+from sac.exports import label_shapes, nucleus_feature, write_feature_collection
 from sac.fileio import atomic_path, check_writable
 from sac.inference.merge import relabel_sequential
 from sac.inference.segment import Segmenter
@@ -97,15 +97,16 @@ def _chunk_nuclei(seg: Segmenter, raw: np.ndarray, tile: SlideTile, scale: float
         keep[ids[inside]] = True
     kept = np.where(keep[labels], labels, 0)
     ds = tile.downsample
-    polys = dict(label_polygons(kept, offset=(tile.x, tile.y)))
+    polys = dict(label_shapes(kept, offset=(tile.x, tile.y)))
     meas = {r["id"]: r for r in measure_nuclei(kept, raw, res.scores, pixel_um,
                                                offset=(tile.x, tile.y))}
     out = []
-    for label, ring in polys.items():
+    for label, shape in polys.items():
         row = dict(meas[label])
         row["centroid_x"] = (float(row["centroid_x"]) + 0.5) * ds - 0.5  # level-0 pixels
         row["centroid_y"] = (float(row["centroid_y"]) + 0.5) * ds - 0.5
-        out.append({"ring": (ring * ds).tolist(), "row": row, "score": res.scores.get(label)})
+        scaled = [[(ring * ds).tolist() for ring in polygon] for polygon in shape]
+        out.append({"shape": scaled, "row": row, "score": res.scores.get(label)})
     return out, kept
 
 
@@ -226,8 +227,9 @@ def _to_float(rgb: np.ndarray) -> np.ndarray:
 def _parts_dir(parts: Path, path: Path, slide: Any, lvl: int, scale: float, chunk: int,
                overlap: int, region: Any, cfg: Any, overwrite: bool) -> Path:
     """The resume folder, checked against the settings of the run that made it."""
-    manifest = {"slide": str(path.resolve()), "dimensions": list(slide.dimensions),
-                "level": lvl, "scale": scale, "chunk": chunk, "overlap": overlap,
+    manifest = {"parts_format": 2, "slide": str(path.resolve()),
+                "dimensions": list(slide.dimensions), "level": lvl, "scale": scale,
+                "chunk": chunk, "overlap": overlap,
                 "region": list(region) if region else None,
                 "model": {k: v for k, v in cfg.to_dict().items() if k != "training"}}
     mpath = parts / "manifest.json"
@@ -259,7 +261,7 @@ def _assemble(tiles: list[SlideTile], parts: Path, outputs: dict[str, Path], ste
     """Write the final files from the parts; nuclei numbered 1..N in chunk order."""
     count = sum(1 for _ in _read_parts(tiles, parts))
     if "geojson" in outputs:
-        feats = (nucleus_feature(i, np.asarray(n["ring"]), n["row"]["area_px"], pixel_um,
+        feats = (nucleus_feature(i, n["shape"], n["row"]["area_px"], pixel_um,
                                  n["score"], stem)
                  for i, n in enumerate(_read_parts(tiles, parts), start=1))
         write_feature_collection(outputs["geojson"], feats, overwrite)
