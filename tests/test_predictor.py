@@ -78,7 +78,7 @@ def test_bf16_close_to_fp32(lite_medsam) -> None:
     ("array", "message"),
     [
         (np.zeros((2, 8, 8, 3), np.uint8), "unsupported image shape"),
-        (np.zeros((8, 8, 2), np.uint8), "unsupported image shape"),
+        (np.zeros((8, 8, 5), np.uint8), "unsupported image shape"),  # (H, W, 2) is gray+alpha
         (np.zeros((0, 8), np.uint8), "empty"),
         (np.zeros((8, 8), bool), "unsupported pixel type"),
         (np.zeros((8, 8), np.complex64), "unsupported pixel type"),

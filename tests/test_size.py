@@ -109,9 +109,9 @@ def test_large_nuclei_are_scaled_to_the_model_size(sized_model) -> None:
 @pytest.mark.weights
 def test_size_estimate_falls_back_and_says_so(sized_model) -> None:
     seg = Segmenter(sized_model)
-    empty = seg.segment(np.zeros((128, 128, 3), np.uint8))
-    assert empty.size.source == "model" and "too few" in empty.size.note
-    assert empty.size.scale == 1.0
+    empty = seg.segment(np.zeros((128, 128, 3), np.uint8))  # blank: no nuclei, says why
+    assert empty.size.source == "model" and "no structure" in empty.size.note
+    assert empty.size.scale == 1.0 and empty.n_nuclei == 0
     one = (disk_labels((96, 96), [(48, 48, 12)]) > 0).astype(np.uint8) * 200
     single = seg.segment(np.stack([one] * 3, axis=-1))
     assert single.size.source == "model" and single.size.diameter is None
@@ -131,7 +131,8 @@ def test_model_without_size_refuses_diameter() -> None:
     model = create_model(tiny=True)
     with pytest.raises(ConfigError, match="does not record the nucleus size"):
         Segmenter(model).segment(np.zeros((64, 64, 3), np.uint8), diameter=20.0)
-    res = Segmenter(model).segment(np.zeros((64, 64, 3), np.uint8))
+    image, _ = grid_disks(8)
+    res = Segmenter(model).segment(image)
     assert res.size.source == "model" and "records no nucleus size" in res.size.note
 
 

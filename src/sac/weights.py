@@ -98,15 +98,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/safetensors raise many types for damaged files
-        import pickle
-
-        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text:  # torch's safe loader met pickled objects
             raise WeightsError(
                 f"checkpoint {path} holds pickled Python objects besides tensors, which SAC "
                 "never unpickles (they can run arbitrary code); convert it to safetensors or "
                 "a plain tensor dictionary in an environment you trust"
             ) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        if "weights only load failed" in text.lower():  # not torch's advice to unpickle
+            first = "torch's safe loader could not parse it"
         raise WeightsError(
             f"could not read checkpoint {path}: {first}. The file is corrupt, truncated, or not a "
             "PyTorch/safetensors checkpoint of plain tensors"

@@ -28,10 +28,11 @@ import torch
 
 from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
 from sac.errors import ConfigError, InputError
-from sac.imageops import as_model_rgb
+from sac.imageops import as_model_rgb, check_image
 from sac.inference.complete import complete_from_semantic
 from sac.inference.evidence import drop_flat_nuclei, image_evidence
 from sac.inference.expert import ExpertPrompts
+from sac.inference.fold import fold_plan, fold_segment
 from sac.inference.merge import InstanceMask, merge_scored
 from sac.inference.rescale import resample_image, resample_labels
 from sac.inference.size import MAX_ROUNDS, SizeEstimate, diameter_scale, next_scale
@@ -43,6 +44,7 @@ from sac.prompting import PromptSet, batch_prompt_sets
 from sac.sacmodel import SACModel, load_model
 
 GENERATOR_TILE = 512
+GENERATOR_MIN = 64  # px: thinner generator tiles are mirrored out to this size
 MASK_RESOLUTIONS = ("input", "model")
 
 
@@ -123,8 +125,14 @@ class Segmenter:
         parts = []
         for owned in owned_tiles(rgb.shape[:2], tile, 64):
             ys, xs = owned.tile.slices(rgb.shape[:2])
-            x = torch.from_numpy(np.ascontiguousarray(rgb[ys, xs])).permute(2, 0, 1)[None]
-            x, (h, w) = pad_to_stride(x.to(self.model.device), gen.config.stride)
+            crop = rgb[ys, xs]
+            h, w = crop.shape[:2]
+            # a thin tile is mirrored out to GENERATOR_MIN px: zero padding alone looks like
+            # a dark object to the network, and it then finds nothing in a 12-px strip
+            crop = np.pad(crop, ((0, max(0, GENERATOR_MIN - h)), (0, max(0, GENERATOR_MIN - w)),
+                                 (0, 0)), mode="symmetric")
+            x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
+            x, _ = pad_to_stride(x.to(self.model.device), gen.config.stride)
             with autocast_context(self.model.device, self.bf16):
                 probs = torch.sigmoid(gen(x).float())[0, :, :h, :w].cpu().numpy()
             full = np.zeros((3, tile, tile), np.float32)
@@ -150,6 +158,15 @@ class Segmenter:
         ``nuclei``: instance labels at the input size (e.g. another tool's, or the ground
         truth for an upper bound) to prompt from instead of the generator's detections.
         """
+        if expert is None and nuclei is None and not normalized:
+            guess = scale if scale is not None else self.config.input_scale
+            if diameter is not None and self.config.nucleus_diameter is not None:
+                guess = diameter_scale(self.config.nucleus_diameter, diameter)
+            check_image(image, source)
+            pieces = fold_plan(image.shape[:2], self.tile_size / guess, self.overlap / guess)
+            if pieces:  # a long thin strip: segmented folded into a near-square image
+                return fold_segment(image, pieces, lambda im: self.segment(
+                    im, source, scale, semantic=semantic, diameter=diameter))
         clock = _Clock()
         t = time.perf_counter()
         rgb0 = as_model_rgb(image, source, normalized)
@@ -157,11 +174,17 @@ class Segmenter:
         evidence = image_evidence(image) if guard else None
         t = clock.add("preprocess", t)
         if evidence is not None and not evidence.has_structure:
-            used = scale if scale is not None else self.config.input_scale
+            used, how = (scale, "scale") if scale is not None else (
+                self.config.input_scale, "model")
+            if diameter is not None:
+                if self.config.nucleus_diameter is None:
+                    raise ConfigError("this model does not record the nucleus size it was "
+                                      "trained on; use --scale instead of --diameter")
+                used, how = diameter_scale(self.config.nucleus_diameter, diameter), "diameter"
             shape0 = rgb0.shape[:2]
             return SegmentResult(np.zeros(shape0, np.uint32),
                                  np.zeros(shape0, bool) if semantic else None, {}, 0,
-                                 clock.times, SizeEstimate(None, 0, used, "model",
+                                 clock.times, SizeEstimate(diameter, 0, used, how,
                                                            evidence.describe()))
         rgb, maps, size = self.scaled_maps(rgb0, scale, diameter)
         scale = size.scale

@@ -1,0 +1,81 @@
+"""Long thin strips are segmented folded (sac.inference.fold): folded == unfolded."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from sac.inference.fold import fold_plan, fold_segment
+from sac.inference.segment import Segmenter, SegmentResult
+from sac.inference.size import SizeEstimate
+
+from synthetic import matched_ious
+
+
+def _strip(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bright blobs along a dark strip, some across any fold; (image, labels)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    img = np.zeros((h, w), np.uint8)
+    for cx in range(8, w - 8, 23):
+        cy, r = rng.integers(4, h - 4), rng.integers(3, 6)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 200
+    return img, ndimage.label(img > 100)[0]
+
+
+def _threshold(image: np.ndarray) -> SegmentResult:
+    labels = ndimage.label(image > 100)[0].astype(np.uint32)
+    n = int(labels.max())
+    return SegmentResult(labels, image > 100, {i: 0.9 for i in range(1, n + 1)}, n, {},
+                         SizeEstimate(None, 0, 1.0, "scale"))
+
+
+def test_fold_plan_only_for_long_thin_strips() -> None:
+    assert fold_plan((20, 4000), 256, 64)
+    assert fold_plan((4000, 20), 256, 64)
+    assert not fold_plan((300, 4000), 256, 64)  # not thin
+    assert not fold_plan((20, 500), 256, 64)  # not long
+    pieces = fold_plan((20, 4000), 256, 64)
+    assert pieces[0][0] == 0 and pieces[-1][1] == 4000
+    assert all(b > a2 for (_, b), (a2, _) in itertools.pairwise(pieces))  # overlap
+
+
+@pytest.mark.parametrize("shape", [(20, 4000), (31, 2500), (3000, 17)])
+def test_folded_equals_unfolded(shape) -> None:
+    img, truth = _strip(*shape) if shape[0] < shape[1] else _strip(shape[1], shape[0])
+    if shape[0] > shape[1]:
+        img, truth = img.T.copy(), truth.T.copy()
+    pieces = fold_plan(img.shape, 256, 64)
+    res = fold_segment(img, pieces, _threshold)
+    assert res.labels.shape == img.shape and res.semantic.shape == img.shape
+    assert res.n_nuclei == int(truth.max())  # no nucleus lost or doubled at a fold
+    assert min(matched_ious(truth, res.labels)) == 1.0
+    assert np.array_equal(res.semantic, img > 100)
+    assert "folded into" in res.size.note
+
+
+@pytest.mark.weights
+def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
+    """A 40 x 3000 strip of bright nuclei, cut by its long edges too: folded, every nucleus
+    is found as unfolded (in about half the time, see the closing note of issue 13)."""
+    import sac.inference.segment as segment_module
+    from sac.metrics import evaluate_pair
+    from sac.sacmodel import load_model
+
+    from synthetic import grid_disks
+
+    grid, truth = grid_disks(10, n_side=3)
+    n = 3000 // grid.shape[1] + 1
+    strip = np.tile(grid, (1, n, 1))[6:46, :3000]
+    truth = ndimage.label(np.tile(truth, (1, n))[6:46, :3000] > 0)[0]
+    seg = Segmenter(load_model("sac-lite-dsb2018"), bf16=True)
+    folded = seg.segment(strip)
+    monkeypatch.setattr(segment_module, "fold_plan", lambda *a: [])
+    plain = seg.segment(strip)
+    assert "folded into" in folded.size.note and "folded" not in plain.size.note
+    good, ref = evaluate_pair(truth, folded.labels), evaluate_pair(truth, plain.labels)
+    assert good["f1_obj"] >= 0.98 and ref["f1_obj"] >= 0.98
+    assert good["aji"] >= ref["aji"] - 0.06, (good["aji"], ref["aji"])
