@@ -79,3 +79,22 @@ def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
     good, ref = evaluate_pair(truth, folded.labels), evaluate_pair(truth, plain.labels)
     assert good["f1_obj"] >= 0.98 and ref["f1_obj"] >= 0.98
     assert good["aji"] >= ref["aji"] - 0.06, (good["aji"], ref["aji"])
+
+
+@pytest.mark.weights
+def test_strip_filled_by_its_nuclei_keeps_the_model_scale() -> None:
+    """20 x 4000 with nuclei cut by both long edges: too thin for a size estimate, so the
+    model's own scale is used (and said), and every nucleus is found."""
+    from sac.metrics import evaluate_pair
+    from sac.sacmodel import load_model
+
+    from synthetic import grid_disks
+
+    grid, truth = grid_disks(10, n_side=3)
+    n = 4000 // grid.shape[1] + 1
+    strip = np.tile(grid, (1, n, 1))[6:26, :4000]
+    truth = ndimage.label(np.tile(truth, (1, n))[6:26, :4000] > 0)[0]
+    res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(strip)
+    assert res.size.source == "model" and "too thin" in res.size.note
+    assert res.size.scale == 1.0
+    assert evaluate_pair(truth, res.labels)["f1_obj"] >= 0.98

@@ -2,8 +2,10 @@
 
 SAM encodes square tiles whatever they hold, so a strip much thinner than a tile pays for a
 tile of padding per tile step along it. Folding cuts the strip into overlapping pieces along
-its length and stacks them (with a gap of the strip's median value between them) into a
-near-square image, which is segmented once; each piece then keeps the nuclei whose centroid
+its length and stacks them into a
+near-square image (each piece mirrored out by half a gap above and below, so that the
+network sees the piece's own texture, not a fill colour, around it), which is segmented
+once; each piece then keeps the nuclei whose centroid
 lies in its core (cores partition the strip, as for slide chunks), so a nucleus cut by a fold
 is kept whole from the piece where it sits furthest from the cut.
 """
@@ -49,11 +51,12 @@ def fold_segment(image: np.ndarray, pieces: list[tuple[int, int]],
     strip = np.swapaxes(image, 0, 1) if tall else image  # long side along columns
     h = strip.shape[0]
     length = max(b - a for a, b in pieces)
-    fill = np.median(strip.reshape(h * strip.shape[1], -1), axis=0).astype(strip.dtype)
-    folded = np.empty((len(pieces) * (h + GAP) - GAP, length, *strip.shape[2:]), strip.dtype)
-    folded[...] = fill
-    for i, (a, b) in enumerate(pieces):
-        folded[i * (h + GAP): i * (h + GAP) + h, : b - a] = strip[:, a:b]
+    half = GAP // 2
+    blocks = []  # each piece mirrored out by half a gap above and below (and to full length)
+    for a, b in pieces:
+        pad = ((half, half), (0, length - (b - a))) + ((0, 0),) * (strip.ndim - 2)
+        blocks.append(np.pad(strip[:, a:b], pad, mode="symmetric"))
+    folded = np.concatenate(blocks, axis=0)
     res = segment(folded)
     labels = np.zeros(strip.shape[:2], np.uint32)
     sem = None if res.semantic is None else np.zeros(strip.shape[:2], bool)
@@ -61,7 +64,7 @@ def fold_segment(image: np.ndarray, pieces: list[tuple[int, int]],
     for i, (a, b) in enumerate(pieces):
         lo = a if i == 0 else (a + pieces[i - 1][1]) // 2  # the middle of the overlap
         hi = b if i == len(pieces) - 1 else (pieces[i + 1][0] + b) // 2
-        rows = slice(i * (h + GAP), i * (h + GAP) + h)
+        rows = slice(i * (h + GAP) + half, i * (h + GAP) + half + h)
         if sem is not None:
             sem[:, lo:hi] = res.semantic[rows, lo - a: hi - a]  # type: ignore[index]
         block = res.labels[rows, : b - a]

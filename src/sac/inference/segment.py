@@ -44,6 +44,7 @@ from sac.prompting import PromptSet, batch_prompt_sets
 from sac.sacmodel import SACModel, load_model
 
 GENERATOR_TILE = 512
+THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
 GENERATOR_MIN = 64  # px: thinner generator tiles are mirrored out to this size
 MASK_RESOLUTIONS = ("input", "model")
 
@@ -165,8 +166,15 @@ class Segmenter:
             check_image(image, source)
             pieces = fold_plan(image.shape[:2], self.tile_size / guess, self.overlap / guess)
             if pieces:  # a long thin strip: segmented folded into a near-square image
-                return fold_segment(image, pieces, lambda im: self.segment(
-                    im, source, scale, semantic=semantic, diameter=diameter))
+                thin = scale is None and diameter is None and self._too_thin(image.shape)
+                use = self.config.input_scale if thin else scale
+                res = fold_segment(image, pieces, lambda im: self.segment(
+                    im, source, use, semantic=semantic, diameter=diameter))
+                if thin and res.size is not None:
+                    note = f"{THIN_NOTE}; folded into {len(pieces)} pieces"
+                    res.size = dataclasses.replace(res.size, diameter=None, objects=0,
+                                                   source="model", note=note)
+                return res
         clock = _Clock()
         t = time.perf_counter()
         rgb0 = as_model_rgb(image, source, normalized)
@@ -254,6 +262,12 @@ class Segmenter:
                     f"size; the estimate would resample by {new:.3g}")
         return SizeEstimate(diameter if diameter is not None else d, n, scale, source, note)
 
+    def _too_thin(self, shape: tuple[int, ...]) -> bool:
+        """Whether an image is under 3 training-size nuclei across at the model's scale: its
+        nuclei are cut by its edges, and their size cannot be estimated from it."""
+        d = self.config.nucleus_diameter
+        return d is not None and min(shape[:2]) * self.config.input_scale < 3 * d
+
     def scaled_maps(self, rgb0: np.ndarray, scale: float | None = None,
                     diameter: float | None = None) -> tuple[np.ndarray, Maps, SizeEstimate]:
         """The image resampled for the model, its generator maps, and how the scale was
@@ -275,6 +289,8 @@ class Segmenter:
         if model_d is None:
             return rgb, maps, SizeEstimate(None, 0, scale, "model",
                                            "the model records no nucleus size")
+        if self._too_thin(rgb0.shape):
+            return rgb, maps, SizeEstimate(None, 0, scale, "model", THIN_NOTE)
         if not self.auto_scale:
             est = self._given_scale(maps, scale, "model", None)
             note = "; ".join(x for x in ("automatic scale off", est.note) if x)
