@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from sac.inference.expert import ExpertPrompts
 from sac.inference.fold import fold_plan, fold_segment
 from sac.inference.merge import InstanceMask, merge_scored
 from sac.inference.rescale import resample_image, resample_labels
+from sac.inference.result import Clock, SegmentResult
 from sac.inference.size import MAX_ROUNDS, SizeEstimate, diameter_scale, next_scale
 from sac.inference.stitch import owned_tiles, stitch
 from sac.inference.tiling import assign_boxes
@@ -47,37 +47,6 @@ GENERATOR_TILE = 512
 THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
 GENERATOR_MIN = 64  # px: thinner generator tiles are mirrored out to this size
 MASK_RESOLUTIONS = ("input", "model")
-
-
-@dataclass
-class SegmentResult:
-    """Instance labels (uint32, 0 = background) at the input size, the semantic mask if asked,
-    each label's predicted quality, and where the time went (seconds)."""
-
-    labels: np.ndarray
-    semantic: np.ndarray | None
-    scores: dict[int, float]
-    n_detected: int
-    timings: dict[str, float] = field(default_factory=dict)
-    size: SizeEstimate | None = None  # how the scale was chosen (and the nucleus size)
-
-    @property
-    def n_nuclei(self) -> int:
-        """Nuclei in the labels (those added from the semantic mask have no score)."""
-        ids = np.unique(self.labels)
-        return int(np.count_nonzero(ids))
-
-
-class _Clock:
-    """Adds elapsed wall time per stage."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-
-    def add(self, stage: str, since: float) -> float:
-        now = time.perf_counter()
-        self.times[stage] = self.times.get(stage, 0.0) + now - since
-        return now
 
 
 class Segmenter:
@@ -175,7 +144,7 @@ class Segmenter:
                     res.size = dataclasses.replace(res.size, diameter=None, objects=0,
                                                    source="model", note=note)
                 return res
-        clock = _Clock()
+        clock = Clock()
         t = time.perf_counter()
         rgb0 = as_model_rgb(image, source, normalized)
         guard = self.check_evidence and expert is None and nuclei is None
@@ -315,7 +284,7 @@ class Segmenter:
         return (*chosen, best)
 
     def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],
-                ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: _Clock,
+                ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: Clock,
                 up: tuple[float, float] = (1.0, 1.0),
                 ) -> tuple[list[InstanceMask], np.ndarray | None]:
         """Encode each SAM tile that has work and decode its prompt sets; instance masks come
