@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
-if TYPE_CHECKING:
-    from sac.inference.segment import SegmentResult
+from sac.inference.result import SegmentResult
 
 GAP = 16  # px between stacked pieces (input pixels)
 
@@ -45,8 +43,6 @@ def fold_segment(image: np.ndarray, pieces: list[tuple[int, int]],
                  segment: Callable[[np.ndarray], SegmentResult]) -> SegmentResult:
     """Segment ``image`` folded into ``pieces`` (from :func:`fold_plan`) with ``segment``
     (the segmenter's own method, called on the folded image); labels at the input's size."""
-    from sac.inference.segment import SegmentResult
-
     tall = image.shape[0] > image.shape[1]
     strip = np.swapaxes(image, 0, 1) if tall else image  # long side along columns
     h = strip.shape[0]
