@@ -24,10 +24,8 @@ Run: ``.venv/bin/python benchmarks/accuracy.py --dataset monuseg --model PATH``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +42,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.modeling import LoRAConfig
 from sac.sacmodel import SACModel, create_model, load_model
 
-from bench_common import DATASETS, machine_info, write_results
+from bench_common import DATASETS, machine_info, validation_parser, write_results
 
 KEYS = ["pixel_dice", "pixel_dice_sum", "pixel_iou", "f1_obj", "aji", "pq", "dsb_score"]
 
@@ -90,14 +88,9 @@ def generator_labels(seg: Segmenter, image: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    p.add_argument("--data", type=Path, default=None, help="default: ../shared/data/...")
+    p = validation_parser(__doc__)
     p.add_argument("--model", required=True, help="SAC model folder or shipped name")
     p.add_argument("--ablation", action="append", default=[], metavar="NAME=MODEL_DIR")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--tag", default="")
     p.add_argument("--classical-images", type=int, default=12,
                    help="training images on which the classical baseline is tuned")
     args = p.parse_args()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -17,6 +18,18 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: dataset name -> (reader format, default folder); the built-in split has the same name
 DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
             "dsb2018": ("dsb2018", DATA / "dsb2018" / "stage1_train")}
+
+
+def validation_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every validation-set benchmark takes: --dataset, --data, --limit, --bf16,
+    --tag (each script adds its own --model and the rest)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--data", type=Path, default=None, help="default: ../shared/data/...")
+    p.add_argument("--limit", type=int, default=None, help="first N validation images")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--tag", default="")
+    return p
 
 
 def validation_set(name: str, data: Path | None = None, limit: int | None = None

@@ -15,8 +15,6 @@ Run: ``.venv/bin/python benchmarks/evidence.py --dataset dsb2018 --bf16``.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,20 +26,15 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.metrics.objects import matched_pairs, overlap
 from sac.sacmodel import load_model
 
-from bench_common import DATASETS, machine_info, validation_set, write_results
+from bench_common import DATASETS, machine_info, validation_parser, validation_set, write_results
 
 KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "dsb_score"]
 MODELS = {"monuseg": "sac-lite-monuseg", "dsb2018": "sac-lite-dsb2018"}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    p.add_argument("--data", type=Path, default=None, help="default: ../shared/data/...")
+    p = validation_parser(__doc__)
     p.add_argument("--model", default=None, help="default: the dataset's shipped model")
-    p.add_argument("--limit", type=int, default=None, help="first N validation images")
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--tag", default="")
     args = p.parse_args()
     info = machine_info()  # at the start: the commit whose code runs
     dataset, names = validation_set(args.dataset, args.data, args.limit)

@@ -15,29 +15,22 @@ sac-lite-monuseg --bf16``. Writes ``results/resolution_<dataset>[_<tag>].{json,m
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from sac.inference.segment import MASK_RESOLUTIONS, Segmenter
 from sac.metrics import aggregate, evaluate_pair
 from sac.sacmodel import load_model
 
-from bench_common import DATASETS, machine_info, validation_set, write_results
+from bench_common import machine_info, validation_parser, validation_set, write_results
 
 KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "dsb_score"]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    p.add_argument("--data", type=Path, default=None, help="default: ../shared/data/...")
+    p = validation_parser(__doc__)
     p.add_argument("--model", action="append", required=True,
                    help="model folder or shipped name (repeat for several)")
-    p.add_argument("--limit", type=int, default=None, help="first N validation images")
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--tag", default="")
     args = p.parse_args()
     info = machine_info()  # at the start: the commit whose code runs
     dataset, names = validation_set(args.dataset, args.data, args.limit)

@@ -25,7 +25,13 @@ from sac.inference.segment import Segmenter
 from sac.metrics import aggregate, evaluate_pair
 from sac.sacmodel import load_model
 
-from bench_common import DATASETS, RESULTS, machine_info, validation_set, write_results
+from bench_common import (
+    RESULTS,
+    machine_info,
+    validation_parser,
+    validation_set,
+    write_results,
+)
 
 KEYS = ["aji", "dsb_score", "pixel_dice", "f1_obj"]
 
@@ -51,14 +57,9 @@ def plot(table: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    p.add_argument("--data", type=Path, default=None)
+    p = validation_parser(__doc__)
     p.add_argument("--model", required=True)
     p.add_argument("--factors", type=float, nargs="+", default=[0.25, 0.5, 1, 2, 3, 4])
-    p.add_argument("--limit", type=int, default=None, help="first N validation images")
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--tag", default="")
     args = p.parse_args()
     info = machine_info()  # at the start: the commit whose code runs
     dataset, names = validation_set(args.dataset, args.data, args.limit)
