@@ -38,7 +38,7 @@ def main() -> None:
     args = p.parse_args()
     info = machine_info()  # at the start: the commit whose code runs
     dataset, names = validation_set(args.dataset, args.data, args.limit)
-    snrs = sorted((image_evidence(_rgb(dataset[n].image)).snr, n) for n in dataset.names)
+    snrs = sorted((image_evidence(dataset[n].image).snr, n) for n in dataset.names)
     info.update({"images_checked": len(snrs), "min_image_snr_threshold": MIN_IMAGE_SNR,
                  "lowest_image_snr": f"{snrs[0][0]:.1f} ({snrs[0][1]})",
                  "image_snr_p5_median": (round(float(snrs[len(snrs) // 20][0]), 1),
@@ -52,7 +52,7 @@ def main() -> None:
     for i, name in enumerate(names):
         sample = dataset[name]
         raw = seg.segment(sample.image, name).labels
-        checked, kept = drop_flat_nuclei(raw, image_evidence(_rgb(sample.image)))
+        checked, kept = drop_flat_nuclei(raw, image_evidence(sample.image))
         dropped = int(raw.max()) - len(kept)
         true_dropped = 0
         if dropped:
@@ -80,11 +80,6 @@ def main() -> None:
                                               "nuclei_dropped", "true_nuclei_dropped", *KEYS],
                           f"Evidence check on real images ({args.dataset})")
     print(md.read_text())
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """The colour planes the pipeline sees (DSB PNGs carry an alpha plane)."""
-    return image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image
 
 
 if __name__ == "__main__":

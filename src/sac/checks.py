@@ -63,16 +63,15 @@ def option(flag: str, lo: float | None = None, hi: float | None = None, *,
     return parse
 
 
-def resampled_size(shape: tuple[int, ...], scale: float, source: str) -> tuple[int, int]:
-    """(H, W) after resampling ``shape`` by ``scale``; refuses sizes over :data:`MAX_PIXELS`
-    before anything is allocated, saying what it would need."""
-    number("scale", scale, 0, None, lo_open=True)
-    h, w = max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+def check_resampled(shape: tuple[int, ...], size: tuple[int, int], scale: float,
+                    source: str) -> None:
+    """Refuse resampling ``shape`` by ``scale`` to ``size`` (H, W) when that is over
+    :data:`MAX_PIXELS`, before anything is allocated, saying what it would need."""
+    h, w = size
     if h * w > MAX_PIXELS:
         gb = h * w * 12 / 1e9
         raise ConfigError(f"{source}: resampling {shape[1]}x{shape[0]} by {scale:g} gives "
-                         f"{w}x{h} pixels (about {gb:,.0f} GB for the image alone), more "
-                         f"than the {MAX_PIXELS / 1e6:.0f} megapixels SAC resamples in "
-                         "memory; check --scale/--pixel-size/--diameter, or segment it as a "
-                         "whole slide (--wsi)")
-    return h, w
+                          f"{w}x{h} pixels (about {gb:,.0f} GB for the image alone), more "
+                          f"than the {MAX_PIXELS / 1e6:.0f} megapixels SAC resamples in "
+                          "memory; check --scale/--pixel-size/--diameter, or segment it as a "
+                          "whole slide (--wsi)")

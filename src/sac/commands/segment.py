@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sac.inference.expert import ExpertPrompts
 
 DEFAULT_MODEL = "sac-lite-monuseg"
+CHUNK = 2048  # default whole-slide chunk side
 SLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif")
 
 
@@ -84,8 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    nargs=4, metavar=("X", "Y", "W", "H"), default=None,
                    help="process only this region (level-0 pixels)")
     w.add_argument("--chunk-size", type=option("--chunk-size", 64, 16384, integer=True),
-                   default=2048,
-                   help="pixels per chunk side at the processed level (default 2048)")
+                   default=CHUNK,
+                   help=f"pixels per chunk side at the processed level (default {CHUNK})")
     w.add_argument("--slide-labels", action="store_true",
                    help="also write <stem>_labels.tif for the slide or --region at the "
                         "processed level (up to 400 megapixels)")
@@ -392,7 +393,7 @@ def _note_slide_options(args: argparse.Namespace, images: list[Path]) -> None:
     """Say so when whole-slide options were given for inputs that are plain images."""
     given = [flag for flag, on in (("--region", args.region is not None),
                                    ("--level", args.level is not None),
-                                   ("--chunk-size", args.chunk_size != 2048),
+                                   ("--chunk-size", args.chunk_size != CHUNK),
                                    ("--slide-labels", args.slide_labels),
                                    ("--no-tissue-mask", args.no_tissue_mask)) if on]
     if args.wsi:

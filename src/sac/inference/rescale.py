@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sac.checks import number, resampled_size
+from sac.checks import check_resampled, number
 from sac.errors import ConfigError
 
 MIN_SCALE, MAX_SCALE = 0.05, 20.0  # resampling factors a user may ask for
@@ -19,8 +19,10 @@ def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def resample_image(rgb: np.ndarray, scale: float, source: str = "image") -> np.ndarray:
     """Float (H, W, C) image resampled by ``scale`` (bilinear, anti-aliased when shrinking);
-    sizes too large to hold are refused before allocation (:func:`sac.checks.resampled_size`)."""
-    size = resampled_size(rgb.shape[:2], scale, source)
+    sizes too large to hold are refused before allocation (:func:`sac.checks.check_resampled`)."""
+    number("scale", scale, 0, None, lo_open=True)
+    size = scaled_shape(rgb.shape[:2], scale)
+    check_resampled(rgb.shape, size, scale, source)
     if scale == 1.0:
         return rgb
     x = torch.from_numpy(np.ascontiguousarray(rgb, np.float32)).permute(2, 0, 1)[None]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
+from sac.checks import number
 from sac.errors import ConfigError, InputError
 from sac.imageops import as_model_rgb, check_image
 from sac.inference.complete import complete_from_semantic
@@ -63,8 +64,7 @@ class Segmenter:
         self.mask_resolution = mask_resolution
         self.auto_scale = auto_scale
         self.check_evidence = check_evidence  # sac.inference.evidence: no nuclei from flat data
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1; got {batch_size}")
+        number("batch_size", batch_size, 1, 4096, integer=True)
         self.tile_size = tile_size or size
         if not 32 <= self.tile_size <= size:
             raise ConfigError(f"tile size must be in [32, {size}] for this model; got "
