@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sac.commands.evaluate import open_dataset
+from sac.cli.evaluate import open_dataset
 from sac.data.splits import load_builtin_split
-from sac.inference.segment import Segmenter
 from sac.metrics import aggregate, evaluate_pair
-from sac.sacmodel import SACModel, load_model
+from sac.model import SACModel, load_model
+from sac.pipeline.segmenter import Segmenter
 
 from bench_common import machine_info, write_results
 

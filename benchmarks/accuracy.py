@@ -31,16 +31,16 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from sac.autoprompt import detect
-from sac.classical import classical_instances
-from sac.commands.evaluate import open_dataset
+from sac.cli.evaluate import open_dataset
+from sac.core.images import to_rgb_float
+from sac.core.resample import resample_image, resample_labels
 from sac.data.splits import load_builtin_split
-from sac.imageops import to_rgb_float
-from sac.inference.rescale import resample_image, resample_labels
-from sac.inference.segment import Segmenter
 from sac.metrics import aggregate, evaluate_pair
+from sac.model import SACModel, create_model, load_model
 from sac.modeling import LoRAConfig
-from sac.sacmodel import SACModel, create_model, load_model
+from sac.pipeline.classical import classical_instances
+from sac.pipeline.nuclei import detect
+from sac.pipeline.segmenter import Segmenter
 
 from bench_common import DATASETS, machine_info, validation_parser, write_results
 

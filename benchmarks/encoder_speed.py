@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from sac.backbones import build_sam, get_spec
-from sac.predictor import autocast_context
+from sac.core.device import autocast_context
+from sac.sam.backbones import build_sam, get_spec
 
 from bench_common import machine_info, write_results
 

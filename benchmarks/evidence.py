@@ -2,7 +2,7 @@
 
 Two parts, written to ``results/evidence_<dataset>[_<tag>].{json,md}``:
 
-1. the contrast-to-noise ratio (:func:`sac.inference.evidence.image_evidence`) of every image
+1. the contrast-to-noise ratio (:func:`sac.pipeline.evidence.image_evidence`) of every image
    of the dataset (training and validation), against the threshold under which an image
    counts as blank;
 2. on the validation images, the shipped (or given) model with the check off and on: the
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from sac.data import load_builtin_split
-from sac.inference.evidence import MIN_IMAGE_SNR, drop_flat_nuclei, image_evidence
-from sac.inference.segment import Segmenter
 from sac.metrics import aggregate, evaluate_pair
 from sac.metrics.objects import matched_pairs, overlap
-from sac.sacmodel import load_model
+from sac.model import load_model
+from sac.pipeline.evidence import MIN_IMAGE_SNR, drop_flat_nuclei, image_evidence
+from sac.pipeline.segmenter import Segmenter
 
 from bench_common import DATASETS, machine_info, validation_parser, validation_set, write_results
 

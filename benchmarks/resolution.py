@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sac.inference.segment import MASK_RESOLUTIONS, Segmenter
 from sac.metrics import aggregate, evaluate_pair
-from sac.sacmodel import load_model
+from sac.model import load_model
+from sac.pipeline.segmenter import MASK_RESOLUTIONS, Segmenter
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from sac.imageops import to_rgb_float
-from sac.inference.rescale import resample_image, resample_labels, scaled_shape
-from sac.inference.segment import Segmenter
+from sac.core.images import to_rgb_float
+from sac.core.resample import resample_image, resample_labels, scaled_shape
 from sac.metrics import aggregate, evaluate_pair
-from sac.sacmodel import load_model
+from sac.model import load_model
+from sac.pipeline.segmenter import Segmenter
 
 from bench_common import (
     RESULTS,

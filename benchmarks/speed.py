@@ -22,17 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from sac.core.images import to_rgb_float
+from sac.core.labels import InstanceMask, crop_to_content
+from sac.core.resample import resample_image, resample_labels
+from sac.core.tiles import owned_tiles
 from sac.data import MoNuSegDataset
 from sac.data.images import read_image
 from sac.data.splits import load_builtin_split
-from sac.formats import write_labels_tif
-from sac.imageops import to_rgb_float
-from sac.inference.merge import InstanceMask, crop_to_content, merge_instances
-from sac.inference.rescale import resample_image, resample_labels
-from sac.inference.segment import Segmenter
-from sac.inference.stitch import owned_tiles
 from sac.metrics import evaluate_pair
-from sac.sacmodel import load_model
+from sac.model import load_model
+from sac.outputs.images import write_labels_tif
+from sac.pipeline.merge import merge_instances
+from sac.pipeline.segmenter import Segmenter
 
 from bench_common import machine_info, write_results
 

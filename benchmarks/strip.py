@@ -1,4 +1,4 @@
-"""Long thin images: time and accuracy with and without folding (sac.inference.fold).
+"""Long thin images: time and accuracy with and without folding (sac.pipeline.fold).
 
 Synthetic bright nuclei (radius 10) tiled along a strip and cut by its long edges, segmented
 with ``sac-lite-dsb2018`` at default settings, folded (the default) and unfolded. Writes
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-import sac.inference.segment as segment_module
-from sac.inference.segment import Segmenter
+import sac.pipeline.segmenter as segment_module
 from sac.metrics import evaluate_pair
-from sac.sacmodel import load_model
+from sac.model import load_model
+from sac.pipeline.segmenter import Segmenter
 
 from bench_common import machine_info, write_results
 

@@ -26,8 +26,8 @@ import torch
 
 from sac.data import MoNuSegDataset
 from sac.data.splits import load_builtin_split
+from sac.model import create_model
 from sac.modeling import LoRAConfig
-from sac.sacmodel import create_model
 from sac.training.augment import AugmentConfig
 from sac.training.sampler import CropSampler, load_images
 from sac.training.step import StepConfig, train_step

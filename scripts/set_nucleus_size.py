@@ -12,9 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
-from sac.commands.evaluate import load_split_arg, open_dataset
-from sac.inference.size import training_size
-from sac.sacmodel import read_config
+from sac.cli.evaluate import load_split_arg, open_dataset
+from sac.model import read_config
+from sac.pipeline.size import training_size
 from sac.training.sampler import load_images
 
 

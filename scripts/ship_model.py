@@ -12,9 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from sac.sacmodel import load_model, read_config
+from sac.model import load_model, read_config
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "sac" / "pretrained"
+PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "sac" / "model" / "pretrained"
 MAX_BYTES = 15_000_000
 METRICS = ("pixel_dice", "pixel_dice_sum", "aji", "pq", "f1_obj", "dsb_score", "n_images")
 
@@ -44,7 +44,7 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
         ("- nucleus size: " + (
             f"median diameter {cfg.nucleus_diameter:.1f} px at the model input (5th-95th "
             f"percentile per training image {cfg.nucleus_diameter_range[0]:.1f}-"
-            f"{cfg.nucleus_diameter_range[1]:.1f} px, the statistic of `sac.inference.size`); "
+            f"{cfg.nucleus_diameter_range[1]:.1f} px, the statistic of `sac.pipeline.size`); "
             "images whose estimated nuclei fall outside that range (widened 1.3x) are "
             f"resampled to {cfg.nucleus_diameter:.0f} px when no scale is given"
             if cfg.nucleus_diameter and cfg.nucleus_diameter_range

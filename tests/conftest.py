@@ -24,7 +24,7 @@ def _seed() -> None:
 def lite_medsam():
     """The real LiteMedSAM model. The test command installs its weights package, so a missing
     package is a failure here, not a skip."""
-    from sac.backbones import load_sam
+    from sac.sam.backbones import load_sam
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return load_sam("lite_medsam")

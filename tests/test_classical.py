@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sac.classical import boxes_from_labels, classical_instances, dark_background, nucleus_channel
+from sac.pipeline.classical import (
+    boxes_from_labels,
+    classical_instances,
+    dark_background,
+    nucleus_channel,
+)
 
 from synthetic import DEFAULT_DISKS, disk_image, disk_labels, matched_ious
 

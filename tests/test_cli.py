@@ -84,7 +84,7 @@ def test_demo_with_a_model_folder(tmp_path, capsys) -> None:
     import imageio.v3 as iio
     import torch
 
-    from sac.sacmodel import create_model, save_model
+    from sac.model import create_model, save_model
 
     torch.manual_seed(0)
     model = save_model(create_model(tiny=True), tmp_path / "model")

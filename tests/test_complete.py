@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sac.errors import InputError
-from sac.inference.complete import complete_from_semantic
-from sac.inference.expert import ExpertPrompts
-from sac.inference.segment import Segmenter, without_fill
-from sac.sacmodel import create_model, load_model, save_model
+from sac.core.errors import InputError
+from sac.model import create_model, load_model, save_model
+from sac.pipeline.complete import complete_from_semantic
+from sac.pipeline.expert import ExpertPrompts
+from sac.pipeline.segmenter import Segmenter
 
 from synthetic import disk_image, disk_labels
 
@@ -78,7 +78,8 @@ def test_segmenter_applies_the_models_fill_setting(monkeypatch, tmp_path) -> Non
     clicked = seg.segment(image, expert=ExpertPrompts(np.array([[80.0, 90.0]]), np.array([0])))
     assert len(np.unique(clicked.labels[clicked.labels > 0])) == 1
     assert clicked.labels[90, 80] == 0
-    assert without_fill(seg).segment(image).labels.max() == 0  # what --no-fill does
+    no_fill = Segmenter(loaded, thresholds=loaded.config.thresholds.without_fill())
+    assert no_fill.segment(image).labels.max() == 0  # what --no-fill does
     assert not seen["semantic"]
 
 
@@ -111,7 +112,7 @@ def test_segment_command_no_fill(tmp_path, monkeypatch) -> None:
     real = Segmenter.segment
 
     def spy(self, *args, **kwargs):
-        seen.append((self.config.thresholds.fill_new_area, self.config.thresholds.fill_attach))
+        seen.append((self.thresholds.fill_new_area, self.thresholds.fill_attach))
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Segmenter, "segment", spy)

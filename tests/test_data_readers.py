@@ -16,6 +16,8 @@ import skimage.io
 import tifffile
 from skimage.draw import polygon as draw_polygon
 
+from sac.core.errors import InputError
+from sac.core.images import to_rgb_uint8
 from sac.data import (
     DSB2018Dataset,
     FolderDataset,
@@ -29,10 +31,8 @@ from sac.data import (
     read_split,
     split_dsb,
     split_monuseg,
-    to_rgb_uint8,
     write_split,
 )
-from sac.errors import InputError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MONUSEG = DATA / "monuseg" / "train"

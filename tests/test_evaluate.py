@@ -11,8 +11,9 @@ import pytest
 import torch
 from test_data_readers import DSB, MONUSEG, make_dsb_sample, make_monuseg, rgb, save_png
 
+from sac.cli import evaluate as ev_cmd
 from sac.cli import main
-from sac.commands import evaluate as ev_cmd
+from sac.core.errors import ConfigError
 from sac.data import (
     BUILTIN_SPLITS,
     DSB2018Dataset,
@@ -25,9 +26,8 @@ from sac.data import (
     write_split,
 )
 from sac.data.splits import monuseg_organ
-from sac.errors import ConfigError
-from sac.evaluation import MAIN_KEYS, evaluate_dataset, write_report
-from sac.formats import write_labels_tif
+from sac.metrics.report import MAIN_KEYS, evaluate_dataset, write_report
+from sac.outputs.images import write_labels_tif
 
 # One 10x10 square shifted by 2 columns: intersection 80, union 120.
 SHIFTED = {
@@ -209,7 +209,7 @@ def test_predict_with_semantic_mask(tmp_path: Path) -> None:
 
 def test_model_option_runs_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--model`` runs the real inference pipeline (a tiny, untrained model folder)."""
-    from sac.sacmodel import create_model, save_model
+    from sac.model import create_model, save_model
 
     make_folder(tmp_path / "data")
     torch.manual_seed(0)
@@ -228,7 +228,7 @@ def test_model_option_runs_a_model(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_evaluate_with_a_model_folder(tmp_path: Path) -> None:
     """--model runs the real inference pipeline (a tiny untrained model) on every image."""
-    from sac.sacmodel import create_model, save_model
+    from sac.model import create_model, save_model
 
     torch.manual_seed(0)
     folder = save_model(create_model(tiny=True), tmp_path / "model")

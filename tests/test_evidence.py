@@ -1,13 +1,13 @@
-"""No nuclei from nothing: blank, constant, faint and pure-noise images (sac.inference.evidence)."""
+"""No nuclei from nothing: blank, constant, faint and pure-noise images (sac.pipeline.evidence)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sac.inference.evidence import MIN_IMAGE_SNR, drop_flat_nuclei, image_evidence
-from sac.inference.segment import Segmenter
-from sac.sacmodel import create_model, load_model
+from sac.model import create_model, load_model
+from sac.pipeline.evidence import MIN_IMAGE_SNR, drop_flat_nuclei, image_evidence
+from sac.pipeline.segmenter import Segmenter
 
 from synthetic import disk_labels, grid_disks, matched_ious
 

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from sac.errors import ConfigError, InputError
-from sac.exports import feature_id, label_polygons, write_geojson, write_imagej_rois
-from sac.formats import read_pixel_size_um, write_labels_tif
-from sac.measure import CSV_COLUMNS, measure_nuclei, write_csv
+from sac.core.errors import ConfigError, InputError
+from sac.data.images import read_pixel_size_um
+from sac.outputs.images import write_labels_tif
+from sac.outputs.shapes import feature_id, label_polygons, write_geojson, write_imagej_rois
+from sac.outputs.table import CSV_COLUMNS, measure_nuclei, write_csv
 
 shapely = pytest.importorskip("shapely")
 roifile = pytest.importorskip("roifile")
@@ -276,7 +277,7 @@ def test_writers_never_overwrite_silently(tmp_path):
 def test_every_label_exports_with_its_exact_area() -> None:
     """Corner-touching pieces become a MultiPolygon, holes become interior rings: the polygon
     area equals the pixel count for every label (checked with shapely)."""
-    from sac.exports import label_shapes, shape_geometry
+    from sac.outputs.shapes import label_shapes, shape_geometry
 
     lab = np.zeros((12, 14), np.int32)
     lab[1, 1] = lab[2, 2] = lab[3, 1] = 1  # three pieces touching at corners
@@ -300,7 +301,7 @@ def test_every_label_exports_with_its_exact_area() -> None:
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.integers(0, 2**31 - 1))
 def test_random_labels_export_with_exact_areas(seed: int) -> None:
-    from sac.exports import label_shapes, shape_geometry
+    from sac.outputs.shapes import label_shapes, shape_geometry
 
     rng = np.random.default_rng(seed)
     lab = (rng.random((9, 9)) < 0.5) * rng.integers(1, 4, (9, 9))

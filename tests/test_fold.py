@@ -1,4 +1,4 @@
-"""Long thin strips are segmented folded (sac.inference.fold): folded == unfolded."""
+"""Long thin strips are segmented folded (sac.pipeline.fold): folded == unfolded."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sac.inference.fold import fold_plan, fold_segment
-from sac.inference.segment import Segmenter, SegmentResult
-from sac.inference.size import SizeEstimate
+from sac.pipeline.fold import fold_plan, fold_segment
+from sac.pipeline.segmenter import Segmenter, SegmentResult
+from sac.pipeline.size import SizeEstimate
 
 from synthetic import matched_ious
 
@@ -61,9 +61,9 @@ def test_folded_equals_unfolded(shape) -> None:
 def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
     """A 40 x 3000 strip of bright nuclei, cut by its long edges too: folded, every nucleus
     is found as unfolded (in about half the time, see the closing note of issue 13)."""
-    import sac.inference.segment as segment_module
+    import sac.pipeline.segmenter as segment_module
     from sac.metrics import evaluate_pair
-    from sac.sacmodel import load_model
+    from sac.model import load_model
 
     from synthetic import grid_disks
 
@@ -86,7 +86,7 @@ def test_strip_filled_by_its_nuclei_keeps_the_model_scale() -> None:
     """20 x 4000 with nuclei cut by both long edges: too thin for a size estimate, so the
     model's own scale is used (and said), and every nucleus is found."""
     from sac.metrics import evaluate_pair
-    from sac.sacmodel import load_model
+    from sac.model import load_model
 
     from synthetic import grid_disks
 

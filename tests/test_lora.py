@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sac.adapters import load_lora, save_lora
-from sac.backbones import BACKBONES, build_sam, tiny_spec
-from sac.errors import InputError, WeightsError
+from sac.core.errors import InputError, WeightsError
+from sac.model.adapters import load_lora, save_lora
 from sac.modeling.lora import (
     LoRAConfig,
     LoRAQKV,
@@ -16,6 +15,7 @@ from sac.modeling.lora import (
     merge_lora,
     unmerge_lora,
 )
+from sac.sam.backbones import BACKBONES, build_sam, tiny_spec
 
 
 def _model(name: str = "lite_medsam"):

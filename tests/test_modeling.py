@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sac.backbones import BACKBONES, build_sam, get_spec, load_sam, tiny_spec
-from sac.errors import ConfigError, WeightsError
-from sac.weights import find_litemedsam, load_state_dict_checked, read_state_dict
+from sac.core.errors import ConfigError, WeightsError
+from sac.sam.backbones import BACKBONES, build_sam, get_spec, load_sam, tiny_spec
+from sac.sam.weights import find_litemedsam, load_state_dict_checked, read_state_dict
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sac.backbones import build_sam, get_spec, tiny_spec
-from sac.errors import InputError
-from sac.predictor import SamPredictor
+from sac.core.errors import InputError
+from sac.sam.backbones import build_sam, get_spec, tiny_spec
+from sac.sam.predictor import SamPredictor
 
 from synthetic import DEFAULT_DISKS, disk_boxes, disk_image
 
@@ -113,7 +113,7 @@ def test_windowed_decoding_keeps_accuracy(lite_medsam) -> None:
     import torch
 
     from sac.modeling.sam import window_origins
-    from sac.transforms import prepare_batch
+    from sac.sam.transforms import prepare_batch
 
     image, labels = disk_image((256, 256), DEFAULT_DISKS)
     batch, _ = prepare_batch([image.astype(np.float32) / 255], 256, "minmax")

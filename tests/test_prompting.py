@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sac.autoprompt import detect_nuclei
-from sac.prompting import (
+from sac.pipeline.nuclei import detect_nuclei
+from sac.pipeline.prompts import (
     PromptSet,
     background_points,
     batch_prompt_sets,

@@ -16,14 +16,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sac.checks import number, option
 from sac.cli import main
-from sac.errors import ConfigError, InputError, SACError
-from sac.fileio import output_stems
-from sac.imageops import to_rgb_float
-from sac.inference.segment import Segmenter
-from sac.sacmodel import create_model, load_model, resolve_model, save_model, shipped_models
-from sac.sacmodel.store import PRETRAINED_DIR
+from sac.core.checks import number, option
+from sac.core.errors import ConfigError, InputError, SACError
+from sac.core.fileio import output_stems
+from sac.core.images import to_rgb_float
+from sac.model import create_model, load_model, resolve_model, save_model, shipped_models
+from sac.model.store import PRETRAINED_DIR
+from sac.pipeline.segmenter import Segmenter
 
 from synthetic import disk_image
 
@@ -311,8 +311,8 @@ def test_file_pixel_size_scales_images_as_it_scales_slides(tmp_path, capsys,
 
     import tifffile
 
-    from sac.inference.segment import SegmentResult
-    from sac.inference.size import SizeEstimate
+    from sac.pipeline.segmenter import SegmentResult
+    from sac.pipeline.size import SizeEstimate
 
     from synthetic import disk_labels
 
@@ -370,7 +370,7 @@ def test_gray_alpha_images_are_read(tmp_path, model_dir, capsys) -> None:
 
 
 def test_huge_png_is_named_as_too_large_not_corrupt(tmp_path, monkeypatch) -> None:
-    from sac import checks
+    from sac.core import checks
     from sac.data.images import read_image
 
     iio.imwrite(tmp_path / "big.png", np.zeros((60, 50), np.uint8))

@@ -10,12 +10,12 @@ import pytest
 import tifffile
 import torch
 
-from sac.errors import ConfigError, InputError, WeightsError
-from sac.inference.expert import ExpertPrompts, read_expert_csv
-from sac.inference.rescale import input_scale, resample_labels
-from sac.inference.segment import Segmenter, apply_expert
-from sac.inference.stitch import owned_tiles
-from sac.sacmodel import PromptConfig, SACConfig, create_model, load_model, save_model
+from sac.core.errors import ConfigError, InputError, WeightsError
+from sac.core.resample import input_scale, resample_labels
+from sac.core.tiles import owned_tiles
+from sac.model import PromptConfig, SACConfig, create_model, load_model, save_model
+from sac.pipeline.expert import ExpertPrompts, apply_expert, read_expert_csv
+from sac.pipeline.segmenter import Segmenter
 
 from oracle import OracleGenerator
 from synthetic import disk_image, disk_labels, matched_ious
@@ -182,7 +182,7 @@ def test_config_rejects_bad_values() -> None:
 
 @pytest.mark.weights
 def test_bundled_model_records_base_sha(tmp_path: Path, lite_medsam) -> None:
-    from sac.weights import LITEMEDSAM_SHA256
+    from sac.sam.weights import LITEMEDSAM_SHA256
 
     model = create_model()
     folder = save_model(model, tmp_path / "real", dtype="float16")
@@ -254,9 +254,9 @@ def test_segment_cli_writes_every_format(tmp_path: Path, box_model, monkeypatch)
 
     import imageio.v3 as iio
 
-    import sac.inference.segment as segment_module
+    import sac.pipeline.segmenter as segment_module
     from sac.cli import main
-    from sac.formats import read_pixel_size_um
+    from sac.data.images import read_pixel_size_um
 
     # the stand-in generator cannot be saved, so the CLI gets the model in memory; it says it
     # works at 0.5 um per pixel
@@ -291,7 +291,7 @@ def test_tune_detection_finds_disk_thresholds() -> None:
     model = create_model(tiny=True)
     model.generator = OracleGenerator()
     image, truth = disk_image((128, 128), [(30, 30, 10), (40, 95, 9), (95, 60, 12)])
-    from sac.imageops import to_rgb_float
+    from sac.core.images import to_rgb_float
 
     res = tune_detection(model, [TrainImage("a", to_rgb_float(image), truth)])
     assert res.score == 1.0 and len(res.table) == 3 * 5 * 3  # the grid plus the defaults
@@ -305,7 +305,7 @@ def test_segment_cli_channel_and_full_disk(tmp_path: Path, capsys, monkeypatch) 
 
     import imageio.v3 as iio
 
-    import sac.formats as formats
+    import sac.outputs.images as formats
     from sac.cli import main
     from sac.data.images import read_image
 

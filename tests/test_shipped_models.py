@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from sac.inference.segment import load_segmenter
-from sac.sacmodel import load_model, shipped_models
-from sac.weights import LITEMEDSAM_SHA256, find_litemedsam, sha256_of
+from sac.model import load_model, shipped_models
+from sac.pipeline.segmenter import load_segmenter
+from sac.sam.weights import LITEMEDSAM_SHA256, find_litemedsam, sha256_of
 
 SHIPPED = ("sac-lite-monuseg", "sac-lite-dsb2018")
 DISKS = [(40, 40, 9), (40, 110, 10), (100, 60, 8), (110, 130, 11), (160, 40, 9), (170, 150, 10)]

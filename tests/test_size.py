@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sac.errors import ConfigError
-from sac.inference.rescale import resample_image, resample_labels
-from sac.inference.segment import Segmenter
-from sac.inference.size import (
+from sac.core.errors import ConfigError
+from sac.core.resample import resample_image, resample_labels
+from sac.model import PromptConfig, SACConfig, create_model, load_model, save_model
+from sac.pipeline.segmenter import Segmenter
+from sac.pipeline.size import (
     MIN_OBJECTS,
     median_diameter,
     next_scale,
     object_diameters,
     training_size,
 )
-from sac.sacmodel import PromptConfig, SACConfig, create_model, load_model, save_model
 
 from oracle import OracleGenerator
 from synthetic import disk_labels, grid_disks, matched_ious

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from sac.errors import InputError
-from sac.inference.segment import Segmenter
-from sac.inference.slide import segment_slide
-from sac.sacmodel import PromptConfig, create_model
+from sac.core.errors import InputError
+from sac.model import PromptConfig, create_model
+from sac.pipeline.segmenter import Segmenter
+from sac.slides.segment import segment_slide
 
 from oracle import OracleGenerator
 from synthetic import disk_image, grid_disks, matched_ious
@@ -68,7 +68,7 @@ def test_slide_path_matches_in_memory(box_model, slide, tmp_path: Path) -> None:
 
 @pytest.mark.weights
 def test_region_offsets_and_resume(box_model, slide, tmp_path: Path, monkeypatch) -> None:
-    import sac.inference.slide as slide_module
+    import sac.slides.segment as slide_module
 
     path, _, _ = slide
     seg = Segmenter(box_model)
@@ -113,7 +113,7 @@ def test_blank_slide_has_no_tissue(box_model, tmp_path: Path) -> None:
 
 @pytest.mark.weights
 def test_segment_cli_slide(box_model, slide, tmp_path: Path, monkeypatch, capsys) -> None:
-    import sac.inference.segment as segment_module
+    import sac.pipeline.segmenter as segment_module
     from sac.cli import main
 
     path, _, _ = slide

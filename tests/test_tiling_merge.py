@@ -7,8 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from sac.inference.merge import InstanceMask, crop_to_content, merge_instances, relabel_sequential
-from sac.inference.tiling import assign_boxes, make_tiles, tile_starts
+from sac.core.labels import InstanceMask, crop_to_content, relabel_sequential
+from sac.core.tiles import assign_boxes, make_tiles, tile_starts
+from sac.pipeline.merge import merge_instances
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 256, 32), (256, 256, 32),

@@ -11,10 +11,11 @@ import pytest
 import tifffile
 import torch
 
-from sac.autoprompt import Maps, positive_points, semantic_set
 from sac.cli import main
-from sac.errors import InputError
-from sac.sacmodel import PromptConfig, Thresholds, create_model, load_model
+from sac.core.errors import InputError
+from sac.model import PromptConfig, Thresholds, create_model, load_model
+from sac.pipeline.autoprompt import positive_points, semantic_set
+from sac.pipeline.maps import Maps
 from sac.training.losses import dice_loss, generator_loss, mask_iou, mask_losses
 from sac.training.sampler import TrainImage
 from sac.training.step import match_targets
@@ -194,7 +195,7 @@ def test_losses() -> None:
 
 def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
     from sac.data.splits import write_split
-    from sac.sacmodel import save_model
+    from sac.model import save_model
 
     split = tmp_path / "split.json"
     write_split(split, ["im0", "im1", "im2", "im3"], ["im4", "im5"], {})
@@ -237,7 +238,7 @@ def test_generator_stage_before_joint_training(disk_folder: Path, tmp_path: Path
 
 
 def test_generator_stage_config_checked() -> None:
-    from sac.errors import ConfigError
+    from sac.core.errors import ConfigError
     from sac.training.generator_stage import GeneratorStageConfig, warmup_cosine
 
     with pytest.raises(ConfigError):

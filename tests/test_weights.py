@@ -7,9 +7,9 @@ import importlib.metadata
 import pytest
 import torch
 
-from sac.backbones import build_sam, load_sam, tiny_spec
-from sac.errors import WeightsError
-from sac.weights import (
+from sac.core.errors import WeightsError
+from sac.sam.backbones import build_sam, load_sam, tiny_spec
+from sac.sam.weights import (
     LITEMEDSAM_SHA256,
     LITEMEDSAM_SIZE,
     find_litemedsam,
@@ -83,7 +83,7 @@ def test_safetensors_checkpoint_and_wrappers(tmp_path) -> None:
 
 
 def test_vit_t_checkpoint_without_classifier_head_loads(tmp_path) -> None:
-    from sac.weights import load_state_dict_checked
+    from sac.sam.weights import load_state_dict_checked
 
     spec = tiny_spec("vit_t")
     state = {k: v for k, v in build_sam(spec).state_dict().items() if ".head." not in k

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 
+import sac.slides.open as slide_open
+from sac.core.errors import ConfigError, InputError
 from sac.data.images import read_rgb
-from sac.errors import ConfigError, InputError
-from sac.wsi import (
+from sac.slides import (
     ArraySlide,
     check_region,
     open_slide,
@@ -21,8 +22,7 @@ from sac.wsi import (
     tile_has_tissue,
     tissue_mask,
 )
-from sac.wsi import reader as reader_module
-from sac.wsi.tiffreader import TiffFileSlide
+from sac.slides.tiff import TiffFileSlide
 
 from synthetic import disk_labels
 
@@ -223,8 +223,8 @@ def test_missing_openslide_suggests_install(tmp_path: Path, monkeypatch) -> None
             raise ModuleNotFoundError(name=name)
         return original(name, path)
 
-    original = reader_module._open_with
-    monkeypatch.setattr(reader_module, "_open_with", no_vendor_packages)
+    original = slide_open._open_with
+    monkeypatch.setattr(slide_open, "_open_with", no_vendor_packages)
     slide = tmp_path / "case.ndpi"
     slide.write_bytes(b"\x00" * 100)
     with pytest.raises(InputError, match="openslide-bin") as info:

@@ -5,6 +5,7 @@ Every reader is a lazy :class:`SampleDataset`: creating it only lists files; ``d
 ``labels`` image (0 = background). Normalisation rules are in :mod:`sac.data.images`.
 """
 
+from sac.core.images import to_rgb_uint8
 from sac.data.base import Item, Problem, Sample, SampleDataset
 from sac.data.dsb2018 import DSB2018Dataset, combine_masks
 from sac.data.folders import FolderDataset
@@ -15,7 +16,6 @@ from sac.data.images import (
     read_image,
     read_labels,
     read_rgb,
-    to_rgb_uint8,
 )
 from sac.data.monuseg import (
     MoNuSegDataset,
@@ -24,6 +24,7 @@ from sac.data.monuseg import (
     rasterize_regions,
     read_aperio_xml,
 )
+from sac.data.open import FORMATS, open_dataset, resolve_split, train_val_names
 from sac.data.splits import (
     BUILTIN_SPLITS,
     Split,
@@ -41,6 +42,7 @@ from sac.data.splits import (
 
 __all__ = [
     "BUILTIN_SPLITS",
+    "FORMATS",
     "IMAGE_SUFFIXES",
     "DSB2018Dataset",
     "FolderDataset",
@@ -58,6 +60,7 @@ __all__ = [
     "dsb_image_type",
     "load_builtin_split",
     "monuseg_organ",
+    "open_dataset",
     "parse_aperio_xml",
     "rasterize_regions",
     "read_aperio_xml",
@@ -65,10 +68,12 @@ __all__ = [
     "read_labels",
     "read_rgb",
     "read_split",
+    "resolve_split",
     "split_dsb",
     "split_monuseg",
     "split_monuseg_organs",
     "stratified_split",
     "to_rgb_uint8",
+    "train_val_names",
     "write_split",
 ]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sac.core.errors import InputError
 from sac.data.images import read_rgb
-from sac.errors import InputError
 
 log = logging.getLogger("sac.data")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sac.core.errors import InputError
 from sac.data.base import Item, Problem, Sample, SampleDataset, warn
 from sac.data.images import IMAGE_SUFFIXES, check_same_size, read_image, read_rgb
-from sac.errors import InputError
 
 
 def _list_images(folder: Path) -> list[Path]:

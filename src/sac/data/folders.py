@@ -21,9 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from sac.core.errors import InputError
 from sac.data.base import Item, Problem, Sample, SampleDataset
 from sac.data.images import check_same_size, is_image_file, read_labels, read_rgb
-from sac.errors import InputError
 
 Layout = Literal["auto", "images_labels", "cellpose"]
 

@@ -2,8 +2,8 @@
 
 Files: PNG and JPEG are read with imageio's Pillow plugin (what scikit-image uses), TIFF
 (``.tif``/``.tiff``) with tifffile.
-Every failure becomes an :class:`~sac.errors.InputError` that names the file, says what is wrong
-and what to do: missing file, 0-byte file, unsupported extension, undecodable (corrupt) file,
+Every failure becomes an :class:`~sac.core.errors.InputError` that names the file, says what is
+wrong and what to do: missing file, 0-byte file, unsupported extension, undecodable (corrupt) file,
 and unsupported array shape. Leading singleton axes of TIFF stacks, e.g. (1, H, W), are dropped.
 
 Normalisation rules of :func:`to_rgb_uint8` (the same for every dataset reader):
@@ -28,12 +28,23 @@ from pathlib import Path
 
 import numpy as np
 
-from sac.errors import InputError
+from sac.core.errors import InputError
+from sac.core.images import SUPPORTED, to_rgb_uint8
+from sac.core.labels import check_label_image
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
 
-_SHAPES = "2-D (H, W) gray or 3-D (H, W, C) with C = 1, 2 (gray+alpha), 3 (RGB) or 4 (RGBA)"
+
+
+#: Micrometres per TIFF ResolutionUnit (2 inch, 3 centimetre; 4 and 5 are tifffile's
+#: millimetre and micrometre extensions).
+UM_PER_TIFF_UNIT = {2: 25_400.0, 3: 10_000.0, 4: 1_000.0, 5: 1.0}
+#: Micrometres per unit name in ImageJ descriptions.
+UM_PER_NAMED_UNIT = {
+    "micron": 1.0, "microns": 1.0, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0,
+    "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "cm": 1e4, "inch": 25_400.0,
+}
 
 
 def is_image_file(path: Path) -> bool:
@@ -78,12 +89,12 @@ def _tiff_pages(tif: object) -> np.ndarray:
 
 
 def _read_pillow(path: Path) -> np.ndarray:
-    """PNG/JPEG pixels, up to :data:`sac.checks.MAX_PIXELS` (Pillow's own "decompression
+    """PNG/JPEG pixels, up to :data:`sac.core.checks.MAX_PIXELS` (Pillow's own "decompression
     bomb" limit, about 179 megapixels, would refuse a valid 20000 x 20000 image)."""
     import imageio.v3 as iio
     from PIL import Image
 
-    from sac import checks
+    from sac.core import checks
 
     with Image.open(path) as im:
         w, h = im.size
@@ -151,7 +162,7 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
         arr = _pick_channel(arr, channel, path)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise InputError(
-            f"{path}: unsupported image shape {arr.shape}; expected {_SHAPES}. For a "
+            f"{path}: unsupported image shape {arr.shape}; expected {SUPPORTED}. For a "
             "multi-page or multi-channel file pass --channel N (from 0) to pick the plane "
             "with the nuclei; for other stacks or time series save one 2-D plane first"
         )
@@ -160,85 +171,17 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     return arr
 
 
-def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
-    """Convert an image array to RGB uint8 (H, W, 3) following the module-docstring rules.
-
-    ``source`` (e.g. the file name) is used in error messages.
-    """
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
-        raise InputError(f"{source}: unsupported image shape {arr.shape}; expected {_SHAPES}")
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.shape[2] == 2:  # gray + alpha
-        arr = arr[..., :1]
-    elif arr.shape[2] == 4:  # RGBA
-        arr = arr[..., :3]
-    arr = _scale_to_uint8(arr, source)
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr)
-
-
-def _scale_to_uint8(arr: np.ndarray, source: str) -> np.ndarray:
-    """Intensity part of :func:`to_rgb_uint8`: keep uint8, scale everything else to 0..255."""
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == bool:
-        return arr.astype(np.uint8) * np.uint8(255)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(
-            f"{source}: unsupported pixel type {arr.dtype}; expected integers (e.g. uint8, "
-            "uint16) or floats"
-        )
-    if arr.size == 0:
-        return arr.astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise InputError(f"{source}: image contains NaN or infinite values; fix the file")
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo >= 0.0 and hi <= 1.0:
-            return np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
-    else:
-        lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    scaled = (arr.astype(np.float64) - lo) * 255.0 / (hi - lo)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image file and normalise it with :func:`to_rgb_uint8`."""
     return to_rgb_uint8(read_image(path), source=str(path))
 
 
 def as_label_image(arr: np.ndarray, source: str = "labels") -> np.ndarray:
-    """Validate an instance-label array and return it as uint32 (H, W); 0 = background."""
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        hint = (
-            " (a colour image: instance labels must be one integer id per pixel, not RGB "
-            "colours; export the label map as a 16-bit gray PNG or TIFF)"
-            if arr.ndim == 3
-            else ""
-        )
-        raise InputError(f"{source}: label image must be 2-D, got shape {arr.shape}{hint}")
-    if arr.dtype == bool:
-        return arr.astype(np.uint32)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
-            raise InputError(
-                f"{source}: label image has non-integer values; instance labels must be whole "
-                "numbers (0 = background, 1..N = objects)"
-            )
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"{source}: unsupported label pixel type {arr.dtype}; use integers")
-    if arr.size and arr.min() < 0:
-        raise InputError(
-            f"{source}: label image has negative values; use 0 for background and 1..N for objects"
-        )
+    """Validate an instance-label array and return it as uint32 (H, W); 0 = background.
+
+    Bool masks, (H, W, 1) arrays and floats holding whole numbers are accepted
+    (:func:`sac.core.labels.check_label_image`)."""
+    arr = check_label_image(arr, source, bool_ok=True, float_ok=True)
     if arr.size and float(arr.max()) > np.iinfo(np.uint32).max:
         raise InputError(f"{source}: label ids exceed the uint32 range")
     return arr.astype(np.uint32)
@@ -259,3 +202,35 @@ def check_same_size(
             f"{labels_path} have shape {tuple(labels.shape)}; height and width must be equal "
             "(check that the two files belong together and that neither was resized or cropped)"
         )
+
+
+def read_pixel_size_um(path: str | Path) -> float | None:
+    """Pixel width in micrometres from a TIFF's resolution tags, or None when not recorded.
+
+    Understands ResolutionUnit CENTIMETER, INCH, MILLIMETER and MICROMETER, and ImageJ files
+    (resolution in pixels per the unit named in the ImageJ description). Beware: many
+    non-microscopy writers store a nominal 72 or 300 dpi, read here as ~353 or ~85 um.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages[0].tags
+            xres = tags.get("XResolution")
+            unit_tag = tags.get("ResolutionUnit")
+            unit = int(unit_tag.value) if unit_tag is not None else 2  # TIFF default: inch
+            ij_unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
+    except (OSError, tifffile.TiffFileError) as exc:
+        raise InputError(f"cannot read TIFF {path}: {exc}") from None
+    if xres is None:
+        return None
+    num, den = xres.value
+    if not num or not den:
+        return None
+    per_unit = num / den
+    if ij_unit is not None:  # as in ImageJ, the description's unit wins
+        um = UM_PER_NAMED_UNIT.get(str(ij_unit).strip().lower())
+        return None if um is None else um / per_unit
+    if unit not in UM_PER_TIFF_UNIT:
+        return None
+    return UM_PER_TIFF_UNIT[unit] / per_unit

@@ -35,9 +35,9 @@ from typing import Literal
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
+from sac.core.errors import InputError
 from sac.data.base import Item, Problem, Sample, SampleDataset, warn
 from sac.data.images import check_same_size, is_image_file, read_labels, read_rgb
-from sac.errors import InputError
 
 Annotation = Literal["auto", "xml", "labels"]
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")

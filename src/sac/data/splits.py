@@ -33,9 +33,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sac.core.errors import ConfigError, InputError
+from sac.core.images import to_rgb_uint8
 from sac.data.base import SampleDataset
-from sac.data.images import to_rgb_uint8
-from sac.errors import ConfigError, InputError
 
 TCGA_ORGANS: dict[str, str] = {
     "18": "lung", "21": "lung", "38": "lung", "49": "lung", "50": "lung",

@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from sac.errors import InputError
+from sac.core import labels
+from sac.core.errors import InputError
 
 
 class MetricsInputError(InputError, ValueError):
     """A label image given to a metric has the wrong type, shape, dtype or values.
 
     It is a :class:`ValueError` (what callers of numeric code expect) and an
-    :class:`~sac.errors.InputError` (so the CLI prints the message without a traceback).
+    :class:`~sac.core.errors.InputError` (so the CLI prints the message without a traceback).
     """
 
 
@@ -33,22 +34,8 @@ def check_label_image(image: Any, name: str = "labels") -> np.ndarray:
     Any integer dtype is accepted and labels need not be consecutive; 0 is background.
     Bool masks are rejected so a mask is never silently read as a single object by accident.
     """
-    arr = np.asarray(image)
-    if arr.ndim != 2:
-        raise MetricsInputError(
-            f"{name}: expected a 2-D label image (H, W), got an array of shape {arr.shape}"
-        )
-    if not np.issubdtype(arr.dtype, np.integer):
-        hint = " (convert a mask with .astype(np.uint8))" if arr.dtype == bool else ""
-        raise MetricsInputError(
-            f"{name}: expected an integer label image (0 = background, >0 = object ids), "
-            f"got dtype {arr.dtype}{hint}"
-        )
-    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and int(arr.min()) < 0:
-        raise MetricsInputError(
-            f"{name}: labels must be >= 0 (0 = background), found minimum {int(arr.min())}"
-        )
-    return arr
+    return labels.check_label_image(image, name, bool_ok=False, squeeze=False,
+                                    error=MetricsInputError)
 
 
 def check_label_pair(gt: Any, pred: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """The auto-prompt generator: a compact U-Net predicting where the nuclei are.
 
 SAM needs prompts; the generator supplies them. From an RGB tile it predicts three maps whose
-post-processing (:mod:`sac.prompting`) gives one point or box per nucleus:
+post-processing (:mod:`sac.pipeline.prompts`) gives one point or box per nucleus:
 
 * channel 0, ``fg``: nucleus foreground;
 * channel 1, ``boundary``: a thin ring at each instance's edge, which separates touching nuclei;

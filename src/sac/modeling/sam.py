@@ -13,7 +13,7 @@ class Sam(nn.Module):
     """Holds ``image_encoder``, ``prompt_encoder`` and ``mask_decoder``; pure tensors in and out.
 
     Inputs to :meth:`encode` are already resized, normalised and padded to ``image_size``
-    (see :mod:`sac.transforms`); prompt coordinates are in that frame.
+    (see :mod:`sac.sam.transforms`); prompt coordinates are in that frame.
     """
 
     def __init__(

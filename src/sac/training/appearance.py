@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sac.inference.rescale import resample_image, resample_labels
+from sac.core.resample import resample_image, resample_labels
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601
 

@@ -1,6 +1,6 @@
 """Training-time augmentation of (image, instance-label) crops, numpy only.
 
-Images are float32 (H, W, C) in [0, 1] (as :func:`sac.imageops.to_rgb_float` makes them), labels
+Images are float32 (H, W, C) in [0, 1] (as :func:`sac.core.images.to_rgb_float` makes them), labels
 are integer (H, W) instance ids (0 = background) and ``valid`` is a bool (H, W) mask that is
 False on padding. Labels only ever go through geometry (crop, pad, rotate, flip), never through
 interpolation, so ids stay exact. All randomness comes from an explicit ``np.random.Generator``.
@@ -50,7 +50,7 @@ def _check_pair(
     if need_float and not np.issubdtype(image.dtype, np.floating):
         raise ValueError(
             f"image must be float in [0, 1]; got dtype {image.dtype} "
-            "(convert with sac.imageops.to_rgb_float first)"
+            "(convert with sac.core.images.to_rgb_float first)"
         )
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D (H, W); got shape {labels.shape}")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sac.errors import ConfigError
+from sac.core.errors import ConfigError
 from sac.modeling.generator import PromptGenerator
 from sac.training.losses import generator_loss
 from sac.training.sampler import CropSampler

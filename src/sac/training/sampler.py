@@ -1,6 +1,6 @@
 """Training images in memory and the random, augmented crops the trainer steps on.
 
-Images are read once, normalised like inference does (:func:`sac.imageops.to_rgb_float`, one
+Images are read once, normalised like inference does (:func:`sac.core.images.to_rgb_float`, one
 min-max per image) and resampled to the model's training scale. Each step's crops come from a
 generator seeded by ``(seed, step)``, so a resumed run sees exactly the crops an uninterrupted
 run would have seen.
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sac.core.errors import InputError, SACError
+from sac.core.images import to_rgb_float
+from sac.core.resample import resample_image, resample_labels, scaled_shape
 from sac.data.base import SampleDataset
-from sac.errors import InputError, SACError
-from sac.imageops import to_rgb_float
-from sac.inference.rescale import resample_image, resample_labels, scaled_shape
 from sac.training.appearance import rescaled_crop
 from sac.training.augment import AugmentConfig, augment, random_crop
 

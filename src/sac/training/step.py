@@ -18,22 +18,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sac.autoprompt import Maps, detect, extents, instance_sets, semantic_set
+from sac.core.device import autocast_context
+from sac.model import SACModel
 from sac.modeling.sam import window_origins, window_sizes
 from sac.modeling.tiny_vit import TinyViT
-from sac.predictor import autocast_context
-from sac.prompting import (
+from sac.pipeline.autoprompt import instance_sets, semantic_set
+from sac.pipeline.maps import Maps
+from sac.pipeline.nuclei import detect, extents
+from sac.pipeline.prompts import (
     PromptSet,
     background_points,
     batch_prompt_sets,
     ground_truth_prompts,
     semantic_prompts,
 )
-from sac.sacmodel import SACModel
+from sac.sam.transforms import prepare_batch
 from sac.training.losses import generator_loss, mask_losses
 from sac.training.sampler import Crop
 from sac.training.targets import generator_targets
-from sac.transforms import prepare_batch
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from sac.prompting import centroid_points, instance_table
+from sac.pipeline.prompts import centroid_points, instance_table
 
 SIGMA_SCALE = 0.5
 SIGMA_RANGE = (1.0, 8.0)
@@ -51,7 +51,7 @@ def generator_targets(labels: np.ndarray, sigma: float | None = None) -> np.ndar
     """float32 (3, H, W) targets: foreground, inner boundary, centre heatmap.
 
     The heatmap centres are the instance centroids (their innermost pixel when the centroid
-    falls outside, as in :func:`sac.prompting.centroid_points`); the Gaussian width is
+    falls outside, as in :func:`sac.pipeline.prompts.centroid_points`); the Gaussian width is
     ``sigma`` for every instance if given, else half the instance's equivalent radius clipped
     to [1, 8] px.
     """

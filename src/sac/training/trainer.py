@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from sac.errors import ConfigError, InputError
-from sac.fileio import atomic_path
-from sac.sacmodel import SACModel, save_model
+from sac.core.errors import ConfigError, InputError
+from sac.core.fileio import atomic_path
+from sac.model import SACModel, save_model
 from sac.training.augment import AugmentConfig
 from sac.training.generator_stage import GeneratorStageConfig, train_generator, warmup_cosine
 from sac.training.sampler import CropSampler, TrainImage
@@ -112,8 +112,8 @@ def set_trainable(model: SACModel, parts: tuple[str, ...]) -> None:
 
 def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str, float]:
     """Aggregate metrics of the full inference pipeline on the validation images."""
-    from sac.inference.segment import Segmenter
     from sac.metrics import aggregate, evaluate_pair
+    from sac.pipeline.segmenter import Segmenter
 
     seg = Segmenter(model, bf16=bf16)
     rows = []

@@ -6,7 +6,7 @@ the setting with the best object F1 (IoU 0.5) of the detections against the grou
 This is cheap (no SAM decoding) and only ever uses the validation split.
 
 Then :func:`tune_fill` runs the full pipeline once per image (instances and semantic mask) and
-picks the completion from the semantic mask (:mod:`sac.inference.complete`) with the best
+picks the completion from the semantic mask (:mod:`sac.pipeline.complete`) with the best
 pixel Dice + AJI, again keeping the current setting unless another is strictly better.
 """
 
@@ -15,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sac.autoprompt import Maps, detect
 from sac.metrics import aggregate, evaluate_pair
-from sac.sacmodel import SACModel
+from sac.model import SACModel
+from sac.pipeline.maps import Maps
+from sac.pipeline.nuclei import detect
 from sac.training.sampler import TrainImage
 
 FG = (0.4, 0.5, 0.6)
@@ -44,7 +46,7 @@ class TuneResult:
 def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_obj",
                    bf16: bool = False) -> TuneResult:
     """Grid-search ``fg``/``centre``/``min_distance`` on ``images`` (at the model's scale)."""
-    from sac.inference.segment import Segmenter
+    from sac.pipeline.segmenter import Segmenter
 
     if not images:
         raise ValueError("threshold tuning needs at least one validation image")
@@ -84,15 +86,13 @@ class FillResult:
 
 def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False) -> FillResult:
     """Grid-search ``fill_new_area``/``fill_attach`` on ``images`` (at the model's scale)."""
-    from sac.inference.complete import complete_from_semantic
-    from sac.inference.segment import Segmenter
+    from sac.pipeline.complete import complete_from_semantic
+    from sac.pipeline.segmenter import Segmenter
 
     if not images:
         raise ValueError("tuning needs at least one validation image")
     th0 = model.config.thresholds
-    off = th0.without_fill()
-    seg = Segmenter(model, bf16=bf16)
-    seg.config = dataclasses.replace(model.config, thresholds=off)
+    seg = Segmenter(model, bf16=bf16, thresholds=th0.without_fill())
     results = [seg.segment(im.rgb, im.name, scale=1.0, semantic=True) for im in images]
     table = []
     for area, attach in itertools.product(sorted({*FILL_NEW_AREA, th0.fill_new_area}),
@@ -136,3 +136,40 @@ def summary(result: TuneResult, metric: str, fill: FillResult | None = None
                        "default_score": round(fill.default_score, 4),
                        "grid": {"fill_new_area": FILL_NEW_AREA, "fill_attach": FILL_ATTACH}}
     return out
+
+
+def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
+                      bf16: bool = False, fill: bool = True) -> dict:
+    """Tune ``model_dir`` on ``images`` (at its scale) and save it; returns the summary.
+
+    Detection thresholds first; then, with ``fill``, the completion from the semantic mask
+    (which runs the whole pipeline once per image).
+    """
+    from sac.model import load_model, save_model
+
+    model = load_model(model_dir)
+    result = tune_detection(model, images, bf16=bf16)
+    apply_tuning(model, result)
+    filled = tune_fill(model, images, bf16=bf16) if fill else None
+    apply_tuning(model, result, filled)
+    training = dict(model.config.training)
+    if "threshold_tuning" in training:  # keep the record of earlier tunings
+        training["earlier_tunings"] = [*training.get("earlier_tunings", []),
+                                       training["threshold_tuning"]]
+    training["threshold_tuning"] = summary(result, "f1_obj", filled)
+    target = output if output is not None else Path(model_dir)
+    save_model(model, target, overwrite=output is None, dtype=model.config.dtype,
+               training=training)
+    return training["threshold_tuning"]
+
+
+def describe(s: dict) -> str:
+    """One line on what tuning changed."""
+    line = (f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, "
+            f"centre {s['centre']}, min_distance {s['min_distance']}")
+    if "fill" in s:
+        f = s["fill"]
+        line += (f"; completion from the semantic mask (new nuclei >= {f['fill_new_area']} px,"
+                 f" attach {f['fill_attach']}): Dice + AJI {f['default_score']:.3f} -> "
+                 f"{f['score']:.3f}")
+    return line

@@ -1,0 +1,5 @@
+"""``python -m sac.cli``: the ``sac`` command."""
+
+from sac.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The ``sac`` command line: a thin layer over the Python API.
+
+Exit codes: 0 success; 1 a failure; 2 bad input file or array; 3 weights missing or invalid;
+4 invalid option or configuration; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sac import __version__
+from sac.cli import backbones, demo, evaluate, segment, train, tune
+from sac.cli.common import EPILOG, Parser
+from sac.core.errors import SACError
+
+#: subcommands in the order ``sac --help`` lists them
+SUBCOMMANDS = {"demo": demo, "backbones": backbones, "train": train, "segment": segment,
+               "evaluate": evaluate, "tune": tune}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser with all subcommands."""
+    parser = Parser(
+        prog="sac",
+        description="Segment Any Cell: nucleus segmentation with Segment Anything, on a CPU.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"sac {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS.values():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sac`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        print("\nsac: error: no command given (see the list above)", file=sys.stderr)
+        return 4
+    try:
+        return SUBCOMMANDS[args.command].run(args)
+    except SACError as exc:
+        print(f"sac {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sac: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

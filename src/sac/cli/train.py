@@ -1,0 +1,199 @@
+"""``sac train``: fine-tune SAM (LoRA + mask decoder) jointly with the prompt generator."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from sac.cli.common import EPILOG
+from sac.core.checks import option
+from sac.core.errors import ConfigError, InputError
+from sac.data.open import FORMATS, open_dataset, train_val_names
+
+PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
+MODALITY_OF_FORMAT = {"monuseg": "he", "dsb2018": "any", "folder": "any"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``train`` on the ``sac`` subcommand parser."""
+    from sac.model.config import PROMPT_MODES, PROMPT_STRATEGIES
+    from sac.sam.backbones import BACKBONES, DEFAULT_BACKBONE
+    from sac.training.trainer import SELECT_METRICS
+
+    p = sub.add_parser(
+        "train", help="train a SAC model on labelled images",
+        description="Fine-tune SAM with LoRA on the image encoder's query/value projections, "
+        "the mask decoder and the auto-prompt generator, jointly, on a labelled dataset. The "
+        "best model on the validation images is written to RUN_DIR/model; an interrupted run "
+        "continues with --resume.", epilog=EPILOG)
+    p.add_argument("--data", type=Path, required=True, help="training dataset folder")
+    p.add_argument("--format", required=True, choices=FORMATS, help="dataset layout")
+    p.add_argument("--split", default=None, help="split JSON or built-in name (monuseg, "
+                   "dsb2018); its train part trains, its val part validates. Default: a "
+                   "deterministic 10%% of the images validate")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="start over in a non-empty folder")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES))
+    g.add_argument("--sam-checkpoint", type=Path, default=None, help="base SAM checkpoint")
+    g.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests only
+    g.add_argument("--lora-rank", type=option("--lora-rank", 0, 256, integer=True),
+                   default=4, help="0 = no LoRA (default 4)")
+    g.add_argument("--lora-alpha", type=option("--lora-alpha", 0, 1e4, lo_open=True),
+                   default=None, help="default: the rank")
+    g.add_argument("--lora-blocks", default=None,
+                   help="comma-separated attention blocks with LoRA (default: all)")
+    g.add_argument("--train-parts", default="mask_decoder,generator",
+                   help=f"parts trained besides LoRA, from {', '.join(PARTS[1:])} "
+                        "(default: mask_decoder,generator)")
+    g.add_argument("--prompt-mode", choices=PROMPT_MODES, default="points")
+    g.add_argument("--prompt-strategy", choices=PROMPT_STRATEGIES, default="centroid")
+    g.add_argument("--neighbour-negatives",
+                   type=option("--neighbour-negatives", 0, 64, integer=True),
+                   default=2)
+    g.add_argument("--background-negatives",
+                   type=option("--background-negatives", 0, 64, integer=True),
+                   default=1)
+    g.add_argument("--semantic-points", type=option("--semantic-points", 1, 4096, integer=True),
+                   default=64,
+                   help="most prompts in a tile's semantic prompt set")
+    g.add_argument("--decode-window", type=option("--decode-window", 4, 64, integer=True),
+                   default=16,
+                   help="embedding tokens per side decoded around each nucleus; windows grow "
+                        "for larger nuclei (default 16)")
+    g.add_argument("--scale", type=option("--scale", 0.05, 20), default=1.0,
+                   help="resample the training images by this factor (default 1)")
+    g.add_argument("--pixel-size", type=option("--pixel-size", 0, 100, lo_open=True), default=None,
+                   help="micrometres per pixel of the training images (recorded in the model)")
+    g.add_argument("--modality", choices=("he", "fluorescence", "any"), default=None,
+                   help="image type; he turns on stain augmentation (default from --format)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=option("--epochs", 1, integer=True), default=10)
+    o.add_argument("--steps-per-epoch", type=option("--steps-per-epoch", 1, integer=True),
+                   default=None,
+                   help="default: crops covering the training images once")
+    o.add_argument("--batch-size", type=option("--batch-size", 1, 1024, integer=True),
+                   default=2, help="crops per step (default 2)")
+    o.add_argument("--generator-batch", type=option("--generator-batch", 1, 1024, integer=True),
+                   default=8,
+                   help="crops per step for the prompt generator (default 8; the first "
+                        "--batch-size of them also train SAM)")
+    o.add_argument("--prompts-per-crop", type=option("--prompts-per-crop", 1, 1024, integer=True),
+                   default=16)
+    o.add_argument("--generator-prompt-prob", type=option("--generator-prompt-prob", 0, 1),
+                   default=0.5,
+                   help="share of crops prompted from the generator instead of the truth")
+    o.add_argument("--augment", choices=("basic", "robust"), default="basic",
+                   help="basic: flips, rotations, intensity (and stain jitter for H&E); "
+                        "robust adds blur, noise, JPEG, +-25%% magnification, grey and "
+                        "(for mixed data) inverted-contrast crops (default basic)")
+    o.add_argument("--generator-steps", type=option("--generator-steps", 0, integer=True),
+                   default=0,
+                   help="steps of standalone generator training before the joint stage "
+                        "(cheap: about 0.1 of a joint step each; default 0)")
+    o.add_argument("--lr", type=option("--lr", 0, 1, lo_open=True), default=3e-4)
+    o.add_argument("--generator-lr", type=option("--generator-lr", 0, 1, lo_open=True),
+                   default=2e-3)
+    o.add_argument("--seed", type=option("--seed", 0, 2**32 - 1, integer=True), default=0)
+    o.add_argument("--select-metric", choices=SELECT_METRICS, default="aji")
+    o.add_argument("--limit", type=option("--limit", 1, integer=True),
+                   default=None, help="use only N training images")
+    o.add_argument("--val-limit", type=option("--val-limit", 1, integer=True),
+                   default=None, help="validate on N images only")
+    o.add_argument("--device", default="cpu")
+    o.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast in the image encoder (about 1.5x faster on CPU)")
+    o.add_argument("--no-tune", action="store_true",
+                   help="keep the default detection thresholds instead of choosing them on "
+                        "the validation images after training (see sac tune)")
+    o.add_argument("--no-fill", action="store_true",
+                   help="tune only the detection thresholds, leaving the completion from the "
+                        "semantic mask off")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parts(value: str, rank: int) -> tuple[str, ...]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS[1:]]
+    if bad:
+        raise ConfigError(f"--train-parts: unknown part(s) {bad}; choose from {PARTS[1:]}")
+    if "generator" not in parts:
+        raise ConfigError("--train-parts must include generator (it has no pretrained weights)")
+    return (("lora",) if rank > 0 else ()) + tuple(p for p in PARTS[1:] if p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the model and data, train, and report where the best model went."""
+    import torch
+
+    from sac.core.device import resolve_device
+    from sac.model import PromptConfig, create_model
+    from sac.modeling import LoRAConfig
+    from sac.pipeline.size import training_size
+    from sac.training.augment import AugmentConfig
+    from sac.training.generator_stage import GeneratorStageConfig
+    from sac.training.sampler import load_images
+    from sac.training.step import StepConfig
+    from sac.training.trainer import TrainConfig, Trainer
+
+    resolve_device(args.device)
+    if args.scale <= 0:
+        raise ConfigError(f"--scale must be > 0; got {args.scale}")
+    modality = args.modality or MODALITY_OF_FORMAT[args.format]
+    blocks = None if args.lora_blocks is None else tuple(
+        int(b) for b in args.lora_blocks.split(",") if b.strip())
+    lora = LoRAConfig(args.lora_rank, args.lora_alpha or float(max(args.lora_rank, 1)), blocks)
+    prompts = PromptConfig(args.prompt_mode, args.prompt_strategy, args.neighbour_negatives,
+                           args.background_negatives, args.semantic_points)
+    cfg = TrainConfig(
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        generator_batch=args.generator_batch,
+        lr=args.lr, generator_lr=args.generator_lr, seed=args.seed,
+        select_metric=args.select_metric, val_limit=args.val_limit,
+        step=StepConfig(prompts_per_crop=args.prompts_per_crop,
+                        generator_prompt_prob=args.generator_prompt_prob, bf16=args.bf16),
+        augment=(AugmentConfig.robust if args.augment == "robust" else
+                 AugmentConfig.for_modality)(modality, stain_bias=0.02),
+        generator_stage=GeneratorStageConfig(steps=args.generator_steps,
+                                             batch_size=args.generator_batch,
+                                             lr=args.generator_lr),
+    )
+    dataset = open_dataset(args.data, args.format)
+    train_names, val_names = train_val_names(dataset, args.split, args.seed)
+    train, problems = load_images(dataset, train_names, args.scale, args.limit)
+    val, val_problems = load_images(dataset, val_names, args.scale, args.val_limit)
+    for msg in problems + val_problems:
+        print(f"sac train: skipped {msg}", file=sys.stderr)
+    if not train:
+        raise InputError(f"the training set is empty: no usable image/label pairs in "
+                         f"{args.data} ({len(problems)} problem(s) listed above)")
+    torch.manual_seed(args.seed)
+    pixel = None if args.pixel_size is None else args.pixel_size / args.scale
+    diameter, diameter_range = training_size([im.labels for im in train])
+    model = create_model(args.backbone, args.sam_checkpoint, tiny=args.tiny, lora=lora,
+                         prompts=prompts, parts=_parts(args.train_parts, args.lora_rank),
+                         device=args.device, input_scale=args.scale, pixel_size_um=pixel,
+                         decode_window=args.decode_window,
+                         modality=modality, nucleus_diameter=diameter,
+                         nucleus_diameter_range=diameter_range)
+    summary = {"data": str(args.data), "format": args.format, "split": args.split,
+               "train_images": len(train), "val_images": len(val),
+               "skipped": problems + val_problems}
+    trainer = Trainer(model, train, val, args.output, cfg, summary)
+    print(f"training on {len(train)} images, validating on {len(val)}; "
+          f"{trainer.total_steps} steps of {cfg.batch_size} crops", file=sys.stderr)
+    command = "sac " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    result = trainer.run(resume=args.resume, overwrite=args.overwrite,
+                         progress=not args.quiet, command=command)
+    if val and not args.no_tune:
+        from sac.training.tune import describe, tune_model_folder
+
+        s = tune_model_folder(result.model_dir, val, None, args.bf16, fill=not args.no_fill)
+        print(f"tuned on the validation images: {describe(s)}", file=sys.stderr)
+    best = "n/a (no validation images)" if result.best_metric is None else \
+        f"{cfg.select_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
+    print(f"done in {result.wall_time_s / 60:.1f} min: best {best}\nmodel: {result.model_dir}")
+    return 1 if problems or val_problems else 0

@@ -1,0 +1,64 @@
+"""``sac tune``: choose a trained model's detection thresholds on validation images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sac.cli.common import EPILOG
+from sac.core.checks import option
+from sac.core.errors import ConfigError, InputError
+from sac.data.open import FORMATS, open_dataset, resolve_split
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``tune`` on the ``sac`` subcommand parser."""
+    p = sub.add_parser(
+        "tune", help="choose a model's detection thresholds on validation images",
+        description="Grid-search the prompt generator's detection thresholds (foreground, "
+        "centre, seed spacing) for the best object F1 on a validation split, then whether "
+        "regions of the semantic mask that no instance covers become nuclei or join their "
+        "neighbour (best pixel Dice + AJI), and save the model with them. Use validation "
+        "images only, never test images.", epilog=EPILOG)
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--split", required=True, help="split JSON or built-in name; its val part "
+                   "is used")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="write the tuned model to this new folder (default: update --model "
+                        "in place, keeping its other files such as MODEL_CARD.md; shipped "
+                        "models are read-only and need -o)")
+    p.add_argument("--limit", type=option("--limit", 1, integer=True),
+                   default=None, help="use N validation images")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--no-fill", action="store_true",
+                   help="tune only the detection thresholds, not the completion of the "
+                   "instance labels from the semantic mask (0 = off, the default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the validation images, tune, save."""
+    from sac.model import read_config, resolve_model
+    from sac.model.store import is_shipped
+    from sac.training.sampler import load_images
+    from sac.training.tune import describe, tune_model_folder
+
+    folder = resolve_model(args.model)
+    if args.output is None and is_shipped(folder):
+        raise ConfigError(f"{args.model} is a model shipped with sac and is read-only; pass "
+                          "-o FOLDER to write the tuned copy there")
+    if args.output is not None and args.output.exists():
+        raise InputError(f"{args.output} already exists; choose a new folder for -o")
+    scale = read_config(folder).input_scale
+    dataset = open_dataset(args.data, args.format)
+    images, problems = load_images(dataset, list(resolve_split(args.split).val), scale,
+                                   args.limit)
+    for msg in problems:
+        print(f"sac tune: skipped {msg}", file=sys.stderr)
+    if not images:
+        raise InputError("no usable validation images to tune on")
+    s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill)
+    print(f"{describe(s)}; saved {args.output or folder}")
+    return 1 if problems else 0

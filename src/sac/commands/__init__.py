@@ -1,1 +1,0 @@
-"""Subcommands of the ``sac`` command line, one module each (``add_parser`` + ``run``)."""

@@ -1,0 +1,1 @@
+"""Primitives every other package builds on; they import nothing else from sac."""

@@ -1,1 +1,0 @@
-"""Turning model outputs into label images: tiling, prompting pipelines and instance merging."""

@@ -1,0 +1,71 @@
+"""Stage 4, prompt sets to masks: windowed SAM decoding, one SAM tile at a time.
+
+Images larger than SAM's input are cut into overlapping model-sized tiles at their own scale.
+Each prompt set is decoded in the one tile where its extent sits furthest from a seam
+(:func:`sac.core.tiles.assign_boxes`), on a window of that tile's embedding around it, so a
+nucleus crossing a seam still comes out whole. SAC and the zero-shot baseline share this loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from sac.core.labels import InstanceMask
+from sac.core.tiles import OwnedTile, assign_boxes, owned_tiles
+from sac.pipeline.prompts import PromptSet, batch_prompt_sets
+from sac.pipeline.result import Clock
+from sac.sam.predictor import SamPredictor
+
+
+@dataclass(frozen=True)
+class EncodedTile:
+    """A tile whose embedding the predictor now holds, and the prompt sets it decodes."""
+
+    owned: OwnedTile
+    chosen: np.ndarray  # indices of the prompt sets (extents) this tile decodes
+    offset: np.ndarray  # (x, y) of the tile in the image, float32
+
+    def region(self, shape: tuple[int, int]) -> tuple[slice, slice]:
+        """The tile's slices within an image of ``shape``."""
+        return self.owned.tile.slices(shape)
+
+
+def encoded_tiles(predictor: SamPredictor, rgb: np.ndarray, extents: np.ndarray,
+                  tile_size: int, overlap: int, every_tile: bool = False,
+                  clock: Clock | None = None) -> Iterator[EncodedTile]:
+    """Embed each tile of a float (H, W, 3) image that has prompt sets to decode (each tile
+    with ``every_tile``) and yield it; ``extents`` (N, 4) ``x0, y0, x1, y1`` place the sets."""
+    shape = rgb.shape[:2]
+    tiles = owned_tiles(shape, tile_size, overlap)
+    owner = assign_boxes(extents, [o.tile for o in tiles], shape)
+    for k, owned in enumerate(tiles):
+        chosen = np.flatnonzero(owner == k)
+        if chosen.size == 0 and not every_tile:
+            continue
+        t = time.perf_counter()
+        ys, xs = owned.tile.slices(shape)
+        predictor.set_image(rgb[ys, xs], normalized=True, upscale=False)
+        if clock is not None:
+            clock.add("encoder", t)
+        yield EncodedTile(owned, chosen, np.array([xs.start, ys.start], np.float32))
+
+
+def decode_sets(predictor: SamPredictor, sets: list[PromptSet], extents: np.ndarray | None,
+                offset: np.ndarray, window: int, batch_size: int,
+                upsample: tuple[float, float] = (1.0, 1.0)) -> list[InstanceMask]:
+    """Masks of prompt sets (image pixels) on the predictor's current tile at ``offset``;
+    empty masks are left out. ``upsample`` returns them on a finer grid (see
+    :meth:`SamPredictor.predict_instances`)."""
+    pts, lbl, boxes = batch_prompt_sets(sets)
+    has_points = pts.shape[1] > 0
+    shift = np.tile(offset, 2)
+    masks = predictor.predict_instances(
+        points=pts - offset if has_points else None, labels=lbl if has_points else None,
+        boxes=boxes - shift if boxes is not None else None, window=window,
+        batch_size=batch_size, extents=extents - shift if extents is not None else None,
+        offset=(float(offset[0]), float(offset[1])), upsample=upsample)
+    return [m for m in masks if m is not None]

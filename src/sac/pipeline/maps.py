@@ -1,0 +1,60 @@
+"""Stage 1, image to generator maps: the prompt generator over large overlapping tiles.
+
+The generator predicts, per pixel, nucleus foreground, nucleus boundary and distance-to-centre
+probabilities; tiles are stitched by ownership (:func:`sac.core.tiles.stitch`), so every pixel
+comes from the tile where it is furthest from an edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sac.core.device import autocast_context
+from sac.core.tiles import owned_tiles, stitch
+from sac.modeling.generator import PromptGenerator, pad_to_stride
+
+#: smallest generator tile (px); larger SAM tiles make it larger
+GENERATOR_TILE = 512
+#: px of overlap between generator tiles
+GENERATOR_OVERLAP = 64
+#: px: thinner generator tiles are mirrored out to this size
+GENERATOR_MIN = 64
+
+
+@dataclass
+class Maps:
+    """Generator probabilities for one image or tile, each float32 (H, W) in [0, 1]."""
+
+    fg: np.ndarray
+    boundary: np.ndarray
+    centre: np.ndarray
+
+    def crop(self, ys: slice, xs: slice) -> Maps:
+        return Maps(self.fg[ys, xs], self.boundary[ys, xs], self.centre[ys, xs])
+
+
+@torch.no_grad()
+def generator_maps(generator: PromptGenerator, rgb: np.ndarray, tile: int, device: torch.device,
+                   bf16: bool = False) -> Maps:
+    """Stitched generator probabilities for a float (H, W, 3) image, in tiles of ``tile`` px."""
+    parts = []
+    for owned in owned_tiles(rgb.shape[:2], tile, GENERATOR_OVERLAP):
+        ys, xs = owned.tile.slices(rgb.shape[:2])
+        crop = rgb[ys, xs]
+        h, w = crop.shape[:2]
+        # a thin tile is mirrored out to GENERATOR_MIN px: zero padding alone looks like
+        # a dark object to the network, and it then finds nothing in a 12-px strip
+        crop = np.pad(crop, ((0, max(0, GENERATOR_MIN - h)), (0, max(0, GENERATOR_MIN - w)),
+                             (0, 0)), mode="symmetric")
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
+        x, _ = pad_to_stride(x.to(device), generator.config.stride)
+        with autocast_context(device, bf16):
+            probs = torch.sigmoid(generator(x).float())[0, :, :h, :w].cpu().numpy()
+        full = np.zeros((3, tile, tile), np.float32)
+        full[:, :h, :w] = probs
+        parts.append((owned, full))
+    out = stitch(iter(parts), (3, *rgb.shape[:2]))
+    return Maps(out[0], out[1], out[2])

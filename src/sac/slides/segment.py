@@ -1,0 +1,294 @@
+"""Whole-slide segmentation in bounded memory, resumable after an interruption.
+
+The slide (or a region of it) is cut into large overlapping chunks at the processing level.
+Each chunk is read on its own, scaled by its dtype range (never min-max per chunk, so all
+chunks look alike to the model), segmented with the in-memory pipeline, and only the nuclei
+whose centroid lies in the chunk's core are kept: cores partition the region, so each nucleus
+is reported once, whole, as long as it is smaller than half the overlap. A chunk without
+tissue (thumbnail mask) is skipped.
+
+Each finished chunk's nuclei (level-0 polygons and measurement rows) are written atomically
+to ``<out>/<stem>.sac-parts/<chunk id>.json``; a rerun skips chunks already there, so an
+interrupted run resumes where it stopped. The final GeoJSON and CSV are assembled from the
+parts, nuclei numbered 1..N in chunk order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sac.core.errors import InputError
+from sac.core.fileio import atomic_path, check_writable
+from sac.core.labels import relabel_sequential
+from sac.outputs.shapes import label_shapes, nucleus_feature, write_feature_collection
+from sac.outputs.table import CSV_COLUMNS, measure_nuclei, write_csv
+from sac.pipeline.segmenter import Segmenter
+from sac.pipeline.size import SizeEstimate
+from sac.slides import SlideTile, open_slide, slide_tiles, slide_tissue_mask, tile_has_tissue
+from sac.slides.grid import check_region
+
+PARTS_SUFFIX = ".sac-parts"
+MAX_REGION_LABEL_PIXELS = 400_000_000  # a full label image is only offered below this
+SIZE_SAMPLES = 4  # tissue chunks sampled for a slide's nucleus size (unknown pixel size)
+
+
+@dataclass
+class SlideResult:
+    """What a whole-slide run produced."""
+
+    n_nuclei: int
+    n_chunks: int
+    n_skipped_no_tissue: int
+    n_resumed: int
+    seconds: float
+    level: int
+    downsample: float
+    outputs: dict[str, Path] = field(default_factory=dict)
+    labels: np.ndarray | None = None  # region-sized labels at the processing level, if asked
+    pixel_size_um: float | None = None  # at the processing level, when the slide records it
+    size: SizeEstimate | None = None  # the slide's nucleus-size estimate, when one was made
+
+
+def choose_level(slide: Any, model_pixel_um: float | None, level: int | None,
+                 model_scale: float) -> tuple[int, float]:
+    """Processing level and the residual resampling factor for the segmenter.
+
+    With both pixel sizes known the level closest to (not coarser than) the model's pixel size
+    is read and resampled the rest of the way; else level ``level`` (default 0) at the model's
+    own input scale.
+    """
+    if level is not None:
+        if not 0 <= level < slide.level_count:
+            raise InputError(f"{slide.path}: level {level} does not exist (the slide has "
+                             f"{slide.level_count} levels, 0..{slide.level_count - 1})")
+        return level, model_scale
+    if slide.mpp is None or model_pixel_um is None:
+        return 0, model_scale
+    want = model_pixel_um / slide.mpp  # level-0 pixels per model pixel
+    lvl = slide.best_level_for_downsample(max(want, 1.0))
+    return lvl, float(slide.level_downsamples[lvl] / want)
+
+
+def _chunk_nuclei(seg: Segmenter, raw: np.ndarray, tile: SlideTile, scale: float,
+                  pixel_um: float | None) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Segment one chunk (8-bit RGB as read); keep nuclei centred in its core; level-0
+    polygons and rows (intensities in the slide's own 0-255 units, as for images)."""
+    res = seg.segment(_to_float(raw), tile.id, scale=scale, normalized=True)
+    labels = res.labels
+    rows, cols = tile.core_slices
+    keep = np.zeros(int(labels.max()) + 1, bool)
+    if labels.any():
+        ids = np.arange(1, len(keep))
+        ys, xs = np.nonzero(labels)
+        n = np.bincount(labels[ys, xs], minlength=len(keep))[1:]
+        cy = np.bincount(labels[ys, xs], weights=ys, minlength=len(keep))[1:] / np.maximum(n, 1)
+        cx = np.bincount(labels[ys, xs], weights=xs, minlength=len(keep))[1:] / np.maximum(n, 1)
+        inside = (n > 0) & (cy >= rows.start) & (cy < rows.stop) & (cx >= cols.start) & \
+            (cx < cols.stop)
+        keep[ids[inside]] = True
+    kept = np.where(keep[labels], labels, 0)
+    ds = tile.downsample
+    polys = dict(label_shapes(kept, offset=(tile.x, tile.y)))
+    meas = {r["id"]: r for r in measure_nuclei(kept, raw, res.scores, pixel_um,
+                                               offset=(tile.x, tile.y))}
+    out = []
+    for label, shape in polys.items():
+        row = dict(meas[label])
+        row["centroid_x"] = (float(row["centroid_x"]) + 0.5) * ds - 0.5  # level-0 pixels
+        row["centroid_y"] = (float(row["centroid_y"]) + 0.5) * ds - 0.5
+        scaled = [[(ring * ds).tolist() for ring in polygon] for polygon in shape]
+        out.append({"shape": scaled, "row": row, "score": res.scores.get(label)})
+    return out, kept
+
+
+def segment_slide(
+    seg: Segmenter,
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    level: int | None = None,
+    region: tuple[int, int, int, int] | None = None,
+    chunk: int = 2048,
+    overlap: int = 128,
+    tissue: bool = True,
+    save_geojson: bool = True,
+    save_csv: bool = True,
+    return_labels: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    scale: float | None = None,
+    stem: str | None = None,
+) -> SlideResult:
+    """Segment a whole slide (or ``region`` x, y, w, h in level-0 pixels); see the module
+    docstring. Writes ``<stem>.geojson`` and ``<stem>_nuclei.csv`` into ``out_dir`` (``stem``:
+    the slide file's, unless given)."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    path, out_dir = Path(path), Path(out_dir)
+    stem = path.stem if stem is None else stem
+    outputs = {"geojson": out_dir / f"{stem}.geojson", "csv": out_dir / f"{stem}_nuclei.csv"}
+    outputs = {k: v for k, v in outputs.items() if {"geojson": save_geojson,
+                                                      "csv": save_csv}[k]}
+    for p in outputs.values():
+        check_writable(p, overwrite)
+    with open_slide(path) as slide:
+        cfg = seg.config
+        lvl, auto_scale = choose_level(slide, cfg.pixel_size_um, level, cfg.input_scale)
+        res_scale = auto_scale if scale is None else scale
+        ds = float(slide.level_downsamples[lvl])
+        chunk, overlap = fit_chunk(slide.dimensions, region, ds, chunk, overlap)
+        tiles = slide_tiles(slide.dimensions, chunk, overlap, region, downsample=ds)
+        pixel_um = None if slide.mpp is None else slide.mpp * ds
+        mask = slide_tissue_mask(slide) if tissue else None
+        size = None
+        known = level is not None or (slide.mpp is not None and cfg.pixel_size_um is not None)
+        if scale is None and not known and seg.auto_scale and cfg.nucleus_diameter:
+            size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
+            res_scale = size.scale
+        parts = _parts_dir(out_dir / f"{stem}{PARTS_SUFFIX}", path, slide, lvl, res_scale,
+                           chunk, overlap, region, cfg, overwrite)
+        if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
+                                        for t in tiles):
+            shutil.rmtree(parts)
+            where = "in the region" if region else "on the slide"
+            raise InputError(f"{path}: no tissue found {where} by the thumbnail tissue mask; "
+                             "for fluorescence or unusual stains pass --no-tissue-mask")
+        labels = _region_canvas(tiles) if return_labels else None
+        skipped = resumed = 0
+        for tile in tqdm(tiles, disable=not progress, unit="chunk", desc=path.name):
+            part = parts / f"{tile.id}.json"
+            if part.is_file() and labels is None:
+                resumed += 1
+                continue
+            if mask is not None and not tile_has_tissue(mask[0], mask[1], *tile.bounds0):
+                skipped += 1
+                _write_part(part, [], "no tissue")
+                continue
+            raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
+            nuclei, kept = _chunk_nuclei(seg, raw, tile, res_scale, pixel_um)
+            if labels is not None:
+                _paste(labels, kept, tile, tiles[0])
+            _write_part(part, nuclei, "done")
+    n = _assemble(tiles, parts, outputs, stem, pixel_um, overwrite)
+    shutil.rmtree(parts)  # only needed to resume an unfinished run
+    if labels is not None:
+        labels = relabel_sequential(labels)
+    return SlideResult(n, len(tiles), skipped, resumed, time.perf_counter() - t0, lvl, ds,
+                       outputs, labels, pixel_um, size)
+
+
+def fit_chunk(dimensions: tuple[int, int], region: tuple[int, int, int, int] | None,
+              downsample: float, chunk: int, overlap: int) -> tuple[int, int]:
+    """Chunk side and overlap for a slide or region: no chunk larger than the area itself
+    (rounded up to 64 px), and an overlap below half the chunk."""
+    _, _, w, h = check_region(dimensions, region)
+    extent = math.ceil(max(w, h) / downsample)
+    side = max(64, min(chunk, -(-extent // 64) * 64))
+    return side, min(overlap, side // 2 - 1)
+
+
+def _slide_size(seg: Segmenter, slide: Any, tiles: list[SlideTile], mask: Any, lvl: int,
+                samples: int = SIZE_SAMPLES) -> SizeEstimate:
+    """One scale for a whole slide of unknown pixel size: the median of the automatic scales
+    of up to ``samples`` evenly spaced tissue chunks (every chunk then uses it, so nuclei on
+    chunk seams are segmented alike)."""
+    with_tissue = [t for t in tiles if mask is None or tile_has_tissue(mask[0], mask[1],
+                                                                      *t.bounds0)]
+    picked = with_tissue[:: max(1, len(with_tissue) // samples)][:samples]
+    found = []
+    for tile in picked:
+        raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
+        est = seg.scaled_maps(_to_float(raw))[2]
+        if est.diameter is not None:
+            found.append(est)
+    if not found:
+        return SizeEstimate(None, 0, seg.config.input_scale, "model",
+                            f"no size estimate from {len(picked)} sampled chunk(s)")
+    found.sort(key=lambda e: e.scale)
+    mid = found[len(found) // 2]
+    return SizeEstimate(mid.diameter, sum(e.objects for e in found), mid.scale, "estimated",
+                        f"median of {len(found)} sampled chunk(s)")
+
+
+def _to_float(rgb: np.ndarray) -> np.ndarray:
+    return (rgb.astype(np.float32) / 255.0).astype(np.float32)
+
+
+def _parts_dir(parts: Path, path: Path, slide: Any, lvl: int, scale: float, chunk: int,
+               overlap: int, region: Any, cfg: Any, overwrite: bool) -> Path:
+    """The resume folder, checked against the settings of the run that made it."""
+    manifest = {"parts_format": 2, "slide": str(path.resolve()),
+                "dimensions": list(slide.dimensions), "level": lvl, "scale": scale,
+                "chunk": chunk, "overlap": overlap,
+                "region": list(region) if region else None,
+                "model": {k: v for k, v in cfg.to_dict().items() if k != "training"}}
+    mpath = parts / "manifest.json"
+    if parts.is_dir() and mpath.is_file() and not overwrite:
+        if json.loads(mpath.read_text()) != json.loads(json.dumps(manifest)):
+            raise InputError(f"{parts} holds a run of {path.name} with other settings or "
+                             "another model; pass --overwrite to start again")
+        return parts
+    if parts.exists():
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True)
+    with atomic_path(mpath, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
+    return parts
+
+
+def _write_part(part: Path, nuclei: list[dict[str, Any]], status: str) -> None:
+    with atomic_path(part, overwrite=True) as tmp:
+        tmp.write_text(json.dumps({"status": status, "nuclei": nuclei}))
+
+
+def _read_parts(tiles: list[SlideTile], parts: Path) -> Iterator[dict[str, Any]]:
+    for tile in tiles:
+        yield from json.loads((parts / f"{tile.id}.json").read_text())["nuclei"]
+
+
+def _assemble(tiles: list[SlideTile], parts: Path, outputs: dict[str, Path], stem: str,
+              pixel_um: float | None, overwrite: bool) -> int:
+    """Write the final files from the parts; nuclei numbered 1..N in chunk order."""
+    count = sum(1 for _ in _read_parts(tiles, parts))
+    if "geojson" in outputs:
+        feats = (nucleus_feature(i, n["shape"], n["row"]["area_px"], pixel_um,
+                                 n["score"], stem)
+                 for i, n in enumerate(_read_parts(tiles, parts), start=1))
+        write_feature_collection(outputs["geojson"], feats, overwrite)
+    if "csv" in outputs:
+        rows = [dict(n["row"], id=i) for i, n in enumerate(_read_parts(tiles, parts), start=1)]
+        write_csv(outputs["csv"], [{k: r.get(k) for k in CSV_COLUMNS} for r in rows],
+                  overwrite)
+    return count
+
+
+def _region_canvas(tiles: list[SlideTile]) -> np.ndarray:
+    x0 = min(t.core[0] for t in tiles)
+    y0 = min(t.core[1] for t in tiles)
+    x1 = max(t.core[2] for t in tiles)
+    y1 = max(t.core[3] for t in tiles)
+    if (x1 - x0) * (y1 - y0) > MAX_REGION_LABEL_PIXELS:
+        raise InputError("a label image is only made for regions up to 400 megapixels; pass "
+                         "--region, or use the GeoJSON/CSV outputs")
+    return np.zeros((y1 - y0, x1 - x0), np.uint32)
+
+
+def _paste(canvas: np.ndarray, kept: np.ndarray, tile: SlideTile, first: SlideTile) -> None:
+    """Add a chunk's kept nuclei to the region label image (ids offset to stay unique)."""
+    ox, oy = first.core[0], first.core[1]
+    base = int(canvas.max())
+    ys, xs = np.nonzero(kept)
+    gy, gx = ys + tile.y - oy, xs + tile.x - ox
+    ok = (gy >= 0) & (gx >= 0) & (gy < canvas.shape[0]) & (gx < canvas.shape[1])
+    free = canvas[gy[ok], gx[ok]] == 0
+    canvas[gy[ok][free], gx[ok][free]] = kept[ys[ok][free], xs[ok][free]] + base
