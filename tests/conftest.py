@@ -35,3 +35,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (only in the development setup)")
     return SHARED_DATA
+
+
+#: fixtures that load the real LiteMedSAM weights; a test using one (or a fixture built on one)
+#: needs the weights marker
+WEIGHT_FIXTURES = {"lite_medsam"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that loads the real weights carries ``@pytest.mark.weights``, so that
+    ``-m "not weights"`` really runs without them: a missing marker is a collection error."""
+    unmarked = [item.nodeid for item in items
+                if WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("weights") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that load the real weights lack @pytest.mark.weights: "
+                                + ", ".join(unmarked))

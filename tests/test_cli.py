@@ -35,7 +35,9 @@ def test_backbones_listed(capsys) -> None:
     assert all(name in out for name in ("lite_medsam", "vit_t", "vit_b", "vit_l", "vit_h"))
 
 
+@pytest.mark.weights
 def test_demo_on_synthetic_image(tmp_path, capsys) -> None:
+    """Zero-shot: classical boxes prompt the real LiteMedSAM."""
     import imageio.v3 as iio
 
     image, _ = disk_image((256, 256), DEFAULT_DISKS)

@@ -79,7 +79,8 @@ def test_no_import_cycles() -> None:
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+                cycle = [*stack[stack.index(n):], n]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
             if n not in state:
                 visit(n)
         stack.pop()

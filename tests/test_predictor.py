@@ -20,6 +20,7 @@ def _ious(masks: np.ndarray, labels: np.ndarray) -> list[float]:
     return out
 
 
+@pytest.mark.weights
 def test_box_prompts_segment_disks_with_real_weights(lite_medsam) -> None:
     image, labels = disk_image((256, 256), DEFAULT_DISKS)
     predictor = SamPredictor(lite_medsam, get_spec("lite_medsam"))
@@ -30,6 +31,7 @@ def test_box_prompts_segment_disks_with_real_weights(lite_medsam) -> None:
     assert min(ious) >= 0.9, ious
 
 
+@pytest.mark.weights
 def test_non_square_image_masks_come_back_at_original_size(lite_medsam) -> None:
     disks = [(40, 60, 14), (100, 300, 18), (80, 180, 12)]
     image, labels = disk_image((150, 400), disks)
@@ -40,6 +42,7 @@ def test_non_square_image_masks_come_back_at_original_size(lite_medsam) -> None:
     assert min(_ious(pred.masks, labels)) >= 0.85
 
 
+@pytest.mark.weights
 def test_random_weights_do_not_segment(lite_medsam) -> None:
     """The same architecture with random weights fails, so the test above measures the weights."""
     image, labels = disk_image((256, 256), DEFAULT_DISKS)
@@ -49,6 +52,7 @@ def test_random_weights_do_not_segment(lite_medsam) -> None:
     assert max(_ious(pred.masks, labels)) < 0.3
 
 
+@pytest.mark.weights
 def test_point_prompts_run_with_shapes(lite_medsam) -> None:
     """LiteMedSAM was distilled with boxes only: points run, their accuracy is not claimed."""
     image, _ = disk_image((256, 256), DEFAULT_DISKS)
@@ -65,6 +69,7 @@ def test_point_prompts_run_with_shapes(lite_medsam) -> None:
     assert single.masks.shape == (1, 1, 256, 256)
 
 
+@pytest.mark.weights
 def test_bf16_close_to_fp32(lite_medsam) -> None:
     image, labels = disk_image((256, 256), DEFAULT_DISKS)
     spec = get_spec("lite_medsam")
@@ -108,6 +113,7 @@ def test_bad_prompts_rejected() -> None:
         predictor.predict(points=np.zeros((1, 2)), labels=np.array([5]))
 
 
+@pytest.mark.weights
 def test_windowed_decoding_keeps_accuracy(lite_medsam) -> None:
     """Decoding on a 32x32-token window around each box matches full-grid decoding on disks."""
     import torch
@@ -131,6 +137,7 @@ def test_windowed_decoding_keeps_accuracy(lite_medsam) -> None:
         assert (full & gt).sum() / (full | gt).sum() >= 0.9
 
 
+@pytest.mark.weights
 @pytest.mark.parametrize("shape", [(256, 256), (200, 460)])
 def test_predict_instances_crops_match_ground_truth(lite_medsam, shape) -> None:
     """Window-decoded crops land at the right place, also when the image is resized."""
@@ -149,6 +156,7 @@ def test_predict_instances_crops_match_ground_truth(lite_medsam, shape) -> None:
         assert (full & gt).sum() / (full | gt).sum() >= 0.85, i
 
 
+@pytest.mark.weights
 def test_predict_instances_offset_and_upsample(lite_medsam) -> None:
     """Crops shifted by a tile offset and decoded on a 2x finer grid land where they belong."""
     image, labels = disk_image((256, 256), DEFAULT_DISKS)

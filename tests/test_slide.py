@@ -67,29 +67,24 @@ def test_slide_path_matches_in_memory(box_model, slide, tmp_path: Path) -> None:
 
 
 @pytest.mark.weights
-def test_region_offsets_and_resume(box_model, slide, tmp_path: Path, monkeypatch) -> None:
-    import sac.slides.segment as slide_module
-
+def test_region_offsets_and_resume(box_model, slide, tmp_path: Path) -> None:
     path, _, _ = slide
     seg = Segmenter(box_model)
     region = (180, 170, 300, 280)  # x, y, w, h
     calls = {"n": 0}
-    real = slide_module._chunk_nuclei
 
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
+    def flaky(tile, status):  # interrupted once two chunks are done
+        calls["n"] += status == "done"
+        if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(slide_module, "_chunk_nuclei", flaky)
     with pytest.raises(KeyboardInterrupt):
         segment_slide(seg, path, tmp_path, region=region, chunk=256, overlap=96, tissue=False,
-                      progress=False)
+                      progress=False, on_chunk=flaky)
     assert len(list((tmp_path / "s.sac-parts").glob("x*.json"))) == 2
     calls["n"] = 10  # no more interruptions; count the chunks computed on resuming
     res = segment_slide(seg, path, tmp_path, region=region, chunk=256, overlap=96,
-                        tissue=False, progress=False)
+                        tissue=False, progress=False, on_chunk=flaky)
     assert res.n_resumed == 2 and calls["n"] == 10 + res.n_chunks - 2
     doc = json.loads((tmp_path / "s.geojson").read_text())
     xs = [x for f in doc["features"] for x, _ in f["geometry"]["coordinates"][0]]

@@ -88,8 +88,7 @@ def _images(folder: Path) -> list[TrainImage]:
     return load_images(FolderDataset(folder), None, 1.0)[0]
 
 
-def test_resume_reproduces_optimizer_and_scheduler(disk_folder: Path, tmp_path: Path,
-                                                   monkeypatch) -> None:
+def test_resume_reproduces_optimizer_and_scheduler(disk_folder: Path, tmp_path: Path) -> None:
     images = _images(disk_folder)
     cfg = TrainConfig(epochs=2, steps_per_epoch=3, checkpoint_every=2, warmup_steps=2)
 
@@ -100,19 +99,13 @@ def test_resume_reproduces_optimizer_and_scheduler(disk_folder: Path, tmp_path: 
     straight = trainer(tmp_path / "a")
     straight.run(progress=False)
     broken = trainer(tmp_path / "b")
-    calls = {"n": 0}
-    real_step = Trainer._one_step
 
-    def interrupted(self: Trainer) -> dict[str, float]:
-        calls["n"] += 1
-        if calls["n"] == 5:  # after the checkpoints at steps 2 and 3 (end of epoch 1)
+    def interrupted(step: int, losses: dict[str, float]) -> None:
+        if step == 4:  # after the checkpoints at steps 2 and 3 (end of epoch 1)
             raise KeyboardInterrupt
-        return real_step(self)
 
-    monkeypatch.setattr(Trainer, "_one_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        broken.run(progress=False)
-    monkeypatch.setattr(Trainer, "_one_step", real_step)
+        broken.run(progress=False, on_step=interrupted)
     resumed = trainer(tmp_path / "b")
     resumed.run(resume=True, progress=False)
     assert resumed.step == straight.step == 6

@@ -10,19 +10,15 @@ file is reported and skipped; the others go on; the exit code says whether all s
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sac.cli.common import EPILOG
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError, SACError
-from sac.slides.reader import TIFF_SLIDE_SUFFIXES, VENDOR_SUFFIXES
-
-if TYPE_CHECKING:
-    from sac.pipeline.expert import ExpertPrompts
+from sac.data.images import SLIDE_SUFFIXES, TIFF_SUFFIXES
 
 DEFAULT_MODEL = "sac-lite-monuseg"
 CHUNK = 2048  # default whole-slide chunk side
@@ -116,56 +112,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="print only errors and the summary")
 
 
-OUTPUT_ENDINGS = ("_labels.tif", "_semantic.png", "_overlay.png")
-
-
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str], int]:
-    """Image files named by ``inputs`` (files, folders, globs), the inputs matching none, and
-    how many files in named folders were left out as SAC's own outputs (``*_labels.tif``,
-    ``*_semantic.png``, ``*_overlay.png``; name such a file itself to segment it)."""
-    from sac.data.images import IMAGE_SUFFIXES
-
-    suffixes = (*IMAGE_SUFFIXES, *VENDOR_SUFFIXES)
-
-    files: list[Path] = []
-    missing: list[str] = []
-    ignored = 0
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in suffixes)
-            ours = [p for p in found if p.name.lower().endswith(OUTPUT_ENDINGS)]
-            ignored += len(ours)
-            found = [p for p in found if p not in ours]
-        elif path.exists():
-            found = [path]
-        else:
-            found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
-        if not found:
-            missing.append(item)
-        files.extend(found)
-    by_target = {p.resolve(): p for p in reversed(files)}  # one entry per file, first name kept
-    unique = [p for p in dict.fromkeys(files) if by_target[p.resolve()] is p]
-    return unique, missing, ignored
-
-
-def _expert_for(prompts: Path | None, stem: str) -> ExpertPrompts | None:
-    """The expert points for the input whose outputs are named ``stem``: the one CSV, or
-    ``<stem>.csv`` in a folder."""
-    from sac.pipeline.expert import read_expert_csv
-
-    if prompts is None:
-        return None
-    if prompts.is_dir():
-        csv = prompts / f"{stem}.csv"
-        return read_expert_csv(csv) if csv.is_file() else None
-    return read_expert_csv(prompts)
-
-
 def _is_slide(path: Path, args: argparse.Namespace) -> bool:
     suffix = path.suffix.lower()
-    return suffix in VENDOR_SUFFIXES or (args.wsi and suffix in TIFF_SLIDE_SUFFIXES)
+    return suffix in SLIDE_SUFFIXES or (args.wsi and suffix in TIFF_SUFFIXES)
 
 
 def _segment_slide(segmenter: Any, path: Path, stem: str, args: argparse.Namespace) -> Any:
@@ -177,12 +126,7 @@ def _segment_slide(segmenter: Any, path: Path, stem: str, args: argparse.Namespa
     out_labels = args.output / f"{stem}_labels.tif"
     scale = args.scale
     if args.diameter is not None:
-        from sac.pipeline.size import diameter_scale
-
-        if segmenter.config.nucleus_diameter is None:
-            raise ConfigError("this model does not record the nucleus size it was trained "
-                              "on; use --scale instead of --diameter")
-        scale = diameter_scale(segmenter.config.nucleus_diameter, args.diameter)
+        scale = segmenter.diameter_scale(args.diameter)
     if args.slide_labels:
         check_writable(out_labels, args.overwrite)
     res = segment_slide(segmenter, path, args.output, level=args.level,
@@ -200,8 +144,10 @@ def _process(path: Path, stem: str, args: argparse.Namespace, segmenter: Any,
              scale: float | None, written: list[Path]) -> tuple[int, str]:
     """Segment one input and write its outputs; returns (nuclei, where they went)."""
     from sac.core.fileio import check_writable
-    from sac.data.images import read_image
-    from sac.outputs.images import write_labels_tif
+    from sac.data.images import plausible_pixel_size, read_image
+    from sac.outputs.write import write_outputs
+    from sac.pipeline.expert import expert_for
+    from sac.pipeline.size import file_scale
 
     if _is_slide(path, args):
         res = _segment_slide(segmenter, path, stem, args)
@@ -212,97 +158,30 @@ def _process(path: Path, stem: str, args: argparse.Namespace, segmenter: Any,
     outs = _outputs(args, stem, slide=False)
     for out in outs.values():
         check_writable(out, args.overwrite)
-    expert = _expert_for(args.prompts, stem)
+    expert = expert_for(args.prompts, stem)
     image = read_image(path, channel=args.channel)
-    pixel = args.pixel_size if args.pixel_size is not None else _file_pixel_size(path)
-    scale, why = _file_scale(segmenter.config, pixel, scale, args)
+    # the pixel size goes into the outputs; it sets the scale when the user gave none
+    pixel = args.pixel_size if args.pixel_size is not None else plausible_pixel_size(path)
+    why = ""
+    if scale is None and args.diameter is None:
+        cfg = segmenter.config
+        scale, why = file_scale(cfg.input_scale, cfg.pixel_size_um, pixel)
     result = segmenter.segment(image, str(path), scale=scale, expert=expert,
                                semantic=args.save_semantic, diameter=args.diameter)
-    written.append(write_labels_tif(outs["labels"], result.labels, args.overwrite, pixel))
-    _write_extras(outs, image, result, pixel, stem, args.overwrite, written)
+    write_outputs(outs, image, result, pixel, stem, args.overwrite, written)
     return result.n_nuclei, f"{outs['labels']}; {result.size.describe()}{why}"
-
-
-def _file_scale(cfg: Any, pixel: float | None, scale: float | None,
-                args: argparse.Namespace) -> tuple[float | None, str]:
-    """The scale for one image: the user's (--scale/--pixel-size/--diameter) if given, else
-    the one its file's pixel size implies when the model records its own (the rule of the
-    whole-slide path too), else None (estimated). Returns it with a note for the summary."""
-    from sac.core.resample import input_scale
-
-    if scale is not None or args.diameter is not None or pixel is None \
-            or cfg.pixel_size_um is None:
-        return scale, ""
-    try:
-        found = input_scale(cfg.input_scale, cfg.pixel_size_um, pixel_size=pixel)
-    except ConfigError:
-        return None, f" (the file's pixel size {pixel:g} um is implausible here: ignored)"
-    return found, f" (from the file's pixel size, {pixel:g} um)"
-
-
-def _file_pixel_size(path: Path) -> float | None:
-    """The pixel size a TIFF records, when plausible for microscopy (0.01-50 um): written to
-    the outputs, and used to resample when the model records its pixel size (see
-    :func:`_file_scale`)."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    from sac.data.images import read_pixel_size_um
-
-    try:
-        size = read_pixel_size_um(path)
-    except (OSError, ValueError, SACError):
-        return None
-    return size if size is not None and 0.01 <= size <= 50 else None
 
 
 def _outputs(args: argparse.Namespace, stem: str, slide: bool) -> dict[str, Path]:
     """The files to write for one input, by kind."""
+    from sac.core.fileio import output_paths
+
     if slide:
-        names = {"geojson": f"{stem}.geojson", "csv": f"{stem}_nuclei.csv"}
-        if args.slide_labels:
-            names["labels"] = f"{stem}_labels.tif"
-        return {k: args.output / v for k, v in names.items()}
-    names = {"labels": f"{stem}_labels.tif", "semantic": f"{stem}_semantic.png",
-             "overlay": f"{stem}_overlay.png", "geojson": f"{stem}.geojson",
-             "rois": f"{stem}_rois.zip", "csv": f"{stem}_nuclei.csv"}
+        return output_paths(args.output, stem,
+                            ["geojson", "csv", *(["labels"] if args.slide_labels else [])])
     wanted = {"labels": True, "semantic": args.save_semantic, "overlay": args.save_overlay,
               "geojson": args.save_geojson, "rois": args.save_rois, "csv": args.save_csv}
-    return {k: args.output / v for k, v in names.items() if wanted[k]}
-
-
-def _write_extras(outs: dict[str, Path], image: Any, result: Any, pixel_size: float | None,
-                  stem: str, overwrite: bool, written: list[Path]) -> None:
-    """The optional outputs besides the label TIFF (each one appended to ``written``)."""
-    from sac.core.images import to_rgb_float
-    from sac.outputs.images import outline_overlay, write_png
-
-    if "semantic" in outs and result.semantic is not None:
-        written.append(write_png(outs["semantic"], result.semantic.astype("uint8") * 255,
-                                 overwrite))
-    if "overlay" in outs:
-        written.append(write_png(outs["overlay"],
-                                 outline_overlay(to_rgb_float(image), result.labels), overwrite))
-    if "geojson" in outs:
-        from sac.outputs.shapes import write_geojson
-
-        meta = None if result.size is None else {"size": result.size.to_dict()}
-        written.append(write_geojson(outs["geojson"], result.labels, scores=result.scores,
-                                     pixel_size_um=pixel_size, overwrite=overwrite,
-                                     id_namespace=stem, metadata=meta))
-    if "rois" in outs:
-        from sac.outputs.shapes import write_imagej_rois
-
-        written.append(write_imagej_rois(outs["rois"], result.labels, overwrite=overwrite))
-    if "csv" in outs:
-        from sac.outputs.table import measure_nuclei, write_csv
-
-        rows = measure_nuclei(result.labels, image, result.scores, pixel_size)
-        if result.size is not None:  # how the image was scaled, on every row
-            extra = {"resampled_by": round(result.size.scale, 5),
-                     "estimated_diameter_px": None if result.size.diameter is None
-                     else round(result.size.diameter, 2)}
-            rows = [{**r, **extra} for r in rows]
-        written.append(write_csv(outs["csv"], rows, overwrite))
+    return output_paths(args.output, stem, [k for k, on in wanted.items() if on])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -312,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.core.device import resolve_device
     from sac.core.fileio import check_output_folder, output_stems
     from sac.core.resample import input_scale
+    from sac.data.inputs import expand_inputs
     from sac.pipeline.segmenter import load_segmenter
 
     resolve_device(args.device)

@@ -34,6 +34,11 @@ from sac.core.labels import check_label_image
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
+#: Extensions of the vendor whole-slide formats OpenSlide reads (some of them are TIFF inside).
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
+#: Pixel sizes (micrometres) plausible for microscopy; a file claiming another is not believed
+#: (many writers store a nominal 72 or 300 dpi).
+PLAUSIBLE_PIXEL_UM = (0.01, 50.0)
 
 
 
@@ -234,3 +239,17 @@ def read_pixel_size_um(path: str | Path) -> float | None:
     if unit not in UM_PER_TIFF_UNIT:
         return None
     return UM_PER_TIFF_UNIT[unit] / per_unit
+
+
+def plausible_pixel_size(path: str | Path) -> float | None:
+    """The pixel size a TIFF records when it is within :data:`PLAUSIBLE_PIXEL_UM`, else None
+    (also for other files, and for TIFFs that cannot be read)."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    try:
+        size = read_pixel_size_um(path)
+    except (OSError, ValueError, InputError):
+        return None
+    lo, hi = PLAUSIBLE_PIXEL_UM
+    return size if size is not None and lo <= size <= hi else None

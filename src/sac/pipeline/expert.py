@@ -101,3 +101,14 @@ def apply_expert(det: np.ndarray, expert: ExpertPrompts, radius: float | None = 
             det[y0:y1, x0:x1][disk] = next_id
             next_id += 1
     return det
+
+
+def expert_for(prompts: Path | None, stem: str) -> ExpertPrompts | None:
+    """The clicks for the input whose outputs are named ``stem``: from ``prompts``, one CSV
+    file, or ``<stem>.csv`` in a folder of them (None when that file is not there)."""
+    if prompts is None:
+        return None
+    if prompts.is_dir():
+        csv_file = prompts / f"{stem}.csv"
+        return read_expert_csv(csv_file) if csv_file.is_file() else None
+    return read_expert_csv(prompts)

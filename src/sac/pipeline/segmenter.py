@@ -146,10 +146,7 @@ class Segmenter:
             used, how = (scale, "scale") if scale is not None else (
                 self.config.input_scale, "model")
             if diameter is not None:
-                if self.config.nucleus_diameter is None:
-                    raise ConfigError("this model does not record the nucleus size it was "
-                                      "trained on; use --scale instead of --diameter")
-                used, how = diameter_scale(self.config.nucleus_diameter, diameter), "diameter"
+                used, how = self.diameter_scale(diameter), "diameter"
             shape0 = rgb0.shape[:2]
             return SegmentResult(np.zeros(shape0, np.uint32),
                                  np.zeros(shape0, bool) if semantic else None, {}, 0,
@@ -207,6 +204,14 @@ class Segmenter:
         clock.add("postprocess", t)
         return SegmentResult(labels, sem, scores, len(sets), clock.times, size)
 
+    def diameter_scale(self, diameter: float) -> float:
+        """The scale that brings nuclei ``diameter`` input pixels across to the model's
+        training size (:class:`ConfigError` if the model does not record that size)."""
+        if self.config.nucleus_diameter is None:
+            raise ConfigError("this model does not record the nucleus size it was trained on; "
+                              "use --scale instead of --diameter")
+        return diameter_scale(self.config.nucleus_diameter, diameter)
+
     def _given_scale(self, maps: Maps, scale: float, source: str, diameter: float | None
                      ) -> SizeEstimate:
         """A scale the caller chose, with what the image's own nuclei say about it: the
@@ -236,10 +241,7 @@ class Segmenter:
         model_d = self.config.nucleus_diameter
         if scale is not None or diameter is not None:
             if diameter is not None:
-                if model_d is None:
-                    raise ConfigError("this model does not record the nucleus size it was "
-                                      "trained on; use --scale instead of --diameter")
-                scale = diameter_scale(model_d, diameter)
+                scale = self.diameter_scale(diameter)
             rgb = resample_image(rgb0, scale)
             maps = self.generator_maps(rgb)
             source = "diameter" if diameter is not None else "scale"

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from sac.core.errors import ConfigError, InputError
+from sac.data.images import TIFF_SUFFIXES
 from sac.slides.reader import (
     BACKENDS,
     IN_MEMORY_SUFFIXES,
     INSTALL_HINT,
-    TIFF_SLIDE_SUFFIXES,
     ArraySlide,
     SlideReader,
     check_slide_file,
@@ -49,7 +49,7 @@ def open_slide(path: str | Path, backend: str = "auto") -> SlideReader:
         return ArraySlide(read_image(path), path)
     if backend != "auto":
         order = [backend]
-    elif suffix in TIFF_SLIDE_SUFFIXES:
+    elif suffix in TIFF_SUFFIXES:
         order = ["tifffile", "openslide", "tiffslide"]
         if _openslide_vendor(path) not in (None, "generic-tiff"):
             order = ["openslide", "tifffile", "tiffslide"]

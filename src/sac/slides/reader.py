@@ -35,9 +35,6 @@ import numpy as np
 from sac.core.errors import InputError
 from sac.core.images import scale_with_range, to_rgb_uint8
 
-#: Extensions of vendor formats that OpenSlide reads (some of them are TIFF inside).
-VENDOR_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
-TIFF_SLIDE_SUFFIXES = (".tif", ".tiff")
 IN_MEMORY_SUFFIXES = (".png", ".jpg", ".jpeg")
 BACKENDS = ("auto", "openslide", "tiffslide", "tifffile")
 INSTALL_HINT = "pip install openslide-python openslide-bin"

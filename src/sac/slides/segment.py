@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,10 +127,15 @@ def segment_slide(
     progress: bool = True,
     scale: float | None = None,
     stem: str | None = None,
+    on_chunk: Callable[[SlideTile, str], None] | None = None,
 ) -> SlideResult:
     """Segment a whole slide (or ``region`` x, y, w, h in level-0 pixels); see the module
     docstring. Writes ``<stem>.geojson`` and ``<stem>_nuclei.csv`` into ``out_dir`` (``stem``:
-    the slide file's, unless given)."""
+    the slide file's, unless given).
+
+    ``on_chunk(tile, status)`` hears of each chunk once it is settled: ``"done"`` (segmented
+    and its part written), ``"no tissue"`` or ``"resumed"`` (its part was already there); an
+    exception it raises stops the run as an interruption would, and a rerun resumes."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -164,21 +169,25 @@ def segment_slide(
             raise InputError(f"{path}: no tissue found {where} by the thumbnail tissue mask; "
                              "for fluorescence or unusual stains pass --no-tissue-mask")
         labels = _region_canvas(tiles) if return_labels else None
-        skipped = resumed = 0
+        skipped = resumed = next_id = 0
         for tile in tqdm(tiles, disable=not progress, unit="chunk", desc=path.name):
             part = parts / f"{tile.id}.json"
             if part.is_file() and labels is None:
                 resumed += 1
-                continue
-            if mask is not None and not tile_has_tissue(mask[0], mask[1], *tile.bounds0):
+                status = "resumed"
+            elif mask is not None and not tile_has_tissue(mask[0], mask[1], *tile.bounds0):
                 skipped += 1
-                _write_part(part, [], "no tissue")
-                continue
-            raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
-            nuclei, kept = _chunk_nuclei(seg, raw, tile, res_scale, pixel_um)
-            if labels is not None:
-                _paste(labels, kept, tile, tiles[0])
-            _write_part(part, nuclei, "done")
+                status = "no tissue"
+                _write_part(part, [], status)
+            else:
+                raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
+                nuclei, kept = _chunk_nuclei(seg, raw, tile, res_scale, pixel_um)
+                if labels is not None:
+                    next_id = _paste(labels, kept, tile, tiles[0], next_id)
+                status = "done"
+                _write_part(part, nuclei, status)
+            if on_chunk is not None:
+                on_chunk(tile, status)
     n = _assemble(tiles, parts, outputs, stem, pixel_um, overwrite)
     shutil.rmtree(parts)  # only needed to resume an unfinished run
     if labels is not None:
@@ -258,17 +267,27 @@ def _read_parts(tiles: list[SlideTile], parts: Path) -> Iterator[dict[str, Any]]
 
 def _assemble(tiles: list[SlideTile], parts: Path, outputs: dict[str, Path], stem: str,
               pixel_um: float | None, overwrite: bool) -> int:
-    """Write the final files from the parts; nuclei numbered 1..N in chunk order."""
-    count = sum(1 for _ in _read_parts(tiles, parts))
+    """Write the final files from the parts, reading each part once; nuclei numbered 1..N in
+    chunk order. The GeoJSON is streamed; the CSV rows are kept until it is written."""
+    rows: list[dict[str, Any]] = []
+    count = 0
+
+    def features() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for i, n in enumerate(_read_parts(tiles, parts), start=1):
+            count = i
+            if "csv" in outputs:
+                rows.append({k: (i if k == "id" else n["row"].get(k)) for k in CSV_COLUMNS})
+            yield nucleus_feature(i, n["shape"], n["row"]["area_px"], pixel_um, n["score"],
+                                  stem)
+
     if "geojson" in outputs:
-        feats = (nucleus_feature(i, n["shape"], n["row"]["area_px"], pixel_um,
-                                 n["score"], stem)
-                 for i, n in enumerate(_read_parts(tiles, parts), start=1))
-        write_feature_collection(outputs["geojson"], feats, overwrite)
+        write_feature_collection(outputs["geojson"], features(), overwrite)
+    else:
+        for _ in features():
+            pass
     if "csv" in outputs:
-        rows = [dict(n["row"], id=i) for i, n in enumerate(_read_parts(tiles, parts), start=1)]
-        write_csv(outputs["csv"], [{k: r.get(k) for k in CSV_COLUMNS} for r in rows],
-                  overwrite)
+        write_csv(outputs["csv"], rows, overwrite)
     return count
 
 
@@ -283,12 +302,15 @@ def _region_canvas(tiles: list[SlideTile]) -> np.ndarray:
     return np.zeros((y1 - y0, x1 - x0), np.uint32)
 
 
-def _paste(canvas: np.ndarray, kept: np.ndarray, tile: SlideTile, first: SlideTile) -> None:
-    """Add a chunk's kept nuclei to the region label image (ids offset to stay unique)."""
+def _paste(canvas: np.ndarray, kept: np.ndarray, tile: SlideTile, first: SlideTile,
+           base: int) -> int:
+    """Add a chunk's kept nuclei to the region label image, ids offset by ``base`` to stay
+    unique (the canvas is renumbered at the end); returns the next chunk's offset, so the
+    canvas is never scanned."""
     ox, oy = first.core[0], first.core[1]
-    base = int(canvas.max())
     ys, xs = np.nonzero(kept)
     gy, gx = ys + tile.y - oy, xs + tile.x - ox
     ok = (gy >= 0) & (gx >= 0) & (gy < canvas.shape[0]) & (gx < canvas.shape[1])
     free = canvas[gy[ok], gx[ok]] == 0
     canvas[gy[ok][free], gx[ok][free]] = kept[ys[ok][free], xs[ok][free]] + base
+    return base + int(kept.max(initial=0))

@@ -24,15 +24,16 @@ import math
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sac.core.errors import InputError
+from sac.data.images import PLAUSIBLE_PIXEL_UM
 from sac.slides.reader import RawSlide, check_slide_file, downsamples_of
 
-MAX_PLAUSIBLE_MPP = 50.0
 _JPEG = {6, 7, 33007, 34892}  # compressions whose decoder takes JPEG tables
 _OME_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "\u03bcm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4,
            "m": 1e6}
@@ -44,9 +45,13 @@ class TiffFileSlide(RawSlide):
 
     backend = "tifffile"
 
-    def __init__(self, path: str | Path, plane: int = 0, cache_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, path: str | Path, plane: int = 0, cache_bytes: int = 64 * 2**20,
+                 on_decode: Callable[[int, int], None] | None = None) -> None:
+        """``on_decode(level, index)`` is told of every tile or strip decoded from the file
+        (not served from the cache): a diagnostic of how much a read costs."""
         import tifffile
 
+        self.on_decode = on_decode
         self.path = Path(path)
         check_slide_file(self.path)
         self._lock = threading.Lock()
@@ -101,7 +106,8 @@ class TiffFileSlide(RawSlide):
                 mpp = read_pixel_size_um(self.path)
             except InputError:
                 mpp = None
-        return mpp if mpp is not None and 0 < mpp <= MAX_PLAUSIBLE_MPP else None
+        lo, hi = PLAUSIBLE_PIXEL_UM
+        return mpp if mpp is not None and lo <= mpp <= hi else None
 
     def _read_raw(self, level: int, lx: int, ly: int, w: int, h: int) -> np.ndarray:
         """Copy the window out of the tiles it overlaps (decoding only those)."""
@@ -136,6 +142,8 @@ class TiffFileSlide(RawSlide):
                 self._cache.move_to_end(key)
                 return self._cache[key]
         tile = self._decode_chunk(level, index)
+        if self.on_decode is not None:
+            self.on_decode(level, index)
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = tile

@@ -154,33 +154,33 @@ def _to_low_res(x: np.ndarray, ratio: int, device: torch.device) -> torch.Tensor
     return F.avg_pool2d(t[:, None], ratio)[:, 0] if ratio > 1 else t
 
 
-def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.random.Generator,
-               step: int, extra: list[Crop] | None = None) -> dict[str, torch.Tensor]:
-    """Losses of one step (``total`` to back-propagate, parts detached for logging).
+@dataclass(frozen=True)
+class _Batch:
+    """What every part of a step sees: the crops' labels and valid masks, the embeddings and
+    the embedding geometry (tokens per side, input pixels per token, low-res ratio)."""
 
-    ``extra`` crops train only the generator: it is cheap next to SAM and learns faster from
-    more crops per step.
-    """
-    dev, sam = model.device, model.sam
-    size = model.spec.image_size
-    rgb = [c.rgb for c in crops]
-    valid_np = np.stack([c.valid for c in crops])
-    labels_np = np.stack([c.labels for c in crops])
-    # generator, on the SAM crops and the extra ones
-    every = crops + list(extra or [])
-    imgs = torch.from_numpy(np.stack([c.rgb for c in every])).permute(0, 3, 1, 2)
-    gen_logits = model.generator(imgs.contiguous().to(dev))
-    gen_t = torch.from_numpy(np.stack([generator_targets(c.labels) for c in every])).to(dev)
-    gen_valid = torch.from_numpy(np.stack([c.valid for c in every])).to(dev)
-    loss_gen = generator_loss(gen_logits, gen_t, gen_valid)
-    probs = torch.sigmoid(gen_logits[: len(crops)].detach()).cpu().numpy()
-    # encoder
-    pixels, _ = prepare_batch(rgb, size, model.spec.normalization, upscale=False)
-    emb = encode_train(model, pixels.to(dev), cfg.bf16, cfg.frozen_prefix_no_grad)
-    grid = emb.shape[-1]
-    stride = size // grid
-    ratio = max(1, stride // 4)
-    # prompts
+    labels: np.ndarray  # (B, H, W) instance ids
+    valid: np.ndarray  # (B, H, W) bool, pixels that are real image
+    emb: torch.Tensor
+    grid: int
+    stride: int
+    ratio: int
+
+
+def generator_part(model: SACModel, crops: list[Crop]) -> tuple[torch.Tensor, np.ndarray]:
+    """The generator's loss on ``crops`` and its probabilities (detached) for every crop."""
+    dev = model.device
+    imgs = torch.from_numpy(np.stack([c.rgb for c in crops])).permute(0, 3, 1, 2)
+    logits = model.generator(imgs.contiguous().to(dev))
+    targets = torch.from_numpy(np.stack([generator_targets(c.labels) for c in crops])).to(dev)
+    valid = torch.from_numpy(np.stack([c.valid for c in crops])).to(dev)
+    return generator_loss(logits, targets, valid), torch.sigmoid(logits.detach()).cpu().numpy()
+
+
+def prompt_part(model: SACModel, crops: list[Crop], probs: np.ndarray, cfg: StepConfig,
+                rng: np.random.Generator, step: int) -> tuple[_Sets, list[PromptSet]]:
+    """Each crop's instance sets (at most ``cfg.prompts_per_crop``, from the truth or, after
+    the warm-up, from the generator's maps ``probs``) and its semantic set."""
     inst = _Sets([], [], [], [])
     semantic: list[PromptSet] = []
     for b, crop in enumerate(crops):
@@ -192,7 +192,7 @@ def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.rand
             keep = np.sort(rng.choice(len(sets), cfg.prompts_per_crop, replace=False))
         for k in keep.tolist():
             e = ext[k]
-            if targets[k]:
+            if targets[k]:  # the window covers both the prompt's extent and its target
                 t = _bbox(crop.labels == targets[k])
                 e = np.concatenate([np.minimum(e[:2], t[:2]), np.maximum(e[2:], t[2:])])
             inst.sets.append(sets[k])
@@ -200,50 +200,87 @@ def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.rand
             inst.target.append(targets[k])
             inst.extent.append(e)
         semantic.append(sem)
+    return inst, semantic
+
+
+def instance_loss(model: SACModel, batch: _Batch, inst: _Sets) -> dict[str, torch.Tensor]:
+    """SAM's mask and quality losses on the instance sets, decoded on embedding windows
+    grouped by window size (``mask``, ``iou`` and the mean true IoU ``mask_iou``)."""
+    dev, sam, grid, stride = model.device, model.sam, batch.grid, batch.stride
+    ext = torch.from_numpy(np.stack(inst.extent))
+    sizes = window_sizes((ext[:, 2:] - ext[:, :2]).amax(1) + 1, stride,
+                         model.config.decode_window, grid)
+    centres = (ext[:, :2] + ext[:, 2:]) / 2
+    m_loss, i_loss, ious, n = 0.0, 0.0, [], len(inst.sets)
+    for s in torch.unique(sizes).tolist():
+        idx = np.flatnonzero((sizes == s).numpy())
+        pts, lbl, boxes = batch_prompt_sets([inst.sets[i] for i in idx])
+        origins = window_origins(centres[idx], s, grid, stride)
+        crop_idx = np.array([inst.crop[i] for i in idx])
+        target_ids = np.array([inst.target[i] for i in idx])[:, None, None]
+        tgt_full = (batch.labels[crop_idx] == target_ids) & (target_ids > 0)
+        org = np.concatenate([crop_idx[:, None], origins.numpy()], axis=1)
+        tgt = _windows(tgt_full, np.concatenate([np.arange(len(idx))[:, None], org[:, 1:]],
+                                                axis=1), s, stride)
+        val = _windows(batch.valid, org, s, stride)
+        p = torch.from_numpy(pts).to(dev) if pts.shape[1] else None
+        lb = torch.from_numpy(lbl).to(dev) if pts.shape[1] else None
+        bx = torch.from_numpy(boxes).to(dev) if boxes is not None else None
+        logits, iou = sam.decode_windows(batch.emb, origins.to(dev), s, p, lb, bx,
+                                         image_index=torch.from_numpy(crop_idx).to(dev))
+        losses = mask_losses(logits[:, 0], iou[:, 0], _to_low_res(tgt, batch.ratio, dev),
+                             _to_low_res(val, batch.ratio, dev))
+        m_loss = m_loss + losses["mask"] * len(idx) / n
+        i_loss = i_loss + losses["iou"] * len(idx) / n
+        ious.append(losses["true_iou"])
+    return {"mask": m_loss, "iou": i_loss, "mask_iou": torch.cat(ious).mean()}  # type: ignore[dict-item]
+
+
+def semantic_loss(model: SACModel, batch: _Batch, semantic: list[PromptSet]
+                  ) -> dict[str, torch.Tensor] | None:
+    """The paper's semantic output: one set per crop with all its prompts, target = all
+    foreground (``mask``, ``iou``, ``true_iou``); None when no crop has a positive prompt."""
+    has_pos = [b for b, s in enumerate(semantic) if (s.labels == 1).any()]
+    if not has_pos:
+        return None
+    dev = model.device
+    pts, lbl, _ = batch_prompt_sets([semantic[b] for b in has_pos])
+    sel = torch.tensor(has_pos, device=dev)
+    logits, iou = model.sam.decode(batch.emb, torch.from_numpy(pts).to(dev),
+                                   torch.from_numpy(lbl).to(dev), image_index=sel)
+    tgt = _to_low_res((batch.labels[has_pos] > 0), batch.ratio, dev)
+    return mask_losses(logits[:, 0], iou[:, 0], tgt,
+                       _to_low_res(batch.valid[has_pos], batch.ratio, dev))
+
+
+def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.random.Generator,
+               step: int, extra: list[Crop] | None = None) -> dict[str, torch.Tensor]:
+    """Losses of one step (``total`` to back-propagate, parts detached for logging).
+
+    ``extra`` crops train only the generator: it is cheap next to SAM and learns faster from
+    more crops per step.
+    """
+    loss_gen, probs = generator_part(model, crops + list(extra or []))
+    size = model.spec.image_size
+    pixels, _ = prepare_batch([c.rgb for c in crops], size, model.spec.normalization,
+                              upscale=False)
+    emb = encode_train(model, pixels.to(model.device), cfg.bf16, cfg.frozen_prefix_no_grad)
+    grid = emb.shape[-1]
+    stride = size // grid
+    batch = _Batch(np.stack([c.labels for c in crops]), np.stack([c.valid for c in crops]),
+                   emb, grid, stride, max(1, stride // 4))
+    inst, semantic = prompt_part(model, crops, probs[: len(crops)], cfg, rng, step)
     out: dict[str, torch.Tensor] = {"generator": loss_gen.detach()}
     total = cfg.generator_weight * loss_gen
     if inst.sets:
-        ext = torch.from_numpy(np.stack(inst.extent))
-        sizes = window_sizes((ext[:, 2:] - ext[:, :2]).amax(1) + 1, stride,
-                             model.config.decode_window, grid)
-        centres = (ext[:, :2] + ext[:, 2:]) / 2
-        m_loss, i_loss, ious, n = 0.0, 0.0, [], len(inst.sets)
-        for s in torch.unique(sizes).tolist():
-            idx = np.flatnonzero((sizes == s).numpy())
-            pts, lbl, boxes = batch_prompt_sets([inst.sets[i] for i in idx])
-            origins = window_origins(centres[idx], s, grid, stride)
-            crop_idx = np.array([inst.crop[i] for i in idx])
-            tgt_full = labels_np[crop_idx] == np.array([inst.target[i] for i in idx])[:, None,
-                                                                                      None]
-            tgt_full &= np.array([inst.target[i] for i in idx])[:, None, None] > 0
-            org = np.concatenate([crop_idx[:, None], origins.numpy()], axis=1)
-            tgt = _windows(tgt_full, np.concatenate([np.arange(len(idx))[:, None],
-                                                     org[:, 1:]], axis=1), s, stride)
-            val = _windows(valid_np, org, s, stride)
-            p = torch.from_numpy(pts).to(dev) if pts.shape[1] else None
-            lb = torch.from_numpy(lbl).to(dev) if pts.shape[1] else None
-            bx = torch.from_numpy(boxes).to(dev) if boxes is not None else None
-            logits, iou = sam.decode_windows(emb, origins.to(dev), s, p, lb, bx,
-                                             image_index=torch.from_numpy(crop_idx).to(dev))
-            losses = mask_losses(logits[:, 0], iou[:, 0], _to_low_res(tgt, ratio, dev),
-                                 _to_low_res(val, ratio, dev))
-            m_loss = m_loss + losses["mask"] * len(idx) / n
-            i_loss = i_loss + losses["iou"] * len(idx) / n
-            ious.append(losses["true_iou"])
-        total = total + m_loss + cfg.iou_weight * i_loss
-        out.update(mask=m_loss.detach(), iou=i_loss.detach(),  # type: ignore[union-attr]
-                   mask_iou=torch.cat(ious).mean())
-    if cfg.semantic_weight > 0 and any((s.labels == 1).any() for s in semantic):
-        has_pos = [b for b, s in enumerate(semantic) if (s.labels == 1).any()]
-        pts, lbl, _ = batch_prompt_sets([semantic[b] for b in has_pos])
-        sel = torch.tensor(has_pos, device=dev)
-        logits, iou = sam.decode(emb, torch.from_numpy(pts).to(dev),
-                                 torch.from_numpy(lbl).to(dev), image_index=sel)
-        tgt = _to_low_res((labels_np[has_pos] > 0), ratio, dev)
-        losses = mask_losses(logits[:, 0], iou[:, 0], tgt,
-                             _to_low_res(valid_np[has_pos], ratio, dev))
-        total = total + cfg.semantic_weight * (losses["mask"] + cfg.iou_weight * losses["iou"])
-        out["semantic"] = losses["mask"].detach()
-        out["semantic_iou"] = losses["true_iou"].mean()
+        parts = instance_loss(model, batch, inst)
+        total = total + parts["mask"] + cfg.iou_weight * parts["iou"]
+        out.update(mask=parts["mask"].detach(), iou=parts["iou"].detach(),
+                   mask_iou=parts["mask_iou"])
+    sem = semantic_loss(model, batch, semantic) if cfg.semantic_weight > 0 else None
+    if sem is not None:
+        total = total + cfg.semantic_weight * (sem["mask"] + cfg.iou_weight * sem["iou"])
+        out["semantic"] = sem["mask"].detach()
+        out["semantic_iou"] = sem["true_iou"].mean()
     out["total"] = total
     return out

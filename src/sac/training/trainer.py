@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,13 @@ class Trainer:
 
     # --- loop ----------------------------------------------------------------------------
     def run(self, resume: bool = False, overwrite: bool = False, progress: bool = True,
-            command: str = "") -> TrainResult:
-        """Train to the configured number of epochs; returns where the best model went."""
+            command: str = "", on_step: Callable[[int, dict[str, float]], None] | None = None
+            ) -> TrainResult:
+        """Train to the configured number of epochs; returns where the best model went.
+
+        ``on_step(step, losses)`` is called after each joint step and its bookkeeping
+        (checkpoints, validation), e.g. for a progress display; an exception it raises stops
+        the run as an interruption would (``resume=True`` continues it)."""
         from tqdm import tqdm
 
         self._prepare_dir(resume, overwrite)
@@ -242,6 +248,8 @@ class Trainer:
                 sums, t_epoch, n_epoch = {}, time.perf_counter(), 0
             elif self.step % self.cfg.checkpoint_every == 0:
                 self._save_state()
+            if on_step is not None:
+                on_step(self.step, loss)
         bar.close()
         return TrainResult(self.out / "model", self.best, self.best_epoch, self.step,
                            time.perf_counter() - t_start, history)
