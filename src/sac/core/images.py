@@ -25,11 +25,16 @@ SUPPORTED = ("2-D (H, W) gray, or 3-D (H, W, C) with C = 1 (gray), 2 (gray+alpha
              "4 (RGBA)")
 
 
+def supported_shape(shape: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` is an image SAC reads (see :data:`SUPPORTED`)."""
+    return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 2, 3, 4))
+
+
 def check_image(image: np.ndarray, source: str = "image") -> None:
     """Raise :class:`InputError` if ``image`` has an unsupported shape, dtype or content."""
     if not isinstance(image, np.ndarray):
         raise InputError(f"{source}: expected a numpy array, got {type(image).__name__}")
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+    if not supported_shape(image.shape):
         raise InputError(
             f"{source}: unsupported image shape {image.shape}; expected {SUPPORTED}. "
             "For stacks or multi-channel files pick one plane or channel first (sac segment "
@@ -81,7 +86,7 @@ def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     ``source`` (e.g. the file name) is used in error messages.
     """
     arr = np.asarray(image)
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+    if not supported_shape(arr.shape):
         raise InputError(f"{source}: unsupported image shape {arr.shape}; expected {SUPPORTED}")
     if arr.ndim == 2:
         arr = arr[..., None]

@@ -82,8 +82,9 @@ def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def largest_component(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    """The largest connected piece of a bool mask (8-connected by default; the first of
-    equal-sized pieces); the mask itself when it has at most one piece."""
+    """The largest connected piece of a bool mask (4-connected unless ``structure`` says
+    otherwise; the first of equal-sized pieces); the mask itself when it has at most one
+    piece."""
     lab, n = ndi.label(mask, structure=structure)
     if n <= 1:
         return mask

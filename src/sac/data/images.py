@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from sac.core.errors import InputError
-from sac.core.images import SUPPORTED, to_rgb_uint8
+from sac.core.images import SUPPORTED, supported_shape, to_rgb_uint8
 from sac.core.labels import check_label_image
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -165,7 +165,7 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     arr = _squeeze_leading(arr)
     if channel is not None:
         arr = _pick_channel(arr, channel, path)
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+    if not supported_shape(arr.shape):
         raise InputError(
             f"{path}: unsupported image shape {arr.shape}; expected {SUPPORTED}. For a "
             "multi-page or multi-channel file pass --channel N (from 0) to pick the plane "

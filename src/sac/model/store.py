@@ -110,7 +110,9 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
     """Write ``model`` as a model folder, atomically: built in a temporary folder, then renamed.
 
     ``dtype`` (``float16`` halves the size) sets the storage precision of the trained tensors;
-    ``updates`` replace config fields (e.g. ``training=...``). Returns the folder.
+    ``updates`` replace config fields (e.g. ``training=...``) in the saved config only:
+    ``model`` itself is not changed (:func:`read_config` gives what was written). Returns the
+    folder.
     """
     from dataclasses import replace
 
@@ -144,7 +146,6 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    model.config = config
     return folder
 
 

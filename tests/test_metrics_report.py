@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_data_readers import DSB, MONUSEG, make_dsb_sample, make_monuseg, rgb, save_png
+from test_data import DSB, MONUSEG, make_dsb_sample, make_monuseg, rgb, save_png
 
 from sac.cli import evaluate as ev_cmd
 from sac.cli import main
