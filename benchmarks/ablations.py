@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sac.cli.evaluate import open_dataset
+from sac.data.open import open_dataset
 from sac.data.splits import load_builtin_split
 from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, load_model

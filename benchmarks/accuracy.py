@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from sac.cli.evaluate import open_dataset
 from sac.core.images import to_rgb_float
 from sac.core.resample import resample_image, resample_labels
+from sac.data.open import open_dataset
 from sac.data.splits import load_builtin_split
 from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, create_model, load_model

@@ -36,7 +36,7 @@ def validation_set(name: str, data: Path | None = None, limit: int | None = None
                    ) -> tuple[Any, list[str]]:
     """A dataset (``data`` or its default folder) and the first ``limit`` names of its
     built-in validation split."""
-    from sac.cli.evaluate import open_dataset
+    from sac.data.open import open_dataset
     from sac.data.splits import load_builtin_split
 
     fmt, default = DATASETS[name]

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sac.cli.evaluate import load_split_arg, open_dataset
+from sac.data.open import open_dataset, resolve_split
 from sac.model import read_config
 from sac.pipeline.size import training_size
 from sac.training.sampler import load_images
@@ -27,7 +27,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = read_config(args.model)
     images, problems = load_images(open_dataset(args.data, args.format),
-                                   list(load_split_arg(args.split).train), cfg.input_scale)
+                                   list(resolve_split(args.split).train), cfg.input_scale)
     if problems:
         raise SystemExit(f"unreadable training images: {problems[:3]}")
     d, rng = training_size([im.labels for im in images])
