@@ -1,5 +1,6 @@
-"""Same labels before and after a change: run ``sac demo`` and ``sac segment`` with each shipped
-model from two source trees (a reference commit and this checkout) and compare the outputs.
+"""Same labels before and after a change: run ``sac demo`` (with the shipped H&E model, and
+zero-shot) and ``sac segment`` with each shipped model from two source trees (a reference
+commit and this checkout) and compare the outputs.
 
 For a refactoring that must not change behaviour. The reference commit is checked out into a
 temporary git worktree; each tree runs in its own process through the CLI only, so the script
@@ -27,6 +28,8 @@ import tifffile
 from bench_common import DATA, machine_info, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
+#: bumped when :func:`outputs` makes other files, so kept reference outputs are made again
+OUTPUTS_VERSION = "2"
 SPLITS = ROOT / "src" / "sac" / "data" / "splits"
 #: shipped model -> (built-in split, how to find a validation image by name)
 MODELS = {
@@ -68,6 +71,7 @@ def outputs(tree: Path, out: Path, images: dict[str, list[Path]], stamp: str = "
     log = out / "log.txt"
     out.mkdir(parents=True)
     run(tree, ["demo", "-o", str(out / "demo"), "--overwrite"], log)
+    run(tree, ["demo", "-o", str(out / "zero-shot"), "--zero-shot", "--overwrite"], log)
     for model, files in images.items():
         run(tree, ["segment", *map(str, files), "-o", str(out / model), "--model", model,
                    "--save-geojson", "--save-csv", "--overwrite", "--quiet"], log)
@@ -113,13 +117,14 @@ def main() -> int:
         raise SystemExit(f"validation images not found (is ../shared/data there?): {missing}")
     reference = subprocess.run(["git", "rev-parse", args.reference], cwd=ROOT, check=True,
                                capture_output=True, text=True).stdout.strip()
+    stamp = f"{reference} {OUTPUTS_VERSION}"
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         tree = Path(tmp) / "reference-tree"
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), reference],
                        cwd=ROOT, check=True, capture_output=True)
         try:
-            outputs(tree, work / "before", images, reference)
+            outputs(tree, work / "before", images, stamp)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                            check=False, capture_output=True)
@@ -129,7 +134,7 @@ def main() -> int:
     meta = machine_info() | {"reference": args.reference, "all_identical": same,
                              "images": {m: [f.name for f in fs] for m, fs in images.items()}}
     write_results("identical" + args.tag, meta, rows, ["output", "nuclei", "identical"],
-                  f"Outputs of {ROOT.name} against {args.reference}")
+                  f"Outputs at {meta['commit']} against {args.reference}")
     print(f"{sum(bool(r['identical']) for r in rows)}/{len(rows)} outputs identical")
     return 0 if same else 1
 
