@@ -1,0 +1,121 @@
+"""SAC against StarDist and cellpose trained from scratch on the same images: one table per
+dataset, scored by SAC's evaluation on the same validation images.
+
+The peers are trained and run by the scripts in ``benchmarks/peers/`` (in their own
+environments, see ``benchmarks/peers/README.md``); this script reads their predictions and
+run records, segments the same images with the shipped SAC model and the classical baseline
+(tuned on training images, as in ``accuracy.py``), and scores everything with
+``sac.metrics.report.evaluate_dataset``. A peer whose run failed keeps its row, with the error.
+
+    python benchmarks/peers.py --dataset monuseg --runs ../peers/runs
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from accuracy import tune_classical
+
+from sac.core.images import to_rgb_float
+from sac.data.splits import load_builtin_split
+from sac.metrics import aggregate
+from sac.metrics.report import evaluate_dataset
+from sac.pipeline.classical import classical_instances
+from sac.pipeline.segmenter import load_segmenter
+
+from bench_common import machine_info, validation_parser, validation_set, write_results
+
+SHIPPED = {"monuseg": "sac-lite-monuseg", "dsb2018": "sac-lite-dsb2018"}
+PEERS = ("stardist", "cellpose")
+METRICS = ("pixel_dice", "aji", "pq", "f1_obj", "dsb_score")
+
+
+def rows_of(method: str, report: Any, types: dict[str, str], train_s: float | None,
+            extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row over all images and, where images have types (DSB), one per type."""
+    groups: dict[str, list[dict[str, Any]]] = {"all": report.images}
+    for r in report.images:
+        if types.get(r["name"], "he") != "he":
+            groups.setdefault(types[r["name"]], []).append(r)
+    out = []
+    for group, rows in groups.items():
+        agg = aggregate(rows)
+        out.append({"method": method, "image_type": group, "images": len(rows),
+                    **{m: round(float(agg[m]), 4) for m in METRICS},
+                    "train_cpu_min": None if train_s is None else round(train_s / 60, 1),
+                    **extra})
+    return out
+
+
+def peer_run(runs: Path, tool: str, dataset: str) -> tuple[dict[str, Any], Path | None]:
+    """A peer's run record and its predictions folder (None when the run did not finish)."""
+    folder = runs / f"{tool}-{dataset}"
+    record_file = folder / "run.json"
+    if not record_file.is_file():
+        return {"error": f"no run record at {record_file}: the run was not made"}, None
+    record = json.loads(record_file.read_text())
+    pred = folder / "predictions"
+    return record, (pred if "error" not in record and pred.is_dir() else None)
+
+
+def main() -> None:
+    p = validation_parser(__doc__)
+    p.add_argument("--runs", type=Path, required=True, help="the peers' run folders")
+    p.add_argument("--exported", type=Path, default=None,
+                   help="the peers' data folder (export.py; default: RUNS/../data), for the "
+                        "DSB image types")
+    p.add_argument("--classical-images", type=int, default=12)
+    args = p.parse_args()
+    dataset, names = validation_set(args.dataset, args.data, args.limit)
+    manifest = (args.exported or args.runs.parent / "data") / args.dataset / "manifest.json"
+    types = json.loads(manifest.read_text())["image_types"] if manifest.is_file() else {}
+    rows: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+
+    model = SHIPPED[args.dataset]
+    seg = load_segmenter(model, bf16=args.bf16)
+    report = evaluate_dataset(dataset, predict=lambda im, n: seg.segment(im, n),
+                              names=names, progress=False)
+    rows += rows_of("sac", report, types, seg.config.training.get("train_seconds"),
+                    {"note": model, "s_per_image": round(report.wall_time_s / len(names), 2)})
+
+    for tool in PEERS:
+        record, pred = peer_run(args.runs, tool, args.dataset)
+        info[tool] = {k: v for k, v in record.items() if k not in ("traceback", "tuning")}
+        if pred is None:
+            rows.append({"method": tool, "image_type": "all", "note": record["error"]})
+            continue
+        report = evaluate_dataset(dataset, predictions_dir=pred, names=names, progress=False)
+        rows += rows_of(tool, report, types, record.get("train_seconds"),
+                        {"note": f"{tool} {record.get('versions', {}).get(tool, '')}".strip(),
+                         "s_per_image": round(record["predict_seconds"] / len(names), 2)})
+
+    t0 = time.perf_counter()
+    classical = tune_classical(dataset, load_builtin_split(args.dataset).train,
+                               args.classical_images)
+    tune_s = time.perf_counter() - t0
+    params = {k: classical[k] for k in ("sigma", "min_distance")}
+    report = evaluate_dataset(
+        dataset, predict=lambda im, n: classical_instances(to_rgb_float(im), **params),
+        names=names, progress=False)
+    rows += rows_of("classical", report, types, tune_s,
+                    {"note": f"tuned on {args.classical_images} training images: {params}",
+                     "s_per_image": round(report.wall_time_s / len(names), 2)})
+
+    meta = machine_info() | {"dataset": args.dataset, "split": "built-in val",
+                             "images": len(names), "sac_model": model, "bf16": args.bf16,
+                             "peers": info,
+                             "note": "train_cpu_min: wall time of training on the 2 cores "
+                                     "(SAC: from its model config; classical: its tuning)"}
+    cols = ["method", "image_type", "images", *METRICS, "train_cpu_min", "s_per_image", "note"]
+    write_results(f"peers_{args.dataset}{args.tag}", meta, rows, cols,
+                  f"SAC and its peers on the {args.dataset} validation split")
+    for r in rows:
+        print({k: r.get(k) for k in ("method", "image_type", "aji", "dsb_score")})
+
+
+if __name__ == "__main__":
+    main()
