@@ -15,8 +15,10 @@ from scipy import ndimage
 
 from sac.core.errors import ConfigError, InputError
 from sac.data.images import read_pixel_size_um
+from sac.outputs.geojson import feature_id, write_geojson
 from sac.outputs.images import write_labels_tif
-from sac.outputs.shapes import feature_id, label_polygons, write_geojson, write_imagej_rois
+from sac.outputs.rois import write_imagej_rois
+from sac.outputs.shapes import label_polygons
 from sac.outputs.table import CSV_COLUMNS, measure_nuclei, write_csv
 
 shapely = pytest.importorskip("shapely")
@@ -277,7 +279,8 @@ def test_writers_never_overwrite_silently(tmp_path):
 def test_every_label_exports_with_its_exact_area() -> None:
     """Corner-touching pieces become a MultiPolygon, holes become interior rings: the polygon
     area equals the pixel count for every label (checked with shapely)."""
-    from sac.outputs.shapes import label_shapes, shape_geometry
+    from sac.outputs.geojson import shape_geometry
+    from sac.outputs.shapes import label_shapes
 
     lab = np.zeros((12, 14), np.int32)
     lab[1, 1] = lab[2, 2] = lab[3, 1] = 1  # three pieces touching at corners
@@ -301,7 +304,8 @@ def test_every_label_exports_with_its_exact_area() -> None:
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.integers(0, 2**31 - 1))
 def test_random_labels_export_with_exact_areas(seed: int) -> None:
-    from sac.outputs.shapes import label_shapes, shape_geometry
+    from sac.outputs.geojson import shape_geometry
+    from sac.outputs.shapes import label_shapes
 
     rng = np.random.default_rng(seed)
     lab = (rng.random((9, 9)) < 0.5) * rng.integers(1, 4, (9, 9))

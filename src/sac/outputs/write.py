@@ -38,14 +38,14 @@ def write_outputs(paths: dict[str, Path], image: np.ndarray, result: Any,
         written.append(write_png(paths["overlay"],
                                  outline_overlay(to_rgb_float(image), result.labels), overwrite))
     if "geojson" in paths:
-        from sac.outputs.shapes import write_geojson
+        from sac.outputs.geojson import write_geojson
 
         meta = None if result.size is None else {"size": result.size.to_dict()}
         written.append(write_geojson(paths["geojson"], result.labels, scores=result.scores,
                                      pixel_size_um=pixel_size_um, overwrite=overwrite,
                                      id_namespace=stem, metadata=meta))
     if "rois" in paths:
-        from sac.outputs.shapes import write_imagej_rois
+        from sac.outputs.rois import write_imagej_rois
 
         written.append(write_imagej_rois(paths["rois"], result.labels, overwrite=overwrite))
     if "csv" in paths:

@@ -29,7 +29,8 @@ import numpy as np
 from sac.core.errors import InputError
 from sac.core.fileio import atomic_path, check_writable
 from sac.core.labels import relabel_sequential
-from sac.outputs.shapes import label_shapes, nucleus_feature, write_feature_collection
+from sac.outputs.geojson import nucleus_feature, write_feature_collection
+from sac.outputs.shapes import label_shapes
 from sac.outputs.table import CSV_COLUMNS, measure_nuclei, write_csv
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import SizeEstimate
