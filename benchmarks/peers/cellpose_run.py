@@ -167,7 +167,11 @@ def run(args: argparse.Namespace, record: dict) -> None:
         ap = metrics.average_precision(y_val, predict(x_val, cellprob, flow), [0.5])[0]
         table.append({"cellprob_threshold": cellprob, "flow_threshold": flow,
                       "ap50": float(np.mean(ap))})
-    best = max(table, key=lambda r: r["ap50"])
+    # cellpose's defaults are kept unless another setting is strictly better (as SAC's tuning)
+    best = next(r for r in table if (r["cellprob_threshold"], r["flow_threshold"]) == (0.0, 0.4))
+    for r in table:
+        if r["ap50"] > best["ap50"]:
+            best = r
     record.update(tuning=table, thresholds=best,
                   tune_seconds=round(time.perf_counter() - t0, 1))
     out = args.run / "predictions"
