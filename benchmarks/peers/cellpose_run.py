@@ -23,91 +23,55 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
-import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
-import tifffile
+from peer_common import (
+    peer_parser,
+    read_image,
+    read_split,
+    record_run,
+    time_predictions,
+    write_labels,
+)
 
 DIAM_MEAN = 17.0  # the nuclei model's
 CELLPROB = (-1.0, 0.0, 1.0)
 FLOW = (0.3, 0.4, 0.6)
 
 
-def read_split(root: Path, part: str) -> tuple[list[str], list, list]:
-    """Names, grey images and labels of ``root/part`` (as ``export.py`` wrote them)."""
-    names = sorted(p.stem for p in (root / part / "images").glob("*.tif"))
-    images = []
-    for n in names:
-        im = tifffile.imread(root / part / "images" / f"{n}.tif").astype(np.float32)
-        images.append(im.mean(axis=2) if im.ndim == 3 else im)
-    labels = [tifffile.imread(root / part / "labels" / f"{n}.tif").astype(np.int32)
-              for n in names]
-    return names, images, labels
-
-
 def predict_only(args: argparse.Namespace) -> int:
-    """Time the trained model (with its tuned thresholds) on every image of ``--predict``:
-    seconds per image from reading the file to writing the labels, and the peak memory."""
-    import resource
-
+    """Time the trained model, with its tuned thresholds, on every image of ``--predict`` (see
+    :func:`peer_common.time_predictions`)."""
     from cellpose import models
 
-    record = json.loads((args.run / "run.json").read_text())
-    th = record["thresholds"]
+    th = json.loads((args.run / "run.json").read_text())["thresholds"]
     t0 = time.perf_counter()
     model = models.CellposeModel(gpu=False,
                                  pretrained_model=str(args.run / "model" / "cellpose_model"))
     load_s = time.perf_counter() - t0
-    args.out.mkdir(parents=True, exist_ok=True)
-    times = {}
-    for path in sorted(args.predict.glob("*.tif")):
-        t0 = time.perf_counter()
-        x = tifffile.imread(path).astype(np.float32)
-        x = x.mean(axis=2) if x.ndim == 3 else x
-        labels, _, _ = model.eval(x, channels=[0, 0], diameter=float(model.diam_labels),
-                                  cellprob_threshold=th["cellprob_threshold"],
-                                  flow_threshold=th["flow_threshold"])
-        tifffile.imwrite(args.out / f"{path.stem}_labels.tif", np.asarray(labels, np.uint32),
-                         compression="zlib")
-        times[path.stem] = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tool": "cellpose", "load_s": load_s, "seconds": times,
-                      "peak_mb": peak_mb}))
-    return 0
+
+    def segment(path: Path) -> np.ndarray:
+        return model.eval(read_image(path, grey=True), channels=[0, 0],
+                          diameter=float(model.diam_labels),
+                          cellprob_threshold=th["cellprob_threshold"],
+                          flow_threshold=th["flow_threshold"])[0]
+
+    return time_predictions("cellpose", args.predict, args.out, load_s, segment)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, help="exported split (export.py)")
-    p.add_argument("--run", type=Path, required=True, help="run folder (created)")
-    p.add_argument("--minutes", type=float, help="training wall-time budget")
-    p.add_argument("--predict", type=Path, default=None,
-                   help="only predict these images (a folder of .tif) with the trained model")
-    p.add_argument("--out", type=Path, default=None, help="with --predict: labels folder")
-    p.add_argument("--limit", type=int, default=None, help="first N images (smoke tests)")
+    p = peer_parser(__doc__)
     p.add_argument("--max-epochs", type=int, default=2000)
     args = p.parse_args()
     if args.predict is not None:
         return predict_only(args)
     if args.data is None or args.minutes is None:
         p.error("training needs --data and --minutes")
-    args.run.mkdir(parents=True, exist_ok=True)
-    record: dict = {"tool": "cellpose", "data": str(args.data), "minutes": args.minutes,
-                    "diam_mean": DIAM_MEAN, "python": platform.python_version(),
-                    "threads": os.cpu_count(), "argv": sys.argv[1:]}
-    try:
-        run(args, record)
-    except Exception as exc:  # the error goes into the results instead of dropping the row
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc()
-        print(record["traceback"], file=sys.stderr)
-    (args.run / "run.json").write_text(json.dumps(record, indent=1) + "\n")
-    return 1 if "error" in record else 0
+    record = {"tool": "cellpose", "data": str(args.data), "minutes": args.minutes,
+              "diam_mean": DIAM_MEAN}
+    return record_run(args, record, run)
 
 
 def run(args: argparse.Namespace, record: dict) -> None:
@@ -116,11 +80,8 @@ def run(args: argparse.Namespace, record: dict) -> None:
     from cellpose import metrics, models, train
 
     record["versions"] = {"cellpose": cellpose.version, "torch": torch.__version__}
-    _, x_trn, y_trn = read_split(args.data, "train")
-    names, x_val, y_val = read_split(args.data, "val")
-    if args.limit:
-        x_trn, y_trn = x_trn[: args.limit], y_trn[: args.limit]
-        names, x_val, y_val = names[: args.limit], x_val[: args.limit], y_val[: args.limit]
+    _, x_trn, y_trn = read_split(args.data, "train", True, args.limit)
+    names, x_val, y_val = read_split(args.data, "val", True, args.limit)
     model_dir = args.run / "model"
     settings = {"channels": [0, 0], "SGD": True, "learning_rate": 0.2, "weight_decay": 1e-5,
                 "batch_size": 8, "min_train_masks": 1, "save_path": str(args.run)}
@@ -179,8 +140,7 @@ def run(args: argparse.Namespace, record: dict) -> None:
     t0 = time.perf_counter()
     masks = predict(x_val, best["cellprob_threshold"], best["flow_threshold"])
     for name, labels in zip(names, masks, strict=True):
-        tifffile.imwrite(out / f"{name}_labels.tif", np.asarray(labels, np.uint32),
-                         compression="zlib")
+        write_labels(out / f"{name}_labels.tif", labels)
     record["predict_seconds"] = round(time.perf_counter() - t0, 1)
     record["predictions"] = str(out)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
+from typing import Any
+
+from peer_common import time_predictions
 
 
 def main() -> int:
@@ -28,7 +30,6 @@ def main() -> int:
     p.add_argument("--bf16", action="store_true")
     args = p.parse_args()
     from sac.data.images import read_image
-    from sac.outputs.images import write_labels_tif
 
     t0 = time.perf_counter()
     if args.classical is not None:
@@ -37,7 +38,7 @@ def main() -> int:
 
         params = json.loads(args.classical)
 
-        def segment(image):
+        def segment(image: Any) -> Any:
             return classical_instances(to_rgb_float(image), **params)
         tool = "classical"
     else:
@@ -45,20 +46,12 @@ def main() -> int:
 
         seg = load_segmenter(args.model, bf16=args.bf16)
 
-        def segment(image):
+        def segment(image: Any) -> Any:
             return seg.segment(image).labels
         tool = "sac"
     load_s = time.perf_counter() - t0
-    args.out.mkdir(parents=True, exist_ok=True)
-    times = {}
-    for path in sorted(args.predict.glob("*.tif")):
-        t0 = time.perf_counter()
-        labels = segment(read_image(path))
-        write_labels_tif(args.out / f"{path.stem}_labels.tif", labels, overwrite=True)
-        times[path.stem] = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tool": tool, "load_s": load_s, "seconds": times, "peak_mb": peak_mb}))
-    return 0
+    return time_predictions(tool, args.predict, args.out, load_s,
+                            lambda path: segment(read_image(path)))
 
 
 if __name__ == "__main__":

@@ -18,27 +18,18 @@ best validation loss are kept. Writes::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
-import tifffile
-
-
-def read_split(root: Path, part: str, grey: bool) -> tuple[list[str], list, list]:
-    """Names, images and labels of ``root/part`` (as ``export.py`` wrote them)."""
-    names = sorted(p.stem for p in (root / part / "images").glob("*.tif"))
-    images = [tifffile.imread(root / part / "images" / f"{n}.tif") for n in names]
-    if grey:  # one channel: the mean of RGB (DSB's fluorescence images are grey as RGB)
-        images = [im.mean(axis=2).astype(np.float32) if im.ndim == 3 else im for im in images]
-    labels = [tifffile.imread(root / part / "labels" / f"{n}.tif").astype(np.int32)
-              for n in names]
-    return names, images, labels
+from peer_common import (
+    peer_parser,
+    read_image,
+    read_split,
+    record_run,
+    time_predictions,
+    write_labels,
+)
 
 
 def augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,63 +44,36 @@ def augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict_only(args: argparse.Namespace) -> int:
-    """Time the trained model on every image of ``--predict``: one JSON line per image
-    (seconds from reading the file to writing the labels) and the peak memory."""
-    import resource
-
+    """Time the trained model on every image of ``--predict`` (see
+    :func:`peer_common.time_predictions`)."""
     from csbdeep.utils import normalize
     from stardist.models import StarDist2D
 
     t0 = time.perf_counter()
     model = StarDist2D(None, name="model", basedir=str(args.run))
     load_s = time.perf_counter() - t0
-    args.out.mkdir(parents=True, exist_ok=True)
-    times = {}
-    for path in sorted(args.predict.glob("*.tif")):
-        t0 = time.perf_counter()
-        x = tifffile.imread(path)
-        if args.grey and x.ndim == 3:
-            x = x.mean(axis=2).astype(np.float32)
-        x = normalize(x, 1, 99.8, axis=(0, 1) if args.grey else (0, 1, 2))
-        labels, _ = model.predict_instances(x, n_tiles=model._guess_n_tiles(x))
-        tifffile.imwrite(args.out / f"{path.stem}_labels.tif", labels.astype(np.uint32),
-                         compression="zlib")
-        times[path.stem] = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tool": "stardist", "load_s": load_s, "seconds": times,
-                      "peak_mb": peak_mb}))
-    return 0
+    axis = (0, 1) if args.grey else (0, 1, 2)
+
+    def segment(path: Path) -> np.ndarray:
+        x = normalize(read_image(path, args.grey), 1, 99.8, axis=axis)
+        return model.predict_instances(x, n_tiles=model._guess_n_tiles(x))[0]
+
+    return time_predictions("stardist", args.predict, args.out, load_s, segment)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, help="exported split (export.py)")
-    p.add_argument("--run", type=Path, required=True, help="run folder (created)")
-    p.add_argument("--minutes", type=float, help="training wall-time budget")
-    p.add_argument("--predict", type=Path, default=None,
-                   help="only predict these images (a folder of .tif) with the trained model")
-    p.add_argument("--out", type=Path, default=None, help="with --predict: labels folder")
+    p = peer_parser(__doc__)
     p.add_argument("--grey", action="store_true", help="one input channel (fluorescence)")
     p.add_argument("--patch", type=int, default=256)
     p.add_argument("--steps-per-epoch", type=int, default=100)
-    p.add_argument("--limit", type=int, default=None, help="first N images (smoke tests)")
     args = p.parse_args()
     if args.predict is not None:
         return predict_only(args)
     if args.data is None or args.minutes is None:
         p.error("training needs --data and --minutes")
-    args.run.mkdir(parents=True, exist_ok=True)
-    record: dict = {"tool": "stardist", "data": str(args.data), "minutes": args.minutes,
-                    "grey": args.grey, "patch": args.patch, "python": platform.python_version(),
-                    "threads": os.cpu_count(), "argv": sys.argv[1:]}
-    try:
-        run(args, record)
-    except Exception as exc:  # the error goes into the results instead of dropping the row
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc()
-        print(record["traceback"], file=sys.stderr)
-    (args.run / "run.json").write_text(json.dumps(record, indent=1) + "\n")
-    return 1 if "error" in record else 0
+    record = {"tool": "stardist", "data": str(args.data), "minutes": args.minutes,
+              "grey": args.grey, "patch": args.patch}
+    return record_run(args, record, run)
 
 
 def run(args: argparse.Namespace, record: dict) -> None:
@@ -121,11 +85,8 @@ def run(args: argparse.Namespace, record: dict) -> None:
 
     record["versions"] = {"stardist": stardist.__version__, "tensorflow": tf.__version__}
     axis_norm = (0, 1) if args.grey else (0, 1, 2)  # RGB: channels jointly
-    _, x_trn, y_trn = read_split(args.data, "train", args.grey)
-    names, x_val, y_val = read_split(args.data, "val", args.grey)
-    if args.limit:
-        x_trn, y_trn = x_trn[: args.limit], y_trn[: args.limit]
-        names, x_val, y_val = names[: args.limit], x_val[: args.limit], y_val[: args.limit]
+    _, x_trn, y_trn = read_split(args.data, "train", args.grey, args.limit)
+    names, x_val, y_val = read_split(args.data, "val", args.grey, args.limit)
     norm = [normalize(x, 1, 99.8, axis=axis_norm) for x in (*x_trn, *x_val)]
     x_trn, x_val = norm[: len(x_trn)], norm[len(x_trn):]
     y_trn = [fill_label_holes(y) for y in y_trn]
@@ -165,9 +126,8 @@ def run(args: argparse.Namespace, record: dict) -> None:
     out.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     for name, x in zip(names, x_val, strict=True):
-        labels, _ = model.predict_instances(x, n_tiles=model._guess_n_tiles(x))
-        tifffile.imwrite(out / f"{name}_labels.tif", labels.astype(np.uint32),
-                         compression="zlib")
+        write_labels(out / f"{name}_labels.tif",
+                     model.predict_instances(x, n_tiles=model._guess_n_tiles(x))[0])
     record["predict_seconds"] = round(time.perf_counter() - t0, 1)
     record["predictions"] = str(out)
 
