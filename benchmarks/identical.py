@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,10 @@ MODELS = {
 }
 
 
-def validation_images(split: str, count: int) -> list[Path]:
-    """``count`` names spread over the built-in validation split (first, middle, ...)."""
+def validation_images(split: str, find: Callable[[str], Path], count: int) -> list[Path]:
+    """``count`` images spread over the built-in validation split (first, middle, ...)."""
     names = json.loads((SPLITS / f"{split}.json").read_text())["val"]
     step = max(1, len(names) // count)
-    find = next(f for s, f in MODELS.values() if s == split)
     return [find(n) for n in names[::step][:count]]
 
 
@@ -111,7 +111,8 @@ def main() -> int:
                         "the same commit (default: a temporary folder)")
     p.add_argument("--tag", default="")
     args = p.parse_args()
-    images = {m: validation_images(split, args.images) for m, (split, _) in MODELS.items()}
+    images = {m: validation_images(split, find, args.images)
+              for m, (split, find) in MODELS.items()}
     missing = [str(f) for files in images.values() for f in files if not f.exists()]
     if missing:
         raise SystemExit(f"validation images not found (is ../shared/data there?): {missing}")

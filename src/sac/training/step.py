@@ -167,14 +167,17 @@ class _Batch:
     ratio: int
 
 
-def generator_part(model: SACModel, crops: list[Crop]) -> tuple[torch.Tensor, np.ndarray]:
-    """The generator's loss on ``crops`` and its probabilities (detached) for every crop."""
+def generator_part(model: SACModel, crops: list[Crop], n_prompted: int
+                   ) -> tuple[torch.Tensor, np.ndarray]:
+    """The generator's loss on ``crops`` and its probabilities (detached) for the first
+    ``n_prompted`` of them, the crops SAM is prompted on."""
     dev = model.device
     imgs = torch.from_numpy(np.stack([c.rgb for c in crops])).permute(0, 3, 1, 2)
     logits = model.generator(imgs.contiguous().to(dev))
     targets = torch.from_numpy(np.stack([generator_targets(c.labels) for c in crops])).to(dev)
     valid = torch.from_numpy(np.stack([c.valid for c in crops])).to(dev)
-    return generator_loss(logits, targets, valid), torch.sigmoid(logits.detach()).cpu().numpy()
+    probs = torch.sigmoid(logits[:n_prompted].detach()).cpu().numpy()
+    return generator_loss(logits, targets, valid), probs
 
 
 def prompt_part(model: SACModel, crops: list[Crop], probs: np.ndarray, cfg: StepConfig,
@@ -260,7 +263,7 @@ def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.rand
     ``extra`` crops train only the generator: it is cheap next to SAM and learns faster from
     more crops per step.
     """
-    loss_gen, probs = generator_part(model, crops + list(extra or []))
+    loss_gen, probs = generator_part(model, crops + list(extra or []), len(crops))
     size = model.spec.image_size
     pixels, _ = prepare_batch([c.rgb for c in crops], size, model.spec.normalization,
                               upscale=False)
@@ -269,7 +272,7 @@ def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.rand
     stride = size // grid
     batch = _Batch(np.stack([c.labels for c in crops]), np.stack([c.valid for c in crops]),
                    emb, grid, stride, max(1, stride // 4))
-    inst, semantic = prompt_part(model, crops, probs[: len(crops)], cfg, rng, step)
+    inst, semantic = prompt_part(model, crops, probs, cfg, rng, step)
     out: dict[str, torch.Tensor] = {"generator": loss_gen.detach()}
     total = cfg.generator_weight * loss_gen
     if inst.sets:
