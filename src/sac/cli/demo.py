@@ -87,15 +87,15 @@ def _zero_shot(args: argparse.Namespace, image: np.ndarray, source: str
 def run(args: argparse.Namespace) -> int:
     """Segment one image with a shipped SAC model (or zero-shot); writes labels + overlay."""
     from sac.core.device import resolve_device
-    from sac.core.fileio import check_writable
+    from sac.core.fileio import check_writable, output_paths
     from sac.core.images import to_rgb_float
     from sac.model import shipped_models
     from sac.outputs.images import outline_overlay, write_labels_tif, write_png
 
     resolve_device(args.device)  # cheap option checks before any reading or loading
     image, stem = _load_image(args.image)
-    out_labels = args.output / f"{stem}_labels.tif"
-    out_overlay = args.output / f"{stem}_overlay.png"
+    outs = output_paths(args.output, stem, ["labels", "overlay"])
+    out_labels, out_overlay = outs["labels"], outs["overlay"]
     for path in (out_labels, out_overlay):
         check_writable(path, args.overwrite)
     model_name = args.model or (DEMO_MODEL if DEMO_MODEL in shipped_models() else None)

@@ -119,11 +119,11 @@ def _is_slide(path: Path, args: argparse.Namespace) -> bool:
 
 def _segment_slide(segmenter: Any, path: Path, stem: str, args: argparse.Namespace) -> Any:
     """A whole slide: GeoJSON and CSV (always), chunk by chunk, resumable."""
-    from sac.core.fileio import check_writable
+    from sac.core.fileio import check_writable, output_paths
     from sac.outputs.images import write_labels_tif
     from sac.slides.segment import segment_slide
 
-    out_labels = args.output / f"{stem}_labels.tif"
+    out_labels = output_paths(args.output, stem, ["labels"])["labels"]
     scale = args.scale
     if args.diameter is not None:
         scale = segmenter.diameter_scale(args.diameter)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from sac.core.errors import InputError
-from sac.core.fileio import atomic_path, check_writable
+from sac.core.fileio import atomic_path, check_writable, output_paths
 from sac.core.labels import relabel_sequential
 from sac.outputs.geojson import nucleus_feature, write_feature_collection
 from sac.outputs.shapes import label_shapes
@@ -142,9 +142,8 @@ def segment_slide(
     t0 = time.perf_counter()
     path, out_dir = Path(path), Path(out_dir)
     stem = path.stem if stem is None else stem
-    outputs = {"geojson": out_dir / f"{stem}.geojson", "csv": out_dir / f"{stem}_nuclei.csv"}
-    outputs = {k: v for k, v in outputs.items() if {"geojson": save_geojson,
-                                                      "csv": save_csv}[k]}
+    outputs = output_paths(out_dir, stem, [k for k, on in (("geojson", save_geojson),
+                                                            ("csv", save_csv)) if on])
     for p in outputs.values():
         check_writable(p, overwrite)
     with open_slide(path) as slide:
