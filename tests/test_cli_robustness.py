@@ -158,7 +158,7 @@ BAD_CONFIGS = [("thresholds.fg", math.nan), ("thresholds.fg", 5.0),
                ("lora_alpha", math.inf), ("input_scale", math.nan),
                ("generator_widths", []), ("thresholds", KeyError), ("input_scale", KeyError),
                ("thresholds.min_distance", 0), ("prompts.semantic_points", 0),
-               ("decode_window", 1000)]
+               ("decode_window", 1000), ("centre_target", "blob")]
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_CONFIGS, ids=lambda v: str(v))

@@ -116,3 +116,28 @@ def test_targets_centre_inside_concave_nucleus() -> None:
     heat = generator_targets(c_shape)[2]
     peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
     assert heat[peak] == 1.0 and c_shape[peak] == 1
+
+
+def test_distance_target_on_touching_disks_and_an_ellipse() -> None:
+    labels = disks((64, 80), [(32, 25, 12), (32, 48, 12)])
+    labels[labels == 2] = 70000  # ids need not be sequential or small
+    d = generator_targets(labels, centre="distance")
+    g = generator_targets(labels)
+    np.testing.assert_array_equal(d[:2], g[:2])  # foreground and boundary are unchanged
+    assert (d[2][labels == 0] == 0).all() and (d[2][labels > 0] > 0).all()
+    assert d[2].max() == 1.0
+    # each disk peaks at its own centre, measured within its own mask: the contact line,
+    # where the two disks touch, is edge for both
+    for i, x in ((1, 25), (70000, 48)):
+        peak = np.unravel_index(int(np.argmax(np.where(labels == i, d[2], 0))), labels.shape)
+        assert abs(peak[0] - 32) <= 1 and abs(peak[1] - x) <= 2
+    contact = (labels[:, :-1] == 1) & (labels[:, 1:] == 70000)
+    rows, cols = np.nonzero(contact)
+    assert d[2][rows, cols].max() <= 1 / 12 + 1e-6
+    # an elongated nucleus: the map is highest along its long axis, not in a round blob
+    yy, xx = np.mgrid[:40, :80]
+    ellipse = (((xx - 40) / 30.0) ** 2 + ((yy - 20) / 6.0) ** 2 <= 1).astype(np.uint8)
+    e = generator_targets(ellipse, centre="distance")[2]
+    assert e[20, 25] > 0.7 and e[20, 55] > 0.7 and e[14, 40] < 0.3
+    with pytest.raises(ValueError, match="centre target"):
+        generator_targets(labels, centre="blob")

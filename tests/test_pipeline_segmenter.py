@@ -156,6 +156,10 @@ def test_model_folder_validation(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps(dict(cfg, colour="blue")))
     with pytest.raises(ConfigError, match="colour"):
         load_model(folder)
+    # a folder from before the centre-target choice loads with the Gaussian target it used
+    old = {k: v for k, v in cfg.items() if k != "centre_target"}
+    (folder / "config.json").write_text(json.dumps(old))
+    assert load_model(folder).config.centre_target == "gaussian"
     (folder / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_model(folder)

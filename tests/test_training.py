@@ -248,13 +248,15 @@ def test_train_cli_robust_augment_and_generator_stage(disk_folder: Path, tmp_pat
     run = tmp_path / "run"
     args = ["train", "--data", str(disk_folder), "--format", "folder", "-o", str(run),
             "--tiny", "--epochs", "1", "--steps-per-epoch", "2", "--quiet", "--no-tune",
-            "--augment", "robust", "--generator-steps", "4", "--generator-batch", "2"]
+            "--augment", "robust", "--generator-steps", "4", "--generator-batch", "2",
+            "--centre-target", "distance"]
     assert main(args) == 0
     settings = json.loads((run / "train_config.json").read_text())["train"]
     assert settings["augment"]["jpeg_prob"] > 0 and settings["augment"]["invert_prob"] > 0
     assert settings["generator_stage"]["steps"] == 4
     training = load_model(run / "model").config.training
     assert training["generator_stage_steps"] == 4 and training["steps"] == 2
+    assert load_model(run / "model").config.centre_target == "distance"
     cfg = load_model(run / "model").config  # the training data's nucleus size, recorded
     assert cfg.nucleus_diameter is not None and 10 <= cfg.nucleus_diameter <= 26
     assert cfg.nucleus_diameter_range[0] <= cfg.nucleus_diameter <= cfg.nucleus_diameter_range[1]

@@ -94,6 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=0,
                    help="steps of standalone generator training before the joint stage "
                         "(cheap: about 0.1 of a joint step each; default 0)")
+    o.add_argument("--centre-target", choices=("gaussian", "distance"), default="gaussian",
+                   help="what the generator's centre map learns: a Gaussian blob per nucleus "
+                        "or each nucleus's normalised distance to its edge (default gaussian)")
     o.add_argument("--lr", type=option("--lr", 0, 1, lo_open=True), default=3e-4)
     o.add_argument("--generator-lr", type=option("--generator-lr", 0, 1, lo_open=True),
                    default=2e-3)
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                  AugmentConfig.for_modality)(modality, stain_bias=0.02),
         generator_stage=GeneratorStageConfig(steps=args.generator_steps,
                                              batch_size=args.generator_batch,
-                                             lr=args.generator_lr),
+                                             lr=args.generator_lr, bf16=args.bf16),
     )
     dataset = open_dataset(args.data, args.format)
     train_names, val_names = train_val_names(dataset, args.split, args.seed)
@@ -178,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
                          device=args.device, input_scale=args.scale, pixel_size_um=pixel,
                          decode_window=args.decode_window,
                          modality=modality, nucleus_diameter=diameter,
+                         centre_target=args.centre_target,
                          nucleus_diameter_range=diameter_range)
     summary = {"data": str(args.data), "format": args.format, "split": args.split,
                "train_images": len(train), "val_images": len(val),

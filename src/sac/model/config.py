@@ -24,12 +24,13 @@ FORMAT = "sac-model"
 # keys config.json may leave out, and what leaving them out means: no recorded nucleus size
 # (no automatic scale), no training record, no version note, the backbone as registered
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
-                           "sac_version", "backbone_overrides"})
+                           "sac_version", "backbone_overrides", "centre_target"})
 FORMAT_VERSION = 1
 
 PromptMode = Literal["points", "boxes", "points+boxes"]
 PromptStrategy = Literal["centroid", "probability"]
 BaseSource = Literal["bundled", "file", "included"]
+CentreTarget = Literal["gaussian", "distance"]
 PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
 PROMPT_MODES: tuple[str, ...] = typing.get_args(PromptMode)
 PROMPT_STRATEGIES: tuple[str, ...] = typing.get_args(PromptStrategy)
@@ -127,6 +128,7 @@ class SACConfig:
     lora_alpha: float = 4.0
     lora_blocks: tuple[int, ...] | None = None
     generator_widths: tuple[int, ...] = (16, 32, 64, 128)
+    centre_target: CentreTarget = "gaussian"  # what the generator's centre map was trained on
     prompts: PromptConfig = PromptConfig()
     thresholds: Thresholds = Thresholds()
     decode_window: int = 16  # embedding tokens per side for per-nucleus decoding
@@ -155,6 +157,9 @@ class SACConfig:
             raise ConfigError("generator_widths must list at least one channel count")
         for width in self.generator_widths:
             number("generator_widths", width, 1, 1024, integer=True)
+        if self.centre_target not in ("gaussian", "distance"):
+            raise ConfigError(f"centre_target must be 'gaussian' or 'distance'; got "
+                              f"{self.centre_target!r}")
         if self.lora_blocks is not None:
             for block in self.lora_blocks:
                 number("lora_blocks", block, 0, 1000, integer=True)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sac.core.device import autocast_context
 from sac.core.errors import ConfigError
 from sac.modeling.generator import PromptGenerator
 from sac.training.losses import generator_loss
@@ -38,6 +39,7 @@ class GeneratorStageConfig:
     warmup_steps: int = 50
     grad_clip: float = 1.0
     log_every: int = 100
+    bf16: bool = False  # bfloat16 autocast of the forward pass (about 2x faster on a CPU)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.log_every < 1:
@@ -61,8 +63,10 @@ def warmup_cosine(warmup: int, total: int, floor: float = 0.05) -> Callable[[int
 
 def train_generator(generator: PromptGenerator, sampler: CropSampler,
                     cfg: GeneratorStageConfig, seed: int, device: torch.device,
-                    log: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Train ``generator`` alone for ``cfg.steps`` steps; returns one record per log interval
+                    log: Callable[[dict[str, Any]], None] | None = None,
+                    centre: str = "gaussian") -> list[dict[str, Any]]:
+    """Train ``generator`` alone for ``cfg.steps`` steps towards ``centre``-kind targets
+    (:func:`sac.training.targets.generator_targets`); returns one record per log interval
     (step, mean loss, learning rate, seconds)."""
     if cfg.steps == 0:
         return []
@@ -76,10 +80,12 @@ def train_generator(generator: PromptGenerator, sampler: CropSampler,
     for step in range(cfg.steps):
         crops = sampler.batch(seed + STREAM, step, cfg.batch_size)
         x = torch.from_numpy(np.stack([c.rgb for c in crops])).permute(0, 3, 1, 2)
-        tgt = torch.from_numpy(np.stack([generator_targets(c.labels) for c in crops]))
+        tgt = torch.from_numpy(np.stack([generator_targets(c.labels, centre=centre)
+                                        for c in crops]))
         valid = torch.from_numpy(np.stack([c.valid for c in crops]))
-        loss = generator_loss(generator(x.contiguous().to(device)), tgt.to(device),
-                              valid.to(device))
+        with autocast_context(device, cfg.bf16):
+            logits = generator(x.contiguous().to(device))
+        loss = generator_loss(logits.float(), tgt.to(device), valid.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)

@@ -174,7 +174,9 @@ def generator_part(model: SACModel, crops: list[Crop], n_prompted: int
     dev = model.device
     imgs = torch.from_numpy(np.stack([c.rgb for c in crops])).permute(0, 3, 1, 2)
     logits = model.generator(imgs.contiguous().to(dev))
-    targets = torch.from_numpy(np.stack([generator_targets(c.labels) for c in crops])).to(dev)
+    centre = model.config.centre_target
+    targets = torch.from_numpy(np.stack([generator_targets(c.labels, centre=centre)
+                                         for c in crops])).to(dev)
     valid = torch.from_numpy(np.stack([c.valid for c in crops])).to(dev)
     probs = torch.sigmoid(logits[:n_prompted].detach()).cpu().numpy()
     return generator_loss(logits, targets, valid), probs

@@ -1,20 +1,25 @@
 """Training targets for the prompt generator, computed from instance labels (numpy only).
 
 The three target maps match the generator's output channels (:mod:`sac.modeling.generator`):
-foreground, the inner boundary ring of every instance, and a Gaussian centre heatmap. They are
-built per training crop, so they are vectorised where that pays: one pass for the instance
-statistics, then a small separable Gaussian stamp per instance.
+foreground, the inner boundary ring of every instance, and a centre map. The centre map is a
+Gaussian blob per instance (``"gaussian"``, the original target) or each instance's distance
+to its own edge divided by its maximum (``"distance"``, as StarDist and HoVer-Net use), which
+follows elongated and touching shapes instead of assuming round nuclei. Targets are built per
+training crop, so they are vectorised where that pays.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from sac.pipeline.prompts import centroid_points, instance_table
 
 SIGMA_SCALE = 0.5
 SIGMA_RANGE = (1.0, 8.0)
+#: kinds of centre target (``SACConfig.centre_target``)
+CENTRE_TARGETS = ("gaussian", "distance")
 
 
 def instance_sigmas(areas: np.ndarray, scale: float = SIGMA_SCALE,
@@ -47,14 +52,38 @@ def centre_heatmap(
     return heat
 
 
-def generator_targets(labels: np.ndarray, sigma: float | None = None) -> np.ndarray:
-    """float32 (3, H, W) targets: foreground, inner boundary, centre heatmap.
+def distance_map(seq: np.ndarray, slices: list[tuple[slice, slice]]) -> np.ndarray:
+    """float32 (H, W): each instance's Euclidean distance to its own edge over its maximum.
 
-    The heatmap centres are the instance centroids (their innermost pixel when the centroid
-    falls outside, as in :func:`sac.pipeline.prompts.centroid_points`); the Gaussian width is
-    ``sigma`` for every instance if given, else half the instance's equivalent radius clipped
-    to [1, 8] px.
+    ``seq`` holds sequential ids 1..N and ``slices`` their bounding boxes, in id order (as in
+    :func:`sac.pipeline.prompts.instance_table`).
+    Values lie in (0, 1] inside instances (1 at the innermost pixels) and 0 outside; touching
+    instances are kept apart because each is measured within its own mask only.
     """
+    out = np.zeros(seq.shape, np.float32)
+    for i, (ys, xs) in enumerate(slices, start=1):
+        # one pixel of margin so the bounding box edge counts as outside
+        y0, x0 = max(ys.start - 1, 0), max(xs.start - 1, 0)
+        win = seq[y0:ys.stop + 1, x0:xs.stop + 1] == i
+        d = ndi.distance_transform_edt(np.pad(win, 1))[1:-1, 1:-1]
+        peak = d.max()
+        if peak > 0:
+            sub = out[y0:ys.stop + 1, x0:xs.stop + 1]
+            sub[win] = (d[win] / peak).astype(np.float32)
+    return out
+
+
+def generator_targets(labels: np.ndarray, sigma: float | None = None,
+                      centre: str = "gaussian") -> np.ndarray:
+    """float32 (3, H, W) targets: foreground, inner boundary, centre map.
+
+    ``centre="gaussian"``: blobs at the instance centroids (their innermost pixel when the
+    centroid falls outside, as in :func:`sac.pipeline.prompts.centroid_points`), of width
+    ``sigma`` for every instance if given, else half the instance's equivalent radius clipped
+    to [1, 8] px. ``centre="distance"``: the normalised distance map (:func:`distance_map`).
+    """
+    if centre not in CENTRE_TARGETS:
+        raise ValueError(f"centre target must be one of {CENTRE_TARGETS}; got {centre!r}")
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D; got shape {labels.shape}")
@@ -62,7 +91,9 @@ def generator_targets(labels: np.ndarray, sigma: float | None = None) -> np.ndar
     out[0] = labels > 0
     out[1] = find_boundaries(labels, mode="inner")
     table = instance_table(labels)
-    if len(table):
+    if centre == "distance":
+        out[2] = distance_map(table.seq, table.slices)
+    elif len(table):
         centres = centroid_points(labels, table)
         sigmas = instance_sigmas(table.areas) if sigma is None else np.full(len(table), sigma)
         out[2] = centre_heatmap(labels.shape, centres, sigmas)

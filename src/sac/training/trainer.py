@@ -268,7 +268,7 @@ class Trainer:
                            f"{rec['loss']:.4f}")
 
         train_generator(self.model.generator, self.sampler, gs, self.cfg.seed,
-                        self.model.device, log)
+                        self.model.device, log, centre=self.model.config.centre_target)
         self.seconds["generator_stage"] += time.perf_counter() - t0
         self._save_state()
 

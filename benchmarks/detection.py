@@ -1,0 +1,170 @@
+"""Detection study: what the prompt generator's target, capacity and training length do to
+detection and to SAC's accuracy, with the SAM part of a trained model held fixed.
+
+The generator decides what SAM is asked about; in the shipped models it is the weaker half
+(object F1 with the generator's prompts well below that with the true nuclei). Training the
+generator alone is cheap, so each variant here trains a fresh generator from scratch for
+``--steps`` standalone steps (:mod:`sac.training.generator_stage`) on the training split at
+the model's scale, tunes its detection thresholds on the validation images exactly as ``sac
+train`` does (:func:`sac.training.tune.tune_detection`), and is scored twice on the same
+validation images: ``generator_only`` (the watershed on its maps) and ``sac`` (the trained
+model's LoRA and mask decoder, prompted from this generator; completion as in the model).
+The first row is the model as it is. Each variant runs once per ``--seeds`` seed.
+
+Variants are ``NAME=CENTRE:WIDTHS``, e.g. ``distance=distance:16,32,64,128``.
+
+Run: ``.venv/bin/python benchmarks/detection.py --dataset monuseg --model sac-lite-monuseg
+--steps 2000 --seeds 0 1 --bf16``. Writes ``results/detection_<dataset>[_<tag>].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from sac.core.device import resolve_device
+from sac.core.images import to_rgb_float
+from sac.core.resample import resample_image, resample_labels
+from sac.data.open import open_dataset
+from sac.data.splits import load_builtin_split
+from sac.metrics import aggregate, evaluate_pair
+from sac.model import SACModel, load_model
+from sac.modeling.generator import GeneratorConfig, PromptGenerator
+from sac.pipeline.nuclei import detect
+from sac.pipeline.segmenter import Segmenter
+from sac.training.augment import AugmentConfig
+from sac.training.generator_stage import GeneratorStageConfig, train_generator
+from sac.training.sampler import CropSampler, load_images
+from sac.training.tune import tune_detection
+
+from bench_common import DATASETS, machine_info, validation_parser, write_results
+
+KEYS = ["pixel_dice", "f1_obj", "aji", "pq"]
+DEFAULT_VARIANTS = ["gaussian=gaussian:16,32,64,128", "distance=distance:16,32,64,128",
+                    "distance_wide=distance:32,64,128,256"]
+
+
+def parse_variant(text: str) -> tuple[str, str, tuple[int, ...]]:
+    """``NAME=CENTRE:W1,W2,...`` -> (name, centre target, widths)."""
+    name, _, rest = text.partition("=")
+    centre, _, widths = rest.partition(":")
+    if not name or centre not in ("gaussian", "distance") or not widths:
+        raise SystemExit(f"bad --variant {text!r}: expected NAME=gaussian|distance:W1,W2,...")
+    return name, centre, tuple(int(w) for w in widths.split(","))
+
+
+def with_generator(model: SACModel, generator: PromptGenerator, centre: str) -> SACModel:
+    """A copy of ``model`` whose prompt generator (and its config fields) is ``generator``."""
+    out = copy.deepcopy(model)
+    out.generator = generator.to(model.device).eval()
+    out.config = dataclasses.replace(model.config, centre_target=centre,
+                                     generator_widths=generator.config.widths)
+    return out
+
+
+def score(model: SACModel, val: list[tuple[str, np.ndarray, np.ndarray]], bf16: bool
+          ) -> dict[str, dict[str, float]]:
+    """Per-image means of the generator's detections and SAC's instances against the truth."""
+    seg = Segmenter(model, bf16=bf16)
+    rows: dict[str, list[dict[str, float]]] = {"generator_only": [], "sac": []}
+    t_sac = 0.0
+    for name, img, gt in val:
+        rgb = to_rgb_float(img)
+        det = detect(seg.generator_maps(resample_image(rgb, model.config.input_scale)),
+                     model.config.thresholds)
+        rows["generator_only"].append(evaluate_pair(gt, resample_labels(det, rgb.shape[:2])))
+        t0 = time.perf_counter()
+        rows["sac"].append(evaluate_pair(gt, seg.segment(img, name).labels))
+        t_sac += time.perf_counter() - t0
+    out = {k: {m: round(float(v), 4) for m, v in aggregate(r).items() if m in KEYS}
+           for k, r in rows.items()}
+    out["sac"]["s_per_image"] = round(t_sac / max(1, len(val)), 2)
+    return out
+
+
+def main() -> None:
+    p = validation_parser(__doc__)
+    p.add_argument("--model", default="sac-lite-monuseg")
+    p.add_argument("--variant", action="append", default=None, metavar="NAME=CENTRE:WIDTHS")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    fmt, default = DATASETS[args.dataset]
+    dataset = open_dataset(args.data or default, fmt)
+    split = load_builtin_split(args.dataset)
+    base = load_model(args.model).to(device).eval()
+    scale = base.config.input_scale
+    train, _ = load_images(dataset, split.train, scale)
+    val_names = split.val[: args.limit]
+    val_small, _ = load_images(dataset, val_names, scale)
+    val = [(n, dataset[n].image, dataset[n].labels) for n in val_names]
+    augment = AugmentConfig.for_modality(base.config.modality, stain_bias=0.02)
+    stage = GeneratorStageConfig(steps=args.steps, bf16=args.bf16)
+    variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
+    table: list[dict[str, Any]] = []
+
+    def add(name: str, seed: int | str, res: dict[str, dict[str, float]], extra: dict[str, Any]
+            ) -> None:
+        row = {"variant": name, "seed": seed, **extra}
+        row.update({f"gen_{k}": v for k, v in res["generator_only"].items()})
+        row.update({f"sac_{k}": v for k, v in res["sac"].items()})
+        table.append(row)
+        print(row, flush=True)
+
+    add("model_as_is", "-", score(base, val, args.bf16),
+        {"centre": base.config.centre_target, "widths": list(base.config.generator_widths),
+         "steps": "-", "train_s": "-"})
+    for seed in args.seeds:  # seeds outermost, so a cut-off run still compares the variants
+        for name, centre, widths in variants:
+            torch.manual_seed(seed)
+            gen = PromptGenerator(GeneratorConfig(widths=widths)).to(device)
+            sampler = CropSampler(train, base.spec.image_size, augment)
+            t0 = time.perf_counter()
+            train_generator(gen, sampler, stage, seed, device, centre=centre)
+            train_s = round(time.perf_counter() - t0, 1)
+            model = with_generator(base, gen, centre)
+            tuned = tune_detection(model, val_small, bf16=args.bf16)
+            model.config = dataclasses.replace(
+                model.config, thresholds=dataclasses.replace(
+                    model.config.thresholds, fg=tuned.fg, centre=tuned.centre,
+                    min_distance=tuned.min_distance))
+            add(name, seed, score(model, val, args.bf16),
+                {"centre": centre, "widths": list(widths), "steps": args.steps,
+                 "train_s": train_s, "params": sum(q.numel() for q in gen.parameters()),
+                 "fg": tuned.fg, "centre_th": tuned.centre, "min_distance": tuned.min_distance})
+            write(table, args, len(train), len(val))
+
+
+def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int) -> None:
+    """The result files so far: every row, then mean +- half-range per variant."""
+    summary = []
+    for name in dict.fromkeys(r["variant"] for r in table):
+        rows = [r for r in table if r["variant"] == name]
+        s: dict[str, Any] = {"variant": name, "seed": "mean +- spread", "runs": len(rows)}
+        for k in ("gen_f1_obj", "gen_aji", "sac_f1_obj", "sac_aji", "sac_pixel_dice", "sac_pq"):
+            vals = [float(r[k]) for r in rows]
+            s[k] = f"{statistics.fmean(vals):.4f} +- {(max(vals) - min(vals)) / 2:.4f}"
+        summary.append(s)
+    info = {**machine_info(), "dataset": args.dataset, "model": args.model,
+            "bf16": args.bf16, "steps": args.steps, "seeds": args.seeds,
+            "val_images": n_val, "train_images": n_train,
+            "note": "generator trained from scratch per row; SAM part (LoRA, decoder) of "
+                    "--model fixed; thresholds tuned on the validation images per row; "
+                    "spread = half the range over seeds"}
+    columns = ["variant", "seed", "runs", "centre", "widths", "steps", "train_s", "fg",
+               "centre_th", "min_distance", "gen_f1_obj", "gen_aji", "sac_f1_obj", "sac_aji",
+               "sac_pixel_dice", "sac_pq", "sac_s_per_image"]
+    write_results(f"detection_{args.dataset}" + (f"_{args.tag}" if args.tag else ""),
+                  info, table + summary, columns,
+                  f"Detection study on the {args.dataset} validation split")
+
+if __name__ == "__main__":
+    main()
