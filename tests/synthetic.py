@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -68,3 +70,16 @@ def grid_disks(r: int, n_side: int = 3, seed: int = 0) -> tuple[np.ndarray, np.n
     img = ndi.gaussian_filter(img, 1) + rng.normal(0, 0.02, img.shape)
     gray = (np.clip(img, 0, 1) * 255).astype(np.uint8)
     return np.stack([gray] * 3, axis=-1), labels
+
+
+def write_pyramid(path: Path, img: np.ndarray) -> Path:
+    """A two-level tiled pyramidal TIFF of ``img`` at 0.5 um/px (level 1 at half size)."""
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tw:
+        for i, level in enumerate([img, img[::2, ::2]]):
+            per_cm = 1e4 / (0.5 * 2**i)
+            tw.write(level, tile=(128, 128), photometric="rgb", compression="zlib",
+                     resolution=(per_cm, per_cm), resolutionunit="CENTIMETER",
+                     subfiletype=1 if i else 0, **({"subifds": 1} if i == 0 else {}))
+    return path

@@ -16,22 +16,12 @@ from sac.pipeline.segmenter import Segmenter
 from sac.slides.segment import segment_slide
 
 from oracle import OracleGenerator
-from synthetic import disk_image, grid_disks, matched_ious
+from synthetic import disk_image, grid_disks, matched_ious, write_pyramid
 
 # disks across the seams of 256-px chunks overlapping by 96 (cores cut at 208 and 416)
 DISKS = [(60, 60, 12), (60, 210, 13), (200, 205, 14), (210, 60, 12), (300, 420, 13),
          (420, 300, 12), (100, 500, 11), (430, 520, 14), (520, 100, 12), (330, 160, 13)]
 SHAPE = (560, 600)
-
-
-def write_pyramid(path: Path, img: np.ndarray) -> Path:
-    with tifffile.TiffWriter(path) as tw:
-        for i, level in enumerate([img, img[::2, ::2]]):
-            per_cm = 1e4 / (0.5 * 2**i)
-            tw.write(level, tile=(128, 128), photometric="rgb", compression="zlib",
-                     resolution=(per_cm, per_cm), resolutionunit="CENTIMETER",
-                     subfiletype=1 if i else 0, **({"subifds": 1} if i == 0 else {}))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import sys
 from collections.abc import Sequence
 
 from sac import __version__
-from sac.cli import backbones, demo, evaluate, segment, train, tune
+from sac.cli import backbones, demo, evaluate, merge_slide, segment, train, tune
 from sac.cli.common import EPILOG, Parser
 from sac.core.errors import SACError
 
 #: subcommands in the order ``sac --help`` lists them
 SUBCOMMANDS = {"demo": demo, "backbones": backbones, "train": train, "segment": segment,
-               "evaluate": evaluate, "tune": tune}
+               "evaluate": evaluate, "tune": tune, "merge-slide": merge_slide}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from sac.batch.settings import CHUNK, DEFAULT_MODEL
 from sac.cli.common import EPILOG
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError, SACError
-from sac.data.images import SLIDE_SUFFIXES, TIFF_SUFFIXES
-
-DEFAULT_MODEL = "sac-lite-monuseg"
-CHUNK = 2048  # default whole-slide chunk side
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -110,93 +106,59 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-existing", action="store_true",
                    help="skip inputs whose outputs all exist already (for reruns)")
     p.add_argument("--quiet", action="store_true", help="print only errors and the summary")
+    d = p.add_argument_group("many machines (see the README's 'Scaling out')")
+    d.add_argument("--shard", default=None, metavar="I/N",
+                   help="do shard I (from 0) of N: every N-th image and every N-th chunk of "
+                        "each slide, e.g. --shard $SLURM_ARRAY_TASK_ID/"
+                        "$SLURM_ARRAY_TASK_COUNT in a job array; the last shard to finish a "
+                        "slide writes its files (else: sac merge-slide)")
+    d.add_argument("--cluster", default=None, metavar="SPEC",
+                   help="run on Dask: local:N (N worker processes here), tcp://HOST:PORT (a "
+                        "running scheduler), or slurm/pbs/lsf/sge (dask-jobqueue, with "
+                        "--cluster-config); needs segment-any-cell[distributed]")
+    d.add_argument("--cluster-config", type=Path, default=None, metavar="FILE",
+                   help="YAML/JSON settings of a dask-jobqueue cluster (cores, memory, "
+                        "walltime, queue, ..., and jobs: how many to start)")
 
 
-def _is_slide(path: Path, args: argparse.Namespace) -> bool:
-    suffix = path.suffix.lower()
-    return suffix in SLIDE_SUFFIXES or (args.wsi and suffix in TIFF_SUFFIXES)
+def settings_from(args: argparse.Namespace) -> Any:
+    """The run's :class:`~sac.batch.settings.SegmentSettings` from the parsed options."""
+    from sac.batch.settings import SegmentSettings
 
-
-def _segment_slide(segmenter: Any, path: Path, stem: str, args: argparse.Namespace) -> Any:
-    """A whole slide: GeoJSON and CSV (always), chunk by chunk, resumable."""
-    from sac.core.fileio import check_writable, output_paths
-    from sac.outputs.images import write_labels_tif
-    from sac.slides.segment import segment_slide
-
-    out_labels = output_paths(args.output, stem, ["labels"])["labels"]
-    scale = args.scale
-    if args.diameter is not None:
-        scale = segmenter.diameter_scale(args.diameter)
-    if args.slide_labels:
-        check_writable(out_labels, args.overwrite)
-    res = segment_slide(segmenter, path, args.output, level=args.level,
-                        region=tuple(args.region) if args.region else None,
-                        chunk=args.chunk_size, tissue=not args.no_tissue_mask,
-                        return_labels=args.slide_labels, overwrite=args.overwrite,
-                        progress=not args.quiet, scale=scale, stem=stem)
-    if res.labels is not None:
-        res.outputs["labels"] = write_labels_tif(out_labels, res.labels, args.overwrite,
-                                                 res.pixel_size_um)
-    return res
-
-
-def _process(path: Path, stem: str, args: argparse.Namespace, segmenter: Any,
-             scale: float | None, written: list[Path]) -> tuple[int, str]:
-    """Segment one input and write its outputs; returns (nuclei, where they went)."""
-    from sac.core.fileio import check_writable
-    from sac.data.images import plausible_pixel_size, read_image
-    from sac.outputs.write import write_outputs
-    from sac.pipeline.expert import expert_for
-    from sac.pipeline.size import file_scale
-
-    if _is_slide(path, args):
-        res = _segment_slide(segmenter, path, stem, args)
-        where = ", ".join(str(p) for p in res.outputs.values())
-        size = "" if res.size is None else f"; {res.size.describe()}"
-        return res.n_nuclei, (f"{where} ({res.n_chunks} chunks, {res.n_skipped_no_tissue} "
-                              f"without tissue, {res.n_resumed} resumed){size}")
-    outs = _outputs(args, stem, slide=False)
-    for out in outs.values():
-        check_writable(out, args.overwrite)
-    expert = expert_for(args.prompts, stem)
-    image = read_image(path, channel=args.channel)
-    # the pixel size goes into the outputs; it sets the scale when the user gave none
-    pixel = args.pixel_size if args.pixel_size is not None else plausible_pixel_size(path)
-    why = ""
-    if scale is None and args.diameter is None:
-        cfg = segmenter.config
-        scale, why = file_scale(cfg.input_scale, cfg.pixel_size_um, pixel)
-    result = segmenter.segment(image, str(path), scale=scale, expert=expert,
-                               semantic=args.save_semantic, diameter=args.diameter)
-    write_outputs(outs, image, result, pixel, stem, args.overwrite, written)
-    return result.n_nuclei, f"{outs['labels']}; {result.size.describe()}{why}"
-
-
-def _outputs(args: argparse.Namespace, stem: str, slide: bool) -> dict[str, Path]:
-    """The files to write for one input, by kind."""
-    from sac.core.fileio import output_paths
-
-    if slide:
-        return output_paths(args.output, stem,
-                            ["geojson", "csv", *(["labels"] if args.slide_labels else [])])
-    wanted = {"labels": True, "semantic": args.save_semantic, "overlay": args.save_overlay,
-              "geojson": args.save_geojson, "rois": args.save_rois, "csv": args.save_csv}
-    return output_paths(args.output, stem, [k for k, on in wanted.items() if on])
+    save = tuple(k for k, on in (("semantic", args.save_semantic),
+                                 ("overlay", args.save_overlay),
+                                 ("geojson", args.save_geojson), ("rois", args.save_rois),
+                                 ("csv", args.save_csv)) if on)
+    return SegmentSettings(
+        output=args.output, model=args.model or DEFAULT_MODEL, device=args.device,
+        bf16=args.bf16, sam_checkpoint=args.sam_checkpoint, tile_size=args.tile_size,
+        overlap=args.overlap, batch_size=args.batch_size, mask_resolution=args.mask_resolution,
+        auto_scale=not args.no_auto_scale, fill=not args.no_fill, save=save,
+        prompts=args.prompts, scale=args.scale, pixel_size=args.pixel_size,
+        diameter=args.diameter, channel=args.channel, wsi=args.wsi, level=args.level,
+        region=tuple(args.region) if args.region else None, chunk_size=args.chunk_size,
+        slide_labels=args.slide_labels, tissue_mask=not args.no_tissue_mask,
+        overwrite=args.overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Segment every input; report failures at the end."""
-    from tqdm import tqdm
-
+    """Segment every input (this shard's, or on a Dask cluster); report failures at the end."""
+    from sac.batch.jobs import is_slide, named, outputs_complete
+    from sac.batch.run import run_local, shard_inputs
+    from sac.batch.settings import cached_segmenter
+    from sac.batch.shard import Shard
     from sac.core.device import resolve_device
     from sac.core.fileio import check_output_folder, output_stems
-    from sac.core.resample import input_scale
     from sac.data.inputs import expand_inputs
-    from sac.pipeline.segmenter import load_segmenter
 
     resolve_device(args.device)
     if args.region is not None and min(args.region[2:]) < 1:
         raise ConfigError(f"--region width and height must be >= 1; got {args.region[2:]}")
+    shard = None if args.shard is None else Shard.parse(args.shard)
+    if shard is not None and args.cluster is not None:
+        raise ConfigError("--shard splits the work between copies of the command; --cluster "
+                          "hands it to Dask: use one or the other")
+    settings = settings_from(args)
     files, missing, ignored = expand_inputs(args.inputs)
     failures: list[tuple[str, SACError]] = [
         (m, InputError(f"{m}: no such file, or no image files in that folder/pattern"))
@@ -210,58 +172,47 @@ def run(args: argparse.Namespace) -> int:
             print(f"sac segment: error: {exc}", file=sys.stderr)
         return 2
     stems = output_stems(files)  # distinct output names before any work
-    _note_slide_options(args, [p for p in files if not _is_slide(p, args)])
+    _note_slide_options(args, [p for p in files if not is_slide(p, settings)])
+    if shard is not None and shard.count > 1 and any(is_slide(p, settings) for p in files):
+        if args.slide_labels:
+            raise ConfigError("--slide-labels needs every chunk of a slide in one process; "
+                              "leave it out with --shard")
+        if args.overwrite:
+            raise ConfigError("--overwrite with --shard would let shards delete each other's "
+                              "slide parts; remove the old outputs first")
+    files = shard_inputs(files, settings, shard)
+    skipped = 0
     if args.skip_existing:
-        todo = [p for p in files
-                if not all(o.exists() for o in _outputs(args, stems[p], _is_slide(p, args))
-                           .values())]
-        if len(todo) < len(files) and not args.quiet:
-            print(f"skipped {len(files) - len(todo)} input(s) whose outputs all exist "
-                  "(--skip-existing)", file=sys.stderr)
+        todo = [p for p in files if not outputs_complete(p, stems[p], settings)]
         skipped, files = len(files) - len(todo), todo
-    else:
-        skipped = 0
+        if skipped and not args.quiet:
+            print(f"skipped {skipped} input(s) whose outputs all exist (--skip-existing)",
+                  file=sys.stderr)
     if args.prompts is not None and not args.prompts.exists():
         raise InputError(f"--prompts {args.prompts} does not exist")
     if args.prompts is not None and args.prompts.is_file() and len(files) > 1:
         raise ConfigError("--prompts FILE applies to one input image; for several, pass a "
                           "folder of <stem>.csv files")
-    segmenter = load_segmenter(args.model or DEFAULT_MODEL, args.device, args.bf16,
-                               args.sam_checkpoint, tile_size=args.tile_size,
-                               overlap=args.overlap, batch_size=args.batch_size,
-                               mask_resolution=args.mask_resolution,
-                               auto_scale=not args.no_auto_scale, fill=not args.no_fill)
     check_output_folder(args.output)  # a wrong -o fails now, not after the first image
-    cfg = segmenter.config
-    scale = None  # estimated per image (or the model's own)
-    if args.scale is not None or args.pixel_size is not None:
-        scale = input_scale(cfg.input_scale, cfg.pixel_size_um, args.scale, args.pixel_size)
-    t0, n_nuclei, done = time.perf_counter(), 0, 0
-    bar = tqdm(files, disable=args.quiet or len(files) < 2, unit="image", dynamic_ncols=True)
-    for path in bar:
-        t = time.perf_counter()
-        written: list[Path] = []
+    if args.cluster is not None:
+        from sac.batch.cluster import open_cluster, run_dask
+
+        cluster = open_cluster(args.cluster, args.cluster_config)
         try:
-            n, where = _process(path, stems[path], args, segmenter, scale, written)
-        except Exception as exc:  # one bad file never ends the batch
-            for out in written:  # no partial set of outputs for a failed image
-                out.unlink(missing_ok=True)
-            err = _as_sac_error(exc, path, args.output)
-            failures.append((str(path), err))
-            bar.write(f"sac segment: error: {_named(str(path), err)}", file=sys.stderr)
-            continue
-        done += 1
-        n_nuclei += n
-        if not args.quiet:
-            bar.write(f"{path.name}: {n} nuclei in {time.perf_counter() - t:.1f} s -> {where}")
-    total = time.perf_counter() - t0
-    print(f"segmented {done} of {len(files) + len(missing)} input(s), {n_nuclei} nuclei, "
-          f"{total:.1f} s" + (f"; {skipped} skipped, outputs present" if skipped else ""),
-          file=sys.stderr)
+            report = run_dask(cluster, files, stems, settings, quiet=args.quiet)
+        finally:
+            cluster.close()
+    else:
+        seg = cached_segmenter(settings)  # a bad model fails before any input
+        report = run_local(files, stems, settings, shard, quiet=args.quiet, seg=seg)
+    failures += report.failures
+    print(f"segmented {report.done} of {len(files) + len(missing)} input(s), "
+          f"{report.nuclei} nuclei, {report.seconds:.1f} s"
+          + (f"; {skipped} skipped, outputs present" if skipped else ""), file=sys.stderr)
     if failures:
         print(f"{len(failures)} failure(s):", file=sys.stderr)
         for name, exc in failures:
-            print(f"  {_named(name, exc)}", file=sys.stderr)
+            print(f"  {named(name, exc)}", file=sys.stderr)
         return max(e.exit_code for _, e in failures) if len(
             {e.exit_code for _, e in failures}) == 1 else 1
     return 0
@@ -280,29 +231,3 @@ def _note_slide_options(args: argparse.Namespace, images: list[Path]) -> None:
         which = ", ".join(p.name for p in images[:3]) + (" ..." if len(images) > 3 else "")
         print(f"note: {', '.join(given)} apply to whole slides only; {len(images)} input(s) "
               f"({which}) are plain images and are segmented whole", file=sys.stderr)
-
-
-def _named(name: str, exc: Exception) -> str:
-    """The message, with the input's name in front unless it already starts with it."""
-    text = str(exc)
-    return text if text.startswith(name) else f"{name}: {text}"
-
-
-def _as_sac_error(exc: Exception, path: Path, out: Path) -> SACError:
-    """A message for the user from any failure of one input (write errors say which)."""
-    import errno
-
-    if isinstance(exc, SACError):
-        return exc
-    if isinstance(exc, OSError):
-        advice = {errno.ENOSPC: "free some space or choose another output folder (-o)",
-                  errno.EACCES: "choose an output folder (-o) you may write to",
-                  errno.EROFS: "the file system is read-only; choose another output folder"}
-        hint = advice.get(exc.errno or 0, "check the output folder (-o)")
-        return SACError(f"{path}: cannot write the outputs to {out}: "
-                        f"{exc.strerror or exc}; {hint}")
-    if isinstance(exc, MemoryError):
-        return SACError(f"{path}: out of memory while segmenting it; use a smaller "
-                        "--tile-size or --batch-size, or segment it as a slide (--wsi)")
-    return SACError(f"{path}: unexpected {type(exc).__name__}: {exc} (a bug in SAC: please "
-                    "report it with this message)")

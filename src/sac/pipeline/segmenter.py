@@ -54,6 +54,8 @@ from sac.sam.predictor import SamPredictor
 
 THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
 MASK_RESOLUTIONS = ("input", "model")
+#: decimals of SAM's predicted quality kept in results and outputs
+SCORE_DECIMALS = 4
 
 
 class Segmenter:
@@ -187,7 +189,8 @@ class Segmenter:
         area = up[0] * up[1]  # thresholds are in model pixels
         labels, ranked = merge_scored(instances, out_shape, min_area=round(th.min_area * area),
                                       min_visible=th.min_visible)
-        scores = {i + 1: float(s) for i, s in enumerate(ranked.tolist())}
+        # rounded: the last float digits depend on the thread count, and outputs must not
+        scores = {i + 1: round(float(s), SCORE_DECIMALS) for i, s in enumerate(ranked.tolist())}
         if fill and sem is not None:  # added nuclei have no SAM score
             grid_sem = resample_labels(sem.astype(np.uint8), out_shape).astype(bool)
             labels, _ = complete_from_semantic(labels, grid_sem,

@@ -7,37 +7,45 @@ whose centroid lies in the chunk's core are kept: cores partition the region, so
 is reported once, whole, as long as it is smaller than half the overlap. A chunk without
 tissue (thumbnail mask) is skipped.
 
-Each finished chunk's nuclei (level-0 polygons and measurement rows) are written atomically
-to ``<out>/<stem>.sac-parts/<chunk id>.json``; a rerun skips chunks already there, so an
-interrupted run resumes where it stopped. The final GeoJSON and CSV are assembled from the
-parts, nuclei numbered 1..N in chunk order.
+Each finished chunk's nuclei are written atomically as a part (:mod:`sac.slides.parts`); a
+rerun skips chunks already there, so an interrupted run resumes where it stopped. The final
+GeoJSON and CSV are assembled from the parts, nuclei numbered 1..N in chunk order.
+
+The work is split in three so that it can be spread over processes: :func:`plan_slide` (level,
+scale, chunk grid, tissue mask, resume folder), :func:`segment_chunk` (one chunk, anywhere)
+and :func:`sac.slides.parts.assemble`. :func:`segment_slide` runs all three in one process,
+optionally on a subset of the chunks (``select``, for job-array shards).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sac.core.errors import InputError
-from sac.core.fileio import atomic_path, check_writable, output_paths
+from sac.core.errors import ConfigError, InputError
+from sac.core.fileio import check_writable, output_paths
 from sac.core.labels import relabel_sequential
-from sac.outputs.geojson import nucleus_feature, write_feature_collection
 from sac.outputs.shapes import label_shapes
-from sac.outputs.table import CSV_COLUMNS, measure_nuclei, write_csv
+from sac.outputs.table import measure_nuclei
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import SizeEstimate
 from sac.slides import SlideTile, open_slide, slide_tiles, slide_tissue_mask, tile_has_tissue
 from sac.slides.grid import check_region
+from sac.slides.parts import (
+    PARTS_SUFFIX,
+    assemble,
+    missing_parts,
+    open_parts,
+    part_path,
+    write_part,
+)
 
-PARTS_SUFFIX = ".sac-parts"
 MAX_REGION_LABEL_PIXELS = 400_000_000  # a full label image is only offered below this
 SIZE_SAMPLES = 4  # tissue chunks sampled for a slide's nucleus size (unknown pixel size)
 
@@ -57,6 +65,31 @@ class SlideResult:
     labels: np.ndarray | None = None  # region-sized labels at the processing level, if asked
     pixel_size_um: float | None = None  # at the processing level, when the slide records it
     size: SizeEstimate | None = None  # the slide's nucleus-size estimate, when one was made
+    n_pending: int = 0  # chunks left to other shards (then no outputs yet)
+
+
+@dataclass(frozen=True)
+class SlidePlan:
+    """Everything a process needs to segment any chunk of a slide and assemble the result."""
+
+    path: Path
+    stem: str
+    level: int
+    downsample: float
+    scale: float  # resampling of the processed level for the segmenter
+    tiles: list[SlideTile]
+    pixel_um: float | None  # at the processed level, when the slide records it
+    parts: Path
+    outputs: dict[str, Path]
+    mask: tuple[Any, float] | None  # tissue mask and its downsample, or None for no mask
+    size: SizeEstimate | None = None
+
+    def needs_work(self, tile: SlideTile) -> bool:
+        """Whether the chunk has no part yet and holds tissue (or there is no mask)."""
+        return not part_path(self.parts, tile).is_file() and self.has_tissue(tile)
+
+    def has_tissue(self, tile: SlideTile) -> bool:
+        return self.mask is None or tile_has_tissue(self.mask[0], self.mask[1], *tile.bounds0)
 
 
 def choose_level(slide: Any, model_pixel_um: float | None, level: int | None,
@@ -111,6 +144,76 @@ def _chunk_nuclei(seg: Segmenter, raw: np.ndarray, tile: SlideTile, scale: float
     return out, kept
 
 
+def plan_slide(
+    seg: Segmenter,
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    level: int | None = None,
+    region: tuple[int, int, int, int] | None = None,
+    chunk: int = 2048,
+    overlap: int = 128,
+    tissue: bool = True,
+    save_geojson: bool = True,
+    save_csv: bool = True,
+    overwrite: bool = False,
+    scale: float | None = None,
+    stem: str | None = None,
+) -> SlidePlan:
+    """Level, scale, chunk grid, tissue mask and resume folder of a slide (see
+    :func:`segment_slide` for the arguments). The same arguments give the same plan in any
+    process, so shards and workers agree on the chunks."""
+    path, out_dir = Path(path), Path(out_dir)
+    stem = path.stem if stem is None else stem
+    outputs = output_paths(out_dir, stem, [k for k, on in (("geojson", save_geojson),
+                                                            ("csv", save_csv)) if on])
+    for p in outputs.values():
+        check_writable(p, overwrite)
+    with open_slide(path) as slide:
+        cfg = seg.config
+        lvl, auto_scale = choose_level(slide, cfg.pixel_size_um, level, cfg.input_scale)
+        res_scale = auto_scale if scale is None else scale
+        ds = float(slide.level_downsamples[lvl])
+        chunk, overlap = fit_chunk(slide.dimensions, region, ds, chunk, overlap)
+        tiles = slide_tiles(slide.dimensions, chunk, overlap, region, downsample=ds)
+        pixel_um = None if slide.mpp is None else slide.mpp * ds
+        mask = slide_tissue_mask(slide) if tissue else None
+        if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
+                                        for t in tiles):
+            where = "in the region" if region else "on the slide"
+            raise InputError(f"{path}: no tissue found {where} by the thumbnail tissue mask; "
+                             "for fluorescence or unusual stains pass --no-tissue-mask")
+        size = None
+        known = level is not None or (slide.mpp is not None and cfg.pixel_size_um is not None)
+        if scale is None and not known and seg.auto_scale and cfg.nucleus_diameter:
+            size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
+            res_scale = size.scale
+        manifest = {"slide": str(path.resolve()), "dimensions": list(slide.dimensions),
+                    "level": lvl, "scale": res_scale, "chunk": chunk, "overlap": overlap,
+                    "region": list(region) if region else None,
+                    "model": {k: v for k, v in cfg.to_dict().items() if k != "training"}}
+    parts = open_parts(out_dir / f"{stem}{PARTS_SUFFIX}", manifest, overwrite)
+    return SlidePlan(path, stem, lvl, ds, res_scale, tiles, pixel_um, parts, outputs, mask,
+                     size)
+
+
+def segment_chunk(seg: Segmenter, plan: SlidePlan, tile: SlideTile, slide: Any = None
+                  ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """One chunk's nuclei (level-0 polygons and rows) and its kept labels; opens the slide
+    unless an open ``slide`` is passed. Pure: writes nothing."""
+    if slide is None:
+        with open_slide(plan.path) as opened:
+            return segment_chunk(seg, plan, tile, opened)
+    raw = slide.read_region(*tile.location, tile.size, tile.size, level=plan.level)
+    return _chunk_nuclei(seg, raw, tile, plan.scale, plan.pixel_um)
+
+
+def finish_slide(plan: SlidePlan, overwrite: bool = False) -> int | None:
+    """Assemble the final files once every chunk has a part; ``None`` if another process
+    did (or is doing) it."""
+    return assemble(plan.tiles, plan.parts, plan.outputs, plan.stem, plan.pixel_um, overwrite)
+
+
 def segment_slide(
     seg: Segmenter,
     path: str | Path,
@@ -129,6 +232,7 @@ def segment_slide(
     scale: float | None = None,
     stem: str | None = None,
     on_chunk: Callable[[SlideTile, str], None] | None = None,
+    select: Callable[[SlideTile], bool] | None = None,
 ) -> SlideResult:
     """Segment a whole slide (or ``region`` x, y, w, h in level-0 pixels); see the module
     docstring. Writes ``<stem>.geojson`` and ``<stem>_nuclei.csv`` into ``out_dir`` (``stem``:
@@ -136,64 +240,77 @@ def segment_slide(
 
     ``on_chunk(tile, status)`` hears of each chunk once it is settled: ``"done"`` (segmented
     and its part written), ``"no tissue"`` or ``"resumed"`` (its part was already there); an
-    exception it raises stops the run as an interruption would, and a rerun resumes."""
+    exception it raises stops the run as an interruption would, and a rerun resumes.
+
+    ``select(tile)``, when given, limits this process to the chunks it accepts (a shard of a
+    job array); the files are assembled by whichever process finds every part present, and
+    until then the result lists ``n_pending`` chunks and no outputs."""
     from tqdm import tqdm
 
+    if select is not None and return_labels:
+        raise ConfigError("a label image of a slide needs every chunk in one process; "
+                          "leave out --slide-labels when the chunks are split over shards")
     t0 = time.perf_counter()
-    path, out_dir = Path(path), Path(out_dir)
-    stem = path.stem if stem is None else stem
-    outputs = output_paths(out_dir, stem, [k for k, on in (("geojson", save_geojson),
-                                                            ("csv", save_csv)) if on])
-    for p in outputs.values():
-        check_writable(p, overwrite)
-    with open_slide(path) as slide:
-        cfg = seg.config
-        lvl, auto_scale = choose_level(slide, cfg.pixel_size_um, level, cfg.input_scale)
-        res_scale = auto_scale if scale is None else scale
-        ds = float(slide.level_downsamples[lvl])
-        chunk, overlap = fit_chunk(slide.dimensions, region, ds, chunk, overlap)
-        tiles = slide_tiles(slide.dimensions, chunk, overlap, region, downsample=ds)
-        pixel_um = None if slide.mpp is None else slide.mpp * ds
-        mask = slide_tissue_mask(slide) if tissue else None
-        size = None
-        known = level is not None or (slide.mpp is not None and cfg.pixel_size_um is not None)
-        if scale is None and not known and seg.auto_scale and cfg.nucleus_diameter:
-            size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
-            res_scale = size.scale
-        parts = _parts_dir(out_dir / f"{stem}{PARTS_SUFFIX}", path, slide, lvl, res_scale,
-                           chunk, overlap, region, cfg, overwrite)
-        if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
-                                        for t in tiles):
-            shutil.rmtree(parts)
-            where = "in the region" if region else "on the slide"
-            raise InputError(f"{path}: no tissue found {where} by the thumbnail tissue mask; "
-                             "for fluorescence or unusual stains pass --no-tissue-mask")
-        labels = _region_canvas(tiles) if return_labels else None
-        skipped = resumed = next_id = 0
-        for tile in tqdm(tiles, disable=not progress, unit="chunk", desc=path.name):
-            part = parts / f"{tile.id}.json"
-            if part.is_file() and labels is None:
+    plan = plan_slide(seg, path, out_dir, level=level, region=region, chunk=chunk,
+                      overlap=overlap, tissue=tissue, save_geojson=save_geojson,
+                      save_csv=save_csv, overwrite=overwrite, scale=scale, stem=stem)
+    tiles = plan.tiles
+    labels = region_canvas(tiles) if return_labels else None
+    skipped = resumed = next_id = 0
+    mine = tiles if select is None else [t for t in tiles if select(t)]
+    with open_slide(plan.path) as slide:
+        for tile in tqdm(mine, disable=not progress, unit="chunk", desc=plan.path.name):
+            if part_path(plan.parts, tile).is_file() and labels is None:
                 resumed += 1
                 status = "resumed"
-            elif mask is not None and not tile_has_tissue(mask[0], mask[1], *tile.bounds0):
+            elif not plan.has_tissue(tile):
                 skipped += 1
                 status = "no tissue"
-                _write_part(part, [], status)
+                write_part(plan.parts, tile, [], status)
             else:
-                raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
-                nuclei, kept = _chunk_nuclei(seg, raw, tile, res_scale, pixel_um)
+                nuclei, kept = segment_chunk(seg, plan, tile, slide)
                 if labels is not None:
-                    next_id = _paste(labels, kept, tile, tiles[0], next_id)
+                    next_id = paste_chunk(labels, kept, tile, tiles[0], next_id)
                 status = "done"
-                _write_part(part, nuclei, status)
+                write_part(plan.parts, tile, nuclei, status)
             if on_chunk is not None:
                 on_chunk(tile, status)
-    n = _assemble(tiles, parts, outputs, stem, pixel_um, overwrite)
-    shutil.rmtree(parts)  # only needed to resume an unfinished run
+    pending = len(missing_parts(plan.parts, tiles))
+    n = 0 if pending else finish_slide(plan, overwrite)
+    outputs = plan.outputs if not pending and n is not None else {}
     if labels is not None:
         labels = relabel_sequential(labels)
-    return SlideResult(n, len(tiles), skipped, resumed, time.perf_counter() - t0, lvl, ds,
-                       outputs, labels, pixel_um, size)
+    return SlideResult(n or 0, len(tiles), skipped, resumed, time.perf_counter() - t0,
+                       plan.level, plan.downsample, outputs, labels, plan.pixel_um, plan.size,
+                       pending)
+
+
+def merge_parts(parts: str | Path, overwrite: bool = False) -> tuple[int, dict[str, Path]]:
+    """Assemble a slide's GeoJSON and CSV from its resume folder ``<stem>.sac-parts`` alone
+    (``sac merge-slide``), for shards that each left their parts; returns (nuclei, files)."""
+    import json
+
+    parts = Path(parts)
+    mpath = parts / "manifest.json"
+    if not mpath.is_file():
+        raise InputError(f"{parts}: not a slide's parts folder (no manifest.json); pass the "
+                         f"<stem>{PARTS_SUFFIX} folder that sac segment --shard left")
+    m = json.loads(mpath.read_text())
+    with open_slide(m["slide"]) as slide:
+        ds = float(slide.level_downsamples[m["level"]])
+        pixel_um = None if slide.mpp is None else slide.mpp * ds
+        region = tuple(m["region"]) if m["region"] else None
+        tiles = slide_tiles(tuple(m["dimensions"]), m["chunk"], m["overlap"], region,
+                            downsample=ds)
+    stem = parts.name[: -len(PARTS_SUFFIX)] if parts.name.endswith(PARTS_SUFFIX) else parts.name
+    outputs = output_paths(parts.parent, stem, ["geojson", "csv"])
+    for p in outputs.values():
+        check_writable(p, overwrite)
+    n = assemble(tiles, parts, outputs, stem, pixel_um, overwrite)
+    if n is None:
+        raise InputError(f"{parts}: another process is assembling this slide (or did; remove "
+                         f"{parts / 'assemble.lock'} if it was interrupted)")
+    return n, outputs
 
 
 def fit_chunk(dimensions: tuple[int, int], region: tuple[int, int, int, int] | None,
@@ -233,65 +350,7 @@ def _to_float(rgb: np.ndarray) -> np.ndarray:
     return (rgb.astype(np.float32) / 255.0).astype(np.float32)
 
 
-def _parts_dir(parts: Path, path: Path, slide: Any, lvl: int, scale: float, chunk: int,
-               overlap: int, region: Any, cfg: Any, overwrite: bool) -> Path:
-    """The resume folder, checked against the settings of the run that made it."""
-    manifest = {"parts_format": 2, "slide": str(path.resolve()),
-                "dimensions": list(slide.dimensions), "level": lvl, "scale": scale,
-                "chunk": chunk, "overlap": overlap,
-                "region": list(region) if region else None,
-                "model": {k: v for k, v in cfg.to_dict().items() if k != "training"}}
-    mpath = parts / "manifest.json"
-    if parts.is_dir() and mpath.is_file() and not overwrite:
-        if json.loads(mpath.read_text()) != json.loads(json.dumps(manifest)):
-            raise InputError(f"{parts} holds a run of {path.name} with other settings or "
-                             "another model; pass --overwrite to start again")
-        return parts
-    if parts.exists():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True)
-    with atomic_path(mpath, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
-    return parts
-
-
-def _write_part(part: Path, nuclei: list[dict[str, Any]], status: str) -> None:
-    with atomic_path(part, overwrite=True) as tmp:
-        tmp.write_text(json.dumps({"status": status, "nuclei": nuclei}))
-
-
-def _read_parts(tiles: list[SlideTile], parts: Path) -> Iterator[dict[str, Any]]:
-    for tile in tiles:
-        yield from json.loads((parts / f"{tile.id}.json").read_text())["nuclei"]
-
-
-def _assemble(tiles: list[SlideTile], parts: Path, outputs: dict[str, Path], stem: str,
-              pixel_um: float | None, overwrite: bool) -> int:
-    """Write the final files from the parts, reading each part once; nuclei numbered 1..N in
-    chunk order. The GeoJSON is streamed; the CSV rows are kept until it is written."""
-    rows: list[dict[str, Any]] = []
-    count = 0
-
-    def features() -> Iterator[dict[str, Any]]:
-        nonlocal count
-        for i, n in enumerate(_read_parts(tiles, parts), start=1):
-            count = i
-            if "csv" in outputs:
-                rows.append({k: (i if k == "id" else n["row"].get(k)) for k in CSV_COLUMNS})
-            yield nucleus_feature(i, n["shape"], n["row"]["area_px"], pixel_um, n["score"],
-                                  stem)
-
-    if "geojson" in outputs:
-        write_feature_collection(outputs["geojson"], features(), overwrite)
-    else:
-        for _ in features():
-            pass
-    if "csv" in outputs:
-        write_csv(outputs["csv"], rows, overwrite)
-    return count
-
-
-def _region_canvas(tiles: list[SlideTile]) -> np.ndarray:
+def region_canvas(tiles: list[SlideTile]) -> np.ndarray:
     x0 = min(t.core[0] for t in tiles)
     y0 = min(t.core[1] for t in tiles)
     x1 = max(t.core[2] for t in tiles)
@@ -302,7 +361,7 @@ def _region_canvas(tiles: list[SlideTile]) -> np.ndarray:
     return np.zeros((y1 - y0, x1 - x0), np.uint32)
 
 
-def _paste(canvas: np.ndarray, kept: np.ndarray, tile: SlideTile, first: SlideTile,
+def paste_chunk(canvas: np.ndarray, kept: np.ndarray, tile: SlideTile, first: SlideTile,
            base: int) -> int:
     """Add a chunk's kept nuclei to the region label image, ids offset by ``base`` to stay
     unique (the canvas is renumbered at the end); returns the next chunk's offset, so the

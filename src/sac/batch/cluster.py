@@ -1,0 +1,301 @@
+"""``sac segment --cluster``: images and slide chunks as Dask tasks, outputs written here.
+
+Workers run pure tasks (:func:`image_task`, :func:`chunk_task`); each loads the model once
+per process (:func:`sac.batch.settings.cached_segmenter`) and returns what it found. This
+client writes every file, atomically and in the same form as the single-process path, as
+results stream in: an image's outputs, a slide's parts, and the slide's GeoJSON and CSV once
+its last part is in. A worker that dies has its tasks rerun elsewhere by Dask's scheduler
+(``distributed.scheduler.allowed-failures``); a task that raises fails its input only. An
+interrupted run resumes on the next: finished images are skipped with ``--skip-existing``,
+finished slide chunks always.
+
+Dask and dask-jobqueue are an optional extra: ``pip install 'segment-any-cell[distributed]'``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sac.batch.jobs import (
+    ImageOutcome,
+    check_image_outputs,
+    is_slide,
+    segment_image,
+    slide_options,
+    write_image,
+)
+from sac.batch.run import BatchReport, Progress
+from sac.batch.settings import SegmentSettings, cached_segmenter, load_count
+from sac.core.errors import ConfigError
+
+JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster",
+            "sge": "SGECluster"}
+
+
+def _need_dask() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError("--cluster needs Dask: pip install 'segment-any-cell[distributed]'"
+                          ) from None
+    return distributed
+
+
+@dataclass
+class Cluster:
+    """A Dask client, the cluster it started (if any), and the torch threads per worker."""
+
+    client: Any
+    cluster: Any = None
+    threads: int | None = None
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def open_cluster(spec: str, config: Path | None = None) -> Cluster:
+    """``local:N`` (N worker processes here, the cores split between them),
+    ``tcp://HOST:PORT`` (an existing scheduler), or ``slurm`` / ``pbs`` / ``lsf`` / ``sge``
+    (dask-jobqueue, settings from the YAML or JSON file ``config``: the cluster class's
+    keyword arguments plus ``jobs``, how many batch jobs to start, and optionally
+    ``torch_threads``)."""
+    distributed = _need_dask()
+    if spec.startswith("local:"):
+        try:
+            n = int(spec.split(":", 1)[1])
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"--cluster {spec!r}: expected local:N with N >= 1") from None
+        threads = max(1, (os.cpu_count() or 1) // n)
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=40)
+        return Cluster(distributed.Client(cluster), cluster, threads)
+    if "://" in spec:
+        try:
+            return Cluster(distributed.Client(spec, timeout="30s"))
+        except OSError as exc:
+            raise ConfigError(f"--cluster {spec}: cannot reach the Dask scheduler ({exc})"
+                              ) from None
+    if spec in JOBQUEUE:
+        settings = read_cluster_config(config, spec)
+        try:
+            import dask_jobqueue
+        except ImportError:
+            raise ConfigError(f"--cluster {spec} needs dask-jobqueue: pip install "
+                              "'segment-any-cell[distributed]'") from None
+        jobs = int(settings.pop("jobs", 1))
+        threads = settings.pop("torch_threads", None)
+        cluster = getattr(dask_jobqueue, JOBQUEUE[spec])(**settings)
+        cluster.scale(jobs=jobs)
+        return Cluster(distributed.Client(cluster), cluster, threads)
+    raise ConfigError(f"--cluster {spec!r}: expected local:N, tcp://HOST:PORT or one of "
+                      f"{', '.join(JOBQUEUE)}")
+
+
+def read_cluster_config(path: Path | None, kind: str) -> dict[str, Any]:
+    """The ``--cluster-config`` file as a dict (YAML or JSON)."""
+    import yaml
+
+    if path is None:
+        raise ConfigError(f"--cluster {kind} needs --cluster-config FILE (the job settings: "
+                          "cores, memory, walltime, queue, jobs; see the README)")
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--cluster-config {path}: cannot read it ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--cluster-config {path}: expected a mapping of settings")
+    return dict(data)
+
+
+def image_task(path: Path, stem: str, settings: SegmentSettings) -> ImageOutcome:
+    """Worker side: segment one image with this worker's cached model."""
+    return segment_image(path, stem, settings, cached_segmenter(settings))
+
+
+def chunk_task(settings: SegmentSettings, plan: Any, tile: Any
+               ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Worker side: one slide chunk's nuclei (and kept labels for ``--slide-labels``)."""
+    from sac.slides.segment import segment_chunk
+
+    nuclei, kept = segment_chunk(cached_segmenter(settings), plan, tile)
+    return nuclei, kept if settings.slide_labels else None
+
+
+def worker_loads() -> int:
+    """How many models this worker process has loaded (``client.run(worker_loads)``)."""
+    return load_count()
+
+
+@dataclass
+class _Slide:
+    path: Path
+    plan: Any
+    pending: set[str] = field(default_factory=set)
+    labels: np.ndarray | None = None
+    next_id: int = 0
+    failed: bool = False
+    t0: float = field(default_factory=time.perf_counter)
+    resumed: int = 0
+
+
+def run_dask(cluster: Cluster, files: list[Path], stems: dict[Path, str],
+             settings: SegmentSettings, quiet: bool = False,
+             image_fn: Callable[..., Any] = image_task,
+             chunk_fn: Callable[..., Any] = chunk_task) -> BatchReport:
+    """Segment ``files`` on the cluster's workers; see the module docstring."""
+    distributed = _need_dask()
+    t0 = time.perf_counter()
+    if cluster.threads is not None:
+        settings = settings.replace(threads=cluster.threads)
+    client = cluster.client
+    work: dict[Any, tuple[str, Any, Any]] = {}  # future -> (kind, input, tile)
+    slides: dict[Path, _Slide] = {}
+    early: list[tuple[Path, BaseException]] = []
+    for path in files:
+        try:
+            if is_slide(path, settings):
+                slides[path] = _plan(path, stems[path], settings)
+            else:
+                check_image_outputs(settings, stems[path])
+                fut = client.submit(image_fn, path, stems[path], settings, pure=False)
+                work[fut] = ("image", path, None)
+        except Exception as exc:
+            early.append((path, exc))
+    for state in slides.values():
+        for tile in state.plan.tiles:
+            fut = _chunk(client, chunk_fn, settings, state, tile)
+            if fut is not None:
+                work[fut] = ("chunk", state.path, tile)
+    progress = Progress(len(work), "task", quiet)
+    for path, exc in early:
+        progress.failed(path, exc, settings.output)
+    for state in slides.values():
+        if not state.pending:
+            _finish(state, settings, progress)
+    started = {path: time.perf_counter() for path in files}
+    try:
+        for fut in distributed.as_completed(list(work)):
+            entry = work.pop(fut, None)
+            if entry is None:  # cancelled with its slide
+                continue
+            kind, path, tile = entry
+            progress.advance()
+            if kind == "image":
+                _image_done(fut, path, stems[path], settings, progress, started[path])
+            else:
+                _chunk_done(fut, slides[path], tile, settings, progress, work)
+            fut.release()
+    finally:
+        for fut in work:  # interrupted: nothing more is computed for this run
+            fut.cancel()
+    report = progress.close()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _plan(path: Path, stem: str, settings: SegmentSettings) -> _Slide:
+    """The client plans each slide (level, scale, chunks, resume folder) with its own model."""
+    from sac.slides.segment import plan_slide
+
+    seg = cached_segmenter(settings)
+    if settings.slide_labels:
+        from sac.core.fileio import check_writable, output_paths
+
+        check_writable(output_paths(settings.output, stem, ["labels"])["labels"],
+                       settings.overwrite)
+    plan = plan_slide(seg, path, settings.output, **slide_options(settings, seg, stem))
+    state = _Slide(path, plan)
+    if settings.slide_labels:
+        from sac.slides.segment import region_canvas
+
+        state.labels = region_canvas(plan.tiles)
+    return state
+
+
+def _chunk(client: Any, chunk_fn: Callable[..., Any], settings: SegmentSettings,
+           state: _Slide, tile: Any) -> Any:
+    """Submit one chunk, or settle it here (resumed, or no tissue: an empty part)."""
+    from sac.slides.parts import part_path, write_part
+
+    plan = state.plan
+    if part_path(plan.parts, tile).is_file() and state.labels is None:
+        state.resumed += 1
+        return None
+    if not plan.has_tissue(tile):
+        write_part(plan.parts, tile, [], "no tissue")
+        return None
+    state.pending.add(tile.id)
+    return client.submit(chunk_fn, settings, plan, tile, pure=False)
+
+
+def _image_done(fut: Any, path: Path, stem: str, settings: SegmentSettings,
+                progress: Progress, t: float) -> None:
+    written: list[Path] = []
+    try:
+        n, where = write_image(fut.result(), stem, settings, written)
+    except Exception as exc:
+        for out in written:
+            out.unlink(missing_ok=True)
+        progress.failed(path, exc, settings.output)
+        return
+    progress.done(path, n, where, time.perf_counter() - t)
+
+
+def _chunk_done(fut: Any, state: _Slide, tile: Any, settings: SegmentSettings,
+                progress: Progress, work: dict[Any, tuple[str, Any, Any]]) -> None:
+    from sac.slides.parts import write_part
+    from sac.slides.segment import paste_chunk
+
+    if state.failed:
+        return
+    try:
+        nuclei, kept = fut.result()
+        write_part(state.plan.parts, tile, nuclei, "done")
+    except Exception as exc:
+        state.failed = True
+        for other, (_, path, _) in list(work.items()):  # the slide's other chunks are moot
+            if path == state.path:
+                other.cancel()
+                del work[other]
+        progress.failed(state.path, exc, settings.output)
+        return
+    if state.labels is not None and kept is not None:
+        state.next_id = paste_chunk(state.labels, kept, tile, state.plan.tiles[0], state.next_id)
+    state.pending.discard(tile.id)
+    if not state.pending:
+        _finish(state, settings, progress)
+
+
+def _finish(state: _Slide, settings: SegmentSettings, progress: Progress) -> None:
+    """Assemble a slide whose parts are all in; write its label image if asked."""
+    from sac.slides.segment import finish_slide
+
+    plan = state.plan
+    try:
+        n = finish_slide(plan, settings.overwrite) or 0
+        where = ", ".join(str(p) for p in plan.outputs.values())
+        if state.labels is not None:
+            from sac.core.fileio import output_paths
+            from sac.core.labels import relabel_sequential
+            from sac.outputs.images import write_labels_tif
+
+            out = output_paths(settings.output, plan.stem, ["labels"])["labels"]
+            write_labels_tif(out, relabel_sequential(state.labels), settings.overwrite,
+                             plan.pixel_um)
+            where += f", {out}"
+    except Exception as exc:
+        progress.failed(state.path, exc, settings.output)
+        return
+    progress.done(state.path, n, f"{where} ({len(plan.tiles)} chunks, {state.resumed} "
+                  "resumed)", time.perf_counter() - state.t0)

@@ -1,0 +1,183 @@
+"""One input of ``sac segment``: segment it and write its files, in one process or split.
+
+An image is segmented by :func:`segment_image` (pure: reads, computes, writes nothing, so it
+can run on any worker) and written by :func:`write_image` (atomically, never overwriting
+silently, in the process that owns the output folder). A whole slide goes through
+:mod:`sac.slides.segment`'s plan / chunk / assemble steps. :func:`process_input` is both steps
+in one process, the single-process path and a job-array shard.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sac.batch.settings import SegmentSettings
+from sac.core.errors import SACError
+from sac.core.fileio import check_writable, output_paths
+from sac.data.images import SLIDE_SUFFIXES, TIFF_SUFFIXES
+
+
+def is_slide(path: Path, settings: SegmentSettings) -> bool:
+    """Whether ``path`` is read region by region as a whole slide."""
+    suffix = path.suffix.lower()
+    return suffix in SLIDE_SUFFIXES or (settings.wsi and suffix in TIFF_SUFFIXES)
+
+
+def outputs_for(settings: SegmentSettings, stem: str, slide: bool) -> dict[str, Path]:
+    """The files one input gets, by kind."""
+    if slide:
+        kinds = ["geojson", "csv", *(["labels"] if settings.slide_labels else [])]
+    else:
+        kinds = ["labels", *[k for k in ("semantic", "overlay", "geojson", "rois", "csv")
+                             if k in settings.save]]
+    return output_paths(settings.output, stem, kinds)
+
+
+def outputs_complete(path: Path, stem: str, settings: SegmentSettings) -> bool:
+    """Whether every output of the input exists (``--skip-existing``)."""
+    return all(p.exists() for p in outputs_for(settings, stem, is_slide(path, settings))
+               .values())
+
+
+def fixed_scale(settings: SegmentSettings, cfg: Any) -> float | None:
+    """The scale ``--scale`` or ``--pixel-size`` fix for every input, else None (estimated
+    per image, or the model's own)."""
+    from sac.core.resample import input_scale
+
+    if settings.scale is None and settings.pixel_size is None:
+        return None
+    return input_scale(cfg.input_scale, cfg.pixel_size_um, settings.scale, settings.pixel_size)
+
+
+@dataclass
+class ImageOutcome:
+    """A segmented image, ready to be written."""
+
+    image: np.ndarray
+    result: Any  # sac.pipeline.result.SegmentResult
+    pixel_size_um: float | None
+    note: str  # how the scale was chosen, for the summary line
+
+
+def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: Any
+                  ) -> ImageOutcome:
+    """Read and segment one image; writes nothing."""
+    from sac.data.images import plausible_pixel_size, read_image
+    from sac.pipeline.expert import expert_for
+    from sac.pipeline.size import file_scale
+
+    expert = expert_for(settings.prompts, stem)
+    image = read_image(path, channel=settings.channel)
+    # the pixel size goes into the outputs; it sets the scale when the user gave none
+    pixel = settings.pixel_size if settings.pixel_size is not None else \
+        plausible_pixel_size(path)
+    scale, why = fixed_scale(settings, seg.config), ""
+    if scale is None and settings.diameter is None:
+        cfg = seg.config
+        scale, why = file_scale(cfg.input_scale, cfg.pixel_size_um, pixel)
+    result = seg.segment(image, str(path), scale=scale, expert=expert,
+                         semantic="semantic" in settings.save, diameter=settings.diameter)
+    return ImageOutcome(image, result, pixel, why)
+
+
+def check_image_outputs(settings: SegmentSettings, stem: str) -> dict[str, Path]:
+    """The image's output paths, refused at once if one exists (and no ``overwrite``)."""
+    outs = outputs_for(settings, stem, slide=False)
+    for out in outs.values():
+        check_writable(out, settings.overwrite)
+    return outs
+
+
+def write_image(outcome: ImageOutcome, stem: str, settings: SegmentSettings,
+                written: list[Path]) -> tuple[int, str]:
+    """Write a segmented image's files; returns (nuclei, where they went). ``written`` lists
+    the files as they appear, so a failure midway can remove them."""
+    from sac.outputs.write import write_outputs
+
+    outs = check_image_outputs(settings, stem)
+    write_outputs(outs, outcome.image, outcome.result, outcome.pixel_size_um, stem,
+                  settings.overwrite, written)
+    res = outcome.result
+    return res.n_nuclei, f"{outs['labels']}; {res.size.describe()}{outcome.note}"
+
+
+def slide_options(settings: SegmentSettings, seg: Any, stem: str) -> dict[str, Any]:
+    """Keyword arguments of :func:`sac.slides.segment.plan_slide` for a slide input."""
+    scale = settings.scale  # else the slide's own pixel size decides its level and scale
+    if settings.diameter is not None:
+        scale = seg.diameter_scale(settings.diameter)
+    return {"level": settings.level, "region": settings.region, "chunk": settings.chunk_size,
+            "tissue": settings.tissue_mask, "overwrite": settings.overwrite, "scale": scale,
+            "stem": stem}
+
+
+def process_slide(path: Path, stem: str, settings: SegmentSettings, seg: Any,
+                  progress: bool = True, select: Callable[[Any], bool] | None = None
+                  ) -> tuple[int, str]:
+    """Segment a whole slide in this process (``select``: only those chunks); returns
+    (nuclei, summary)."""
+    from sac.outputs.images import write_labels_tif
+    from sac.slides.segment import segment_slide
+
+    out_labels = output_paths(settings.output, stem, ["labels"])["labels"]
+    if settings.slide_labels:
+        check_writable(out_labels, settings.overwrite)
+    opts = slide_options(settings, seg, stem)
+    res = segment_slide(seg, path, settings.output, return_labels=settings.slide_labels,
+                        progress=progress, select=select, **opts)
+    if res.labels is not None:
+        res.outputs["labels"] = write_labels_tif(out_labels, res.labels, settings.overwrite,
+                                                 res.pixel_size_um)
+    return res.n_nuclei, describe_slide(res)
+
+
+def describe_slide(res: Any) -> str:
+    """The summary of a slide run: where the files went, or what is left to other shards."""
+    if res.n_pending:
+        return (f"{res.n_chunks - res.n_pending} of {res.n_chunks} chunks have parts, "
+                f"{res.n_pending} left to other shards; the last shard (or sac merge-slide) "
+                "writes the files")
+    where = ", ".join(str(p) for p in res.outputs.values())
+    size = "" if res.size is None else f"; {res.size.describe()}"
+    return (f"{where} ({res.n_chunks} chunks, {res.n_skipped_no_tissue} without tissue, "
+            f"{res.n_resumed} resumed){size}")
+
+
+def process_input(path: Path, stem: str, settings: SegmentSettings, seg: Any,
+                  written: list[Path], progress: bool = True,
+                  select: Callable[[Any], bool] | None = None) -> tuple[int, str]:
+    """Segment one input and write its outputs in this process; returns (nuclei, where)."""
+    if is_slide(path, settings):
+        return process_slide(path, stem, settings, seg, progress, select)
+    check_image_outputs(settings, stem)  # an existing output fails before the work
+    return write_image(segment_image(path, stem, settings, seg), stem, settings, written)
+
+
+def as_sac_error(exc: BaseException, path: Path | str, out: Path) -> SACError:
+    """A message for the user from any failure of one input (write errors say which)."""
+    if isinstance(exc, SACError):
+        return exc
+    if isinstance(exc, OSError):
+        advice = {errno.ENOSPC: "free some space or choose another output folder (-o)",
+                  errno.EACCES: "choose an output folder (-o) you may write to",
+                  errno.EROFS: "the file system is read-only; choose another output folder"}
+        hint = advice.get(exc.errno or 0, "check the output folder (-o)")
+        return SACError(f"{path}: cannot write the outputs to {out}: "
+                        f"{exc.strerror or exc}; {hint}")
+    if isinstance(exc, MemoryError):
+        return SACError(f"{path}: out of memory while segmenting it; use a smaller "
+                        "--tile-size or --batch-size, or segment it as a slide (--wsi)")
+    return SACError(f"{path}: unexpected {type(exc).__name__}: {exc} (a bug in SAC: please "
+                    "report it with this message)")
+
+
+def named(name: str, exc: BaseException) -> str:
+    """The message, with the input's name in front unless it already starts with it."""
+    text = str(exc)
+    return text if text.startswith(name) else f"{name}: {text}"

@@ -1,0 +1,102 @@
+"""What ``sac segment`` does to each input, as one frozen, picklable value.
+
+The same :class:`SegmentSettings` drive the single-process loop, every shard of a job array and
+every Dask worker, so all of them write the same files. A worker builds its segmenter from the
+settings once and keeps it (:func:`cached_segmenter`), however many tasks it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "sac-lite-monuseg"
+CHUNK = 2048  # default whole-slide chunk side
+
+#: kinds of output a plain image can have, by the flag that asks for it
+IMAGE_OUTPUTS = ("semantic", "overlay", "geojson", "rois", "csv")
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """Model, scale, outputs and whole-slide options of a segmentation run."""
+
+    output: Path
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    bf16: bool = False
+    sam_checkpoint: Path | None = None
+    tile_size: int | None = None
+    overlap: int | None = None
+    batch_size: int = 64
+    mask_resolution: str = "input"
+    auto_scale: bool = True
+    fill: bool = True
+    save: tuple[str, ...] = ()  # of IMAGE_OUTPUTS; the label TIFF is always written
+    prompts: Path | None = None
+    scale: float | None = None
+    pixel_size: float | None = None
+    diameter: float | None = None
+    channel: int | None = None
+    wsi: bool = False
+    level: int | None = None
+    region: tuple[int, int, int, int] | None = None
+    chunk_size: int = CHUNK
+    slide_labels: bool = False
+    tissue_mask: bool = True
+    overwrite: bool = False
+    threads: int | None = None  # torch threads per process (None: torch's default)
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.save) - set(IMAGE_OUTPUTS))
+        if bad:
+            raise ValueError(f"unknown output kind(s) {bad}; known: {IMAGE_OUTPUTS}")
+
+    def model_key(self) -> tuple[Any, ...]:
+        """What the segmenter depends on (settings that differ only in outputs share one)."""
+        return (self.model, self.device, self.bf16, self.sam_checkpoint, self.tile_size,
+                self.overlap, self.batch_size, self.mask_resolution, self.auto_scale,
+                self.fill, self.threads)
+
+    def replace(self, **changes: Any) -> SegmentSettings:
+        return dataclasses.replace(self, **changes)
+
+
+_LOCK = threading.Lock()
+_SEGMENTERS: dict[tuple[Any, ...], Any] = {}
+LOADS: list[tuple[Any, ...]] = []  # every load in this process, for tests and reports
+
+
+def cached_segmenter(settings: SegmentSettings) -> Any:
+    """This process's segmenter for ``settings``, loaded on first use and then reused."""
+    key = settings.model_key()
+    with _LOCK:
+        seg = _SEGMENTERS.get(key)
+        if seg is None:
+            seg = load_for(settings)
+            _SEGMENTERS[key] = seg
+            LOADS.append(key)
+        return seg
+
+
+def load_for(settings: SegmentSettings) -> Any:
+    """A new :class:`~sac.pipeline.segmenter.Segmenter` for ``settings``."""
+    import torch
+
+    from sac.pipeline.segmenter import load_segmenter
+
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    return load_segmenter(settings.model, settings.device, settings.bf16,
+                          settings.sam_checkpoint, tile_size=settings.tile_size,
+                          overlap=settings.overlap, batch_size=settings.batch_size,
+                          mask_resolution=settings.mask_resolution,
+                          auto_scale=settings.auto_scale, fill=settings.fill)
+
+
+def load_count() -> int:
+    """How many segmenters this process has loaded."""
+    return len(LOADS)
