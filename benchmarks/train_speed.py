@@ -49,8 +49,8 @@ def time_steps(step_cfg: StepConfig, lora: LoRAConfig, images, steps: int) -> li
         crops = sampler.batch(0, step, 8)
         t0 = time.perf_counter()
         model.train_mode(model.config.parts)
-        out = train_step(model, crops[:2], step_cfg, np.random.default_rng(step), 200 + step,
-                         crops[2:])
+        rngs = [np.random.default_rng([step, j]) for j in range(2)]
+        out = train_step(model, crops[:2], step_cfg, rngs, 200 + step, crops[2:])
         opt.zero_grad()
         out["total"].backward()
         opt.step()

@@ -83,3 +83,20 @@ def write_pyramid(path: Path, img: np.ndarray) -> Path:
                      resolution=(per_cm, per_cm), resolutionunit="CENTIMETER",
                      subfiletype=1 if i else 0, **({"subifds": 1} if i == 0 else {}))
     return path
+
+
+def write_disk_folder(root: Path, n: int = 6, size: int = 128, seed: int = 0) -> Path:
+    """A generic images/ + labels/ dataset of random bright disks."""
+    import imageio.v3 as iio
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(n):
+        disks = [(int(rng.integers(16, size - 16)), int(rng.integers(16, size - 16)),
+                  int(rng.integers(7, 12))) for _ in range(6)]
+        img, lab = disk_image((size, size), disks, seed=i)
+        iio.imwrite(root / "images" / f"im{i}.png", img)
+        tifffile.imwrite(root / "labels" / f"im{i}.tif", lab.astype(np.uint16))
+    return root

@@ -21,21 +21,7 @@ from sac.training.sampler import TrainImage
 from sac.training.step import match_targets
 from sac.training.trainer import TrainConfig, Trainer
 
-from synthetic import disk_image, disk_labels
-
-
-def write_disk_folder(root: Path, n: int = 6, size: int = 128, seed: int = 0) -> Path:
-    """A generic images/ + labels/ dataset of random bright disks."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for i in range(n):
-        disks = [(int(rng.integers(16, size - 16)), int(rng.integers(16, size - 16)),
-                  int(rng.integers(7, 12))) for _ in range(6)]
-        img, lab = disk_image((size, size), disks, seed=i)
-        iio.imwrite(root / "images" / f"im{i}.png", img)
-        tifffile.imwrite(root / "labels" / f"im{i}.tif", lab.astype(np.uint16))
-    return root
+from synthetic import disk_labels, write_disk_folder
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sac`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for records and re-launching
     if args.command is None:
         parser.print_help(sys.stderr)
         print("\nsac: error: no command given (see the list above)", file=sys.stderr)

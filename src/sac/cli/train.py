@@ -116,6 +116,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="tune only the detection thresholds, leaving the completion from the "
                         "semantic mask off")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--nproc", type=option("--nproc", 1, 1024, integer=True), default=1,
+                   help="data-parallel processes on this machine (runs torchrun; each takes "
+                        "--batch-size crops per step, so the effective batch is N times "
+                        "larger). For several machines start torchrun yourself: torchrun "
+                        "--nnodes M --nproc-per-node N --rdzv-endpoint HOST:PORT -m sac "
+                        "train ...")
 
 
 def _parts(value: str, rank: int) -> tuple[str, ...]:
@@ -128,8 +134,34 @@ def _parts(value: str, rank: int) -> tuple[str, ...]:
     return (("lora",) if rank > 0 else ()) + tuple(p for p in PARTS[1:] if p in parts)
 
 
+def _torchrun(args: argparse.Namespace) -> int:
+    """``--nproc N``: run this same command under torchrun with N local processes."""
+    import subprocess
+
+    argv, skip = [], False
+    for a in args.argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={args.nproc}", "-m", "sac", *argv]
+    return subprocess.run(cmd, check=False).returncode
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the model and data, train, and report where the best model went."""
+    from sac.training.distributed import launched
+
+    if args.nproc > 1 and not launched():
+        return _torchrun(args)
+    return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train in this process (one of several under torchrun, or alone)."""
     import torch
 
     from sac.core.device import resolve_device
@@ -137,12 +169,16 @@ def run(args: argparse.Namespace) -> int:
     from sac.modeling import LoRAConfig
     from sac.pipeline.size import training_size
     from sac.training.augment import AugmentConfig
+    from sac.training.distributed import init_distributed, local_device
     from sac.training.generator_stage import GeneratorStageConfig
     from sac.training.sampler import load_images
     from sac.training.step import StepConfig
     from sac.training.trainer import TrainConfig, Trainer
 
-    resolve_device(args.device)
+    args.device = local_device(args.device)
+    sync = init_distributed(resolve_device(args.device))
+    if not sync.main:
+        args.quiet = True
     if args.scale <= 0:
         raise ConfigError(f"--scale must be > 0; got {args.scale}")
     modality = args.modality or MODALITY_OF_FORMAT[args.format]
@@ -186,12 +222,16 @@ def run(args: argparse.Namespace) -> int:
     summary = {"data": str(args.data), "format": args.format, "split": args.split,
                "train_images": len(train), "val_images": len(val),
                "skipped": problems + val_problems}
-    trainer = Trainer(model, train, val, args.output, cfg, summary)
-    print(f"training on {len(train)} images, validating on {len(val)}; "
-          f"{trainer.total_steps} steps of {cfg.batch_size} crops", file=sys.stderr)
-    command = "sac " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    trainer = Trainer(model, train, val, args.output, cfg, summary, sync)
+    if sync.main:
+        procs = f" in each of {sync.world} processes" if sync.world > 1 else ""
+        print(f"training on {len(train)} images, validating on {len(val)}; "
+              f"{trainer.total_steps} steps of {cfg.batch_size} crops{procs}", file=sys.stderr)
+    command = "sac " + " ".join(shlex.quote(a) for a in args.argv)
     result = trainer.run(resume=args.resume, overwrite=args.overwrite,
                          progress=not args.quiet, command=command)
+    if not sync.main:
+        return 0
     if val and not args.no_tune:
         from sac.training.tune import describe, tune_model_folder
 

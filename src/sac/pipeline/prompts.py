@@ -366,17 +366,20 @@ def semantic_prompts(
 
 
 def batch_prompt_sets(
-    sets: list[PromptSet],
+    sets: list[PromptSet], pad_to: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Pad prompt sets to ``points`` (B, P, 2) float32 and ``labels`` (B, P) int64, padding
     label -1 ("not a point", at (0, 0)), and ``boxes`` (B, 4) float32 or ``None`` if no set
-    has one. P is the largest set's point count (0 for box-only sets)."""
+    has one. P is the largest set's point count (0 for box-only sets), at least ``pad_to``.
+
+    Padding tokens take part in SAM's attention, so a set's mask depends a little on P;
+    a fixed ``pad_to`` (training) makes it independent of which sets share a batch."""
     if not sets:
         raise ValueError("no prompt sets to batch")
     has_box = [s.box is not None for s in sets]
     if any(has_box) and not all(has_box):
         raise ValueError("either every prompt set has a box or none does")
-    p = max(len(s.points) for s in sets)
+    p = max(pad_to, *(len(s.points) for s in sets))
     points = np.zeros((len(sets), p, 2), np.float32)
     labels = np.full((len(sets), p), -1, np.int64)
     for b, s in enumerate(sets):

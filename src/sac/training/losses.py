@@ -49,35 +49,41 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
 
 
 def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor,
-                valid: torch.Tensor, focal_weight: float = 0.0) -> dict[str, torch.Tensor]:
+                valid: torch.Tensor, focal_weight: float = 0.0,
+                denom: float | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Mask loss BCE + Dice (or ``focal_weight`` x focal + Dice, SAM's recipe, when > 0), and
     the MSE of the predicted IoU.
 
     BCE is the default because focal loss (alpha 0.25) lets a decoder that starts from empty
     masks, as LiteMedSAM does for point prompts, settle on predicting nothing.
     ``logits``/``target``/``valid`` are (B, h, w); ``iou_pred`` is (B,). Returns scalar
-    ``mask`` and ``iou`` losses and the detached true ``iou`` values.
+    ``mask`` and ``iou`` losses (sums over the B items divided by ``denom``, default B: the
+    means) and the detached true ``iou`` values.
     """
     pixel = focal_weight * focal_loss(logits, target, valid) if focal_weight > 0 else \
         bce_loss(logits, target, valid)
     dice = dice_loss(logits, target, valid)
     true_iou = mask_iou(logits.detach(), target, valid)
-    return {"mask": (pixel + dice).mean(),
-            "iou": F.mse_loss(iou_pred.float(), true_iou), "true_iou": true_iou}
+    d = len(logits) if denom is None else denom
+    return {"mask": (pixel + dice).sum() / d,
+            "iou": ((iou_pred.float() - true_iou) ** 2).sum() / d, "true_iou": true_iou}
 
 
 def generator_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                   weights: tuple[float, float, float] = (1.0, 1.0, 2.0)) -> torch.Tensor:
+                   weights: tuple[float, float, float] = (1.0, 1.0, 2.0),
+                   counts: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Loss of the (B, 3, H, W) generator logits against (B, 3, H, W) targets.
 
     Foreground: BCE + Dice; boundary: BCE weighted up 3x on the thin ring (it is rare);
-    centre heatmap: BCE against the soft Gaussian targets. ``valid`` is (B, H, W).
+    centre map: BCE against the soft targets. ``valid`` is (B, H, W). Pixel terms are
+    divided by the valid pixel count and the Dice term by the crop count: these batch's own,
+    or ``counts`` = (pixels, crops) of the whole batch across processes (:mod:`.sync`).
     """
     v = valid[:, None].float()
-    n = v.sum().clamp(min=1)
+    n, items = counts if counts is not None else (v.sum().clamp(min=1), len(logits))
     bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none") * v
     ring = 1.0 + 2.0 * target[:, 1]
-    fg = bce[:, 0].sum() / n + dice_loss(logits[:, 0], target[:, 0], v[:, 0]).mean()
+    fg = bce[:, 0].sum() / n + dice_loss(logits[:, 0], target[:, 0], v[:, 0]).sum() / items
     boundary = (bce[:, 1] * ring).sum() / n
     centre = bce[:, 2].sum() / n
     w = weights

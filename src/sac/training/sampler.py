@@ -89,13 +89,19 @@ class CropSampler:
         total = sum(max(im.labels.size, self.size**2) for im in self.images)
         return max(1, round(total / self.size**2))
 
-    def batch(self, seed: int, step: int, batch_size: int) -> list[Crop]:
-        """The crops of one step; the same ``(seed, step)`` always gives the same crops."""
-        rng = np.random.default_rng([seed, step])
-        picks = rng.choice(len(self.images), size=batch_size, p=self.weights)
+    def batch(self, seed: int, step: int, batch_size: int, start: int = 0, stream: int = 0
+              ) -> list[Crop]:
+        """Crops ``start .. start + batch_size - 1`` of one step's ``stream``.
+
+        Each crop has its own random generator, seeded by ``(seed, step, stream, index)``:
+        the same crop whichever process draws it, so data-parallel processes drawing
+        disjoint index ranges see different crops, and together exactly the crops of one
+        process drawing them all.
+        """
         out = []
-        for i in picks.tolist():
-            im = self.images[i]
+        for index in range(start, start + batch_size):
+            rng = np.random.default_rng([seed, step, stream, index])
+            im = self.images[int(rng.choice(len(self.images), p=self.weights))]
             side = self.size
             if self.augment_cfg.rescales:  # magnification jitter: crop more or less, resample
                 lo, hi = np.log(self.augment_cfg.scale_range)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sac.core.device import autocast_context
-from sac.model import SACModel
+from sac.model import PromptConfig, SACModel
 from sac.modeling.sam import window_origins, window_sizes
 from sac.modeling.tiny_vit import TinyViT
 from sac.pipeline.autoprompt import instance_sets, semantic_set
@@ -35,6 +35,7 @@ from sac.pipeline.prompts import (
 from sac.sam.transforms import prepare_batch
 from sac.training.losses import generator_loss, mask_losses
 from sac.training.sampler import Crop
+from sac.training.sync import Sync
 from sac.training.targets import generator_targets
 
 
@@ -167,10 +168,23 @@ class _Batch:
     ratio: int
 
 
+@dataclass
+class _Generator:
+    """The generator's logits on a step's crops, their targets and valid masks."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    valid: torch.Tensor
+
+    def loss(self, counts: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return generator_loss(self.logits, self.targets, self.valid, counts=counts)
+
+
 def generator_part(model: SACModel, crops: list[Crop], n_prompted: int
-                   ) -> tuple[torch.Tensor, np.ndarray]:
-    """The generator's loss on ``crops`` and its probabilities (detached) for the first
-    ``n_prompted`` of them, the crops SAM is prompted on."""
+                   ) -> tuple[_Generator, np.ndarray]:
+    """The generator's outputs on ``crops`` (its loss to be normalised later) and its
+    probabilities (detached) for the first ``n_prompted`` of them, the crops SAM is prompted
+    on."""
     dev = model.device
     imgs = torch.from_numpy(np.stack([c.rgb for c in crops])).permute(0, 3, 1, 2)
     logits = model.generator(imgs.contiguous().to(dev))
@@ -179,16 +193,17 @@ def generator_part(model: SACModel, crops: list[Crop], n_prompted: int
                                          for c in crops])).to(dev)
     valid = torch.from_numpy(np.stack([c.valid for c in crops])).to(dev)
     probs = torch.sigmoid(logits[:n_prompted].detach()).cpu().numpy()
-    return generator_loss(logits, targets, valid), probs
+    return _Generator(logits, targets, valid), probs
 
 
 def prompt_part(model: SACModel, crops: list[Crop], probs: np.ndarray, cfg: StepConfig,
-                rng: np.random.Generator, step: int) -> tuple[_Sets, list[PromptSet]]:
+                rngs: list[np.random.Generator], step: int) -> tuple[_Sets, list[PromptSet]]:
     """Each crop's instance sets (at most ``cfg.prompts_per_crop``, from the truth or, after
-    the warm-up, from the generator's maps ``probs``) and its semantic set."""
+    the warm-up, from the generator's maps ``probs``) and its semantic set. Crop ``b``'s
+    random choices come from ``rngs[b]``, so they do not depend on which process holds it."""
     inst = _Sets([], [], [], [])
     semantic: list[PromptSet] = []
-    for b, crop in enumerate(crops):
+    for b, (crop, rng) in enumerate(zip(crops, rngs, strict=True)):
         use_gen = step >= cfg.generator_warmup and rng.random() < cfg.generator_prompt_prob
         maps = Maps(probs[b, 0], probs[b, 1], probs[b, 2]) if use_gen else None
         sets, targets, ext, sem = crop_prompts(model, crop, maps, cfg, rng)
@@ -208,18 +223,22 @@ def prompt_part(model: SACModel, crops: list[Crop], probs: np.ndarray, cfg: Step
     return inst, semantic
 
 
-def instance_loss(model: SACModel, batch: _Batch, inst: _Sets) -> dict[str, torch.Tensor]:
+def instance_loss(model: SACModel, batch: _Batch, inst: _Sets,
+                  n_total: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """SAM's mask and quality losses on the instance sets, decoded on embedding windows
-    grouped by window size (``mask``, ``iou`` and the mean true IoU ``mask_iou``)."""
+    grouped by window size (``mask``, ``iou`` and the true IoU ``mask_iou``): sums over the
+    sets divided by ``n_total`` (default: their number, giving means)."""
     dev, sam, grid, stride = model.device, model.sam, batch.grid, batch.stride
     ext = torch.from_numpy(np.stack(inst.extent))
     sizes = window_sizes((ext[:, 2:] - ext[:, :2]).amax(1) + 1, stride,
                          model.config.decode_window, grid)
     centres = (ext[:, :2] + ext[:, 2:]) / 2
-    m_loss, i_loss, ious, n = 0.0, 0.0, [], len(inst.sets)
+    n = len(inst.sets) if n_total is None else n_total
+    m_loss, i_loss, ious = 0.0, 0.0, []
     for s in torch.unique(sizes).tolist():
         idx = np.flatnonzero((sizes == s).numpy())
-        pts, lbl, boxes = batch_prompt_sets([inst.sets[i] for i in idx])
+        pts, lbl, boxes = batch_prompt_sets([inst.sets[i] for i in idx],
+                                            pad_to=max_points(model.config.prompts))
         origins = window_origins(centres[idx], s, grid, stride)
         crop_idx = np.array([inst.crop[i] for i in idx])
         target_ids = np.array([inst.target[i] for i in idx])[:, None, None]
@@ -234,38 +253,55 @@ def instance_loss(model: SACModel, batch: _Batch, inst: _Sets) -> dict[str, torc
         logits, iou = sam.decode_windows(batch.emb, origins.to(dev), s, p, lb, bx,
                                          image_index=torch.from_numpy(crop_idx).to(dev))
         losses = mask_losses(logits[:, 0], iou[:, 0], _to_low_res(tgt, batch.ratio, dev),
-                             _to_low_res(val, batch.ratio, dev))
-        m_loss = m_loss + losses["mask"] * len(idx) / n
-        i_loss = i_loss + losses["iou"] * len(idx) / n
+                             _to_low_res(val, batch.ratio, dev), denom=n)
+        m_loss = m_loss + losses["mask"]
+        i_loss = i_loss + losses["iou"]
         ious.append(losses["true_iou"])
-    return {"mask": m_loss, "iou": i_loss, "mask_iou": torch.cat(ious).mean()}  # type: ignore[dict-item]
+    return {"mask": m_loss, "iou": i_loss, "mask_iou": torch.cat(ious).sum() / n}  # type: ignore[dict-item]
 
 
-def semantic_loss(model: SACModel, batch: _Batch, semantic: list[PromptSet]
-                  ) -> dict[str, torch.Tensor] | None:
+def max_points(pc: PromptConfig) -> int:
+    """The most points an instance set can hold: its positive and its negatives."""
+    return 1 + pc.neighbour_negatives + pc.background_negatives if pc.use_points else 0
+
+
+def semantic_crops(semantic: list[PromptSet]) -> list[int]:
+    """The crops whose semantic set has a positive prompt (the others are not decoded)."""
+    return [b for b, s in enumerate(semantic) if (s.labels == 1).any()]
+
+
+def semantic_loss(model: SACModel, batch: _Batch, semantic: list[PromptSet],
+                  n_total: torch.Tensor | None = None) -> dict[str, torch.Tensor] | None:
     """The paper's semantic output: one set per crop with all its prompts, target = all
-    foreground (``mask``, ``iou``, ``true_iou``); None when no crop has a positive prompt."""
-    has_pos = [b for b, s in enumerate(semantic) if (s.labels == 1).any()]
+    foreground (``mask``, ``iou``, ``true_iou``), summed over crops and divided by
+    ``n_total`` (default: their number); None when no crop has a positive prompt."""
+    has_pos = semantic_crops(semantic)
     if not has_pos:
         return None
     dev = model.device
-    pts, lbl, _ = batch_prompt_sets([semantic[b] for b in has_pos])
+    pts, lbl, _ = batch_prompt_sets([semantic[b] for b in has_pos],
+                                    pad_to=model.config.prompts.semantic_points)
     sel = torch.tensor(has_pos, device=dev)
     logits, iou = model.sam.decode(batch.emb, torch.from_numpy(pts).to(dev),
                                    torch.from_numpy(lbl).to(dev), image_index=sel)
     tgt = _to_low_res((batch.labels[has_pos] > 0), batch.ratio, dev)
     return mask_losses(logits[:, 0], iou[:, 0], tgt,
-                       _to_low_res(batch.valid[has_pos], batch.ratio, dev))
+                       _to_low_res(batch.valid[has_pos], batch.ratio, dev), denom=n_total)
 
 
-def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.random.Generator,
-               step: int, extra: list[Crop] | None = None) -> dict[str, torch.Tensor]:
-    """Losses of one step (``total`` to back-propagate, parts detached for logging).
+def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig,
+               rngs: list[np.random.Generator], step: int, extra: list[Crop] | None = None,
+               sync: Sync | None = None) -> dict[str, torch.Tensor]:
+    """Losses of one step: ``total`` to back-propagate, the parts detached for logging.
 
     ``extra`` crops train only the generator: it is cheap next to SAM and learns faster from
-    more crops per step.
+    more crops per step. ``rngs`` holds one generator per crop (its prompt choices). With
+    ``sync`` over several processes every value is this process's share: normalised by the
+    item counts of the whole batch (:mod:`sac.training.sync`), so the shares add up to the
+    loss of one process holding every crop.
     """
-    loss_gen, probs = generator_part(model, crops + list(extra or []), len(crops))
+    sync = sync or Sync()
+    gen, probs = generator_part(model, crops + list(extra or []), len(crops))
     size = model.spec.image_size
     pixels, _ = prepare_batch([c.rgb for c in crops], size, model.spec.normalization,
                               upscale=False)
@@ -274,18 +310,27 @@ def train_step(model: SACModel, crops: list[Crop], cfg: StepConfig, rng: np.rand
     stride = size // grid
     batch = _Batch(np.stack([c.labels for c in crops]), np.stack([c.valid for c in crops]),
                    emb, grid, stride, max(1, stride // 4))
-    inst, semantic = prompt_part(model, crops, probs, cfg, rng, step)
-    out: dict[str, torch.Tensor] = {"generator": loss_gen.detach()}
+    inst, semantic = prompt_part(model, crops, probs, cfg, rngs, step)
+    n_sem = len(semantic_crops(semantic)) if cfg.semantic_weight > 0 else 0
+    counts = sync.sum(torch.tensor([float(gen.valid.sum()), float(len(gen.logits)),
+                                    float(len(inst.sets)), float(n_sem)], dtype=torch.float64))
+    px, n_gen, n_sets, n_sem_all = (c.to(torch.float32) for c in counts)
+    loss_gen = gen.loss((px.clamp(min=1), n_gen))
+    zero = torch.zeros((), device=model.device)
+    out: dict[str, torch.Tensor] = {"generator": loss_gen.detach(), "mask": zero,
+                                    "iou": zero, "mask_iou": zero}
     total = cfg.generator_weight * loss_gen
     if inst.sets:
-        parts = instance_loss(model, batch, inst)
+        parts = instance_loss(model, batch, inst, n_sets)
         total = total + parts["mask"] + cfg.iou_weight * parts["iou"]
         out.update(mask=parts["mask"].detach(), iou=parts["iou"].detach(),
                    mask_iou=parts["mask_iou"])
-    sem = semantic_loss(model, batch, semantic) if cfg.semantic_weight > 0 else None
+    sem = semantic_loss(model, batch, semantic, n_sem_all) if n_sem else None
+    if cfg.semantic_weight > 0:
+        out["semantic"] = out["semantic_iou"] = zero
     if sem is not None:
         total = total + cfg.semantic_weight * (sem["mask"] + cfg.iou_weight * sem["iou"])
         out["semantic"] = sem["mask"].detach()
-        out["semantic_iou"] = sem["true_iou"].mean()
+        out["semantic_iou"] = sem["true_iou"].sum() / n_sem_all
     out["total"] = total
     return out

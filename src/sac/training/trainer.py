@@ -8,8 +8,10 @@ A run folder holds:
 * ``train_config.json``: the settings; a resumed run must use the same ones;
 * ``log.jsonl``: one JSON object per epoch (losses, learning rate, speed, validation metrics).
 
-Each step's crops and prompts come from generators seeded by ``(seed, step)``, so a run that
-is interrupted and resumed ends with the same weights as one that is not.
+Each crop and its prompts come from generators seeded by ``(seed, step, crop index)``, so a
+run that is interrupted and resumed ends with the same weights as one that is not, and N
+data-parallel processes of batch B (:mod:`sac.training.distributed`) train as one process of
+batch N x B on the same crops; rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from sac.core.errors import ConfigError, InputError
 from sac.core.fileio import atomic_path
 from sac.model import SACModel, save_model
 from sac.training.augment import AugmentConfig
+from sac.training.distributed import barrier, broadcast_from_main, wrap
 from sac.training.generator_stage import GeneratorStageConfig, train_generator, warmup_cosine
 from sac.training.sampler import CropSampler, TrainImage
-from sac.training.step import StepConfig, train_step
+from sac.training.step import StepConfig
+from sac.training.sync import Sync
 
 SELECT_METRICS = ("aji", "pq", "dsb_score", "f1_obj", "pixel_dice")
 
@@ -129,8 +133,9 @@ class Trainer:
 
     def __init__(self, model: SACModel, train_images: list[TrainImage],
                  val_images: list[TrainImage], out_dir: str | Path, cfg: TrainConfig,
-                 data_summary: dict[str, Any] | None = None) -> None:
+                 data_summary: dict[str, Any] | None = None, sync: Sync | None = None) -> None:
         self.model, self.cfg = model, cfg
+        self.sync = sync or Sync()
         self.val_images = val_images
         self.out = Path(out_dir)
         self.parts = model.config.parts
@@ -140,6 +145,7 @@ class Trainer:
         self.total_steps = cfg.epochs * self.steps_per_epoch
         set_trainable(model, self.parts)
         self.opt = _optimizer(model, self.parts, cfg)
+        self.step_fn = wrap(model, self.sync)  # frozen first, so DDP sees trained tensors only
         self.sched = _schedule(self.opt, cfg.warmup_steps, self.total_steps)
         self.step = 0
         self.seconds = {"train": 0.0, "validation": 0.0,  # summed over resumed sessions
@@ -155,6 +161,8 @@ class Trainer:
         return self.out / "last" / "state.pt"
 
     def _save_state(self) -> None:
+        if not self.sync.main:
+            return
         state = {
             "step": self.step, "best": self.best if self.best is not None else float("nan"),
             "best_epoch": -1 if self.best_epoch is None else self.best_epoch,
@@ -187,9 +195,22 @@ class Trainer:
     def _prepare_dir(self, resume: bool, overwrite: bool) -> None:
         cfg_path = self.out / "train_config.json"
         settings = {"train": self.cfg.to_dict(), "model": self.model.config.to_dict()}
+        if self.sync.world > 1:  # a resumed run needs the same number of processes
+            settings["processes"] = self.sync.world
         settings["model"].pop("training", None)
         settings["model"].pop("sac_version", None)
         text = json.dumps(settings, indent=2, default=str) + "\n"
+        if not self.sync.main:  # rank 0 prepares the folder; the others wait, then resume
+            barrier(self.sync)
+            if resume:
+                self._load_state()
+            return
+        try:
+            self._prepare_main(resume, overwrite, cfg_path, text)
+        finally:
+            barrier(self.sync)
+
+    def _prepare_main(self, resume: bool, overwrite: bool, cfg_path: Path, text: str) -> None:
         if resume:
             if not self.state_path.is_file():
                 raise InputError(f"nothing to resume: {self.state_path} does not exist")
@@ -208,6 +229,8 @@ class Trainer:
             tmp.write_text(text)
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.sync.main:
+            return
         with (self.out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
 
@@ -227,7 +250,8 @@ class Trainer:
         if not resume and self.cfg.generator_stage.steps:
             self._generator_stage(progress)
         history: list[dict[str, Any]] = []
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress,
+        bar = tqdm(total=self.total_steps, initial=self.step,
+                   disable=not progress or not self.sync.main,
                    unit="step", dynamic_ncols=True)
         sums: dict[str, float] = {}
         t_epoch, n_epoch = time.perf_counter(), 0
@@ -244,7 +268,8 @@ class Trainer:
                 rec = self._end_epoch(epoch, sums, n_epoch, time.perf_counter() - t_epoch,
                                       command)
                 history.append(rec)
-                bar.write(_epoch_line(rec))
+                if self.sync.main:
+                    bar.write(_epoch_line(rec))
                 sums, t_epoch, n_epoch = {}, time.perf_counter(), 0
             elif self.step % self.cfg.checkpoint_every == 0:
                 self._save_state()
@@ -267,34 +292,47 @@ class Trainer:
                 tqdm.write(f"generator stage: step {rec['step']}/{gs.steps}, loss "
                            f"{rec['loss']:.4f}")
 
-        train_generator(self.model.generator, self.sampler, gs, self.cfg.seed,
-                        self.model.device, log, centre=self.model.config.centre_target)
+        if self.sync.main:  # cheap: rank 0 trains it, then every process takes its weights
+            train_generator(self.model.generator, self.sampler, gs, self.cfg.seed,
+                            self.model.device, log, centre=self.model.config.centre_target)
+        broadcast_from_main(self.model.generator, self.sync)
         self.seconds["generator_stage"] += time.perf_counter() - t0
         self._save_state()
 
     def _one_step(self) -> dict[str, float]:
-        n = max(self.cfg.batch_size, self.cfg.generator_batch)
-        crops = self.sampler.batch(self.cfg.seed, self.step, n)
+        """One step on this process's share of the crops: SAM crops ``rank * B ..`` of
+        stream 0 and generator-only crops of stream 1, prompts from per-crop generators."""
+        cfg, rank, world = self.cfg, self.sync.rank, self.sync.world
+        bs = cfg.batch_size
+        n_extra = max(0, cfg.generator_batch - bs)
+        crops = self.sampler.batch(cfg.seed, self.step, bs, start=rank * bs)
+        extra = self.sampler.batch(cfg.seed, self.step, n_extra, start=rank * n_extra,
+                                   stream=1)
+        rngs = [np.random.default_rng([cfg.seed, self.step, 1, rank * bs + j])
+                for j in range(bs)]
         self.model.train_mode(self.parts)
-        rng = np.random.default_rng([self.cfg.seed, self.step, 1])
-        bs = self.cfg.batch_size
-        out = train_step(self.model, crops[:bs], self.cfg.step, rng, self.step, crops[bs:])
+        out = self.step_fn(crops, cfg.step, rngs, self.step, extra, self.sync)
         self.opt.zero_grad(set_to_none=True)
-        out["total"].backward()
+        (out["total"] * world).backward()  # DDP averages over processes; shares add up
         params = [p for g in self.opt.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         self.opt.step()
         self.sched.step()
-        return {k: float(v.detach()) for k, v in out.items()}
+        keys = sorted(out)
+        values = self.sync.sum(torch.stack([out[k].detach().float().cpu() for k in keys]))
+        return dict(zip(keys, values.tolist(), strict=True))
 
     def _end_epoch(self, epoch: int, sums: dict[str, float], n: int, seconds: float,
                    command: str) -> dict[str, Any]:
         rec: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                "lr": self.opt.param_groups[0]["lr"],
                                "seconds": round(seconds, 2),
-                               "crops_per_s": round(n * self.cfg.batch_size / seconds, 3)}
+                               "crops_per_s": round(n * self.cfg.batch_size * self.sync.world
+                                                    / seconds, 3)}
         rec.update({f"train_{k}": round(v / max(n, 1), 5) for k, v in sums.items()})
         self.seconds["train"] += seconds
+        if not self.sync.main:  # rank 0 validates and saves; the rest go on to the next step
+            return rec
         t0 = time.perf_counter()
         metric = None
         if self.val_images:
@@ -314,7 +352,8 @@ class Trainer:
                             generator_stage_steps=self.cfg.generator_stage.steps,
                             generator_stage_seconds=round(self.seconds["generator_stage"], 1),
                             validation_seconds=round(self.seconds["validation"], 1),
-                            crops_per_s=round(self.step * self.cfg.batch_size / train_s, 3),
+                            crops_per_s=round(self.step * self.cfg.batch_size * self.sync.world
+                                              / train_s, 3),
                             validation={k[4:]: v for k, v in rec.items()
                                         if k.startswith("val_")})
             save_model(self.model, self.out / "model", overwrite=True,
