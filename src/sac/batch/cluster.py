@@ -78,7 +78,7 @@ def open_cluster(spec: str, config: Path | None = None) -> Cluster:
             raise ConfigError(f"--cluster {spec!r}: expected local:N with N >= 1") from None
         threads = max(1, (os.cpu_count() or 1) // n)
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=40)
+                                           dashboard_address=":0", silence_logs=40)
         return Cluster(distributed.Client(cluster), cluster, threads)
     if "://" in spec:
         try:
@@ -152,8 +152,9 @@ class _Slide:
 def run_dask(cluster: Cluster, files: list[Path], stems: dict[Path, str],
              settings: SegmentSettings, quiet: bool = False,
              image_fn: Callable[..., Any] = image_task,
-             chunk_fn: Callable[..., Any] = chunk_task) -> BatchReport:
-    """Segment ``files`` on the cluster's workers; see the module docstring."""
+             chunk_fn: Callable[..., Any] = chunk_task, seg: Any = None) -> BatchReport:
+    """Segment ``files`` on the cluster's workers; see the module docstring. ``seg`` (this
+    process's segmenter, loaded if needed) plans whole slides."""
     distributed = _need_dask()
     t0 = time.perf_counter()
     if cluster.threads is not None:
@@ -165,7 +166,8 @@ def run_dask(cluster: Cluster, files: list[Path], stems: dict[Path, str],
     for path in files:
         try:
             if is_slide(path, settings):
-                slides[path] = _plan(path, stems[path], settings)
+                seg = seg if seg is not None else cached_segmenter(settings)
+                slides[path] = _plan(path, stems[path], settings, seg)
             else:
                 check_image_outputs(settings, stems[path])
                 fut = client.submit(image_fn, path, stems[path], settings, pure=False)
@@ -204,11 +206,10 @@ def run_dask(cluster: Cluster, files: list[Path], stems: dict[Path, str],
     return report
 
 
-def _plan(path: Path, stem: str, settings: SegmentSettings) -> _Slide:
+def _plan(path: Path, stem: str, settings: SegmentSettings, seg: Any) -> _Slide:
     """The client plans each slide (level, scale, chunks, resume folder) with its own model."""
     from sac.slides.segment import plan_slide
 
-    seg = cached_segmenter(settings)
     if settings.slide_labels:
         from sac.core.fileio import check_writable, output_paths
 

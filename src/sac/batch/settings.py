@@ -56,13 +56,24 @@ class SegmentSettings:
             raise ValueError(f"unknown output kind(s) {bad}; known: {IMAGE_OUTPUTS}")
 
     def model_key(self) -> tuple[Any, ...]:
-        """What the segmenter depends on (settings that differ only in outputs share one)."""
-        return (self.model, self.device, self.bf16, self.sam_checkpoint, self.tile_size,
-                self.overlap, self.batch_size, self.mask_resolution, self.auto_scale,
-                self.fill, self.threads)
+        """What the segmenter depends on (settings that differ only in outputs share one),
+        with the model folder's file stamps, so a folder rewritten in place is reloaded."""
+        return (self.model, _stamp(self.model), self.device, self.bf16, self.sam_checkpoint,
+                self.tile_size, self.overlap, self.batch_size, self.mask_resolution,
+                self.auto_scale, self.fill, self.threads)
 
     def replace(self, **changes: Any) -> SegmentSettings:
         return dataclasses.replace(self, **changes)
+
+
+def _stamp(model: str) -> tuple[Any, ...]:
+    """(name, size, mtime) of each file of a model folder; () for a shipped name."""
+    folder = Path(model)
+    try:
+        return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in sorted(folder.iterdir()) if p.is_file())
+    except OSError:
+        return ()
 
 
 _LOCK = threading.Lock()

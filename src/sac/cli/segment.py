@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     """Segment every input (this shard's, or on a Dask cluster); report failures at the end."""
     from sac.batch.jobs import is_slide, named, outputs_complete
     from sac.batch.run import run_local, shard_inputs
-    from sac.batch.settings import cached_segmenter
+    from sac.batch.settings import load_for
     from sac.batch.shard import Shard
     from sac.core.device import resolve_device
     from sac.core.fileio import check_output_folder, output_stems
@@ -193,17 +193,17 @@ def run(args: argparse.Namespace) -> int:
     if args.prompts is not None and args.prompts.is_file() and len(files) > 1:
         raise ConfigError("--prompts FILE applies to one input image; for several, pass a "
                           "folder of <stem>.csv files")
+    seg = load_for(settings)  # a bad model fails before any input (and any folder)
     check_output_folder(args.output)  # a wrong -o fails now, not after the first image
     if args.cluster is not None:
         from sac.batch.cluster import open_cluster, run_dask
 
         cluster = open_cluster(args.cluster, args.cluster_config)
         try:
-            report = run_dask(cluster, files, stems, settings, quiet=args.quiet)
+            report = run_dask(cluster, files, stems, settings, quiet=args.quiet, seg=seg)
         finally:
             cluster.close()
     else:
-        seg = cached_segmenter(settings)  # a bad model fails before any input
         report = run_local(files, stems, settings, shard, quiet=args.quiet, seg=seg)
     failures += report.failures
     print(f"segmented {report.done} of {len(files) + len(missing)} input(s), "
