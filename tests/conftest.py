@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")  # napari runs on the virtual screen of pytest-xvfb
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

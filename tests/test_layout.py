@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "sac"
 #: the stage packages, lowest first; a package may import from itself and those before it
 LAYERS = ("core", "modeling", "sam", "model", "pipeline", "data", "outputs", "metrics",
-          "slides", "batch", "training", "cli")
+          "slides", "batch", "training", "gui", "cli")
 
 
 def _module_name(path: Path) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from sac.core.errors import ConfigError, InputError
 from sac.core.images import as_model_rgb, check_image
 from sac.core.labels import InstanceMask
 from sac.core.resample import resample_image, resample_labels
-from sac.core.tiles import stitch
+from sac.core.tiles import owned_tiles, stitch
 from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
 from sac.pipeline.autoprompt import instance_sets, semantic_set
@@ -54,6 +55,8 @@ from sac.sam.predictor import SamPredictor
 
 THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
 MASK_RESOLUTIONS = ("input", "model")
+#: ``progress(stage, done, total)``, see :meth:`Segmenter.segment`
+Progress = Callable[[str, int, int], None]
 #: decimals of SAM's predicted quality kept in results and outputs
 SCORE_DECIMALS = 4
 
@@ -108,7 +111,8 @@ class Segmenter:
     def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
                 expert: ExpertPrompts | None = None, semantic: bool = False,
                 normalized: bool = False, nuclei: np.ndarray | None = None,
-                diameter: float | None = None) -> SegmentResult:
+                diameter: float | None = None, progress: Progress | None = None
+                ) -> SegmentResult:
         """Instance labels (and optionally the semantic mask) for ``image`` of any size.
 
         ``scale`` resamples the image before the model; ``diameter`` (nucleus diameter in
@@ -121,6 +125,8 @@ class Segmenter:
         all regions match).
         ``nuclei``: instance labels at the input size (e.g. another tool's, or the ground
         truth for an upper bound) to prompt from instead of the generator's detections.
+        ``progress(stage, done, total)`` hears of each step (a GUI's bar); an exception it
+        raises stops the work there (cancelling), leaving nothing behind.
         """
         if expert is None and nuclei is None and not normalized:
             guess = scale if scale is not None else self.config.input_scale
@@ -132,7 +138,7 @@ class Segmenter:
                 thin = scale is None and diameter is None and self._too_thin(image.shape)
                 use = self.config.input_scale if thin else scale
                 res = fold_segment(image, pieces, lambda im: self.segment(
-                    im, source, use, semantic=semantic, diameter=diameter))
+                    im, source, use, semantic=semantic, diameter=diameter, progress=progress))
                 if thin and res.size is not None:
                     note = f"{THIN_NOTE}; folded into {len(pieces)} pieces"
                     res.size = dataclasses.replace(res.size, diameter=None, objects=0,
@@ -154,6 +160,8 @@ class Segmenter:
                                  np.zeros(shape0, bool) if semantic else None, {}, 0,
                                  clock.times, SizeEstimate(diameter, 0, used, how,
                                                            evidence.describe()))
+        if progress is not None:
+            progress("generator", 0, 1)
         rgb, maps, size = self.scaled_maps(rgb0, scale, diameter)
         scale = size.scale
         shape = rgb.shape[:2]
@@ -183,7 +191,7 @@ class Segmenter:
         t = clock.add("prompts", t)
         fill = th.fills
         instances, sem = self._decode(rgb, maps, det, sets, ext, expert, semantic or fill,
-                                      clock, up)
+                                      clock, up, progress)
         t = time.perf_counter()
         instances = [m for m in instances if m.score >= th.min_score]
         area = up[0] * up[1]  # thresholds are in model pixels
@@ -282,15 +290,19 @@ class Segmenter:
 
     def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],
                 ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: Clock,
-                up: tuple[float, float] = (1.0, 1.0),
+                up: tuple[float, float] = (1.0, 1.0), progress: Progress | None = None,
                 ) -> tuple[list[InstanceMask], np.ndarray | None]:
         """Encode each SAM tile that has work and decode its prompt sets; instance masks come
         back on the model-scale grid scaled by ``up`` (the semantic mask on the model's)."""
         shape = rgb.shape[:2]
         instances: list[InstanceMask] = []
         sem_parts: list[tuple[Any, np.ndarray]] = []
-        for tile in encoded_tiles(self.predictor, rgb, ext, self.tile_size, self.overlap,
-                                  every_tile=semantic, clock=clock):
+        total = len(owned_tiles(shape, self.tile_size, self.overlap))
+        tiles = encoded_tiles(self.predictor, rgb, ext, self.tile_size, self.overlap,
+                              every_tile=semantic, clock=clock)
+        for done, tile in enumerate(tiles):
+            if progress is not None:
+                progress("decoder", done, total)
             t = time.perf_counter()
             if tile.chosen.size:
                 instances += decode_sets(self.predictor, [sets[i] for i in tile.chosen],

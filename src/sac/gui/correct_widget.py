@@ -1,0 +1,132 @@
+"""The Correct widget: clicks on a Points layer edit a Labels layer of nuclei.
+
+"Start" adds a Points layer of clicks over the chosen Labels layer. Each new point is a
+positive click (adds the nucleus under it) or a negative one (removes the nucleus under it, or
+trims a wrong part; :mod:`sac.pipeline.interactive`); press ``p`` or ``n`` on the clicks layer
+(or use the mode box) to switch. Positive clicks are green, negative ones magenta. SAM's
+embedding of each tile is kept, so clicks after the first in a region take a fraction of a
+second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QWidget
+
+from sac.gui import session
+from sac.gui.segment_widget import layer_image
+
+COLOURS = {True: "lime", False: "magenta"}
+
+
+class CorrectWidget(QWidget):
+    """Click-to-correct on a Labels layer made by the Segment widget (or any other)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.labels = QComboBox()
+        self.model = QComboBox()
+        self.model.addItems(session.SHIPPED)
+        self.mode = QComboBox()
+        self.mode.addItems(["positive (p)", "negative (n)"])
+        start = QPushButton("Start")
+        start.clicked.connect(self.start)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow("nuclei", self.labels)
+        form.addRow("model", self.model)
+        form.addRow("click mode", self.mode)
+        form.addRow(start)
+        form.addRow(self.status)
+        self.corrector: Any = None
+        self.clicks: Any = None
+        self.target: Any = None
+        self._seen = 0
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._refresh)
+        self._refresh()
+
+    @property
+    def positive(self) -> bool:
+        return self.mode.currentIndex() == 0
+
+    def set_mode(self, positive: bool) -> None:
+        self.mode.setCurrentIndex(0 if positive else 1)
+
+    def _refresh(self, *_: Any) -> None:
+        import napari
+
+        current = self.labels.currentText()
+        self.labels.clear()
+        names = [ly.name for ly in self.viewer.layers if isinstance(ly, napari.layers.Labels)]
+        self.labels.addItems(names)
+        if current in names:
+            self.labels.setCurrentText(current)
+
+    def start(self) -> None:
+        """Set up the corrector for the chosen Labels layer and add the clicks layer."""
+        from sac.pipeline.interactive import Corrector
+
+        name = self.labels.currentText()
+        if not name:
+            self.status.setText("segment an image first (or add a Labels layer)")
+            return
+        self.target = self.viewer.layers[name]
+        meta = self.target.metadata.get("sac", {})
+        image_name = meta.get("image", name.removesuffix(" nuclei"))
+        if image_name not in self.viewer.layers:
+            self.status.setText(f"the image layer {image_name!r} is not in the viewer")
+            return
+        model = meta.get("model", self.model.currentText())
+        seg = session.segmenter(model, meta.get("device", "cpu"), meta.get("bf16", False),
+                                meta.get("tile_size"), meta.get("fill", True))
+        image = layer_image(self.viewer.layers[image_name])
+        self.corrector = Corrector(seg, image, np.asarray(self.target.data),
+                                   meta.get("scale"))
+        clicks_name = f"{name} clicks"
+        if clicks_name in self.viewer.layers:
+            self.viewer.layers.remove(clicks_name)
+        self.clicks = self.viewer.add_points(
+            np.zeros((0, 2)), name=clicks_name, size=6, scale=self.target.scale[-2:],
+            translate=self.target.translate[-2:])
+        self._seen = 0
+        self.clicks.events.data.connect(self._on_points)
+        self.clicks.bind_key("p", lambda _: self.set_mode(True), overwrite=True)
+        self.clicks.bind_key("n", lambda _: self.set_mode(False), overwrite=True)
+        self.clicks.mode = "add"
+        self.viewer.layers.selection.active = self.clicks
+        self.status.setText("click on the image: p = add a nucleus, n = remove one")
+
+    def _on_points(self, event: Any = None) -> None:
+        """Handle the points added since the last call (one per click)."""
+        data = np.asarray(self.clicks.data)
+        if len(data) < self._seen:  # points were deleted: only new ones count
+            self._seen = len(data)
+            return
+        colours = np.asarray(self.clicks.face_color).copy()
+        for i in range(self._seen, len(data)):
+            self.click(float(data[i, -1]), float(data[i, -2]), self.positive)
+            if i < len(colours):
+                from napari.utils.colormaps.standardize_color import transform_color
+
+                colours[i] = transform_color(COLOURS[self.positive])[0]
+        self._seen = len(data)
+        if len(colours):
+            self.clicks.face_color = colours
+
+    def click(self, x: float, y: float, positive: bool) -> int:
+        """Apply one click (layer data coordinates) and update the Labels layer; returns
+        the nucleus id added or removed (0: nothing changed)."""
+        try:
+            k = self.corrector.add(x, y) if positive else self.corrector.remove(x, y)
+        except ValueError as exc:  # outside the image
+            self.status.setText(str(exc))
+            return 0
+        self.target.data = self.corrector.labels.copy()
+        what = "added" if positive else "removed or trimmed"
+        self.status.setText(f"nucleus {k} {what}" if k else "no nucleus found there")
+        return k

@@ -1,0 +1,133 @@
+"""What the plugin's widgets do, without Qt: load models, segment with progress and
+cancelling, list the prompts SAC chose, write the outputs, and the sample image.
+
+Kept apart from the widgets so it is tested and reused directly; the widgets only move values
+between these functions and napari layers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sac.core.errors import SACError
+
+SHIPPED = ("sac-lite-monuseg", "sac-lite-dsb2018")
+_LOCK = threading.Lock()
+_SEGMENTERS: dict[tuple[Any, ...], Any] = {}
+
+
+class Cancelled(SACError):
+    """The user stopped a run; nothing was added or written."""
+
+
+def segmenter(model: str, device: str = "cpu", bf16: bool = False,
+              tile_size: int | None = None, fill: bool = True) -> Any:
+    """A segmenter for these settings, loaded once per session and then reused (the click
+    corrector's embedding cache is keyed by it). ``fill=False``: no completion from the
+    semantic mask (``sac segment --no-fill``), for images unlike the model's training data."""
+    from sac.pipeline.segmenter import load_segmenter
+
+    key = (str(model), device, bf16, tile_size, fill)
+    with _LOCK:
+        if key not in _SEGMENTERS:
+            _SEGMENTERS[key] = load_segmenter(model, device, bf16, tile_size=tile_size,
+                                              fill=fill)
+        return _SEGMENTERS[key]
+
+
+@dataclass
+class SegmentOutput:
+    """What a Segment run adds to the viewer."""
+
+    labels: np.ndarray
+    semantic: np.ndarray | None
+    scores: dict[int, float]
+    scale: float
+    positives: np.ndarray  # (N, 2) row, col in image pixels
+    negatives: np.ndarray
+
+
+def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: bool = False,
+            prompts: bool = False, cancel: threading.Event | None = None,
+            progress: Callable[[str, int, int], None] | None = None) -> SegmentOutput:
+    """Segment ``image``; ``cancel`` set by another thread stops the run at the next step
+    (raising :class:`Cancelled`), ``progress(stage, done, total)`` hears of each step."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        if progress is not None:
+            progress(stage, done, total)
+
+    res = seg.segment(image, "layer", scale=scale, semantic=semantic, progress=report)
+    report("done", 1, 1)
+    used = res.size.scale if res.size is not None else seg.config.input_scale
+    pos = neg = np.zeros((0, 2), np.float32)
+    if prompts:
+        pos, neg = prompt_points(seg, image, used)
+    return SegmentOutput(res.labels, res.semantic, res.scores, used, pos, neg)
+
+
+def prompt_points(seg: Any, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The positive and negative points of SAC's instance prompt sets, (row, col) in image
+    pixels, as the generator chose them at ``scale``."""
+    from sac.core.images import as_model_rgb
+    from sac.pipeline.autoprompt import instance_sets
+    from sac.pipeline.nuclei import detect
+
+    _, maps, _ = seg.scaled_maps(as_model_rgb(image, "layer"), scale)
+    det = detect(maps, seg.thresholds)
+    sets = instance_sets(det, maps, seg.config.prompts)
+    pts = [(s.points, s.labels) for s in sets if len(s.points)]
+    if not pts:
+        empty = np.zeros((0, 2), np.float32)
+        return empty, empty
+    xy = np.concatenate([p for p, _ in pts]) / scale
+    lab = np.concatenate([lb for _, lb in pts])
+    rc = xy[:, ::-1].astype(np.float32)
+    neg = np.unique(rc[lab == 0], axis=0)  # neighbours' centres repeat across sets
+    return rc[lab == 1], neg
+
+
+def export(labels: np.ndarray, image: np.ndarray | None, folder: Path, stem: str,
+           kinds: list[str], pixel_size_um: float | None = None, overwrite: bool = False,
+           scores: dict[int, float] | None = None) -> list[Path]:
+    """Write a Labels layer with ``sac segment``'s writers (label TIFF, GeoJSON, ImageJ ROIs,
+    CSV: ``kinds`` of ``labels``/``geojson``/``rois``/``csv``); returns the files. Nothing is
+    half-written: every file goes through a temporary name, and a failure removes the files
+    of this export already written."""
+    from sac.core.fileio import check_output_folder, check_writable, output_paths
+    from sac.core.labels import check_label_image
+    from sac.outputs.write import write_outputs
+    from sac.pipeline.result import SegmentResult
+
+    lab = check_label_image(np.asarray(labels), stem).astype(np.uint32)
+    if image is None:  # the CSV's intensities need an image: a blank one says nothing
+        image = np.zeros((*lab.shape, 3), np.uint8)
+    check_output_folder(folder)
+    paths = output_paths(folder, stem, kinds)
+    for p in paths.values():
+        check_writable(p, overwrite)
+    written: list[Path] = []
+    result = SegmentResult(lab, None, dict(scores or {}), int(lab.max()))
+    try:
+        write_outputs(paths, np.asarray(image), result, pixel_size_um, stem, overwrite,
+                      written)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def ihc_sample_data() -> list[tuple[np.ndarray, dict[str, Any], str]]:
+    """napari sample: scikit-image's IHC colon image (the demo's), to try the plugin on."""
+    from sac.data.samples import ihc_sample
+
+    return [(ihc_sample(), {"name": "IHC sample"}, "image")]

@@ -1,0 +1,146 @@
+"""The napari plugin, headless (Qt offscreen): the manifest, Segment, click-to-correct,
+export, cancel, and the sample; the shipped fluorescence model on synthetic bright disks."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import tifffile
+
+napari = pytest.importorskip("napari")  # installed by the test command: a skip means no extra
+
+from sac.gui import session  # noqa: E402
+
+from synthetic import disk_image  # noqa: E402
+
+pytestmark = pytest.mark.weights
+MODEL = "sac-lite-dsb2018"
+DISKS = [(40, 40, 9), (40, 120, 10), (110, 50, 9), (115, 140, 11), (80, 90, 8)]
+
+
+@pytest.fixture
+def disks() -> tuple[np.ndarray, np.ndarray]:
+    return disk_image((160, 192), DISKS, seed=3)
+
+
+def _segment(viewer, qtbot, image: np.ndarray):
+    from sac.gui.segment_widget import SegmentWidget
+
+    viewer.add_image(image, name="cells", rgb=True)
+    w = SegmentWidget(viewer)
+    w.model.setCurrentText(MODEL)
+    w.prompts.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    return w
+
+
+def test_manifest_validates() -> None:
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_distribution("segment-any-cell")
+    assert {c.id for c in pm.contributions.commands} >= {
+        "segment-any-cell.segment", "segment-any-cell.correct", "segment-any-cell.export",
+        "segment-any-cell.ihc_sample"}
+    assert [s.key for s in pm.contributions.sample_data] == ["ihc"]
+
+
+def test_sample_is_the_demo_image() -> None:
+    [(data, meta, kind)] = session.ihc_sample_data()
+    assert data.shape == (512, 512, 3) and kind == "image" and meta["name"]
+
+
+def test_segment_widget_adds_one_label_per_disk(make_napari_viewer, qtbot, disks) -> None:
+    viewer = make_napari_viewer()
+    w = _segment(viewer, qtbot, disks[0])
+    labels = viewer.layers["cells nuclei"].data
+    assert len(np.unique(labels)) - 1 == len(DISKS)
+    for cy, cx, _ in DISKS:
+        assert labels[cy, cx] > 0
+    prompts = viewer.layers["cells prompts"].data
+    assert len(prompts) >= len(DISKS)  # a positive per nucleus, and negatives
+    assert "5 nuclei" in w.status.text()
+
+
+def test_clicks_add_and_remove_nuclei(make_napari_viewer, qtbot, disks) -> None:
+    from sac.gui.correct_widget import CorrectWidget
+
+    viewer = make_napari_viewer()
+    _segment(viewer, qtbot, disks[0])
+    layer = viewer.layers["cells nuclei"]
+    missing = int(layer.data[115, 140])
+    data = layer.data.copy()
+    data[data == missing] = 0  # as if SAC had missed this disk
+    layer.data = data
+    c = CorrectWidget(viewer)
+    c.labels.setCurrentText("cells nuclei")
+    c.start()
+    before = len(np.unique(layer.data))
+    c.set_mode(True)
+    c.clicks.add([115, 140])  # a positive click (row, col) on the unsegmented disk
+    after = layer.data
+    assert len(np.unique(after)) == before + 1
+    new = int(after[115, 140])
+    assert new > 0
+    truth = disks[1] == disks[1][115, 140]
+    inter = ((after == new) & truth).sum()
+    assert inter / ((after == new) | truth).sum() > 0.7
+    c.set_mode(False)
+    gone = int(after[40, 40])
+    c.clicks.add([40, 40])  # a negative click in the middle of a nucleus removes it
+    assert not (layer.data == gone).any() and len(np.unique(layer.data)) == before
+    assert len(c.clicks.data) == 2
+
+
+def test_export_writes_files_that_read_back(make_napari_viewer, qtbot, disks, tmp_path
+                                            ) -> None:
+    from sac.gui.export_widget import ExportWidget
+
+    viewer = make_napari_viewer()
+    _segment(viewer, qtbot, disks[0])
+    e = ExportWidget(viewer)
+    e.labels.setCurrentText("cells nuclei")
+    e.image.setCurrentText("cells")
+    e.folder.setText(str(tmp_path))
+    e.stem.setText("cells")
+    files = e.export()
+    assert sorted(p.name for p in files) == ["cells.geojson", "cells_labels.tif",
+                                             "cells_nuclei.csv", "cells_rois.zip"]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "cells_labels.tif"),
+                                  viewer.layers["cells nuclei"].data)
+    doc = json.loads((tmp_path / "cells.geojson").read_text())
+    assert len(doc["features"]) == len(DISKS)
+    rows = (tmp_path / "cells_nuclei.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(DISKS)
+    assert e.export() == [] and "already exists" in e.status.text()  # never overwritten
+
+
+def test_cancel_leaves_no_layer(make_napari_viewer, qtbot, disks) -> None:
+    from sac.gui.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(disks[0], name="cells", rgb=True)
+    w = SegmentWidget(viewer)
+    w.model.setCurrentText(MODEL)
+    w.run()
+    w.cancel()  # at once: the worker stops at its first step
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    assert "cells nuclei" not in viewer.layers
+    assert "cancelled" in w.status.text() and w.run_button.isEnabled()
+
+
+def test_session_cancel_raises_before_any_result(disks) -> None:
+    seg = session.segmenter(MODEL)
+    stop = threading.Event()
+    seen = []
+
+    def progress(stage, done, total):
+        seen.append(stage)
+        stop.set()  # the user presses Cancel during the first step
+
+    with pytest.raises(session.Cancelled):
+        session.segment(seg, disks[0], cancel=stop, progress=progress)
+    assert seen == ["generator"]
