@@ -144,3 +144,33 @@ def test_session_cancel_raises_before_any_result(disks) -> None:
     with pytest.raises(session.Cancelled):
         session.segment(seg, disks[0], cancel=stop, progress=progress)
     assert seen == ["generator"]
+
+
+def test_whole_slide_opens_multiscale_and_a_drawn_region_is_segmented(make_napari_viewer,
+                                                                       qtbot, tmp_path) -> None:
+    from sac.gui.segment_widget import SegmentWidget
+
+    from synthetic import write_pyramid
+
+    disks = [(60, 60, 9), (60, 200, 10), (200, 80, 9), (300, 330, 10), (330, 120, 9)]
+    image, _ = disk_image((400, 420), disks, seed=5)
+    path = write_pyramid(tmp_path / "slide.tif", image)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="segment-any-cell")
+    assert layer.multiscale and len(layer.data) == 2
+    assert layer.data[0].shape == (400, 420, 3) and layer.data[1].shape == (200, 210, 3)
+    np.testing.assert_array_equal(layer.data[0][50:70, 40:90], image[50:70, 40:90])
+    # a rectangle around the two disks of the upper half only
+    viewer.add_shapes([[[20, 20], [20, 250], [240, 250], [240, 20]]], shape_type="rectangle",
+                      name="region")
+    w = SegmentWidget(viewer)
+    w.image.setCurrentText("slide")
+    w.model.setCurrentText(MODEL)
+    w.run()
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    nuclei = viewer.layers["slide nuclei"]
+    assert nuclei.data.shape == (220, 230)
+    np.testing.assert_allclose(nuclei.translate[-2:], [20, 20])
+    assert len(np.unique(nuclei.data)) - 1 == 3  # the disks inside the rectangle
+    for cy, cx, _ in disks[:3]:
+        assert nuclei.data[cy - 20, cx - 20] > 0

@@ -84,9 +84,17 @@ class CorrectWidget(QWidget):
         model = meta.get("model", self.model.currentText())
         seg = session.segmenter(model, meta.get("device", "cpu"), meta.get("bf16", False),
                                 meta.get("tile_size"), meta.get("fill", True))
-        image = layer_image(self.viewer.layers[image_name])
+        source = self.viewer.layers[image_name]
+        region = meta.get("region")
+        if region is not None:  # a region of a whole slide (y, x, h, w at level 0)
+            y, x, h, w = region
+            image = np.asarray(source.data[0][y : y + h, x : x + w])
+        else:
+            image = layer_image(source)
         self.corrector = Corrector(seg, image, np.asarray(self.target.data),
                                    meta.get("scale"))
+        self.status.setText("embedding the image…")
+        self.corrector.embed_all()  # once per image; then every click is the decoder only
         clicks_name = f"{name} clicks"
         if clicks_name in self.viewer.layers:
             self.viewer.layers.remove(clicks_name)

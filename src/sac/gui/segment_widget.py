@@ -138,7 +138,20 @@ class SegmentWidget(QWidget):
         if not name:
             self.status.setText("add an image layer first")
             return
-        image = layer_image(self.viewer.layers[name])
+        layer = self.viewer.layers[name]
+        region = None
+        if layer.multiscale:  # a whole slide: the drawn rectangle or what is on screen
+            from sac.gui.slides import region_of
+
+            try:
+                x, y, w, h = region_of(layer, self.viewer)
+            except ValueError as exc:
+                self.status.setText(str(exc))
+                return
+            region = (y, x, h, w)
+            image = np.asarray(layer.data[0][y : y + h, x : x + w])
+        else:
+            image = layer_image(layer)
         opts = {"model": self.model.currentText(), "device": self.device.currentText(),
                 "bf16": self.bf16.isChecked(), "tile_size": self.tile.value() or None,
                 "fill": not self.no_fill.isChecked()}
@@ -160,7 +173,7 @@ class SegmentWidget(QWidget):
         self.cancel_button.setEnabled(True)
         self.status.setText("loading the model…")
         self.worker = create_worker(work)
-        self.worker.returned.connect(lambda out: self._add_layers(name, opts, out))
+        self.worker.returned.connect(lambda out: self._add_layers(name, opts, out, region))
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._done)
         self.worker.start()
@@ -178,17 +191,20 @@ class SegmentWidget(QWidget):
     def _on_error(self, exc: BaseException) -> None:
         self.status.setText(f"error: {exc}")
 
-    def _add_layers(self, name: str, opts: dict[str, Any], out: session.SegmentOutput | None
-                    ) -> None:
+    def _add_layers(self, name: str, opts: dict[str, Any], out: session.SegmentOutput | None,
+                    region: tuple[int, int, int, int] | None = None) -> None:
         """Add (or replace) the result layers, all at once, when the run is complete."""
         if out is None:
             self.status.setText("cancelled: nothing added")
             return
         place: dict[str, Any] = {}
-        if name in self.viewer.layers:  # results sit where the image sits
+        at = np.array(region[:2] if region else (0, 0), float)
+        if name in self.viewer.layers:  # results sit where the image (region) sits
             src = self.viewer.layers[name]
-            place = {"scale": src.scale[-2:], "translate": src.translate[-2:]}
-        meta = {"sac": {**opts, "scale": out.scale, "image": name, "scores": out.scores}}
+            scale = np.asarray(src.scale[-2:])
+            place = {"scale": scale, "translate": np.asarray(src.translate[-2:]) + at * scale}
+        meta = {"sac": {**opts, "scale": out.scale, "image": name, "scores": out.scores,
+                        "region": region}}
         self._put(f"{name} nuclei", out.labels, "labels", meta, place)
         if out.semantic is not None:
             self._put(f"{name} semantic", out.semantic.astype(np.uint8), "labels", {}, place)

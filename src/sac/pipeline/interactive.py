@@ -8,8 +8,9 @@ nucleus's core; off the core (a wrong lobe, a spill into the background) the nuc
 decoded again from its own centre with the click as a negative, and keeps the new mask if it
 drops the click but keeps at least half its area (else it is removed).
 
-Each SAM tile's embedding is computed at the first click in it and cached by image content,
-model and scale (:data:`EMBEDDINGS`), so later clicks only run the small mask decoder.
+Each SAM tile's embedding is computed once (at the first click in it, or all at once by
+:meth:`Corrector.embed_all`) and cached by image content, model and scale
+(:data:`EMBEDDINGS`), so clicks only run the small mask decoder.
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ class Corrector:
         areas = np.bincount(self.labels.ravel())[1:]
         areas = areas[areas > 0] / (self.up[0] * self.up[1])
         return float(np.sqrt(np.median(areas) / np.pi)) if areas.size else 8.0
+
+    def embed_all(self) -> int:
+        """Embed every SAM tile of the image now (cached), so that no later click waits for
+        the encoder; returns how many tiles had to be embedded."""
+        before = self.encoded
+        for o in self.tiles:
+            ys, xs = o.image
+            self._embed(np.array([(xs.start + xs.stop - 1) / 2, (ys.start + ys.stop - 1) / 2],
+                                 np.float32))
+        return self.encoded - before
 
     # --- clicks --------------------------------------------------------------------------
     def add(self, x: float, y: float) -> int:
