@@ -261,3 +261,36 @@ def test_cluster_specs_are_checked(tmp_path: Path) -> None:
     cfg.write_text("- not a mapping\n")
     with pytest.raises(ConfigError, match="mapping"):
         read_cluster_config(cfg, "slurm")
+
+
+def test_slurm_cluster_is_built_from_the_config_file(tmp_path: Path, monkeypatch) -> None:
+    """dask-jobqueue gets the file's settings and is scaled to its job count (a fake
+    SLURMCluster: no scheduler here)."""
+    distributed = pytest.importorskip("distributed")
+    import types
+
+    from sac.batch.cluster import open_cluster
+
+    made: dict[str, object] = {}
+
+    class FakeSLURM:
+        def __init__(self, **kwargs):
+            made["kwargs"] = kwargs
+
+        def scale(self, jobs):
+            made["jobs"] = jobs
+
+        def close(self):
+            made["closed"] = True
+
+    monkeypatch.setitem(__import__("sys").modules, "dask_jobqueue",
+                        types.SimpleNamespace(SLURMCluster=FakeSLURM))
+    monkeypatch.setattr(distributed, "Client", lambda cluster: types.SimpleNamespace(
+        close=lambda: made.setdefault("client_closed", True), cluster=cluster))
+    cfg = tmp_path / "slurm.yaml"
+    cfg.write_text("cores: 4\nmemory: 16GB\nqueue: normal\njobs: 3\ntorch_threads: 4\n")
+    c = open_cluster("slurm", cfg)
+    assert made["kwargs"] == {"cores": 4, "memory": "16GB", "queue": "normal"}
+    assert made["jobs"] == 3 and c.threads == 4
+    c.close()
+    assert made["closed"] and made["client_closed"]
