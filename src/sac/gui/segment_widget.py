@@ -58,6 +58,11 @@ class SegmentWidget(QWidget):
         self.scale.setRange(0.0, 20.0)
         self.scale.setSingleStep(0.05)
         self.scale.setSpecialValueText("automatic")
+        self.pixel = QDoubleSpinBox()
+        self.pixel.setRange(0.0, 100.0)
+        self.pixel.setDecimals(4)
+        self.pixel.setSingleStep(0.05)
+        self.pixel.setSpecialValueText("unknown")
         self.tile = QSpinBox()
         self.tile.setRange(0, 1024)
         self.tile.setSpecialValueText("model's")
@@ -85,6 +90,7 @@ class SegmentWidget(QWidget):
         form.addRow("image", self.image)
         form.addRow("model", model_row)
         form.addRow("scale", self.scale)
+        form.addRow("pixel size (um)", self.pixel)
         form.addRow("tile size", self.tile)
         form.addRow("device", self.device)
         form.addRow("", self.bf16)
@@ -156,6 +162,8 @@ class SegmentWidget(QWidget):
                 "bf16": self.bf16.isChecked(), "tile_size": self.tile.value() or None,
                 "fill": not self.no_fill.isChecked()}
         scale = self.scale.value() or None
+        pixel = self.pixel.value() or None
+        file_pixel = layer.metadata.get("sac_mpp")
         semantic, prompts = self.semantic.isChecked(), self.prompts.isChecked()
         self._cancel.clear()
         emit = self._signals.progress.emit
@@ -164,7 +172,7 @@ class SegmentWidget(QWidget):
             seg = session.segmenter(**opts)
             try:
                 return session.segment(seg, image, scale, semantic, prompts, self._cancel,
-                                       emit)
+                                       emit, pixel, file_pixel)
             except session.Cancelled:
                 return None  # nothing to add
 
@@ -174,7 +182,7 @@ class SegmentWidget(QWidget):
         self.status.setText("loading the model…")
         self.worker = create_worker(work)
         self.worker.returned.connect(lambda out: self._add_layers(name, opts, out, region))
-        self.worker.errored.connect(self._on_error)
+        self.worker.errored.connect(self._on_error)  # e.g. a pixel size the model cannot use
         self.worker.finished.connect(self._done)
         self.worker.start()
 

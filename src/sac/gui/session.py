@@ -55,9 +55,23 @@ class SegmentOutput:
 
 def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: bool = False,
             prompts: bool = False, cancel: threading.Event | None = None,
-            progress: Callable[[str, int, int], None] | None = None) -> SegmentOutput:
+            progress: Callable[[str, int, int], None] | None = None,
+            pixel_size: float | None = None, file_pixel_size: float | None = None
+            ) -> SegmentOutput:
     """Segment ``image``; ``cancel`` set by another thread stops the run at the next step
-    (raising :class:`Cancelled`), ``progress(stage, done, total)`` hears of each step."""
+    (raising :class:`Cancelled`), ``progress(stage, done, total)`` hears of each step.
+    ``scale`` or ``pixel_size`` (um per image pixel) set the resampling, as ``sac segment``'s
+    options do; with neither, the file's own ``file_pixel_size`` (a slide's) sets it as in
+    ``sac segment`` when the model records its pixel size, else it is estimated."""
+    cfg = seg.config
+    if pixel_size is not None and scale is None:
+        from sac.core.resample import input_scale
+
+        scale = input_scale(cfg.input_scale, cfg.pixel_size_um, None, pixel_size)
+    elif file_pixel_size is not None and scale is None:
+        from sac.pipeline.size import file_scale
+
+        scale = file_scale(cfg.input_scale, cfg.pixel_size_um, file_pixel_size)[0]
 
     def report(stage: str, done: int, total: int) -> None:
         if cancel is not None and cancel.is_set():
