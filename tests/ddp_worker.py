@@ -40,16 +40,19 @@ def initial() -> dict[str, torch.Tensor]:
 
 
 def train(out: Path, batch: int, gen_batch: int, epochs: int, steps: int,
-          sync: Any = None, resume: bool = False, stop_at: int | None = None
-          ) -> dict[str, torch.Tensor]:
+          sync: Any = None, resume: bool = False, stop_at: int | None = None,
+          generator_steps: int = 0) -> dict[str, torch.Tensor]:
     """Train the tiny model (seed 0) and return its trained tensors."""
     from sac.model import create_model
+    from sac.training.generator_stage import GeneratorStageConfig
     from sac.training.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
     model = create_model(tiny=True)
+    stage = GeneratorStageConfig(steps=generator_steps, batch_size=2, warmup_steps=1)
     cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch,
-                      generator_batch=gen_batch, warmup_steps=2, lr=1e-3, save_dtype="float32")
+                      generator_batch=gen_batch, warmup_steps=2, lr=1e-3, save_dtype="float32",
+                      generator_stage=stage)
     trainer = Trainer(model, disk_images(), [], out, cfg, sync=sync)
 
     def hook(step: int, _: dict[str, float]) -> None:
@@ -63,8 +66,8 @@ def train(out: Path, batch: int, gen_batch: int, epochs: int, steps: int,
 
 
 def worker(rank: int, world: int, port: int, out: str, result: str, batch: int,
-           gen_batch: int, epochs: int, steps: int, resume: bool, stop_at: int | None
-           ) -> None:
+           gen_batch: int, epochs: int, steps: int, resume: bool, stop_at: int | None,
+           generator_steps: int = 0) -> None:
     """torch.multiprocessing.spawn entry: join the group, train, save this rank's tensors."""
     from sac.training.distributed import init_distributed
 
@@ -72,7 +75,8 @@ def worker(rank: int, world: int, port: int, out: str, result: str, batch: int,
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       LOCAL_WORLD_SIZE=str(world))
     sync = init_distributed(torch.device("cpu"))
-    tensors = train(Path(out), batch, gen_batch, epochs, steps, sync, resume, stop_at)
+    tensors = train(Path(out), batch, gen_batch, epochs, steps, sync, resume, stop_at,
+                    generator_steps)
     torch.save(tensors, f"{result}.{rank}.pt")
     import torch.distributed as dist
 

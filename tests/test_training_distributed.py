@@ -25,10 +25,10 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ddp(out: Path, result: Path, resume: bool = False, stop_at: int | None = None
-         ) -> list[dict[str, torch.Tensor]]:
-    mp.spawn(worker, args=(2, _port(), str(out), str(result), B, G, EPOCHS, STEPS, resume,
-                           stop_at), nprocs=2, join=True)
+def _ddp(out: Path, result: Path, resume: bool = False, stop_at: int | None = None,
+         epochs: int = EPOCHS, generator_steps: int = 0) -> list[dict[str, torch.Tensor]]:
+    mp.spawn(worker, args=(2, _port(), str(out), str(result), B, G, epochs, STEPS, resume,
+                           stop_at, generator_steps), nprocs=2, join=True)
     return [torch.load(f"{result}.{r}.pt", weights_only=True) for r in range(2)]
 
 
@@ -70,6 +70,14 @@ def test_resumed_ddp_run_ends_where_an_uninterrupted_one_does(ddp_run, tmp_path:
     again = _ddp(tmp_path / "run", tmp_path / "b", resume=True)
     for k in rank0:
         assert torch.equal(again[0][k], rank0[k]) and torch.equal(again[1][k], rank0[k]), k
+
+
+def test_generator_stage_runs_on_rank_zero_and_reaches_every_rank(tmp_path: Path) -> None:
+    rank0, rank1 = _ddp(tmp_path / "run", tmp_path / "t", epochs=1, generator_steps=3)
+    for k in rank0:
+        assert torch.equal(rank0[k], rank1[k]), k
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r.get("stage") for r in log][:1] == ["generator"]  # logged once, by rank 0
 
 
 def test_train_cli_nproc_runs_torchrun(tmp_path: Path, capsys) -> None:
