@@ -49,6 +49,7 @@ def main() -> None:
     wait(lambda: not seg.busy)
     cor.labels.setCurrentText("IHC sample nuclei")
     cor.start()
+    wait(lambda: cor.ready)
     labels = viewer.layers["IHC sample nuclei"].data
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
     big = ids[np.argsort(counts)[-1]]  # a negative click on the largest nucleus

@@ -78,6 +78,7 @@ def test_clicks_add_and_remove_nuclei(make_napari_viewer, qtbot, disks) -> None:
     c = CorrectWidget(viewer)
     c.labels.setCurrentText("cells nuclei")
     c.start()
+    qtbot.waitUntil(lambda: c.ready, timeout=120_000)  # the image is embedded once
     before = len(np.unique(layer.data))
     c.set_mode(True)
     c.clicks.add([115, 140])  # a positive click (row, col) on the unsegmented disk

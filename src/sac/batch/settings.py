@@ -82,7 +82,15 @@ LOADS: list[tuple[Any, ...]] = []  # every load in this process, for tests and r
 
 
 def cached_segmenter(settings: SegmentSettings) -> Any:
-    """This process's segmenter for ``settings``, loaded on first use and then reused."""
+    """This process's segmenter for ``settings``, loaded on first use and then reused.
+
+    Sets the torch threads in the calling thread each time: a Dask worker runs tasks in its
+    own threads, and OpenMP's thread count is per thread (``torch.get_num_threads`` may say
+    2 where the thread's parallel regions still use 1)."""
+    if settings.threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     key = settings.model_key()
     with _LOCK:
         seg = _SEGMENTERS.get(key)
@@ -95,12 +103,8 @@ def cached_segmenter(settings: SegmentSettings) -> Any:
 
 def load_for(settings: SegmentSettings) -> Any:
     """A new :class:`~sac.pipeline.segmenter.Segmenter` for ``settings``."""
-    import torch
-
     from sac.pipeline.segmenter import load_segmenter
 
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
     return load_segmenter(settings.model, settings.device, settings.bf16,
                           settings.sam_checkpoint, tile_size=settings.tile_size,
                           overlap=settings.overlap, batch_size=settings.batch_size,

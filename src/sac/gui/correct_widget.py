@@ -43,6 +43,7 @@ class CorrectWidget(QWidget):
         form.addRow(start)
         form.addRow(self.status)
         self.corrector: Any = None
+        self.ready = False  # the image's embedding is computed
         self.clicks: Any = None
         self.target: Any = None
         self._seen = 0
@@ -93,8 +94,7 @@ class CorrectWidget(QWidget):
             image = layer_image(source)
         self.corrector = Corrector(seg, image, np.asarray(self.target.data),
                                    meta.get("scale"))
-        self.status.setText("embedding the image…")
-        self.corrector.embed_all()  # once per image; then every click is the decoder only
+        self.ready = False
         clicks_name = f"{name} clicks"
         if clicks_name in self.viewer.layers:
             self.viewer.layers.remove(clicks_name)
@@ -107,10 +107,23 @@ class CorrectWidget(QWidget):
         self.clicks.bind_key("n", lambda _: self.set_mode(False), overwrite=True)
         self.clicks.mode = "add"
         self.viewer.layers.selection.active = self.clicks
+        self.status.setText("embedding the image (clicks meanwhile wait)…")
+        from napari.qt.threading import create_worker
+
+        # once per image, off the GUI thread; then every click runs the mask decoder only
+        self.worker = create_worker(self.corrector.embed_all)
+        self.worker.finished.connect(self._embedded)
+        self.worker.start()
+
+    def _embedded(self) -> None:
+        self.ready = True
         self.status.setText("click on the image: p = add a nucleus, n = remove one")
+        self._on_points()  # clicks made while embedding
 
     def _on_points(self, event: Any = None) -> None:
         """Handle the points added since the last call (one per click)."""
+        if not self.ready:
+            return
         data = np.asarray(self.clicks.data)
         if len(data) < self._seen:  # points were deleted: only new ones count
             self._seen = len(data)
