@@ -64,7 +64,8 @@ def test_segmenter_applies_the_models_fill_setting(monkeypatch, tmp_path) -> Non
     assert loaded.config.thresholds.fill_new_area == 20 and not loaded.config.thresholds.fill_attach
     seen = {}
 
-    def fake_decode(self, rgb, maps, det, sets, ext, expert, semantic, clock, up=(1.0, 1.0)):
+    def fake_decode(self, rgb, maps, det, sets, ext, expert, semantic, clock, up=(1.0, 1.0),
+                    progress=None):
         seen["semantic"] = semantic
         return [], sem.copy()
 
