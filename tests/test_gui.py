@@ -39,7 +39,16 @@ def _segment(viewer, qtbot, image: np.ndarray):
 
 
 def test_manifest_validates() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
     from npe2 import PluginManifest
+
+    npe2_cli = Path(sys.executable).with_name("npe2")
+    run = subprocess.run([str(npe2_cli), "validate", "segment-any-cell"], capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0 and "valid" in run.stdout, run.stdout + run.stderr
 
     pm = PluginManifest.from_distribution("segment-any-cell")
     assert {c.id for c in pm.contributions.commands} >= {
