@@ -16,7 +16,7 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 
 from sac.gui import session
-from sac.gui.segment_widget import layer_image
+from sac.gui.segment_widget import fill_combo, follow_layers, layer_image
 
 COLOURS = {True: "lime", False: "magenta"}
 
@@ -47,9 +47,7 @@ class CorrectWidget(QWidget):
         self.clicks: Any = None
         self.target: Any = None
         self._seen = 0
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh)
-        self._refresh()
+        follow_layers(self.viewer, self._refresh)
 
     @property
     def positive(self) -> bool:
@@ -61,12 +59,8 @@ class CorrectWidget(QWidget):
     def _refresh(self, *_: Any) -> None:
         import napari
 
-        current = self.labels.currentText()
-        self.labels.clear()
-        names = [ly.name for ly in self.viewer.layers if isinstance(ly, napari.layers.Labels)]
-        self.labels.addItems(names)
-        if current in names:
-            self.labels.setCurrentText(current)
+        fill_combo(self.labels, [ly.name for ly in self.viewer.layers
+                                 if isinstance(ly, napari.layers.Labels)])
 
     def start(self) -> None:
         """Set up the corrector for the chosen Labels layer and add the clicks layer."""

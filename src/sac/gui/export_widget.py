@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from sac.gui import session
-from sac.gui.segment_widget import image_layers, layer_image
+from sac.gui.segment_widget import fill_combo, follow_layers, image_layers, layer_image
 
 KINDS = {"labels": "label TIFF", "geojson": "QuPath GeoJSON", "rois": "ImageJ ROIs",
          "csv": "CSV table"}
@@ -64,22 +64,14 @@ class ExportWidget(QWidget):
         form.addRow("", self.overwrite)
         form.addRow(button)
         form.addRow(self.status)
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh)
-        self._refresh()
+        follow_layers(self.viewer, self._refresh)
 
     def _refresh(self, *_: Any) -> None:
         import napari
 
-        for box, names in ((self.labels, [ly.name for ly in self.viewer.layers
-                                          if isinstance(ly, napari.layers.Labels)]),
-                           (self.image, ["(none)", *[ly.name for ly in
-                                                     image_layers(self.viewer)]])):
-            current = box.currentText()
-            box.clear()
-            box.addItems(names)
-            if current in names:
-                box.setCurrentText(current)
+        fill_combo(self.labels, [ly.name for ly in self.viewer.layers
+                                 if isinstance(ly, napari.layers.Labels)])
+        fill_combo(self.image, ["(none)", *[ly.name for ly in image_layers(self.viewer)]])
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export folder")

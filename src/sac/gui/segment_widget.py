@@ -36,6 +36,22 @@ def image_layers(viewer: Any) -> list[Any]:
     return [ly for ly in viewer.layers if isinstance(ly, napari.layers.Image)]
 
 
+def fill_combo(box: QComboBox, names: list[str]) -> None:
+    """Replace a combo box's items, keeping the current choice when it is still there."""
+    current = box.currentText()
+    box.clear()
+    box.addItems(names)
+    if current in names:
+        box.setCurrentText(current)
+
+
+def follow_layers(viewer: Any, refresh: Any) -> None:
+    """Call ``refresh`` now and whenever layers are added or removed."""
+    for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        ev.connect(refresh)
+    refresh()
+
+
 def layer_image(layer: Any) -> np.ndarray:
     """The layer's pixels as an array SAC reads: (H, W) or (H, W, 3|4); a multiscale layer
     gives its finest level."""
@@ -105,9 +121,7 @@ class SegmentWidget(QWidget):
         self._cancel = threading.Event()
         self.worker: Any = None
         self.busy = False
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh)
-        self._refresh()
+        follow_layers(self.viewer, self._refresh)
 
     # --- widgets -------------------------------------------------------------------------
     @staticmethod
@@ -117,12 +131,7 @@ class SegmentWidget(QWidget):
         return ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
     def _refresh(self, *_: Any) -> None:
-        current = self.image.currentText()
-        self.image.clear()
-        names = [ly.name for ly in image_layers(self.viewer)]
-        self.image.addItems(names)
-        if current in names:
-            self.image.setCurrentText(current)
+        fill_combo(self.image, [ly.name for ly in image_layers(self.viewer)])
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "SAC model folder")
