@@ -96,6 +96,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
+    started = machine_info()  # at the start: the commit whose code runs
     device = resolve_device(args.device)
     fmt, default = DATASETS[args.dataset]
     dataset = open_dataset(args.data or default, fmt)
@@ -140,10 +141,11 @@ def main() -> None:
                 {"centre": centre, "widths": list(widths), "steps": args.steps,
                  "train_s": train_s, "params": sum(q.numel() for q in gen.parameters()),
                  "fg": tuned.fg, "centre_th": tuned.centre, "min_distance": tuned.min_distance})
-            write(table, args, len(train), len(val))
+            write(table, args, len(train), len(val), started)
 
 
-def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int) -> None:
+def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int,
+          started: dict[str, Any]) -> None:
     """The result files so far: every row, then mean +- half-range per variant."""
     summary = []
     for name in dict.fromkeys(r["variant"] for r in table):
@@ -153,7 +155,8 @@ def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int) -> N
             vals = [float(r[k]) for r in rows]
             s[k] = f"{statistics.fmean(vals):.4f} +- {(max(vals) - min(vals)) / 2:.4f}"
         summary.append(s)
-    info = {**machine_info(), "dataset": args.dataset, "model": args.model,
+    info = {**started, "rows_written": machine_info()["date"], "dataset": args.dataset,
+            "model": args.model,
             "bf16": args.bf16, "steps": args.steps, "seeds": args.seeds,
             "val_images": n_val, "train_images": n_train,
             "note": "generator trained from scratch per row; SAM part (LoRA, decoder) of "
