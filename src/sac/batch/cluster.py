@@ -27,6 +27,7 @@ from sac.batch.jobs import (
     ImageOutcome,
     check_image_outputs,
     is_slide,
+    outputs_for,
     segment_image,
     slide_options,
     write_image,
@@ -229,11 +230,11 @@ def _plan(path: Path, stem: str, settings: SegmentSettings, seg: Any) -> _Slide:
     """The client plans each slide (level, scale, chunks, resume folder) with its own model."""
     from sac.slides.segment import plan_slide
 
-    if settings.slide_labels:
-        from sac.core.fileio import check_writable, output_paths
+    out_labels = outputs_for(settings, stem, slide=True).get("labels")  # --slide-labels
+    if out_labels is not None:
+        from sac.core.fileio import check_writable
 
-        check_writable(output_paths(settings.output, stem, ["labels"])["labels"],
-                       settings.overwrite)
+        check_writable(out_labels, settings.overwrite)
     plan = plan_slide(seg, path, settings.output, **slide_options(settings, seg, stem))
     state = _Slide(path, plan)
     if settings.slide_labels:
@@ -306,11 +307,10 @@ def _finish(state: _Slide, settings: SegmentSettings, progress: Progress) -> Non
         n = finish_slide(plan, settings.overwrite) or 0
         where = ", ".join(str(p) for p in plan.outputs.values())
         if state.labels is not None:
-            from sac.core.fileio import output_paths
             from sac.core.labels import relabel_sequential
             from sac.outputs.images import write_labels_tif
 
-            out = output_paths(settings.output, plan.stem, ["labels"])["labels"]
+            out = outputs_for(settings, plan.stem, slide=True)["labels"]
             write_labels_tif(out, relabel_sequential(state.labels), settings.overwrite,
                              plan.pixel_um)
             where += f", {out}"

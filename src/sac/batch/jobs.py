@@ -125,13 +125,13 @@ def process_slide(path: Path, stem: str, settings: SegmentSettings, seg: Any,
     from sac.outputs.images import write_labels_tif
     from sac.slides.segment import segment_slide
 
-    out_labels = output_paths(settings.output, stem, ["labels"])["labels"]
-    if settings.slide_labels:
+    out_labels = outputs_for(settings, stem, slide=True).get("labels")  # --slide-labels
+    if out_labels is not None:
         check_writable(out_labels, settings.overwrite)
     opts = slide_options(settings, seg, stem)
     res = segment_slide(seg, path, settings.output, return_labels=settings.slide_labels,
                         progress=progress, select=select, **opts)
-    if res.labels is not None:
+    if res.labels is not None and out_labels is not None:
         res.outputs["labels"] = write_labels_tif(out_labels, res.labels, settings.overwrite,
                                                  res.pixel_size_um)
     return res.n_nuclei, describe_slide(res)

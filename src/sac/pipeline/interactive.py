@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from sac.core.images import as_model_rgb
+from sac.core.labels import crop_to_content
 from sac.core.resample import resample_image
 from sac.core.tiles import owned_tiles
 from sac.pipeline.decode import decode_sets
@@ -104,8 +105,11 @@ class Corrector:
         if not k:
             return 0
         own = self.labels == k
-        dist = ndi.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1]
-        cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        box = crop_to_content(own)  # the distance transform on the nucleus's box only
+        assert box is not None
+        dist = ndi.distance_transform_edt(np.pad(box.mask, 1))[1:-1, 1:-1]
+        iy, ix = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        cy, cx = box.y0 + int(iy), box.x0 + int(ix)
         depth = float(dist.max())
         if np.hypot(cy - r, cx - c) <= CORE * depth:  # in the core: the nucleus goes
             self.labels[own] = 0
