@@ -68,6 +68,8 @@ def main() -> None:
                    help="the peers' data folder (export.py; default: RUNS/../data), for the "
                         "DSB image types")
     p.add_argument("--classical-images", type=int, default=12)
+    p.add_argument("--train-conditions", default="",
+                   help="how the peers' trainings shared the machine (recorded with the table)")
     args = p.parse_args()
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     manifest = (args.exported or args.runs.parent / "data") / args.dataset / "manifest.json"
@@ -80,7 +82,7 @@ def main() -> None:
     report = evaluate_dataset(dataset, predict=lambda im, n: seg.segment(im, n),
                               names=names, progress=False)
     rows += rows_of("sac", report, types, seg.config.training.get("train_seconds"),
-                    {"note": model, "s_per_image": round(report.wall_time_s / len(names), 2)})
+                    {"note": model})
 
     for tool in PEERS:
         record, pred = peer_run(args.runs, tool, args.dataset)
@@ -90,8 +92,7 @@ def main() -> None:
             continue
         report = evaluate_dataset(dataset, predictions_dir=pred, names=names, progress=False)
         rows += rows_of(tool, report, types, record.get("train_seconds"),
-                        {"note": f"{tool} {record.get('versions', {}).get(tool, '')}".strip(),
-                         "s_per_image": round(record["predict_seconds"] / len(names), 2)})
+                        {"note": f"{tool} {record.get('versions', {}).get(tool, '')}".strip()})
 
     t0 = time.perf_counter()
     classical = tune_classical(dataset, load_builtin_split(args.dataset).train,
@@ -102,15 +103,16 @@ def main() -> None:
         dataset, predict=lambda im, n: classical_instances(to_rgb_float(im), **params),
         names=names, progress=False)
     rows += rows_of("classical", report, types, tune_s,
-                    {"note": f"tuned on {args.classical_images} training images: {params}",
-                     "s_per_image": round(report.wall_time_s / len(names), 2)})
+                    {"note": f"tuned on {args.classical_images} training images: {params}"})
 
     meta = machine_info() | {"dataset": args.dataset, "split": "built-in val",
                              "images": len(names), "sac_model": model, "bf16": args.bf16,
-                             "peers": info,
+                             "peers": info, "train_conditions": args.train_conditions,
                              "note": "train_cpu_min: wall time of training on the 2 cores "
-                                     "(SAC: from its model config; classical: its tuning)"}
-    cols = ["method", "image_type", "images", *METRICS, "train_cpu_min", "s_per_image", "note"]
+                                     "(SAC: from its model config; classical: its tuning); "
+                                     "speed: peers_speed.md, measured apart on a quiet "
+                                     "machine"}
+    cols = ["method", "image_type", "images", *METRICS, "train_cpu_min", "note"]
     write_results(f"peers_{args.dataset}{args.tag}", meta, rows, cols,
                   f"SAC and its peers on the {args.dataset} validation split")
     for r in rows:

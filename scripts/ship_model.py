@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from sac.model import load_model, read_config
+from sac.pipeline.size import DOWNSCALE_ABOVE, UPSCALE_BELOW
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "sac" / "model" / "pretrained"
 MAX_BYTES = 15_000_000
@@ -45,8 +46,9 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             f"median diameter {cfg.nucleus_diameter:.1f} px at the model input (5th-95th "
             f"percentile per training image {cfg.nucleus_diameter_range[0]:.1f}-"
             f"{cfg.nucleus_diameter_range[1]:.1f} px, the statistic of `sac.pipeline.size`); "
-            "images whose estimated nuclei fall outside that range (widened 1.3x) are "
-            f"resampled to {cfg.nucleus_diameter:.0f} px when no scale is given"
+            "when no scale is given, images whose estimated nuclei are over "
+            f"{DOWNSCALE_ABOVE}x larger or {UPSCALE_BELOW}x smaller than "
+            f"{cfg.nucleus_diameter:.0f} px are resampled to {cfg.nucleus_diameter:.0f} px"
             if cfg.nucleus_diameter and cfg.nucleus_diameter_range
             else "not recorded (no automatic scale)")),
         f"- stored as {cfg.dtype}, {size / 1e6:.1f} MB", "",

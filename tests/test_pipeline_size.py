@@ -13,7 +13,9 @@ from sac.core.resample import resample_image, resample_labels
 from sac.model import PromptConfig, SACConfig, create_model, load_model, save_model
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import (
+    DOWNSCALE_ABOVE,
     MIN_OBJECTS,
+    UPSCALE_BELOW,
     median_diameter,
     next_scale,
     object_diameters,
@@ -49,20 +51,24 @@ def test_median_diameter_falls_back_on_too_few_objects() -> None:
 def test_next_scale_rule() -> None:
     small = disk_labels((200, 200), [(40, 40, 5), (40, 120, 5), (120, 80, 5)]) > 0  # d ~10
     big = disk_labels((400, 400), [(80, 80, 40), (80, 280, 40), (280, 180, 40)]) > 0  # ~80
-    # inside the training range: stays
-    new, d, n, note = next_scale(12.0, (8.0, 20.0), 1.0, small)
+    # within the band around the model's median: stays
+    new, d, n, note = next_scale(12.0, 1.0, small)
     assert new is None and n == 3 and note == "" and 9 <= d <= 12
     # far above it: resampled to the model's median size; diameter in input pixels
-    new, d, n, _ = next_scale(20.0, (12.0, 30.0), 1.0, big)
+    new, d, n, _ = next_scale(20.0, 1.0, big)
     assert new == pytest.approx(20.0 / d) and 75 <= d <= 82
-    new, d, _, _ = next_scale(20.0, (12.0, 30.0), 0.5, big)  # the image was shrunk already
+    new, d, _, _ = next_scale(20.0, 0.5, big)  # the image was shrunk already
     assert 150 <= d <= 164 and new == pytest.approx(0.5 * 20 / (d * 0.5))
-    # without a range, a factor of TOLERANCE around the median decides
-    assert next_scale(10.0, None, 1.0, small)[0] is None
-    assert next_scale(30.0, None, 1.0, small)[0] == pytest.approx(3.0, rel=0.25)
+    # the band is asymmetric: nuclei 1.7x smaller than the median stay, 1.7x larger shrink
+    assert UPSCALE_BELOW > 1.7 > DOWNSCALE_ABOVE
+    d_small = next_scale(10.0, 1.0, small)[1]
+    assert next_scale(d_small * 1.7, 1.0, small)[0] is None
+    assert next_scale(d_small / 1.7, 1.0, small)[0] == pytest.approx(1 / 1.7)
+    # far below it: enlarged
+    assert next_scale(30.0, 1.0, small)[0] == pytest.approx(3.0, rel=0.25)
     # clipped scales say so
-    assert "clipped" in next_scale(20.0, (12.0, 30.0), 0.2, big)[3]
-    assert "too few" in next_scale(20.0, None, 1.0, np.zeros((50, 50), bool))[3]
+    assert "clipped" in next_scale(20.0, 0.2, big)[3]
+    assert "too few" in next_scale(20.0, 1.0, np.zeros((50, 50), bool))[3]
 
 
 def test_training_size_and_config() -> None:

@@ -226,13 +226,12 @@ class Segmenter:
     def _given_scale(self, maps: Maps, scale: float, source: str, diameter: float | None
                      ) -> SizeEstimate:
         """A scale the caller chose, with what the image's own nuclei say about it: the
-        estimate at that scale, and a note when it falls outside the model's training range
-        (the caller's scale still wins)."""
+        estimate at that scale, and a note when the automatic scale would resample it (see
+        :func:`sac.pipeline.size.next_scale`; the caller's scale still wins)."""
         model_d = self.config.nucleus_diameter
         if model_d is None:
             return SizeEstimate(diameter, 0, scale, source)
-        new, d, n, _ = next_scale(model_d, self.config.nucleus_diameter_range, scale,
-                                  maps.fg >= self.thresholds.fg)
+        new, d, n, _ = next_scale(model_d, scale, maps.fg >= self.thresholds.fg)
         note = ""
         if new is not None:
             note = (f"at this scale the nuclei look {scale / new:.2g}x the model's training "
@@ -271,8 +270,7 @@ class Segmenter:
             return rgb, maps, dataclasses.replace(est, note=note)
         best, chosen, note = None, (rgb, maps), ""
         for k in range(MAX_ROUNDS):
-            new, d, n, note = next_scale(model_d, self.config.nucleus_diameter_range, scale,
-                                         maps.fg >= self.thresholds.fg)
+            new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg)
             if d is None:  # no estimate at this scale: keep the last one that had one
                 break
             chosen = (rgb, maps)
