@@ -57,16 +57,30 @@ def matched_ious(a: np.ndarray, b: np.ndarray) -> list[float]:
     return out
 
 
-def grid_disks(r: int, n_side: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Bright disks of radius ``r`` on a grid over textured dark background: (RGB, labels)."""
+def grid_disks(r: int, n_side: int = 3, seed: int = 0, ellipse: bool = False,
+               dark: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Bright disks of radius ``r`` on a grid over textured dark background: (RGB, labels).
+
+    ``ellipse``: ellipses of semi-axes 1.25 r and 0.8 r at random orientations instead;
+    ``dark``: dark nuclei on a bright textured background (as in brightfield or H&E)."""
     rng = np.random.default_rng(seed)
     gap = int(3.2 * r)
     size = n_side * gap
-    spec = [(gap // 2 + i * gap, gap // 2 + j * gap, r) for i in range(n_side)
-            for j in range(n_side)]
-    labels = disk_labels((size, size), spec)
-    img = np.where(labels > 0, 0.8, 0.08) + ndi.gaussian_filter(rng.normal(0, 1, labels.shape),
-                                                                3) * 0.04
+    centres = [(gap // 2 + i * gap, gap // 2 + j * gap) for i in range(n_side)
+               for j in range(n_side)]
+    if ellipse:
+        yy, xx = np.mgrid[:size, :size]
+        labels = np.zeros((size, size), np.uint32)
+        for k, (cy, cx) in enumerate(centres, start=1):
+            t = rng.uniform(0, np.pi)
+            u = (yy - cy) * np.cos(t) + (xx - cx) * np.sin(t)
+            v = -(yy - cy) * np.sin(t) + (xx - cx) * np.cos(t)
+            labels[(u / (1.25 * r)) ** 2 + (v / (0.8 * r)) ** 2 <= 1] = k
+    else:
+        labels = disk_labels((size, size), [(cy, cx, r) for cy, cx in centres])
+    fg, bg = (0.25, 0.85) if dark else (0.8, 0.08)
+    img = np.where(labels > 0, fg, bg) + ndi.gaussian_filter(rng.normal(0, 1, labels.shape),
+                                                             3) * 0.04
     img = ndi.gaussian_filter(img, 1) + rng.normal(0, 0.02, img.shape)
     gray = (np.clip(img, 0, 1) * 255).astype(np.uint8)
     return np.stack([gray] * 3, axis=-1), labels

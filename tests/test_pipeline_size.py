@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,10 @@ def test_next_scale_rule() -> None:
     d_small = next_scale(10.0, 1.0, small)[1]
     assert next_scale(d_small * 1.7, 1.0, small)[0] is None
     assert next_scale(d_small / 1.7, 1.0, small)[0] == pytest.approx(1 / 1.7)
+    # ... unless they are smaller than nearly all training images' (the range's low end)
+    new = next_scale(d_small * 1.7, 1.0, small, smallest=d_small * 1.1)[0]
+    assert new == pytest.approx(1.7)
+    assert next_scale(d_small * 1.7, 1.0, small, smallest=d_small * 0.9)[0] is None
     # far below it: enlarged
     assert next_scale(30.0, 1.0, small)[0] == pytest.approx(3.0, rel=0.25)
     # clipped scales say so
@@ -142,14 +147,37 @@ def test_model_without_size_refuses_diameter() -> None:
     assert res.size.source == "model" and "records no nucleus size" in res.size.note
 
 
+SMALL = pytest.mark.xfail(strict=True, reason=(
+    "nuclei 8 px across: measured with sac-lite-dsb2018 (bright disks, enlarged 3.9x) every "
+    "one found but masks 1.36x too large (median matched IoU 0.73); with sac-lite-monuseg "
+    "(dark ellipses) 30 of 169 found: at the model's half scale they merge and the size "
+    "estimate reads 18 px"))
+
+
 @pytest.mark.weights
-@pytest.mark.parametrize("radius", [6, 20, 60])
-def test_shipped_dsb_model_any_nucleus_size(radius: int) -> None:
-    """Bright nuclei from 12 to 120 px across, no flags: every one found, none split."""
-    image, truth = grid_disks(radius)
-    res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(image)
-    assert res.n_nuclei == 9, res.size.describe()
-    assert min(matched_ious(truth, res.labels)) >= 0.8
+@pytest.mark.parametrize(("model", "radius", "ellipse"), [
+    pytest.param("sac-lite-dsb2018", 4, False, marks=SMALL),
+    ("sac-lite-dsb2018", 6, True), ("sac-lite-dsb2018", 10, False),
+    ("sac-lite-dsb2018", 20, True), ("sac-lite-dsb2018", 40, False),
+    ("sac-lite-dsb2018", 60, True),
+    pytest.param("sac-lite-monuseg", 4, True, marks=SMALL),
+    ("sac-lite-monuseg", 6, False), ("sac-lite-monuseg", 10, True),
+    ("sac-lite-monuseg", 20, False), ("sac-lite-monuseg", 40, True),
+    ("sac-lite-monuseg", 60, False)])
+def test_shipped_models_any_nucleus_size(model: str, radius: int, ellipse: bool) -> None:
+    """Nuclei from 8 to 120 px across, disks or ellipses, no flags: every one found, none
+    split, median matched IoU >= 0.8. Bright nuclei on dark for the fluorescence model, dark
+    on bright for the H&E one (each model on the kind of image it is for); at least 160 px of
+    image, so that small nuclei come in numbers, as in a real image."""
+    n_side = max(3, math.ceil(160 / (3.2 * radius)))
+    image, truth = grid_disks(radius, n_side=n_side, ellipse=ellipse,
+                              dark=model == "sac-lite-monuseg")
+    res = Segmenter(load_model(model), bf16=True).segment(image)
+    assert res.size.source == "estimated", res.size.describe()
+    assert res.n_nuclei == n_side**2, res.size.describe()
+    ious = matched_ious(truth, res.labels)
+    assert len(ious) == n_side**2 and min(ious) >= 0.5, res.size.describe()
+    assert np.median(ious) >= 0.8, res.size.describe()
 
 
 @pytest.mark.weights

@@ -231,12 +231,18 @@ class Segmenter:
         model_d = self.config.nucleus_diameter
         if model_d is None:
             return SizeEstimate(diameter, 0, scale, source)
-        new, d, n, _ = next_scale(model_d, scale, maps.fg >= self.thresholds.fg)
+        new, d, n, _ = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
+                                    self._smallest())
         note = ""
         if new is not None:
             note = (f"at this scale the nuclei look {scale / new:.2g}x the model's training "
                     f"size; the estimate would resample by {new:.3g}")
         return SizeEstimate(diameter if diameter is not None else d, n, scale, source, note)
+
+    def _smallest(self) -> float | None:
+        """The low end of the model's training-size range (see :func:`next_scale`)."""
+        rng = self.config.nucleus_diameter_range
+        return None if rng is None else rng[0]
 
     def _too_thin(self, shape: tuple[int, ...]) -> bool:
         """Whether an image is under 3 training-size nuclei across at the model's scale: its
@@ -270,7 +276,8 @@ class Segmenter:
             return rgb, maps, dataclasses.replace(est, note=note)
         best, chosen, note = None, (rgb, maps), ""
         for k in range(MAX_ROUNDS):
-            new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg)
+            new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
+                                         self._smallest())
             if d is None:  # no estimate at this scale: keep the last one that had one
                 break
             chosen = (rgb, maps)
