@@ -2,7 +2,9 @@
 
 The generator predicts, per pixel, nucleus foreground, nucleus boundary and distance-to-centre
 probabilities; tiles are stitched by ownership (:func:`sac.core.tiles.stitch`), so every pixel
-comes from the tile where it is furthest from an edge.
+comes from the tile where it is furthest from an edge. With ``tta`` > 1 each tile's
+probabilities are the mean over that many flips and transposes of it (test-time augmentation;
+see ``benchmarks/tta.py`` for what it buys).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ GENERATOR_TILE = 512
 GENERATOR_OVERLAP = 64
 #: px: thinner generator tiles are mirrored out to this size
 GENERATOR_MIN = 64
+#: test-time augmentations: the tile alone, + its left-right flip, + up-down flips, + the
+#: same four of its transpose (the dihedral group of the square)
+TTA_CHOICES = (1, 2, 4, 8)
+_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 
 @dataclass
@@ -38,8 +44,11 @@ class Maps:
 
 @torch.no_grad()
 def generator_maps(generator: PromptGenerator, rgb: np.ndarray, tile: int, device: torch.device,
-                   bf16: bool = False) -> Maps:
-    """Stitched generator probabilities for a float (H, W, 3) image, in tiles of ``tile`` px."""
+                   bf16: bool = False, tta: int = 1) -> Maps:
+    """Stitched generator probabilities for a float (H, W, 3) image, in tiles of ``tile`` px,
+    each the mean over ``tta`` flipped/transposed views (one of :data:`TTA_CHOICES`)."""
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"tta must be one of {TTA_CHOICES}; got {tta}")
     parts = []
     for owned in owned_tiles(rgb.shape[:2], tile, GENERATOR_OVERLAP):
         ys, xs = owned.tile.slices(rgb.shape[:2])
@@ -52,9 +61,24 @@ def generator_maps(generator: PromptGenerator, rgb: np.ndarray, tile: int, devic
         x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
         x, _ = pad_to_stride(x.to(device), generator.config.stride)
         with autocast_context(device, bf16):
-            probs = torch.sigmoid(generator(x).float())[0, :, :h, :w].cpu().numpy()
+            probs = averaged_probs(generator, x, tta)[:, :h, :w].cpu().numpy()
         full = np.zeros((3, tile, tile), np.float32)
         full[:, :h, :w] = probs
         parts.append((owned, full))
     out = stitch(iter(parts), (3, *rgb.shape[:2]))
     return Maps(out[0], out[1], out[2])
+
+
+def averaged_probs(generator: PromptGenerator, x: torch.Tensor, tta: int = 1) -> torch.Tensor:
+    """Sigmoid maps (C, H, W) of one image ``x`` (1, 3, H, W), averaged over ``tta`` views:
+    each view is flipped/transposed, run in one batch with the others, and turned back."""
+    flips = _FLIPS[: min(tta, 4)]
+    total = torch.zeros((), device=x.device)
+    for transposed in (False, True)[: 2 if tta == 8 else 1]:
+        base = x.transpose(-1, -2) if transposed else x
+        batch = torch.cat([base.flip(f) if f else base for f in flips])
+        probs = torch.sigmoid(generator(batch).float())
+        for k, f in enumerate(flips):
+            view = probs[k].flip(f) if f else probs[k]
+            total = total + (view.transpose(-1, -2) if transposed else view)
+    return total / tta

@@ -45,7 +45,7 @@ from sac.pipeline.decode import decode_sets, encoded_tiles
 from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
 from sac.pipeline.expert import ExpertPrompts, apply_expert
 from sac.pipeline.fold import fold_plan, fold_segment
-from sac.pipeline.maps import GENERATOR_TILE, Maps, generator_maps
+from sac.pipeline.maps import GENERATOR_TILE, TTA_CHOICES, Maps, generator_maps
 from sac.pipeline.merge import merge_scored
 from sac.pipeline.nuclei import detect, extents
 from sac.pipeline.prompts import PromptSet
@@ -67,9 +67,14 @@ class Segmenter:
     def __init__(self, model: SACModel, bf16: bool = False, tile_size: int | None = None,
                  overlap: int | None = None, batch_size: int = 64,
                  mask_resolution: str = "input", auto_scale: bool = True,
-                 check_evidence: bool = True, thresholds: Thresholds | None = None) -> None:
+                 check_evidence: bool = True, thresholds: Thresholds | None = None,
+                 tta: int = 1) -> None:
         """``thresholds``: detection and merge settings to use instead of the model's own
-        (e.g. ``model.config.thresholds.without_fill()``); the model is left unchanged."""
+        (e.g. ``model.config.thresholds.without_fill()``); the model is left unchanged.
+        ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`)."""
+        if tta not in TTA_CHOICES:
+            raise ConfigError(f"tta must be one of {TTA_CHOICES}; got {tta}")
+        self.tta = tta
         size = model.spec.image_size
         if mask_resolution not in MASK_RESOLUTIONS:
             raise ConfigError(f"mask resolution must be one of {MASK_RESOLUTIONS}; got "
@@ -101,12 +106,12 @@ class Segmenter:
         return {"model": used.to_dict(), "tile_size": self.tile_size,
                 "overlap": self.overlap, "bf16": self.bf16,
                 "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale,
-                "check_evidence": self.check_evidence}
+                "check_evidence": self.check_evidence, "tta": self.tta}
 
     def generator_maps(self, rgb: np.ndarray) -> Maps:
         """Stitched generator probabilities for a float (H, W, 3) image at the model's scale."""
         return generator_maps(self.model.generator, rgb, max(GENERATOR_TILE, self.tile_size),
-                              self.model.device, self.bf16)
+                              self.model.device, self.bf16, self.tta)
 
     def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
                 expert: ExpertPrompts | None = None, semantic: bool = False,
