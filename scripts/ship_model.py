@@ -48,7 +48,9 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             f"{cfg.nucleus_diameter_range[1]:.1f} px, the statistic of `sac.pipeline.size`); "
             "when no scale is given, images whose estimated nuclei are over "
             f"{DOWNSCALE_ABOVE}x larger or {UPSCALE_BELOW}x smaller than "
-            f"{cfg.nucleus_diameter:.0f} px are resampled to {cfg.nucleus_diameter:.0f} px"
+            f"{cfg.nucleus_diameter:.0f} px, or smaller than "
+            f"{cfg.nucleus_diameter_range[0]:.1f} px, are resampled to "
+            f"{cfg.nucleus_diameter:.0f} px"
             if cfg.nucleus_diameter and cfg.nucleus_diameter_range
             else "not recorded (no automatic scale)")),
         f"- stored as {cfg.dtype}, {size / 1e6:.1f} MB", "",

@@ -112,6 +112,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-tune", action="store_true",
                    help="keep the default detection thresholds instead of choosing them on "
                         "the validation images after training (see sac tune)")
+    o.add_argument("--no-size-head", action="store_true",
+                   help="do not fit the size head that lets sac segment estimate each "
+                        "image's nucleus size (fitting takes a few minutes on CPU)")
     o.add_argument("--no-fill", action="store_true",
                    help="tune only the detection thresholds, leaving the completion from the "
                         "semantic mask off")
@@ -237,6 +240,12 @@ def _train(args: argparse.Namespace) -> int:
 
         s = tune_model_folder(result.model_dir, val, None, args.bf16, fill=not args.no_fill)
         print(f"tuned on the validation images: {describe(s)}", file=sys.stderr)
+    if diameter is not None and not args.no_size_head:
+        from sac.training.size_fit import add_size_head
+
+        rec = add_size_head(result.model_dir, dataset, train_names, val_names)
+        print(f"size head fitted on {rec['train_views']} views of {rec['train_images']} "
+              f"training images: {rec.get('val', rec['train'])}", file=sys.stderr)
     best = "n/a (no validation images)" if result.best_metric is None else \
         f"{cfg.select_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
     print(f"done in {result.wall_time_s / 60:.1f} min: best {best}\nmodel: {result.model_dir}")

@@ -14,6 +14,7 @@ from torch import nn
 
 from sac.core.errors import ConfigError
 from sac.model.config import SACConfig
+from sac.model.size_head import SizeHead
 from sac.modeling import LoRAConfig, Sam, apply_lora
 from sac.modeling.generator import GeneratorConfig, PromptGenerator
 from sac.modeling.lora import lora_state_dict
@@ -64,6 +65,7 @@ class SACModel(nn.Module):
         self.sam = sam
         self.generator = generator
         self.spec = spec
+        self.size_head: SizeHead | None = None  # nucleus-size regressor, when fitted
 
     @property
     def device(self) -> torch.device:

@@ -24,7 +24,8 @@ FORMAT = "sac-model"
 # keys config.json may leave out, and what leaving them out means: no recorded nucleus size
 # (no automatic scale), no training record, no version note, the backbone as registered
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
-                           "sac_version", "backbone_overrides", "centre_target"})
+                           "sac_version", "backbone_overrides", "centre_target",
+                           "size_head"})
 FORMAT_VERSION = 1
 
 PromptMode = Literal["points", "boxes", "points+boxes"]
@@ -138,6 +139,9 @@ class SACConfig:
     # and no automatic scale (sac.pipeline.size)
     nucleus_diameter: float | None = None
     nucleus_diameter_range: tuple[float, float] | None = None  # 5th-95th percentile per image
+    # how the size head (size_head.safetensors, sac.model.size_head) was fitted; None: the
+    # model has none, and the automatic scale reads the generator's foreground map alone
+    size_head: dict[str, Any] | None = None
     modality: str = "any"  # "he", "fluorescence" or "any"
     backbone_overrides: dict[str, Any] = field(default_factory=dict)  # tiny test models only
     dtype: str = "float32"  # storage dtype of the trained tensors

@@ -23,6 +23,7 @@ from sac.core.device import resolve_device
 from sac.core.errors import ConfigError, InputError, WeightsError
 from sac.model.build import SACModel, build_model, spec_for, tiny_overrides
 from sac.model.config import PARTS, BaseWeights, PromptConfig, SACConfig, Thresholds
+from sac.model.size_head import SIZE_HEAD_FILE, read_size_head, style_dim
 from sac.modeling import LoRAConfig
 from sac.sam.backbones import default_checkpoint, get_spec
 from sac.sam.weights import read_state_dict, sha256_of
@@ -135,6 +136,10 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
         for part in config.parts:
             state = {k: _stored(v, store) for k, v in model.part_state(part).items()}
             save_file(state, str(tmp / f"{part}.safetensors"), metadata=meta)
+        if model.size_head is not None and config.size_head is not None:
+            save_file(model.size_head.state(), str(tmp / SIZE_HEAD_FILE), metadata=meta)
+        elif config.size_head is not None:
+            raise ConfigError("the config records a size head but the model has none")
         if config.base.source == "included":
             base = {k: v.detach().contiguous().cpu() for k, v in model.base_state().items()}
             save_file(base, str(tmp / BASE_FILE), metadata={"format": "sac-base"})
@@ -172,7 +177,7 @@ def _replace_dir(new: Path, target: Path) -> None:
     if not target.exists():
         os.replace(new, target)
         return
-    owned = {CONFIG_FILE, BASE_FILE, *(f"{p}.safetensors" for p in PARTS)}
+    owned = {CONFIG_FILE, BASE_FILE, SIZE_HEAD_FILE, *(f"{p}.safetensors" for p in PARTS)}
     for item in target.iterdir():
         if item.name in owned or (new / item.name).exists():
             continue
@@ -243,6 +248,9 @@ def load_model(model: str | Path, device: str | torch.device = "cpu",
     sac = build_model(config, state, str(base_path))
     for part in config.parts:
         _load_part(sac, part, folder / f"{part}.safetensors")
+    if config.size_head is not None:
+        sac.size_head = read_size_head(folder / SIZE_HEAD_FILE,
+                                       style_dim(config.generator_widths))
     return sac.to(dev).eval()
 
 

@@ -111,6 +111,23 @@ class PromptGenerator(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         return self.head(x)
 
+    def style(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 2 * sum(widths)) summary of an image's texture: the mean and standard deviation
+        over H and W of every encoder level's features. The scale of the structures in the
+        image shows in it (cellpose regresses cell size on a similar style vector); see
+        :mod:`sac.model.size_head`."""
+        s = self.config.stride
+        if x.shape[-2] % s or x.shape[-1] % s:
+            raise ValueError(f"height and width must be multiples of {s}; got {tuple(x.shape)}")
+        x = (x - 0.5) * 4.0
+        out = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            out += [x.mean((-2, -1)), x.std((-2, -1))]
+        return torch.cat(out, dim=1)
+
 
 def split_outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """Sigmoid probabilities ``fg``, ``boundary``, ``centre``, each (B, H, W), from the logits."""

@@ -39,6 +39,7 @@ from sac.core.resample import resample_image, resample_labels
 from sac.core.tiles import owned_tiles, stitch
 from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
+from sac.model.size_head import image_style
 from sac.pipeline.autoprompt import instance_sets, semantic_set
 from sac.pipeline.complete import complete_from_semantic
 from sac.pipeline.decode import decode_sets, encoded_tiles
@@ -281,8 +282,13 @@ class Segmenter:
             return rgb, maps, dataclasses.replace(est, note=note)
         best, chosen, note = None, (rgb, maps), ""
         for k in range(MAX_ROUNDS):
+            # the size head reads the first round (the map saturates near the model's size);
+            # the map's statistic, accurate near that size, refines the later ones
+            head = self.model.size_head
+            measured = (None if head is None or k else
+                        head.predict(image_style(self.model.generator, rgb)))
             new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
-                                         self._smallest())
+                                         self._smallest(), measured)
             if d is None:  # no estimate at this scale: keep the last one that had one
                 break
             chosen = (rgb, maps)
