@@ -160,7 +160,7 @@ SMALL = pytest.mark.xfail(strict=True, reason=(
     ("sac-lite-dsb2018", 6, True), ("sac-lite-dsb2018", 10, False),
     ("sac-lite-dsb2018", 20, True), ("sac-lite-dsb2018", 40, False),
     ("sac-lite-dsb2018", 60, True),
-    pytest.param("sac-lite-monuseg", 4, True, marks=SMALL),
+    ("sac-lite-monuseg", 4, True),
     ("sac-lite-monuseg", 6, False), ("sac-lite-monuseg", 10, True),
     ("sac-lite-monuseg", 20, False), ("sac-lite-monuseg", 40, True),
     ("sac-lite-monuseg", 60, False)])

@@ -246,3 +246,9 @@ def test_train_cli_robust_augment_and_generator_stage(disk_folder: Path, tmp_pat
     cfg = load_model(run / "model").config  # the training data's nucleus size, recorded
     assert cfg.nucleus_diameter is not None and 10 <= cfg.nucleus_diameter <= 26
     assert cfg.nucleus_diameter_range[0] <= cfg.nucleus_diameter <= cfg.nucleus_diameter_range[1]
+    head = cfg.size_head  # sac train fits the size head on the training images
+    assert head is not None and head["train_images"] == 5 and head["train_views"] >= 10
+    assert load_model(run / "model").size_head is not None
+    run2 = tmp_path / "run2"
+    assert main([*args[:6], str(run2), *args[7:], "--no-size-head"]) == 0
+    assert load_model(run2 / "model").config.size_head is None

@@ -121,8 +121,14 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     band 0.725 / 0.669; the training range widened 1.3x (the earlier rule) 0.721 / 0.659.
 
     ``measured``: the nuclei's diameter at this scale from the model's size head
-    (:mod:`sac.model.size_head`) instead of the mask's statistic, which saturates near the
-    model's size; the mask must still hold :data:`MIN_OBJECTS` objects.
+    (:mod:`sac.model.size_head`). Both readings err toward the model's size: the mask's
+    statistic saturates (nuclei much smaller than the model's merge into clumps of about its
+    size, much larger ones break into pieces of about its size), and a ridge regression
+    shrinks toward the mean of its training targets. So the reading farther from
+    ``model_diameter`` is used. The head alone misread synthetic disks 80-120 px across
+    (images unlike its training data) as in-band, where the mask's statistic was right; the
+    mask alone reads H&E at half magnification as in-band, where the head is right. The
+    mask must hold :data:`MIN_OBJECTS` objects either way.
 
     ``smallest`` (the model's ``nucleus_diameter_range[0]``, the 5th percentile of its
     training images' sizes) raises the band's lower end where it lies above
@@ -135,8 +141,9 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     d, n = median_diameter(mask)
     if d is None:
         return None, None, n, f"{n} foreground object(s), too few for a size estimate"
-    if measured is not None:  # the size head's reading; the mask only vouches for nuclei
-        d = measured
+    if measured is not None and abs(math.log(measured / model_diameter)) > abs(
+            math.log(d / model_diameter)):
+        d = measured  # the farther of the two readings from the model's size (see above)
     ratio = model_diameter / d
     diameter = d / scale
     low = max(model_diameter / UPSCALE_BELOW, smallest or 0.0)
