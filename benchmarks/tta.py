@@ -42,7 +42,7 @@ def main() -> None:
             t0 = time.perf_counter()
             res = seg.segment(s.image, name)
             seconds[n][0] += time.perf_counter() - t0
-            seconds[n][1] += res.times.get("generator", 0.0)
+            seconds[n][1] += res.timings.get("generator", 0.0)
             rows[n].append(evaluate_pair(s.labels, res.labels))
         print(f"[{i + 1}/{len(names)}] {name}: AJI "
               + ", ".join(f"tta {n} {rows[n][-1]['aji']:.3f}" for n in segs), flush=True)

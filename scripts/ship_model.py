@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -53,6 +54,13 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             f"{cfg.nucleus_diameter:.0f} px"
             if cfg.nucleus_diameter and cfg.nucleus_diameter_range
             else "not recorded (no automatic scale)")),
+        ("- size head (`size_head.safetensors`, `sac.model.size_head`): " + (
+            f"ridge regression of the log nucleus diameter on the generator's style vector, "
+            f"fitted on {cfg.size_head['train_views']} views of "
+            f"{cfg.size_head['train_images']} training images at 0.25-4x; on "
+            f"{cfg.size_head.get('val_views', 0)} views of the validation images "
+            f"{_head_val(cfg.size_head)}"
+            if cfg.size_head else "none (the foreground map alone estimates the size)")),
         f"- stored as {cfg.dtype}, {size / 1e6:.1f} MB", "",
         "## Training", "",
         f"- data: {tr.get('data', '?')} ({tr.get('format', '?')}), split `{tr.get('split')}`: "
@@ -90,6 +98,15 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _head_val(record: dict) -> str:
+    """The size head's validation errors, in words."""
+    v = record.get("val")
+    if not v:
+        return "(no validation images)"
+    return (f"{100 * v['within_1.5x']:.0f} % within 1.5x of the true median diameter "
+            f"(median error {100 * (math.exp(v['median_abs_log_error']) - 1):.0f} %)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model", type=Path)
@@ -123,3 +140,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
