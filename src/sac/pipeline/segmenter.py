@@ -288,7 +288,7 @@ class Segmenter:
             measured = (None if head is None or k else
                         head.predict(image_style(self.model.generator, rgb)))
             new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
-                                         self._smallest(), measured)
+                                         self._smallest(), measured, first=k == 0)
             if d is None:  # no estimate at this scale: keep the last one that had one
                 break
             chosen = (rgb, maps)
