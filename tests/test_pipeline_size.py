@@ -69,6 +69,10 @@ def test_next_scale_rule() -> None:
     new = next_scale(d_small * 1.7, 1.0, small, smallest=d_small * 1.1)[0]
     assert new == pytest.approx(1.7)
     assert next_scale(d_small * 1.7, 1.0, small, smallest=d_small * 0.9)[0] is None
+    # first round: 1.2x smaller is enough when enlarging only downsamples the input less
+    assert next_scale(d_small * 1.4, 0.5, small)[0] is None
+    assert next_scale(d_small * 1.4, 0.5, small, first=True)[0] == pytest.approx(0.7)
+    assert next_scale(d_small * 1.4, 1.0, small, first=True)[0] is None  # would upsample
     # far below it: enlarged
     assert next_scale(30.0, 1.0, small)[0] == pytest.approx(3.0, rel=0.25)
     # clipped scales say so
