@@ -153,9 +153,7 @@ def test_model_without_size_refuses_diameter() -> None:
 
 SMALL = pytest.mark.xfail(strict=True, reason=(
     "nuclei 8 px across: measured with sac-lite-dsb2018 (bright disks, enlarged 3.9x) every "
-    "one found but masks 1.36x too large (median matched IoU 0.73); with sac-lite-monuseg "
-    "(dark ellipses) 30 of 169 found: at the model's half scale they merge and the size "
-    "estimate reads 18 px"))
+    "one found but masks 1.36x too large (median matched IoU 0.73)"))
 
 
 @pytest.mark.weights

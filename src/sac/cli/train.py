@@ -243,9 +243,14 @@ def _train(args: argparse.Namespace) -> int:
     if diameter is not None and not args.no_size_head:
         from sac.training.size_fit import add_size_head
 
-        rec = add_size_head(result.model_dir, dataset, train_names, val_names)
-        print(f"size head fitted on {rec['train_views']} views of {rec['train_images']} "
-              f"training images: {rec.get('val', rec['train'])}", file=sys.stderr)
+        try:
+            rec = add_size_head(result.model_dir, dataset, train_names, val_names)
+        except ValueError as exc:  # too few usable images: the model works without one
+            print(f"sac train: no size head ({exc}); the foreground map alone will estimate "
+                  "nucleus sizes", file=sys.stderr)
+        else:
+            print(f"size head fitted on {rec['train_views']} views of {rec['train_images']} "
+                  f"training images: {rec.get('val', rec['train'])}", file=sys.stderr)
     best = "n/a (no validation images)" if result.best_metric is None else \
         f"{cfg.select_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
     print(f"done in {result.wall_time_s / 60:.1f} min: best {best}\nmodel: {result.model_dir}")

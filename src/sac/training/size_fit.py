@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from sac.core.errors import SACError
 from sac.core.images import to_rgb_float
 from sac.core.resample import resample_image
 from sac.data.base import SampleDataset
@@ -38,12 +39,16 @@ def size_rows(model: SACModel, dataset: SampleDataset, names: list[str],
     s0, md = model.config.input_scale, model.config.nucleus_diameter or 0.0
     styles, targets = [], []
     for name in names:
-        sample = dataset[name]
-        d = label_diameters(sample.labels)
+        try:
+            sample = dataset[name]
+            d = label_diameters(sample.labels)
+            rgb = to_rgb_float(sample.image, name)
+        except (SACError, ValueError, OSError) as exc:  # reported by the loader already
+            log.warning("size head: skipping %s: %s", name, exc)
+            continue
         d = d[d >= MIN_DIAMETER]
         if d.size < MIN_OBJECTS:
             continue
-        rgb = to_rgb_float(sample.image, name)
         for f in factors:
             view = resample_image(rgb, f * s0, name)
             if min(view.shape[:2]) < max(32.0, 3 * md):
