@@ -94,16 +94,7 @@ class PromptGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) image in [0, 1] to (B, out_chans, H, W) logits."""
-        s = self.config.stride
-        if x.shape[-2] % s or x.shape[-1] % s:
-            raise ValueError(f"height and width must be multiples of {s}; got {tuple(x.shape)}")
-        x = (x - 0.5) * 4.0  # centre the [0, 1] input; the GroupNorms take care of the rest
-        skips: list[torch.Tensor] = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
+        skips = self.encode(x)
         x = skips.pop()
         for reduce, block in zip(self.reduce, self.up, strict=True):
             skip = skips.pop()
@@ -111,23 +102,28 @@ class PromptGenerator(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         return self.head(x)
 
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's features at every level, finest first, for a (B, C, H, W) image in
+        [0, 1] whose H and W are multiples of ``config.stride``."""
+        s = self.config.stride
+        if x.shape[-2] % s or x.shape[-1] % s:
+            raise ValueError(f"height and width must be multiples of {s}; got {tuple(x.shape)}")
+        x = (x - 0.5) * 4.0  # centre the [0, 1] input; the GroupNorms take care of the rest
+        levels: list[torch.Tensor] = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            levels.append(x)
+        return levels
+
     def style(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 2 * sum(widths)) summary of an image's texture: the mean and standard deviation
         over H and W of every encoder level's features. The scale of the structures in the
         image shows in it (cellpose regresses cell size on a similar style vector); see
         :mod:`sac.model.size_head`."""
-        s = self.config.stride
-        if x.shape[-2] % s or x.shape[-1] % s:
-            raise ValueError(f"height and width must be multiples of {s}; got {tuple(x.shape)}")
-        x = (x - 0.5) * 4.0
-        out = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
-            out += [x.mean((-2, -1)), x.std((-2, -1))]
-        return torch.cat(out, dim=1)
-
+        return torch.cat([t for f in self.encode(x) for t in (f.mean((-2, -1)),
+                                                               f.std((-2, -1)))], dim=1)
 
 def split_outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """Sigmoid probabilities ``fg``, ``boundary``, ``centre``, each (B, H, W), from the logits."""

@@ -119,22 +119,20 @@ def write_size_head(folder: Path, head: SizeHead, record: dict[str, Any]) -> Non
     ``config.json``'s record, each written to a temporary file and renamed; the folder is
     then loaded once to check it."""
     import json
-    import os
 
     from safetensors.torch import save_file
 
+    from sac.core.fileio import atomic_path
     from sac.model.size_head import SIZE_HEAD_FILE
     from sac.model.store import CONFIG_FILE, load_model
 
-    tmp = folder / f".{SIZE_HEAD_FILE}.tmp"
-    save_file(head.state(), str(tmp), metadata={"format": "sac-size-head"})
-    os.replace(tmp, folder / SIZE_HEAD_FILE)
+    with atomic_path(folder / SIZE_HEAD_FILE, overwrite=True) as tmp:
+        save_file(head.state(), str(tmp), metadata={"format": "sac-size-head"})
     path = folder / CONFIG_FILE
     doc = json.loads(path.read_text())
     doc["size_head"] = record
-    tmp = folder / f".{CONFIG_FILE}.tmp"
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
     load_model(folder)
 
 
