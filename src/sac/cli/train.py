@@ -10,7 +10,7 @@ from pathlib import Path
 from sac.cli.common import EPILOG
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError
-from sac.data.open import FORMATS, open_dataset, train_val_names
+from sac.data.open import FORMATS, open_training_data
 
 PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
 MODALITY_OF_FORMAT = {"monuseg": "he", "dsb2018": "any", "folder": "any"}
@@ -28,11 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the mask decoder and the auto-prompt generator, jointly, on a labelled dataset. The "
         "best model on the validation images is written to RUN_DIR/model; an interrupted run "
         "continues with --resume.", epilog=EPILOG)
-    p.add_argument("--data", type=Path, required=True, help="training dataset folder")
-    p.add_argument("--format", required=True, choices=FORMATS, help="dataset layout")
-    p.add_argument("--split", default=None, help="split JSON or built-in name (monuseg, "
-                   "dsb2018); its train part trains, its val part validates. Default: a "
-                   "deterministic 10%% of the images validate")
+    p.add_argument("--data", type=Path, required=True, action="append",
+                   help="training dataset folder; repeat it to train one model on several "
+                   "datasets (each source then gets the same share of the training crops)")
+    p.add_argument("--format", required=True, choices=FORMATS, action="append",
+                   help="dataset layout: once for all --data folders, or once per folder")
+    p.add_argument("--split", default=None, action="append",
+                   help="split JSON or built-in name (monuseg, dsb2018); its train part "
+                   "trains, its val part validates; once for all --data folders or once per "
+                   "folder. Default: a deterministic 10%% of the images validate")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="start over in a non-empty folder")
@@ -184,7 +188,8 @@ def _train(args: argparse.Namespace) -> int:
         args.quiet = True
     if args.scale <= 0:
         raise ConfigError(f"--scale must be > 0; got {args.scale}")
-    modality = args.modality or MODALITY_OF_FORMAT[args.format]
+    kinds = {MODALITY_OF_FORMAT[f] for f in args.format}
+    modality = args.modality or (kinds.pop() if len(kinds) == 1 else "any")
     blocks = None if args.lora_blocks is None else tuple(
         int(b) for b in args.lora_blocks.split(",") if b.strip())
     lora = LoRAConfig(args.lora_rank, args.lora_alpha or float(max(args.lora_rank, 1)), blocks)
@@ -203,8 +208,8 @@ def _train(args: argparse.Namespace) -> int:
                                              batch_size=args.generator_batch,
                                              lr=args.generator_lr, bf16=args.bf16),
     )
-    dataset = open_dataset(args.data, args.format)
-    train_names, val_names = train_val_names(dataset, args.split, args.seed)
+    dataset, train_names, val_names = open_training_data(args.data, args.format,
+                                                         args.split or [None], args.seed)
     train, problems = load_images(dataset, train_names, args.scale, args.limit)
     val, val_problems = load_images(dataset, val_names, args.scale, args.val_limit)
     for msg in problems + val_problems:
@@ -222,7 +227,10 @@ def _train(args: argparse.Namespace) -> int:
                          modality=modality, nucleus_diameter=diameter,
                          centre_target=args.centre_target,
                          nucleus_diameter_range=diameter_range)
-    summary = {"data": str(args.data), "format": args.format, "split": args.split,
+    one = len(args.data) == 1
+    summary = {"data": str(args.data[0]) if one else [str(d) for d in args.data],
+               "format": args.format[0] if len(args.format) == 1 else args.format,
+               "split": args.split[0] if args.split and len(args.split) == 1 else args.split,
                "train_images": len(train), "val_images": len(val),
                "skipped": problems + val_problems}
     trainer = Trainer(model, train, val, args.output, cfg, summary, sync)

@@ -125,6 +125,11 @@ class SampleDataset:
         for it in self._items:
             yield self._read(it)
 
+    def source_of(self, name: str) -> str:
+        """Which part of the data ``name`` comes from: ``""`` for a single-source dataset
+        (:class:`sac.data.mixed.MixedDataset` names its parts)."""
+        return ""
+
     def read_image(self, key: int | str) -> np.ndarray:
         """Only the RGB uint8 image of one sample (skips reading annotations)."""
         return read_rgb(self.item(key).image)

@@ -54,3 +54,45 @@ def train_val_names(dataset: SampleDataset, split: str | None, seed: int
     if len(names) < MIN_IMAGES_TO_SPLIT:
         return names, []
     return stratified_split({n: "all" for n in names}, DEFAULT_VAL_FRACTION, seed)
+
+
+def dataset_keys(formats: list[str]) -> list[str]:
+    """Keys of the parts of a mixed dataset: the format names, numbered when repeated."""
+    keys = []
+    for f in formats:
+        n = sum(k == f or k.startswith(f"{f}-") for k in keys)
+        keys.append(f if n == 0 else f"{f}-{n + 1}")
+    return keys
+
+
+def open_training_data(paths: list[Path], formats: list[str], splits: list[str | None],
+                       seed: int) -> tuple[SampleDataset, list[str], list[str]]:
+    """The dataset and its training and validation names for one or several folders.
+
+    ``formats`` and ``splits`` hold one entry per path, or one for all of them. With several
+    paths the result is a :class:`sac.data.mixed.MixedDataset` whose parts are keyed by format
+    (:func:`dataset_keys`), each split by its own ``splits`` entry.
+    """
+    from sac.data.mixed import MixedDataset, prefixed
+
+    n = len(paths)
+    if n == 0:
+        raise ConfigError("no dataset folder given")
+    for what, values in (("--format", formats), ("--split", splits)):
+        if len(values) not in (1, n):
+            raise ConfigError(f"{what} was given {len(values)} times for {n} --data folders; "
+                              f"give it once (for all) or once per --data, in the same order")
+    formats = formats * n if len(formats) == 1 else formats
+    splits = splits * n if len(splits) == 1 else splits
+    if n == 1:
+        dataset = open_dataset(paths[0], formats[0])
+        return (dataset, *train_val_names(dataset, splits[0], seed))
+    keys = dataset_keys(formats)
+    parts = {k: open_dataset(p, f) for k, p, f in zip(keys, paths, formats, strict=True)}
+    train: list[str] = []
+    val: list[str] = []
+    for k, s in zip(keys, splits, strict=True):
+        t, v = train_val_names(parts[k], s, seed)
+        train += prefixed(k, t)
+        val += prefixed(k, v)
+    return MixedDataset(parts), train, val

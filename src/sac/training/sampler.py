@@ -30,6 +30,7 @@ class TrainImage:
     name: str
     rgb: np.ndarray
     labels: np.ndarray
+    source: str = ""  # the part of a mixed dataset it comes from ("" for one source)
 
 
 @dataclass
@@ -43,7 +44,8 @@ class Crop:
 
 def load_images(dataset: SampleDataset, names: list[str] | None, scale: float,
                 limit: int | None = None) -> tuple[list[TrainImage], list[str]]:
-    """Read ``names`` (all when ``None``) from ``dataset`` at ``scale``.
+    """Read ``names`` (all when ``None``) from ``dataset`` at ``scale``; with ``limit``, the
+    first ``limit`` names of each source (of a mixed dataset; else of all).
 
     Unreadable samples are skipped and reported in the returned list of problems, as are the
     dataset's own listing problems.
@@ -54,7 +56,14 @@ def load_images(dataset: SampleDataset, names: list[str] | None, scale: float,
     problems += [f"{n}: listed in the split but not found in {dataset.root}" for n in missing]
     wanted = [n for n in wanted if n not in set(missing)]
     if limit is not None:
-        wanted = wanted[:limit]
+        taken: dict[str, int] = {}
+        kept = []
+        for n in wanted:
+            src = dataset.source_of(n)
+            if taken.get(src, 0) < limit:
+                taken[src] = taken.get(src, 0) + 1
+                kept.append(n)
+        wanted = kept
     out = []
     for name in wanted:
         try:
@@ -65,12 +74,17 @@ def load_images(dataset: SampleDataset, names: list[str] | None, scale: float,
             problems.append(f"{name}: {exc}")
             log.warning("skipping %s: %s", name, exc)
             continue
-        out.append(TrainImage(name, rgb, labels))
+        out.append(TrainImage(name, rgb, labels, dataset.source_of(name)))
     return out, problems
 
 
 class CropSampler:
-    """Draws augmented ``size`` x ``size`` crops, images chosen in proportion to their area."""
+    """Draws augmented ``size`` x ``size`` crops, images chosen in proportion to their area.
+
+    When the images come from several sources (a mixed dataset), each source gets the same
+    share of the crops, and within a source images are chosen by area: otherwise a source of
+    many small images (DSB 2018) would drown one of a few large ones (MoNuSeg).
+    """
 
     def __init__(self, images: list[TrainImage], size: int, augment_cfg: AugmentConfig,
                  min_foreground: float = 0.02) -> None:
@@ -81,6 +95,10 @@ class CropSampler:
         self.augment_cfg = augment_cfg
         self.min_foreground = min_foreground
         area = np.array([max(im.labels.size, size * size) for im in images], np.float64)
+        sources = [im.source for im in images]
+        for src in sorted(set(sources)) if len(set(sources)) > 1 else ():
+            part = np.array([s == src for s in sources])
+            area[part] /= area[part].sum()
         self.weights = area / area.sum()
 
     @property

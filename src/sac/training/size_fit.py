@@ -82,6 +82,16 @@ def spread(names: list[str], n: int) -> list[str]:
     return [names[i] for i in np.linspace(0, len(names) - 1, n).round().astype(int)]
 
 
+def spread_by_source(dataset: SampleDataset, names: list[str], n: int) -> list[str]:
+    """:func:`spread` within each source of ``dataset``, ``n`` shared equally among them, so
+    a mixed dataset's small part is not left out."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(dataset.source_of(name), []).append(name)
+    share = max(1, n // max(1, len(groups)))
+    return [m for key in sorted(groups) for m in spread(groups[key], share)]
+
+
 def fit_size_head(model: SACModel, dataset: SampleDataset, train: list[str],
                   val: list[str] | None = None, max_images: int = MAX_IMAGES
                   ) -> tuple[SizeHead, dict[str, Any]]:
@@ -90,7 +100,7 @@ def fit_size_head(model: SACModel, dataset: SampleDataset, train: list[str],
     head and the record for ``config.json``'s ``size_head``."""
     if model.config.nucleus_diameter is None:
         raise ValueError("the model records no nucleus size; set it before fitting a size head")
-    used = spread(train, max_images)
+    used = spread_by_source(dataset, train, max_images)
     x, y = size_rows(model, dataset, used)
     if len(y) < 10:
         raise ValueError(f"only {len(y)} usable training views for the size head (images with "
@@ -99,7 +109,7 @@ def fit_size_head(model: SACModel, dataset: SampleDataset, train: list[str],
                               "train_views": len(y)}
     penalty, scores = 10.0, None
     if val:
-        xv, yv = size_rows(model, dataset, spread(val, max_images))
+        xv, yv = size_rows(model, dataset, spread_by_source(dataset, val, max_images))
         if len(yv):
             results = {p: errors(ridge(x, y, p), xv, yv) for p in PENALTIES}
             penalty = max(PENALTIES, key=lambda p: (results[p]["within_1.5x"],
