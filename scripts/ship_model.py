@@ -63,7 +63,8 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             if cfg.size_head else "none (the foreground map alone estimates the size)")),
         f"- stored as {cfg.dtype}, {size / 1e6:.1f} MB", "",
         "## Training", "",
-        f"- data: {tr.get('data', '?')} ({tr.get('format', '?')}), split `{tr.get('split')}`: "
+        f"- data: {_joined(tr.get('data', '?'))} ({_joined(tr.get('format', '?'))}), split "
+        f"`{_joined(tr.get('split'))}`: "
         f"{tr.get('train_images', '?')} training images, {tr.get('val_images', '?')} "
         "validation images (the checkpoint was chosen on these only)",
         f"- data licence: {data_license}",
@@ -96,6 +97,11 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
     lines += ["", "pixel_dice: mean over images; pixel_dice_sum: from summed pixel counts. "
               "Benchmarks against baselines: `benchmarks/results/`."]
     return "\n".join(lines) + "\n"
+
+
+def _joined(value: object) -> str:
+    """A training-record entry, lists (several datasets) joined with ``+``."""
+    return " + ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _head_val(record: dict) -> str:
