@@ -110,13 +110,15 @@ def test_train_cli_on_two_datasets(two_folders: tuple[Path, Path], tmp_path: Pat
     run = tmp_path / "run"
     args = ["train", "--data", str(a), "--data", str(b), "--format", "folder",
             "-o", str(run), "--tiny", "--epochs", "1", "--steps-per-epoch", "2", "--quiet",
-            "--no-tune", "--augment", "robust"]
+            "--no-tune", "--augment", "robust", "--val-limit", "1"]
     assert main(args) == 0
     model = load_model(run / "model")
     training = model.config.training
     assert training["data"] == [str(a), str(b)] and training["format"] == "folder"
     assert training["train_images"] + training["val_images"] == 13
     assert training["val_images"] == 2  # one validation image from each source
+    log = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert log["val_n_images"] == 2  # --val-limit counts per source in validation too
     settings = json.loads((run / "train_config.json").read_text())["train"]
     assert settings["augment"]["invert_prob"] > 0  # mixed data: inverted contrast included
     head = model.config.size_head

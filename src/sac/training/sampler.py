@@ -9,7 +9,9 @@ run would have seen.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from sac.training.appearance import rescaled_crop
 from sac.training.augment import AugmentConfig, augment, random_crop
 
 log = logging.getLogger("sac.training")
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,6 +45,18 @@ class Crop:
     valid: np.ndarray
 
 
+def first_per_source(items: list[T], source: Callable[[T], str], limit: int) -> list[T]:
+    """The first ``limit`` of ``items`` from each source (``source(item)``), in order."""
+    taken: dict[str, int] = {}
+    kept = []
+    for it in items:
+        key = source(it)
+        if taken.get(key, 0) < limit:
+            taken[key] = taken.get(key, 0) + 1
+            kept.append(it)
+    return kept
+
+
 def load_images(dataset: SampleDataset, names: list[str] | None, scale: float,
                 limit: int | None = None) -> tuple[list[TrainImage], list[str]]:
     """Read ``names`` (all when ``None``) from ``dataset`` at ``scale``; with ``limit``, the
@@ -56,14 +71,7 @@ def load_images(dataset: SampleDataset, names: list[str] | None, scale: float,
     problems += [f"{n}: listed in the split but not found in {dataset.root}" for n in missing]
     wanted = [n for n in wanted if n not in set(missing)]
     if limit is not None:
-        taken: dict[str, int] = {}
-        kept = []
-        for n in wanted:
-            src = dataset.source_of(n)
-            if taken.get(src, 0) < limit:
-                taken[src] = taken.get(src, 0) + 1
-                kept.append(n)
-        wanted = kept
+        wanted = first_per_source(wanted, dataset.source_of, limit)
     out = []
     for name in wanted:
         try:

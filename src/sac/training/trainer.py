@@ -34,7 +34,7 @@ from sac.model import SACModel, save_model
 from sac.training.augment import AugmentConfig
 from sac.training.distributed import barrier, broadcast_from_main, wrap
 from sac.training.generator_stage import GeneratorStageConfig, train_generator, warmup_cosine
-from sac.training.sampler import CropSampler, TrainImage
+from sac.training.sampler import CropSampler, TrainImage, first_per_source
 from sac.training.step import StepConfig
 from sac.training.sync import Sync
 
@@ -336,8 +336,9 @@ class Trainer:
         t0 = time.perf_counter()
         metric = None
         if self.val_images:
-            limit = self.cfg.val_limit or len(self.val_images)
-            val = validate(self.model, self.val_images[:limit], self.cfg.step.bf16)
+            images = self.val_images if not self.cfg.val_limit else first_per_source(
+                self.val_images, lambda im: im.source, self.cfg.val_limit)
+            val = validate(self.model, images, self.cfg.step.bf16)
             rec.update({f"val_{k}": round(v, 5) for k, v in val.items()})
             rec["val_seconds"] = round(time.perf_counter() - t0, 2)
             self.seconds["validation"] += rec["val_seconds"]
