@@ -86,8 +86,9 @@ def spread_by_source(dataset: SampleDataset, names: list[str], n: int) -> list[s
     """:func:`spread` within each source of ``dataset``, ``n`` shared equally among them, so
     a mixed dataset's small part is not left out."""
     groups: dict[str, list[str]] = {}
+    source = getattr(dataset, "source_of", lambda _: "")  # any mapping of name -> sample
     for name in names:
-        groups.setdefault(dataset.source_of(name), []).append(name)
+        groups.setdefault(source(name), []).append(name)
     share = max(1, n // max(1, len(groups)))
     return [m for key in sorted(groups) for m in spread(groups[key], share)]
 
