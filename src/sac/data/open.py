@@ -59,8 +59,8 @@ def train_val_names(dataset: SampleDataset, split: str | None, seed: int
 def dataset_keys(formats: list[str]) -> list[str]:
     """Keys of the parts of a mixed dataset: the format names, numbered when repeated."""
     keys = []
-    for f in formats:
-        n = sum(k == f or k.startswith(f"{f}-") for k in keys)
+    for i, f in enumerate(formats):
+        n = formats[:i].count(f)  # earlier folders of the same format
         keys.append(f if n == 0 else f"{f}-{n + 1}")
     return keys
 

@@ -125,6 +125,7 @@ class PromptGenerator(nn.Module):
         return torch.cat([t for f in self.encode(x) for t in (f.mean((-2, -1)),
                                                                f.std((-2, -1)))], dim=1)
 
+
 def split_outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """Sigmoid probabilities ``fg``, ``boundary``, ``centre``, each (B, H, W), from the logits."""
     if logits.ndim != 4 or logits.shape[1] < len(CHANNELS):

@@ -103,10 +103,10 @@ class CropSampler:
         self.augment_cfg = augment_cfg
         self.min_foreground = min_foreground
         area = np.array([max(im.labels.size, size * size) for im in images], np.float64)
-        sources = [im.source for im in images]
-        for src in sorted(set(sources)) if len(set(sources)) > 1 else ():
-            part = np.array([s == src for s in sources])
-            area[part] /= area[part].sum()
+        sources = np.array([im.source for im in images])
+        if len(set(sources)) > 1:  # each source sums to the same weight
+            for src in set(sources):
+                area[sources == src] /= area[sources == src].sum()
         self.weights = area / area.sum()
 
     @property
