@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -104,6 +105,23 @@ def test_each_source_gets_an_equal_share_of_crops() -> None:
     assert single.weights[0] == pytest.approx(16 / 25)
 
 
+def test_each_source_gets_its_own_augmentation() -> None:
+    flat = AugmentConfig(flips_rotations=False, intensity=False)
+    images = []
+    for src, value in (("dark", 0.2), ("bright", 0.3)):
+        im = _image(src, 64, src)
+        im.rgb[:] = value
+        images.append(im)
+    sampler = CropSampler(images, 32, flat,
+                          by_source={"bright": dataclasses.replace(flat, invert_prob=1.0)})
+    assert sampler.augment_of("dark") is flat and sampler.augment_of("bright").invert_prob == 1
+    values = {round(float(c.rgb[c.valid].mean()), 3)
+              for c in sampler.batch(seed=0, step=0, batch_size=16)}
+    assert values == {0.2, 0.7}  # the bright source's crops all inverted, the other's none
+    with pytest.raises(ConfigError, match="no training image comes from"):
+        CropSampler(images, 32, flat, by_source={"he": flat})
+
+
 def test_train_cli_on_two_datasets(two_folders: tuple[Path, Path], tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     a, b = two_folders
@@ -121,6 +139,9 @@ def test_train_cli_on_two_datasets(two_folders: tuple[Path, Path], tmp_path: Pat
     assert log["val_n_images"] == 2  # --val-limit counts per source in validation too
     settings = json.loads((run / "train_config.json").read_text())["train"]
     assert settings["augment"]["invert_prob"] > 0  # mixed data: inverted contrast included
+    per_source = settings["source_augment"]  # each dataset augmented for its image type
+    assert set(per_source) == {"folder", "folder-2"}
+    assert all(c["invert_prob"] > 0 and not c["stain"] for c in per_source.values())
     head = model.config.size_head
     assert head is not None and head["train_images"] == 11
     bad = ["train", "--data", str(a), "--data", str(b), "--format", "folder", "--format",

@@ -20,6 +20,7 @@ from sac.pipeline.size import (
     median_diameter,
     next_scale,
     object_diameters,
+    reading,
     training_size,
 )
 
@@ -69,6 +70,10 @@ def test_next_scale_rule() -> None:
     new = next_scale(d_small * 1.7, 1.0, small, smallest=d_small * 1.1)[0]
     assert new == pytest.approx(1.7)
     assert next_scale(d_small * 1.7, 1.0, small, smallest=d_small * 0.9)[0] is None
+    # ... and it is the lower end even below model / UPSCALE_BELOW: nuclei the size of the
+    # model's smaller training images are left alone
+    assert next_scale(d_small * 3, 1.0, small)[0] == pytest.approx(3, rel=0.01)
+    assert next_scale(d_small * 3, 1.0, small, smallest=d_small * 0.9)[0] is None
     # first round: 1.2x smaller is enough when enlarging only downsamples the input less
     assert next_scale(d_small * 1.4, 0.5, small)[0] is None
     assert next_scale(d_small * 1.4, 0.5, small, first=True)[0] == pytest.approx(0.7)
@@ -241,3 +246,17 @@ def test_segment_command_diameter_and_metadata(tmp_path) -> None:
     assert ex.value.code == 4
     with pytest.raises(SystemExit):  # one way to set the scale at a time
         main([*base, "-o", str(tmp_path / "d"), "--diameter", "20", "--scale", "0.5"])
+
+
+def test_reading_enlarges_only_when_both_agree() -> None:
+    # larger than the model's: the reading farther from it (both err toward it)
+    assert reading(20.0, 30.0, 45.0) == 45.0 and reading(20.0, 45.0, 30.0) == 45.0
+    # smaller: the larger reading, so enlarging needs both
+    assert reading(20.0, 14.0, 11.0) == 14.0 and reading(20.0, 11.0, 14.0) == 14.0
+    # they disagree on the direction: the farther says smaller, the other larger -> larger
+    assert reading(20.0, 26.0, 9.0) == 26.0
+    small = disk_labels((200, 200), [(40, 40, 5), (40, 120, 5), (120, 80, 5)]) > 0  # d ~10
+    d = next_scale(20.0, 1.0, small)[1]
+    assert next_scale(20.0, 1.0, small, measured=d)[0] == pytest.approx(20.0 / d)
+    assert next_scale(20.0, 1.0, small, measured=16.0)[0] is None  # the head says in band
+    assert next_scale(20.0, 1.0, small, measured=5.0)[0] == pytest.approx(20.0 / d)

@@ -10,7 +10,7 @@ from pathlib import Path
 from sac.cli.common import EPILOG
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError
-from sac.data.open import FORMATS, open_training_data
+from sac.data.open import FORMATS, dataset_keys, open_training_data
 
 PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
 MODALITY_OF_FORMAT = {"monuseg": "he", "dsb2018": "any", "folder": "any"}
@@ -93,7 +93,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--augment", choices=("basic", "robust"), default="basic",
                    help="basic: flips, rotations, intensity (and stain jitter for H&E); "
                         "robust adds blur, noise, JPEG, +-25%% magnification, grey and "
-                        "(for mixed data) inverted-contrast crops (default basic)")
+                        "(for fluorescence and mixed data) inverted-contrast crops; with several "
+                        "--data each dataset gets its own (default basic)")
     o.add_argument("--generator-steps", type=option("--generator-steps", 0, integer=True),
                    default=0,
                    help="steps of standalone generator training before the joint stage "
@@ -195,6 +196,14 @@ def _train(args: argparse.Namespace) -> int:
     lora = LoRAConfig(args.lora_rank, args.lora_alpha or float(max(args.lora_rank, 1)), blocks)
     prompts = PromptConfig(args.prompt_mode, args.prompt_strategy, args.neighbour_negatives,
                            args.background_negatives, args.semantic_points)
+    dataset, train_names, val_names = open_training_data(args.data, args.format,
+                                                         args.split or [None], args.seed)
+    augment = AugmentConfig.robust if args.augment == "robust" else AugmentConfig.for_modality
+    formats = args.format * len(args.data) if len(args.format) == 1 else args.format
+    # mixed data: each dataset augmented for its own image type (stain jitter for H&E)
+    by_source = {} if args.modality or len(args.data) == 1 else {
+        key: augment(MODALITY_OF_FORMAT[f], stain_bias=0.02)
+        for key, f in zip(dataset_keys(formats), formats, strict=True)}
     cfg = TrainConfig(
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         generator_batch=args.generator_batch,
@@ -202,14 +211,11 @@ def _train(args: argparse.Namespace) -> int:
         select_metric=args.select_metric, val_limit=args.val_limit,
         step=StepConfig(prompts_per_crop=args.prompts_per_crop,
                         generator_prompt_prob=args.generator_prompt_prob, bf16=args.bf16),
-        augment=(AugmentConfig.robust if args.augment == "robust" else
-                 AugmentConfig.for_modality)(modality, stain_bias=0.02),
+        augment=augment(modality, stain_bias=0.02), source_augment=by_source,
         generator_stage=GeneratorStageConfig(steps=args.generator_steps,
                                              batch_size=args.generator_batch,
                                              lr=args.generator_lr, bf16=args.bf16),
     )
-    dataset, train_names, val_names = open_training_data(args.data, args.format,
-                                                         args.split or [None], args.seed)
     train, problems = load_images(dataset, train_names, args.scale, args.limit)
     val, val_problems = load_images(dataset, val_names, args.scale, args.val_limit)
     for msg in problems + val_problems:

@@ -28,10 +28,8 @@ from scipy import ndimage as ndi
 MIN_OBJECTS = 3  # fewer foreground objects give no estimate (the model's own scale is used)
 MIN_AREA = 4  # px; smaller objects are noise, not nuclei
 MIN_DIAMETER = 3.0  # px at the model's input; smaller predicted objects are not counted
-# nuclei up to this factor smaller or larger than the model's median size are left as they
-# are (measured on 30 DSB validation images at their own size and shrunk 2x, see
-# next_scale): upscaling costs more than it gains until nuclei are well under the median,
-# while shrinking large nuclei to the median pays from about 1.6x on
+# nuclei up to this factor larger than the model's median size are left as they are, and up
+# to UPSCALE_BELOW smaller where the model records no training-size range (see next_scale)
 UPSCALE_BELOW = 1.8
 DOWNSCALE_ABOVE = 1.6
 FREE_UPSCALE_BELOW = 1.2  # the tighter lower end when enlarging upsamples nothing
@@ -111,25 +109,36 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     by ``scale``, (new scale or ``None`` when ``scale`` already fits, diameter in input pixels,
     objects, note).
 
-    Nuclei between ``model_diameter / UPSCALE_BELOW`` (or ``smallest``, below) and
-    ``model_diameter * DOWNSCALE_ABOVE`` stay as they are;
-    outside that band the image is resampled to the model's median size.
-    The band is asymmetric because the two directions cost differently. On 30 DSB validation
-    images (``sac-lite-dsb2018``, median 22 px), shrinking nuclei of 30-40 px to 22 px raised
-    AJI by 0.03-0.11 per image, while enlarging 10-14 px nuclei mostly lowered it (the model
-    learnt small nuclei; enlarging blurs them); on the same images shrunk 2x, enlarging
-    nuclei under ~12 px paid. Mean AJI over the 30 images, at their size / shrunk 2x: this
-    band 0.725 / 0.669; the training range widened 1.3x (the earlier rule) 0.721 / 0.659.
+    Nuclei between a lower end (``smallest``, below) and ``model_diameter *
+    DOWNSCALE_ABOVE`` stay as they are; outside that band the image is resampled to the
+    model's median size. The band is asymmetric because the two directions cost differently:
+    shrinking nuclei larger than the model's pays from about 1.6x on (on 30 DSB validation
+    images, ``sac-lite-dsb2018``, median 22 px, shrinking 30-40 px nuclei raised AJI by
+    0.03-0.11 per image), while enlarging nuclei the model has learnt blurs them.
+
+    ``smallest`` (the model's ``nucleus_diameter_range[0]``, the 5th percentile of its
+    training images' sizes) is the lower end: nuclei at least that large were in the
+    training data and are left as they are; smaller ones are enlarged. Models that do not
+    record it use ``model_diameter / UPSCALE_BELOW``. On all 100 DSB validation images at
+    their own size, the earlier lower end (the larger of the two, 12.2 px for
+    ``sac-lite-dsb2018``) enlarged 38 images (true median nuclei 8-28 px) and lowered their
+    DSB score by 0.05 on average (30 of them lower), while shrinking 20 raised it by 0.03
+    (``benchmarks/results/scale_dsb2018_dsb100_1x.md``: 0.535 automatic against 0.548 at
+    the model's scale). For ``sac-lite-monuseg`` the lower end is 6.2 px (5.6 px by the
+    ratio), which on synthetic dark nuclei 12 px across at the input (5.6-5.7 px at the
+    model's scale) turned one missed nucleus of 81 into none.
 
     ``measured``: the nuclei's diameter at this scale from the model's size head
     (:mod:`sac.model.size_head`). Both readings err toward the model's size: the mask's
     statistic saturates (nuclei much smaller than the model's merge into clumps of about its
     size, much larger ones break into pieces of about its size), and a ridge regression
-    shrinks toward the mean of its training targets. So the reading farther from
-    ``model_diameter`` is used. The head alone misread synthetic disks 80-120 px across
-    (images unlike its training data) as in-band, where the mask's statistic was right; the
-    mask alone reads H&E at half magnification as in-band, where the head is right. The
-    mask must hold :data:`MIN_OBJECTS` objects either way.
+    shrinks toward the mean of its training targets. :func:`reading` combines them: the
+    reading farther from ``model_diameter`` when it says the nuclei are larger (the head
+    alone misread synthetic disks 80-120 px across as in-band, where the mask's statistic
+    was right), the larger of the two when the nuclei look smaller, so an image is enlarged
+    only when both agree (on those 38 DSB images the head read the nuclei a median 1.9 px
+    smaller than the mask, and the mask was closer to the truth). The mask must hold
+    :data:`MIN_OBJECTS` objects either way.
 
     ``first`` (the first round, which reads the size head): when the image can be brought to
     the model's size without upsampling the input (the new scale stays at most 1, as for a
@@ -139,24 +148,15 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     validation images shown at 0.5x, ``sac-lite-monuseg`` (scale 0.5) kept scale 0.5 for
     nuclei read at 6.7-6.9 px (inside the 1.8x band) and scored AJI 0.448 against 0.570 at
     1x.
-
-    ``smallest`` (the model's ``nucleus_diameter_range[0]``, the 5th percentile of its
-    training images' sizes) raises the band's lower end where it lies above
-    ``model_diameter / UPSCALE_BELOW``: nuclei smaller than nearly all the model was trained
-    on are always enlarged. For ``sac-lite-dsb2018`` it changes nothing (10 px < 12.2 px); for
-    ``sac-lite-monuseg`` the lower end moves from 5.6 to 6.2 px, which on synthetic dark
-    nuclei 12 px across at the input (5.6-5.7 px at the model's scale) turned one missed
-    nucleus of 81 into none.
     """
     d, n = median_diameter(mask)
     if d is None:
         return None, None, n, f"{n} foreground object(s), too few for a size estimate"
-    if measured is not None and abs(math.log(measured / model_diameter)) > abs(
-            math.log(d / model_diameter)):
-        d = measured  # the farther of the two readings from the model's size (see above)
+    if measured is not None:
+        d = reading(model_diameter, d, measured)
     ratio = model_diameter / d
     diameter = d / scale
-    low = max(model_diameter / UPSCALE_BELOW, smallest or 0.0)
+    low = model_diameter / UPSCALE_BELOW if smallest is None else smallest
     if first and scale * model_diameter / d <= 1.0:  # enlarging without upsampling the input
         low = max(low, model_diameter / FREE_UPSCALE_BELOW)
     if low <= d <= model_diameter * DOWNSCALE_ABOVE:
@@ -165,6 +165,16 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     new = min(max(scale * ratio, lo), hi)
     note = "" if new == scale * ratio else f"clipped to the range {lo}-{hi}"
     return new, diameter, n, note
+
+
+def reading(model_diameter: float, mask: float, head: float) -> float:
+    """The diameter the automatic scale acts on, from the mask's and the size head's readings
+    (see :func:`next_scale`): the one farther from ``model_diameter`` when that one says the
+    nuclei are larger (shrinking pays), the larger of the two when it says they are smaller
+    (enlarging only when both readings agree that it is needed)."""
+    far = head if abs(math.log(head / model_diameter)) > abs(
+        math.log(mask / model_diameter)) else mask
+    return far if far >= model_diameter else max(mask, head)
 
 
 def weighted_median(d: np.ndarray) -> float:

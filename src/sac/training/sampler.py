@@ -9,13 +9,13 @@ run would have seen.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
-from sac.core.errors import InputError, SACError
+from sac.core.errors import ConfigError, InputError, SACError
 from sac.core.images import to_rgb_float
 from sac.core.resample import resample_image, resample_labels, scaled_shape
 from sac.data.base import SampleDataset
@@ -92,15 +92,23 @@ class CropSampler:
     When the images come from several sources (a mixed dataset), each source gets the same
     share of the crops, and within a source images are chosen by area: otherwise a source of
     many small images (DSB 2018) would drown one of a few large ones (MoNuSeg).
+    ``by_source`` gives a source its own augmentation in place of ``augment_cfg`` (stain
+    jitter for the H&E part of mixed data, inverted contrast for the fluorescence part).
     """
 
     def __init__(self, images: list[TrainImage], size: int, augment_cfg: AugmentConfig,
-                 min_foreground: float = 0.02) -> None:
+                 min_foreground: float = 0.02,
+                 by_source: Mapping[str, AugmentConfig] | None = None) -> None:
         if not images:
             raise InputError("the training set is empty: no usable image/label pairs were found")
         self.images = images
         self.size = size
         self.augment_cfg = augment_cfg
+        self.by_source = dict(by_source or {})
+        unknown = set(self.by_source) - {im.source for im in images}
+        if unknown:
+            raise ConfigError(f"augmentation given for source(s) {sorted(unknown)} that no "
+                              f"training image comes from")
         self.min_foreground = min_foreground
         area = np.array([max(im.labels.size, size * size) for im in images], np.float64)
         sources = np.array([im.source for im in images])
@@ -108,6 +116,10 @@ class CropSampler:
             for src in set(sources):
                 area[sources == src] /= area[sources == src].sum()
         self.weights = area / area.sum()
+
+    def augment_of(self, source: str) -> AugmentConfig:
+        """The augmentation of a source's images."""
+        return self.by_source.get(source, self.augment_cfg)
 
     @property
     def crops_per_epoch(self) -> int:
@@ -128,13 +140,14 @@ class CropSampler:
         for index in range(start, start + batch_size):
             rng = np.random.default_rng([seed, step, stream, index])
             im = self.images[int(rng.choice(len(self.images), p=self.weights))]
+            cfg = self.augment_of(im.source)
             side = self.size
-            if self.augment_cfg.rescales:  # magnification jitter: crop more or less, resample
-                lo, hi = np.log(self.augment_cfg.scale_range)
+            if cfg.rescales:  # magnification jitter: crop more or less, resample
+                lo, hi = np.log(cfg.scale_range)
                 side = max(16, round(self.size / float(np.exp(rng.uniform(lo, hi)))))
             rgb, lab, valid = random_crop(im.rgb, im.labels, side, rng,
                                           min_foreground=self.min_foreground)
             rgb, lab, valid = rescaled_crop(rgb, lab, valid, self.size)
-            rgb, lab, valid = augment(rgb, lab, valid, self.augment_cfg, rng)
+            rgb, lab, valid = augment(rgb, lab, valid, cfg, rng)
             out.append(Crop(rgb.astype(np.float32), lab.astype(np.int64), valid))
         return out

@@ -61,6 +61,8 @@ class TrainConfig:
     save_dtype: str = "float16"
     step: StepConfig = field(default_factory=StepConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # a source's own augmentation in place of ``augment`` (mixed data: keys are the sources)
+    source_augment: dict[str, AugmentConfig] = field(default_factory=dict)
     generator_stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
 
     def __post_init__(self) -> None:
@@ -139,7 +141,8 @@ class Trainer:
         self.val_images = val_images
         self.out = Path(out_dir)
         self.parts = model.config.parts
-        self.sampler = CropSampler(train_images, model.spec.image_size, cfg.augment)
+        self.sampler = CropSampler(train_images, model.spec.image_size, cfg.augment,
+                                   by_source=cfg.source_augment)
         self.steps_per_epoch = cfg.steps_per_epoch or max(
             1, math.ceil(self.sampler.crops_per_epoch / cfg.batch_size))
         self.total_steps = cfg.epochs * self.steps_per_epoch
