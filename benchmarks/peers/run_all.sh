@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Train every peer run that has not finished yet, one after another (each needs the 2 cores to
+# itself for its whole budget, so they never run side by side). Usage, from the checkout:
+#   nohup bash benchmarks/peers/run_all.sh [PEERS_ROOT] > ../peers/runs/run_all.log 2>&1 &
+# PEERS_ROOT (default ../peers) holds the environments (setup.sh), the exported data
+# (export.py) and the runs. A run counts as finished when its run.json records predictions;
+# a run folder left by an interrupted run is moved aside (never deleted) and started again.
+# The budgets are the shipped SAC models' training wall times (see README.md).
+set -euo pipefail
+root="${1:-../peers}"
+here="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$root/runs"
+
+finished() {  # run folder
+  [ -f "$1/run.json" ] && "$root/stardist/bin/python" - "$1/run.json" <<'EOF'
+import json, sys
+record = json.load(open(sys.argv[1]))
+sys.exit(0 if record.get("predictions") and not record.get("error") else 1)
+EOF
+}
+
+for spec in "stardist monuseg 87" "cellpose monuseg 87" "stardist dsb2018 86" \
+            "cellpose dsb2018 86"; do
+  read -r tool dataset minutes <<<"$spec"
+  run="$root/runs/$tool-$dataset"
+  if finished "$run"; then
+    echo "$tool-$dataset: finished already ($run/run.json)"
+    continue
+  fi
+  if [ -e "$run" ]; then
+    aside="$run.interrupted-$(date +%Y%m%d-%H%M%S)"
+    mv "$run" "$aside"
+    echo "$tool-$dataset: an unfinished run was moved to $aside"
+  fi
+  extra=()
+  if [ "$tool" = stardist ] && [ "$dataset" = dsb2018 ]; then
+    extra=(--grey)  # StarDist's fluorescence example: one grey channel
+  fi
+  echo "$tool-$dataset: training for $minutes min from $(date -u +%H:%M) UTC"
+  "$root/$tool/bin/python" "$here/${tool}_run.py" --data "$root/data/$dataset" --run "$run" \
+    --minutes "$minutes" "${extra[@]}" > "$root/runs/$tool-$dataset.log" 2>&1 \
+    || echo "$tool-$dataset: failed (exit $?); see $root/runs/$tool-$dataset.log"
+  echo "$tool-$dataset: done at $(date -u +%H:%M) UTC"
+done
