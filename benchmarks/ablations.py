@@ -9,8 +9,11 @@ same budget (``--steps``), each evaluated on the validation images: LoRA rank 0/
 centroid vs probability, prompt type, no negatives. Each run tunes only its detection
 thresholds (``--no-fill``), so variants differ in the ablated setting alone. Runs go to
 ``--runs``; a finished run is reused, so the script can be stopped and continued.
+``--seeds N`` trains each variant N times (seeds 0..N-1) and adds a mean +- half-range row
+per variant, for settings that differ by less than the seed-to-seed spread, e.g. the
+paper's negatives claim: ``--only lora_rank_4 no_negatives --seeds 3 --tag negatives``.
 
-Writes ``results/ablations_<mode>.{json,md}``.
+Writes ``results/ablations_<mode>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -89,28 +92,47 @@ def inference_rows(model_path: str, names: list[str], dataset: Any, bf16: bool
 
 
 def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: bool,
-               only: list[str] | None) -> list[dict[str, Any]]:
+               only: list[str] | None, seeds: int = 1) -> list[dict[str, Any]]:
+    """One row per variant and seed; with several seeds, then one row per variant with the
+    mean and half the range over its seeds."""
     from sac.cli import main as sac
 
-    rows = []
+    rows, summary = [], []
     for name, extra in TRAIN_VARIANTS.items():
         if only and name.split(" ")[0] not in only:
             continue
-        out = runs / name.split(" ")[0]
-        if not (out / "done").is_file():
-            args = ["train", "--data", str(DATA), "--format", "monuseg", "--split", "monuseg",
-                    "-o", str(out), "--scale", "0.5", "--pixel-size", "0.25", "--epochs", "1",
-                    "--steps-per-epoch", str(steps), "--quiet", "--val-limit", "1", "--no-fill",
-                    *(["--bf16"] if bf16 else []), *extra]
-            resume = ["--resume"] if (out / "last" / "state.pt").is_file() else []
-            code = sac(args + resume)
-            if code not in (0, 1):
-                raise SystemExit(f"training {name} failed with exit code {code}")
-            (out / "done").write_text("ok\n")
-        m = evaluate(load_model(out / "model"), names, dataset, bf16)
-        rows.append({"variant": name, "steps": steps, **{k: round(m[k], 4) for k in KEYS}})
-        print(rows[-1], flush=True)
-    return rows
+        mine = []
+        for seed in range(seeds):
+            key = name.split(" ")[0]
+            out = runs / (key if seed == 0 else f"{key}-seed{seed}")
+            if not (out / "done").is_file():
+                args = ["train", "--data", str(DATA), "--format", "monuseg", "--split",
+                        "monuseg", "-o", str(out), "--scale", "0.5", "--pixel-size", "0.25",
+                        "--epochs", "1", "--steps-per-epoch", str(steps), "--quiet",
+                        "--val-limit", "1", "--no-fill", "--seed", str(seed),
+                        *(["--bf16"] if bf16 else []), *extra]
+                resume = ["--resume"] if (out / "last" / "state.pt").is_file() else []
+                code = sac(args + resume)
+                if code not in (0, 1):
+                    raise SystemExit(f"training {name} (seed {seed}) failed with exit code "
+                                     f"{code}")
+                (out / "done").write_text("ok\n")
+            m = evaluate(load_model(out / "model"), names, dataset, bf16)
+            mine.append({"variant": name, "seed": seed, "steps": steps,
+                         **{k: round(m[k], 4) for k in KEYS}})
+            print(mine[-1], flush=True)
+        rows += mine
+        if seeds > 1:
+            summary.append({"variant": f"{name}: mean of {seeds} seeds", "seed": "all",
+                            "steps": steps, **{k: mean_spread([r[k] for r in mine])
+                                               for k in KEYS}})
+    return rows + summary
+
+
+def mean_spread(values: list[float]) -> str:
+    """``mean +- half the range`` of a few runs, as text for the table."""
+    mid = sum(values) / len(values)
+    return f"{mid:.4f} +- {(max(values) - min(values)) / 2:.4f}"
 
 
 def main() -> None:
@@ -122,6 +144,9 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="train variants to run")
     p.add_argument("--limit", type=int, default=None, help="validation images")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train runs per variant, seeds 0..N-1 (seed 0 reuses the old folder)")
+    p.add_argument("--tag", default="", help="suffix of the results' file name")
     args = p.parse_args()
     dataset = open_dataset(DATA, "monuseg")
     names = load_builtin_split("monuseg").val[: args.limit]
@@ -131,13 +156,15 @@ def main() -> None:
         rows = inference_rows(args.model, names, dataset, args.bf16)
         cols = ["variant", *KEYS, "seconds"]
     else:
-        rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only)
-        cols = ["variant", "steps", *KEYS]
+        rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only,
+                          args.seeds)
+        cols = ["variant", "seed", "steps", *KEYS]
     info = machine_info()
     info.update(mode=args.mode, model=args.model or "", images=len(names), bf16=args.bf16,
                 note="pixel_dice: mean over images; semantic_pixel_dice: the one-set-per-"
                      "tile semantic mask")
-    _, md = write_results(f"ablations_{args.mode}", info, rows, cols,
+    name = f"ablations_{args.mode}" + (f"_{args.tag}" if args.tag else "")
+    _, md = write_results(name, info, rows, cols,
                           f"Ablations on the MoNuSeg validation split ({args.mode})")
     print(md.read_text())
 
