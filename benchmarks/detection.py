@@ -68,20 +68,32 @@ def with_generator(model: SACModel, generator: PromptGenerator, centre: str) -> 
     return out
 
 
-def score(model: SACModel, val: list[tuple[str, np.ndarray, np.ndarray]], bf16: bool
+def score(model: SACModel, val: list[tuple[str, np.ndarray, np.ndarray]], bf16: bool,
+          sam: SACModel | None = None, generator_scale: float | None = None
           ) -> dict[str, dict[str, float]]:
-    """Per-image means of the generator's detections and SAC's instances against the truth."""
+    """Per-image means of the generator's detections and SAC's instances against the truth.
+
+    With ``sam`` (and ``generator_scale``, where ``model``'s generator runs), SAC is ``sam``
+    prompted with ``model``'s detections (``Segmenter.segment(nuclei=...)``): the detections
+    may come from another resolution than SAM's, and SAM's own maps (prompt sets,
+    completion) stay those of ``sam``.
+    """
     seg = Segmenter(model, bf16=bf16)
+    runner = seg if sam is None else Segmenter(sam, bf16=bf16)
+    at = model.config.input_scale if generator_scale is None else generator_scale
     rows: dict[str, list[dict[str, float]]] = {"generator_only": [], "sac": []}
     t_sac = 0.0
     for name, img, gt in val:
         rgb = to_rgb_float(img)
-        det = detect(seg.generator_maps(resample_image(rgb, model.config.input_scale)),
-                     model.config.thresholds)
-        rows["generator_only"].append(evaluate_pair(gt, resample_labels(det, rgb.shape[:2])))
         t0 = time.perf_counter()
-        rows["sac"].append(evaluate_pair(gt, seg.segment(img, name).labels))
-        t_sac += time.perf_counter() - t0
+        det = detect(seg.generator_maps(resample_image(rgb, at)), model.config.thresholds)
+        det = resample_labels(det, rgb.shape[:2])
+        t_det = time.perf_counter() - t0
+        rows["generator_only"].append(evaluate_pair(gt, det))
+        t0 = time.perf_counter()
+        labels = runner.segment(img, name, nuclei=det if sam is not None else None).labels
+        t_sac += time.perf_counter() - t0 + (t_det if sam is not None else 0.0)
+        rows["sac"].append(evaluate_pair(gt, labels))
     out = {k: {m: round(float(v), 4) for m, v in aggregate(r).items() if m in KEYS}
            for k, r in rows.items()}
     out["sac"]["s_per_image"] = round(t_sac / max(1, len(val)), 2)
@@ -95,6 +107,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--generator-scale", type=float, default=None,
+                   help="train and run the fresh generators at this scale of the input "
+                        "(e.g. 1.0: full resolution for a model whose SAM works at 0.5); SAM "
+                        "is then prompted with their detections, its own maps unchanged")
     args = p.parse_args()
     started = machine_info()  # at the start: the commit whose code runs
     device = resolve_device(args.device)
@@ -102,7 +118,7 @@ def main() -> None:
     dataset = open_dataset(args.data or default, fmt)
     split = load_builtin_split(args.dataset)
     base = load_model(args.model).to(device).eval()
-    scale = base.config.input_scale
+    scale = base.config.input_scale if args.generator_scale is None else args.generator_scale
     train, _ = load_images(dataset, split.train, scale)
     val_names = split.val[: args.limit]
     val_small, _ = load_images(dataset, val_names, scale)
@@ -132,12 +148,19 @@ def main() -> None:
             train_generator(gen, sampler, stage, seed, device, centre=centre)
             train_s = round(time.perf_counter() - t0, 1)
             model = with_generator(base, gen, centre)
+            zoom = scale / base.config.input_scale
+            if zoom != 1:  # pixel thresholds at the generator's scale (the grid adds them)
+                th = base.config.thresholds
+                model.config = dataclasses.replace(model.config, thresholds=dataclasses.replace(
+                    th, min_distance=round(th.min_distance * zoom),
+                    min_area=round(th.min_area * zoom**2)))
             tuned = tune_detection(model, val_small, bf16=args.bf16)
             model.config = dataclasses.replace(
                 model.config, thresholds=dataclasses.replace(
                     model.config.thresholds, fg=tuned.fg, centre=tuned.centre,
                     min_distance=tuned.min_distance))
-            add(name, seed, score(model, val, args.bf16),
+            sam = None if args.generator_scale is None else base
+            add(name, seed, score(model, val, args.bf16, sam, args.generator_scale),
                 {"centre": centre, "widths": list(widths), "steps": args.steps,
                  "train_s": train_s, "params": sum(q.numel() for q in gen.parameters()),
                  "fg": tuned.fg, "centre_th": tuned.centre, "min_distance": tuned.min_distance})
@@ -158,6 +181,7 @@ def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int,
     info = {**started, "rows_written": machine_info()["date"], "dataset": args.dataset,
             "model": args.model,
             "bf16": args.bf16, "steps": args.steps, "seeds": args.seeds,
+            "generator_scale": args.generator_scale or "the model's",
             "val_images": n_val, "train_images": n_train,
             "note": "generator trained from scratch per row; SAM part (LoRA, decoder) of "
                     "--model fixed; thresholds tuned on the validation images per row; "
