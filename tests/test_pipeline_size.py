@@ -15,6 +15,7 @@ from sac.model import PromptConfig, SACConfig, create_model, load_model, save_mo
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import (
     DOWNSCALE_ABOVE,
+    MASK_SATURATES,
     MIN_OBJECTS,
     UPSCALE_BELOW,
     median_diameter,
@@ -248,15 +249,17 @@ def test_segment_command_diameter_and_metadata(tmp_path) -> None:
         main([*base, "-o", str(tmp_path / "d"), "--diameter", "20", "--scale", "0.5"])
 
 
-def test_reading_enlarges_only_when_both_agree() -> None:
+def test_reading_trusts_the_mask_only_well_below_the_model_size() -> None:
     # larger than the model's: the reading farther from it (both err toward it)
     assert reading(20.0, 30.0, 45.0) == 45.0 and reading(20.0, 45.0, 30.0) == 45.0
-    # smaller: the larger reading, so enlarging needs both
-    assert reading(20.0, 14.0, 11.0) == 14.0 and reading(20.0, 11.0, 14.0) == 14.0
-    # they disagree on the direction: the farther says smaller, the other larger -> larger
-    assert reading(20.0, 26.0, 9.0) == 26.0
+    # the mask reads well below the model's size: it is not saturated there and decides
+    assert reading(20.0, 14.0, 11.0) == 14.0 and reading(20.0, 11.0, 14.0) == 11.0
+    # the mask reads near the model's size (maybe clumps of tiny nuclei): the farther reading
+    assert reading(20.0, 17.0, 8.0) == 8.0 and reading(20.0, 17.0, 19.0) == 17.0
+    assert reading(20.0, 26.0, 9.0) == 9.0
+    assert MASK_SATURATES == 1.3
     small = disk_labels((200, 200), [(40, 40, 5), (40, 120, 5), (120, 80, 5)]) > 0  # d ~10
     d = next_scale(20.0, 1.0, small)[1]
-    assert next_scale(20.0, 1.0, small, measured=d)[0] == pytest.approx(20.0 / d)
-    assert next_scale(20.0, 1.0, small, measured=16.0)[0] is None  # the head says in band
+    assert next_scale(20.0, 1.0, small, measured=16.0)[0] == pytest.approx(20.0 / d)
     assert next_scale(20.0, 1.0, small, measured=5.0)[0] == pytest.approx(20.0 / d)
+    assert next_scale(11.0, 1.0, small, measured=5.0)[0] == pytest.approx(11.0 / 5.0)
