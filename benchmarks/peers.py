@@ -8,6 +8,10 @@ run records, segments the same images with the shipped SAC model and the classic
 ``sac.metrics.report.evaluate_dataset``. A peer whose run failed keeps its row, with the error.
 
     python benchmarks/peers.py --dataset monuseg --runs ../peers/runs
+    python benchmarks/peers.py --dataset monuseg --runs ../peers/runs --only cellpose
+
+With ``--only``, the other methods' rows of the results file already there are kept, so each
+peer's row can be scored and committed as soon as its run ends.
 """
 
 from __future__ import annotations
@@ -26,10 +30,17 @@ from sac.metrics.report import evaluate_dataset
 from sac.pipeline.classical import classical_instances
 from sac.pipeline.segmenter import load_segmenter
 
-from bench_common import machine_info, validation_parser, validation_set, write_results
+from bench_common import (
+    RESULTS,
+    machine_info,
+    validation_parser,
+    validation_set,
+    write_results,
+)
 
 SHIPPED = {"monuseg": "sac-lite-monuseg", "dsb2018": "sac-lite-dsb2018"}
 PEERS = ("stardist", "cellpose")
+METHODS = ("sac", *PEERS, "classical")
 METRICS = ("pixel_dice", "aji", "pq", "f1_obj", "dsb_score")
 
 
@@ -61,32 +72,64 @@ def peer_run(runs: Path, tool: str, dataset: str) -> tuple[dict[str, Any], Path 
     return record, (pred if "error" not in record and pred.is_dir() else None)
 
 
+def merged(previous: dict[str, Any] | None, rows: list[dict[str, Any]],
+           provenance: dict[str, dict[str, Any]], names: list[str]
+           ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """This run's rows and, for the methods it did not score, those of the results file already
+    there (same images only), so that each peer's row lands as soon as its run is scored."""
+    if previous is None:
+        return rows, provenance
+    if previous["machine"].get("image_names") != names:
+        raise SystemExit("the existing results file was scored on other images; give another "
+                         "--tag or score every method again (without --only)")
+    kept = [r for r in previous["rows"] if r["method"] not in provenance]
+    prov = {m: v for m, v in previous["machine"].get("methods", {}).items()
+            if m not in provenance} | provenance
+    order = {m: k for k, m in enumerate(METHODS)}
+    return sorted(kept + rows, key=lambda r: order.get(r["method"], len(order))), prov
+
+
 def main() -> None:
     p = validation_parser(__doc__)
-    p.add_argument("--runs", type=Path, required=True, help="the peers' run folders")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="the peers' run folders (needed to score a peer)")
     p.add_argument("--exported", type=Path, default=None,
                    help="the peers' data folder (export.py; default: RUNS/../data), for the "
                         "DSB image types")
+    p.add_argument("--only", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="score only these methods and keep the other rows of the existing "
+                        "results file (each row records its own commit and date)")
     p.add_argument("--classical-images", type=int, default=12)
     p.add_argument("--train-conditions", default="",
-                   help="how the peers' trainings shared the machine (recorded with the table)")
+                   help="how the scored peers' trainings shared the machine (recorded with "
+                        "their rows)")
     args = p.parse_args()
+    peers = [t for t in PEERS if t in args.only]
+    if peers and args.runs is None:
+        p.error(f"scoring {', '.join(peers)} needs --runs")
     dataset, names = validation_set(args.dataset, args.data, args.limit)
-    manifest = (args.exported or args.runs.parent / "data") / args.dataset / "manifest.json"
-    types = json.loads(manifest.read_text())["image_types"] if manifest.is_file() else {}
+    exported = args.exported or (args.runs.parent / "data" if args.runs else None)
+    manifest = exported / args.dataset / "manifest.json" if exported else None
+    types = (json.loads(manifest.read_text())["image_types"]
+             if manifest is not None and manifest.is_file() else {})
     rows: list[dict[str, Any]] = []
-    info: dict[str, Any] = {}
+    provenance: dict[str, dict[str, Any]] = {}
+    stamp = machine_info()
+    here = {"commit": stamp["commit"], "date": stamp["date"]}
 
     model = SHIPPED[args.dataset]
-    seg = load_segmenter(model, bf16=args.bf16)
-    report = evaluate_dataset(dataset, predict=lambda im, n: seg.segment(im, n),
-                              names=names, progress=False)
-    rows += rows_of("sac", report, types, seg.config.training.get("train_seconds"),
-                    {"note": model})
+    if "sac" in args.only:
+        seg = load_segmenter(model, bf16=args.bf16)
+        report = evaluate_dataset(dataset, predict=lambda im, n: seg.segment(im, n),
+                                  names=names, progress=False)
+        rows += rows_of("sac", report, types, seg.config.training.get("train_seconds"),
+                        {"note": model})
+        provenance["sac"] = here | {"model": model, "bf16": args.bf16}
 
-    for tool in PEERS:
+    for tool in peers:
         record, pred = peer_run(args.runs, tool, args.dataset)
-        info[tool] = {k: v for k, v in record.items() if k not in ("traceback", "tuning")}
+        provenance[tool] = here | {"train_conditions": args.train_conditions} | {
+            k: v for k, v in record.items() if k not in ("traceback", "tuning")}
         if pred is None:
             rows.append({"method": tool, "image_type": "all", "note": record["error"]})
             continue
@@ -94,26 +137,32 @@ def main() -> None:
         rows += rows_of(tool, report, types, record.get("train_seconds"),
                         {"note": f"{tool} {record.get('versions', {}).get(tool, '')}".strip()})
 
-    t0 = time.perf_counter()
-    classical = tune_classical(dataset, load_builtin_split(args.dataset).train,
-                               args.classical_images)
-    tune_s = time.perf_counter() - t0
-    params = {k: classical[k] for k in ("sigma", "min_distance")}
-    report = evaluate_dataset(
-        dataset, predict=lambda im, n: classical_instances(to_rgb_float(im), **params),
-        names=names, progress=False)
-    rows += rows_of("classical", report, types, tune_s,
-                    {"note": f"tuned on {args.classical_images} training images: {params}"})
+    if "classical" in args.only:
+        t0 = time.perf_counter()
+        classical = tune_classical(dataset, load_builtin_split(args.dataset).train,
+                                   args.classical_images)
+        tune_s = time.perf_counter() - t0
+        params = {k: classical[k] for k in ("sigma", "min_distance")}
+        report = evaluate_dataset(
+            dataset, predict=lambda im, n: classical_instances(to_rgb_float(im), **params),
+            names=names, progress=False)
+        rows += rows_of("classical", report, types, tune_s,
+                        {"note": f"tuned on {args.classical_images} training images: "
+                                 f"{params}"})
+        provenance["classical"] = here
 
-    meta = machine_info() | {"dataset": args.dataset, "split": "built-in val",
-                             "images": len(names), "sac_model": model, "bf16": args.bf16,
-                             "peers": info, "train_conditions": args.train_conditions,
-                             "note": "train_cpu_min: wall time of training on the 2 cores "
-                                     "(SAC: from its model config; classical: its tuning); "
-                                     "speed: peers_speed.md, measured apart on a quiet "
-                                     "machine"}
+    name = f"peers_{args.dataset}{args.tag}"
+    old_file = RESULTS / f"{name}.json"
+    previous = json.loads(old_file.read_text()) if old_file.is_file() else None
+    rows, provenance = merged(previous, rows, provenance, list(names))
+    meta = stamp | {"dataset": args.dataset, "split": "built-in val", "images": len(names),
+                    "sac_model": model, "methods": provenance, "image_names": list(names),
+                    "note": "each method's commit, date, settings and training conditions are "
+                            "under methods; train_cpu_min: wall time of training on the 2 "
+                            "cores (SAC: from its model config; classical: its tuning); "
+                            "speed: peers_speed.md, measured apart on a quiet machine"}
     cols = ["method", "image_type", "images", *METRICS, "train_cpu_min", "note"]
-    write_results(f"peers_{args.dataset}{args.tag}", meta, rows, cols,
+    write_results(name, meta, rows, cols,
                   f"SAC and its peers on the {args.dataset} validation split")
     for r in rows:
         print({k: r.get(k) for k in ("method", "image_type", "aji", "dsb_score")})

@@ -5,10 +5,10 @@ training CLI defaults (SGD, learning rate 0.2, weight decay 1e-5, batch 8, 224-p
 rescaling) with the nuclei model's configuration: grey input (``channels=[0, 0]``) and a mean
 diameter of 17 px that every image is rescaled to from its measured nucleus size. The number of
 epochs is set so that training fills the wall-time budget (``--minutes``, the time SAC's
-shipped model trained): two short calibration runs (1 and 3 epochs) measure the fixed cost and
-the cost per epoch. Then, like StarDist's and SAC's threshold tuning, the flow and cell
-probability thresholds are chosen on the validation images (mean average precision at IoU 0.5,
-cellpose's own metric). Writes::
+shipped model trained): after a 1-epoch warm-up (numba compiles cellpose's flow code on first
+use), runs of 2 and 12 epochs measure the fixed cost and the cost per epoch. Then, like
+StarDist's and SAC's threshold tuning, the flow and cell probability thresholds are chosen on
+the validation images (mean average precision at IoU 0.5, cellpose's own metric). Writes::
 
     RUN/model/...                      cellpose's model file (outside the repository)
     RUN/predictions/<name>_labels.tif  instance labels of every validation image
@@ -39,6 +39,7 @@ from peer_common import (
 DIAM_MEAN = 17.0  # the nuclei model's
 CELLPROB = (-1.0, 0.0, 1.0)
 FLOW = (0.3, 0.4, 0.6)
+CALIBRATE = (2, 12)  # epochs of the two timing runs
 
 
 def predict_only(args: argparse.Namespace) -> int:
@@ -96,22 +97,28 @@ def run(args: argparse.Namespace, record: dict) -> None:
                                      model_name=name, **settings)
         return str(path), time.perf_counter() - t0
 
-    _, t1 = fit(1, "calibrate1")
-    _, t3 = fit(3, "calibrate3")
-    per_epoch = max((t3 - t1) / 2, 1e-3)
-    fixed = max(t1 - per_epoch, 0.0)
+    # a first short run pays the one-off costs (numba compiling cellpose's flow code, caches);
+    # two more runs of A and B epochs then give the cost per epoch (including cellpose's test
+    # loss every 10 epochs) and the fixed cost of a training call
+    fit(1, "warmup")
+    a, b = CALIBRATE
+    _, ta = fit(a, "calibrate_a")
+    _, tb = fit(b, "calibrate_b")
+    per_epoch = max((tb - ta) / (b - a), 1e-3)
+    fixed = max(ta - a * per_epoch, 0.0)
     budget = args.minutes * 60
     n_epochs = int(min(args.max_epochs, max(1, (budget - fixed) // per_epoch)))
-    record.update(calibration={"one_epoch_s": round(t1, 1), "three_epochs_s": round(t3, 1),
-                               "per_epoch_s": round(per_epoch, 2), "fixed_s": round(fixed, 1)},
+    record.update(calibration={"epochs": [a, b], "seconds": [round(ta, 1), round(tb, 1)],
+                               "per_epoch_s": round(per_epoch, 3), "fixed_s": round(fixed, 1)},
                   n_epochs=n_epochs, settings={k: v for k, v in settings.items()
                                                if k != "save_path"})
     path, seconds = fit(n_epochs, "model")
     record["train_seconds"] = round(seconds, 1)
+    record["budget_used"] = round(seconds / budget, 3)  # > 1: the calibration underestimated
     model_dir.mkdir(exist_ok=True)
     final = model_dir / "cellpose_model"
     Path(path).replace(final)
-    for leftover in ("calibrate1", "calibrate3"):
+    for leftover in ("warmup", "calibrate_a", "calibrate_b"):
         (args.run / "models" / leftover).unlink(missing_ok=True)
     model = models.CellposeModel(gpu=False, pretrained_model=str(final))
     diameter = float(model.diam_labels)
