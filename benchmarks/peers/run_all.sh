@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Train every peer run that has not finished yet, one after another (each needs the 2 cores to
 # itself for its whole budget, so they never run side by side). Usage, from the checkout:
-#   nohup bash benchmarks/peers/run_all.sh [PEERS_ROOT] > ../peers/runs/run_all.log 2>&1 &
+#   nohup bash benchmarks/peers/run_all.sh [PEERS_ROOT [RUN...]] > ../peers/runs/run_all.log 2>&1 &
 # PEERS_ROOT (default ../peers) holds the environments (setup.sh), the exported data
-# (export.py) and the runs. A run counts as finished when its run.json records predictions;
+# (export.py) and the runs; RUN names the runs to make (e.g. cellpose-dsb2018; default: all
+# four). Each finished run is scored at once into benchmarks/results/peers_<dataset>.json
+# (peers.py --only TOOL, with the checkout's .venv), so that its row can be committed even if
+# the machine, and with it the run folder, is not kept. TRAIN_CONDITIONS (recorded with the
+# rows) says what else shared the machine; PEERS_TAG suffixes the results' name (tests). A run counts as finished when its run.json records predictions;
 # a run folder left by an interrupted run is moved aside (never deleted) and started again.
 # The budgets are the shipped SAC models' training wall times (see README.md).
 set -euo pipefail
 root="${1:-../peers}"
+shift || true
+wanted=("$@")
 here="$(cd "$(dirname "$0")" && pwd)"
+checkout="$(cd "$here/../.." && pwd)"
 mkdir -p "$root/runs"
 
 finished() {  # run folder
@@ -23,6 +30,9 @@ for spec in "stardist monuseg 87" "cellpose monuseg 87" "stardist dsb2018 86" \
             "cellpose dsb2018 86"; do
   read -r tool dataset minutes <<<"$spec"
   run="$root/runs/$tool-$dataset"
+  if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $tool-$dataset " ]]; then
+    continue
+  fi
   if finished "$run"; then
     echo "$tool-$dataset: finished already ($run/run.json)"
     continue
@@ -41,4 +51,12 @@ for spec in "stardist monuseg 87" "cellpose monuseg 87" "stardist dsb2018 86" \
     --minutes "$minutes" "${extra[@]}" > "$root/runs/$tool-$dataset.log" 2>&1 \
     || echo "$tool-$dataset: failed (exit $?); see $root/runs/$tool-$dataset.log"
   echo "$tool-$dataset: done at $(date -u +%H:%M) UTC"
+  if [ -x "$checkout/.venv/bin/python" ]; then
+    "$checkout/.venv/bin/python" "$checkout/benchmarks/peers.py" --dataset "$dataset" \
+      --runs "$root/runs" --exported "$root/data" --only "$tool" --tag "${PEERS_TAG:-}" \
+      --train-conditions "${TRAIN_CONDITIONS:-run_all.sh, one training at a time}" \
+      > "$root/runs/$tool-$dataset.score.log" 2>&1 \
+      && echo "$tool-$dataset: scored into benchmarks/results/peers_$dataset${PEERS_TAG:-}.json" \
+      || echo "$tool-$dataset: scoring failed; see $root/runs/$tool-$dataset.score.log"
+  fi
 done
