@@ -77,7 +77,7 @@ def merged(previous: dict[str, Any] | None, rows: list[dict[str, Any]],
            ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """This run's rows and, for the methods it did not score, those of the results file already
     there (same images only), so that each peer's row lands as soon as its run is scored."""
-    if previous is None:
+    if previous is None or set(provenance) >= set(METHODS):  # every row is new
         return rows, provenance
     if previous["machine"].get("image_names") != names:
         raise SystemExit("the existing results file was scored on other images; give another "

@@ -7,8 +7,9 @@
 # four). Each finished run is scored at once into benchmarks/results/peers_<dataset>.json
 # (peers.py --only TOOL, with the checkout's .venv), so that its row can be committed even if
 # the machine, and with it the run folder, is not kept. TRAIN_CONDITIONS (recorded with the
-# rows) says what else shared the machine; PEERS_TAG suffixes the results' name (tests). A run counts as finished when its run.json records predictions;
-# a run folder left by an interrupted run is moved aside (never deleted) and started again.
+# rows) says what else shared the machine; PEERS_TAG suffixes the results' name (tests).
+# A run counts as finished when its run.json records predictions; a run folder left by an
+# interrupted run is moved aside (never deleted) and started again.
 # The budgets are the shipped SAC models' training wall times (see README.md).
 set -euo pipefail
 root="${1:-../peers}"
@@ -16,6 +17,19 @@ shift || true
 wanted=("$@")
 here="$(cd "$(dirname "$0")" && pwd)"
 checkout="$(cd "$here/../.." && pwd)"
+specs=("stardist monuseg 87" "cellpose monuseg 87" "stardist dsb2018 86" "cellpose dsb2018 86")
+for name in "${wanted[@]}"; do  # a misspelt run name is an error, not a silent no-op
+  known=no
+  for spec in "${specs[@]}"; do
+    read -r tool dataset _ <<<"$spec"
+    [ "$name" = "$tool-$dataset" ] && known=yes
+  done
+  if [ $known = no ]; then
+    echo "run_all.sh: unknown run '$name'; the runs are stardist-monuseg, cellpose-monuseg," \
+         "stardist-dsb2018 and cellpose-dsb2018" >&2
+    exit 2
+  fi
+done
 mkdir -p "$root/runs"
 
 finished() {  # run folder
@@ -26,8 +40,7 @@ sys.exit(0 if record.get("predictions") and not record.get("error") else 1)
 EOF
 }
 
-for spec in "stardist monuseg 87" "cellpose monuseg 87" "stardist dsb2018 86" \
-            "cellpose dsb2018 86"; do
+for spec in "${specs[@]}"; do
   read -r tool dataset minutes <<<"$spec"
   run="$root/runs/$tool-$dataset"
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $tool-$dataset " ]]; then
