@@ -11,7 +11,8 @@ validation images: ``generator_only`` (the watershed on its maps) and ``sac`` (t
 model's LoRA and mask decoder, prompted from this generator; completion as in the model).
 The first row is the model as it is. Each variant runs once per ``--seeds`` seed.
 
-Variants are ``NAME=CENTRE:WIDTHS``, e.g. ``distance=distance:16,32,64,128``.
+Variants are ``NAME=CENTRE:WIDTHS``, e.g. ``distance=distance:16,32,64,128`` (CENTRE is
+``gaussian``, ``distance`` or ``hv``).
 
 Run: ``.venv/bin/python benchmarks/detection.py --dataset monuseg --model sac-lite-monuseg
 --steps 2000 --seeds 0 1 --bf16``. Writes ``results/detection_<dataset>[_<tag>].{json,md}``.
@@ -41,6 +42,7 @@ from sac.pipeline.segmenter import Segmenter
 from sac.training.augment import AugmentConfig
 from sac.training.generator_stage import GeneratorStageConfig, train_generator
 from sac.training.sampler import CropSampler, load_images
+from sac.training.targets import CENTRE_TARGETS
 from sac.training.tune import tune_detection
 
 from bench_common import DATASETS, machine_info, validation_parser, write_results
@@ -54,8 +56,9 @@ def parse_variant(text: str) -> tuple[str, str, tuple[int, ...]]:
     """``NAME=CENTRE:W1,W2,...`` -> (name, centre target, widths)."""
     name, _, rest = text.partition("=")
     centre, _, widths = rest.partition(":")
-    if not name or centre not in ("gaussian", "distance") or not widths:
-        raise SystemExit(f"bad --variant {text!r}: expected NAME=gaussian|distance:W1,W2,...")
+    if not name or centre not in CENTRE_TARGETS or not widths:
+        raise SystemExit(f"bad --variant {text!r}: expected NAME=CENTRE:W1,W2,... with CENTRE "
+                         f"one of {', '.join(CENTRE_TARGETS)}")
     return name, centre, tuple(int(w) for w in widths.split(","))
 
 
@@ -142,7 +145,7 @@ def main() -> None:
     for seed in args.seeds:  # seeds outermost, so a cut-off run still compares the variants
         for name, centre, widths in variants:
             torch.manual_seed(seed)
-            gen = PromptGenerator(GeneratorConfig(widths=widths)).to(device)
+            gen = PromptGenerator(GeneratorConfig(widths=widths, hv=centre == "hv")).to(device)
             sampler = CropSampler(train, base.spec.image_size, augment)
             t0 = time.perf_counter()
             train_generator(gen, sampler, stage, seed, device, centre=centre)

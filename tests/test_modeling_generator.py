@@ -12,9 +12,12 @@ from sac.modeling.generator import (
     GeneratorConfig,
     PromptGenerator,
     count_parameters,
+    map_probabilities,
     pad_to_stride,
     split_outputs,
 )
+from sac.pipeline.nuclei import detect_nuclei
+from sac.training.losses import generator_loss, hv_loss
 from sac.training.targets import generator_targets
 
 from synthetic import disk_labels as disks
@@ -141,3 +144,108 @@ def test_distance_target_on_touching_disks_and_an_ellipse() -> None:
     assert e[20, 25] > 0.7 and e[20, 55] > 0.7 and e[14, 40] < 0.3
     with pytest.raises(ValueError, match="centre target"):
         generator_targets(labels, centre="blob")
+
+
+def _logits(target: np.ndarray) -> torch.Tensor:
+    """Logits whose maps are (almost exactly) the given 4-channel targets."""
+    t = torch.from_numpy(target)[None].clamp(-0.999, 0.999)
+    return torch.cat([torch.logit(t[:, :2].clamp(1e-3, 1 - 1e-3)), torch.atanh(t[:, 2:])], 1)
+
+
+def test_hv_target_on_touching_disks() -> None:
+    labels = disks((64, 80), [(32, 25, 12), (32, 48, 12)])
+    t = generator_targets(labels, centre="hv")
+    assert t.shape == (4, 64, 80) and t.dtype == np.float32
+    np.testing.assert_array_equal(t[:2], generator_targets(labels)[:2])
+    h, v = t[2], t[3]
+    assert (h[labels == 0] == 0).all() and (v[labels == 0] == 0).all()
+    assert h.min() == -1 and h.max() == 1 and v.min() == -1 and v.max() == 1
+    # offsets from each disk's own centre: 0 there, -1 / +1 at its left / right extremes
+    for cx in (25, 48):
+        assert abs(h[32, cx]) < 0.05 and abs(v[32, cx]) < 0.05  # centroid within a pixel
+        assert h[32, cx - 5] < 0 < h[32, cx + 5] and v[27, cx] < 0 < v[37, cx]
+    assert h[32, 25 - 12] == -1 and v[32 - 12, 25] == -1 and v[32 + 12, 48] == 1
+    # where the disks touch, the horizontal map jumps from the first's +side to the second's -
+    contact = (labels[:, :-1] == 1) & (labels[:, 1:] == 2)
+    rows, cols = np.nonzero(contact)
+    assert (h[rows, cols] > 0.6).all() and (h[rows, cols + 1] < -0.6).all()
+    assert generator_targets(np.zeros((8, 8), np.int32), centre="hv").shape == (4, 8, 8)
+
+
+def test_hv_maps_give_a_centre_map_that_splits_touching_disks() -> None:
+    labels = disks((64, 80), [(32, 25, 12), (32, 46, 12)])  # overlapping: one fg blob
+    assert len(np.unique(labels)) == 3
+    probs = map_probabilities(_logits(generator_targets(labels, centre="hv")), hv=True)[0]
+    assert probs.shape == (3, 64, 80)
+    fg, centre = probs[0].numpy(), probs[2].numpy()
+    assert centre.min() >= 0 and centre.max() <= 1
+    assert centre[32, 25] > 0.95 and centre[32, 46] > 0.95 and centre[5, 5] < 1e-2
+    assert centre[32, 35:37].max() < 0.3  # low where the disks meet
+    # a smooth prediction passes through 0 between the disks; that is no centre either
+    blurred = F.avg_pool2d(torch.from_numpy(generator_targets(labels, centre="hv"))[None],
+                           3, 1, 1, count_include_pad=False)[0].numpy()
+    soft = map_probabilities(_logits(blurred), hv=True)[0, 2].numpy()
+    crossing = int(np.argmin(np.abs(blurred[2, 32, 30:42]))) + 30
+    assert abs(blurred[2, 32, crossing]) < 0.35 and soft[32, crossing] < 0.05
+    assert soft[32, 25] > 0.8 and soft[32, 46] > 0.8
+    # with the foreground alone (no boundary map), the centre map's peaks split them
+    found = detect_nuclei(fg, centre, None, min_distance=3, centre_thresh=0.5)
+    assert found.max() == 2
+    assert found[32, 25] != found[32, 46] and found[32, 25] > 0 and found[32, 46] > 0
+
+
+def test_hv_centre_map_is_flip_and_transpose_invariant() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 16, 24)
+    ref = map_probabilities(logits, hv=True)
+    flipped = logits.flip(-1).clone()
+    flipped[:, 2] = -flipped[:, 2]  # a left-right flip negates horizontal offsets
+    torch.testing.assert_close(map_probabilities(flipped, hv=True).flip(-1), ref)
+    swapped = logits.transpose(-1, -2)[:, [0, 1, 3, 2]]  # a transpose swaps h and v
+    torch.testing.assert_close(map_probabilities(swapped, hv=True).transpose(-1, -2), ref)
+    # without hv the maps are the sigmoids of the first three channels
+    torch.testing.assert_close(map_probabilities(logits[:, :3]), torch.sigmoid(logits[:, :3]))
+    with pytest.raises(ValueError, match="4"):
+        map_probabilities(logits[:, :3], hv=True)
+
+
+def test_hv_loss_values_and_gradients() -> None:
+    labels = disks((48, 64), [(24, 20, 10), (24, 38, 9)])
+    target = torch.from_numpy(generator_targets(labels, centre="hv"))[None]
+    valid = torch.ones(1, 48, 64)
+    n = valid.sum()
+    focus = target[:, 0] * valid
+    exact = _logits(target[0].numpy())
+    low = float(hv_loss(exact[:, 2:], target[:, 2:], focus, valid[:, None], n))
+    assert low < 1e-4
+    # the same values smoothed across the contact: small value error, larger gradient error
+    smooth = torch.atanh(F.avg_pool2d(target[:, 2:], 5, 1, 2).clamp(-0.999, 0.999))
+    value_only = float(((torch.tanh(smooth) - target[:, 2:]) ** 2).sum() / n)
+    assert float(hv_loss(smooth, target[:, 2:], focus, valid[:, None], n)) > 1.5 * value_only
+    # the generator loss takes 4-channel logits and targets, and refuses mixed ones
+    assert float(generator_loss(exact, target, valid)) < 0.1
+    with pytest.raises(ValueError, match="3 or 4 channels"):
+        generator_loss(exact[:, :3], target, valid)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tiny_hv_generator_learns_touching_disks() -> None:
+    labels = disks((64, 64), [(30, 22, 10), (30, 41, 10)])
+    target = torch.from_numpy(generator_targets(labels, centre="hv"))[None]
+    img = torch.full((1, 3, 64, 64), 0.2)
+    img[:, :, torch.from_numpy(labels > 0)] = 0.8
+    img += 0.03 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = PromptGenerator(GeneratorConfig(widths=(8, 16, 32), hv=True))
+    assert model(img).shape == (1, 4, 64, 64)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    valid = torch.ones(1, 64, 64)
+    for _ in range(400):
+        loss = generator_loss(model(img), target, valid)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        probs = map_probabilities(model(img), hv=True)[0].numpy()
+    found = detect_nuclei(probs[0], probs[2], probs[1], min_distance=3, centre_thresh=0.3)
+    assert found.max() == 2 and found[30, 22] != found[30, 41]

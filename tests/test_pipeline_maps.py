@@ -8,15 +8,17 @@ import torch
 
 from sac.core.errors import ConfigError
 from sac.model import create_model
-from sac.modeling.generator import GeneratorConfig, PromptGenerator
+from sac.modeling.generator import GeneratorConfig, PromptGenerator, map_probabilities
 from sac.pipeline.maps import averaged_probs, generator_maps
 from sac.pipeline.segmenter import Segmenter
 
 
-@pytest.fixture(scope="module")
-def generator() -> PromptGenerator:
+@pytest.fixture(scope="module", params=[False, True], ids=["centre", "hv"])
+def generator(request) -> PromptGenerator:
+    """A random generator with a centre-map head, or with horizontal/vertical maps (whose
+    signs flips change and whose order transposes swap)."""
     torch.manual_seed(0)
-    return PromptGenerator(GeneratorConfig()).eval()
+    return PromptGenerator(GeneratorConfig(hv=request.param)).eval()
 
 
 def _maps(gen: PromptGenerator, rgb: np.ndarray, tta: int) -> np.ndarray:
@@ -45,8 +47,9 @@ def test_tta_maps_follow_flips_and_transposes(generator) -> None:
 def test_tta_is_the_mean_of_the_views(generator) -> None:
     x = torch.rand(1, 3, 40, 48)
     with torch.no_grad():
-        views = [torch.sigmoid(generator(x))[0],
-                 torch.sigmoid(generator(x.flip(-1)))[0].flip(-1)]
+        hv = generator.config.hv
+        views = [map_probabilities(generator(x), hv)[0],
+                 map_probabilities(generator(x.flip(-1)), hv)[0].flip(-1)]
         np.testing.assert_allclose(averaged_probs(generator, x, 2).numpy(),
                                    ((views[0] + views[1]) / 2).numpy(), atol=1e-5)
         np.testing.assert_allclose(averaged_probs(generator, x, 1).numpy(),

@@ -252,3 +252,21 @@ def test_train_cli_robust_augment_and_generator_stage(disk_folder: Path, tmp_pat
     run2 = tmp_path / "run2"
     assert main([*args[:6], str(run2), *args[7:], "--no-size-head"]) == 0
     assert load_model(run2 / "model").config.size_head is None
+
+
+def test_train_and_segment_with_hv_maps(disk_folder: Path, tmp_path: Path) -> None:
+    """A generator trained on horizontal/vertical maps: 4 output channels through the
+    standalone and joint stages, tuning, the model folder and ``sac segment``."""
+    run, out = tmp_path / "run", tmp_path / "out"
+    assert main(["train", "--data", str(disk_folder), "--format", "folder", "-o", str(run),
+                 "--tiny", "--epochs", "1", "--steps-per-epoch", "2", "--quiet",
+                 "--generator-steps", "2", "--generator-batch", "2", "--no-size-head",
+                 "--centre-target", "hv"]) == 0
+    model = load_model(run / "model")
+    assert model.config.centre_target == "hv" and model.generator.config.hv
+    assert model.generator.head.out_channels == 4
+    assert "threshold_tuning" in model.config.training
+    image = disk_folder / "images" / "im0.png"
+    assert main(["segment", str(image), "-o", str(out), "--model", str(run / "model"),
+                 "--quiet"]) == 0
+    assert tifffile.imread(out / "im0_labels.tif").shape == (128, 128)

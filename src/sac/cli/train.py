@@ -99,9 +99,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=0,
                    help="steps of standalone generator training before the joint stage "
                         "(cheap: about 0.1 of a joint step each; default 0)")
-    o.add_argument("--centre-target", choices=("gaussian", "distance"), default="gaussian",
-                   help="what the generator's centre map learns: a Gaussian blob per nucleus "
-                        "or each nucleus's normalised distance to its edge (default gaussian)")
+    o.add_argument("--centre-target", choices=("gaussian", "distance", "hv"),
+                   default="gaussian",
+                   help="what the generator's centre map learns: a Gaussian blob per nucleus, "
+                        "each nucleus's normalised distance to its edge, or HoVer-Net's "
+                        "horizontal and vertical offset maps (default gaussian)")
     o.add_argument("--lr", type=option("--lr", 0, 1, lo_open=True), default=3e-4)
     o.add_argument("--generator-lr", type=option("--generator-lr", 0, 1, lo_open=True),
                    default=2e-3)

@@ -114,5 +114,6 @@ def build_model(config: SACConfig, base_state: dict[str, torch.Tensor] | None,
     if config.lora_rank > 0:
         apply_lora(sam.image_encoder,
                    LoRAConfig(config.lora_rank, config.lora_alpha, config.lora_blocks))
-    generator = PromptGenerator(GeneratorConfig(widths=config.generator_widths))
+    generator = PromptGenerator(GeneratorConfig(widths=config.generator_widths,
+                                                hv=config.centre_target == "hv"))
     return SACModel(config, sam, generator, spec)

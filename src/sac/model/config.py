@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 PromptMode = Literal["points", "boxes", "points+boxes"]
 PromptStrategy = Literal["centroid", "probability"]
 BaseSource = Literal["bundled", "file", "included"]
-CentreTarget = Literal["gaussian", "distance"]
+CentreTarget = Literal["gaussian", "distance", "hv"]
 PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
 PROMPT_MODES: tuple[str, ...] = typing.get_args(PromptMode)
 PROMPT_STRATEGIES: tuple[str, ...] = typing.get_args(PromptStrategy)
@@ -161,8 +161,8 @@ class SACConfig:
             raise ConfigError("generator_widths must list at least one channel count")
         for width in self.generator_widths:
             number("generator_widths", width, 1, 1024, integer=True)
-        if self.centre_target not in ("gaussian", "distance"):
-            raise ConfigError(f"centre_target must be 'gaussian' or 'distance'; got "
+        if self.centre_target not in ("gaussian", "distance", "hv"):
+            raise ConfigError(f"centre_target must be 'gaussian', 'distance' or 'hv'; got "
                               f"{self.centre_target!r}")
         if self.lora_blocks is not None:
             for block in self.lora_blocks:

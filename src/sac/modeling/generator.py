@@ -7,6 +7,11 @@ post-processing (:mod:`sac.pipeline.prompts`) gives one point or box per nucleus
 * channel 1, ``boundary``: a thin ring at each instance's edge, which separates touching nuclei;
 * channel 2, ``centre``: a Gaussian blob at each nucleus centre, whose peaks become the prompts.
 
+A generator with ``hv=True`` predicts HoVer-Net's horizontal and vertical maps (each pixel's
+offset from its nucleus's centre, in [-1, 1]) in channels 2 and 3 instead of the centre map;
+:func:`map_probabilities` turns them into a centre map that peaks where both offsets are 0,
+so everything downstream sees the same three maps.
+
 The network is deliberately small (a few hundred thousand parameters): it runs once per tile next
 to a SAM encoder that costs over a second on a CPU, so it must add little.
 """
@@ -24,12 +29,21 @@ CHANNELS = ("fg", "boundary", "centre")
 
 @dataclass
 class GeneratorConfig:
-    """Layer widths of the U-Net; ``len(widths) - 1`` is the number of 2x down-samplings."""
+    """Layer widths of the U-Net; ``len(widths) - 1`` is the number of 2x down-samplings.
+    ``hv``: the head predicts horizontal and vertical maps instead of a centre map (one more
+    output channel than ``out_chans``)."""
 
     in_chans: int = 3
     widths: tuple[int, ...] = (16, 32, 64, 128)
     out_chans: int = 3
     groups: int = 8
+    hv: bool = False
+
+    @property
+    def head_chans(self) -> int:
+        """Output channels of the network: ``out_chans``, + 1 for the horizontal and vertical
+        maps in place of the centre map."""
+        return self.out_chans + 1 if self.hv else self.out_chans
 
     @property
     def stride(self) -> int:
@@ -60,7 +74,7 @@ class DoubleConv(nn.Sequential):
 
 
 class PromptGenerator(nn.Module):
-    """U-Net from a (B, in_chans, H, W) image in [0, 1] to (B, out_chans, H, W) logits.
+    """U-Net from a (B, in_chans, H, W) image in [0, 1] to (B, head_chans, H, W) logits.
 
     H and W must be multiples of ``config.stride`` (8 for the default four widths); pad the
     tile otherwise (:func:`pad_to_stride`). Down path: double conv then 2x max-pool. Up path:
@@ -84,7 +98,7 @@ class PromptGenerator(nn.Module):
         levels = list(reversed(range(len(w) - 1)))
         self.reduce = nn.ModuleList(nn.Conv2d(w[i + 1], w[i], 1) for i in levels)
         self.up = nn.ModuleList(DoubleConv(2 * w[i], w[i], cfg.groups) for i in levels)
-        self.head = nn.Conv2d(w[0], cfg.out_chans, 1)
+        self.head = nn.Conv2d(w[0], cfg.head_chans, 1)
         self._init_head()
 
     def _init_head(self) -> None:
@@ -93,7 +107,7 @@ class PromptGenerator(nn.Module):
         nn.init.constant_(self.head.bias, -3.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) image in [0, 1] to (B, out_chans, H, W) logits."""
+        """(B, C, H, W) image in [0, 1] to (B, head_chans, H, W) logits."""
         skips = self.encode(x)
         x = skips.pop()
         for reduce, block in zip(self.reduce, self.up, strict=True):
@@ -132,6 +146,37 @@ def split_outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
         raise ValueError(f"expected (B, >=3, H, W) logits; got {tuple(logits.shape)}")
     probs = torch.sigmoid(logits)
     return {name: probs[:, i] for i, name in enumerate(CHANNELS)}
+
+
+#: px^-1: the horizontal (vertical) map must rise along x (y) at least this steeply for the
+#: derived centre map to count fully there; a nucleus of diameter d rises at about 2 / d
+HV_RISE = 0.05
+
+
+def map_probabilities(logits: torch.Tensor, hv: bool = False) -> torch.Tensor:
+    """(B, 3, H, W) foreground, boundary and centre maps in [0, 1] from the logits.
+
+    Without ``hv`` these are the sigmoids of the three channels. With ``hv``, channels 2 and 3
+    are the horizontal and vertical maps h and v (tanh, in [-1, 1]) and the centre map is
+    ``fg * (1 - max(|h|, |v|))``, 1 where both offsets are 0, times how steeply h rises along
+    x and v along y (up to :data:`HV_RISE`): at a nucleus's centre both rise, while where two
+    nuclei meet the offsets fall from +1 to -1, and a smooth prediction that passes through 0
+    there must not look like a centre. The result is unchanged by flips and transposes of the
+    image (test-time augmentation), which negate or swap h and v.
+    """
+    if logits.ndim != 4 or logits.shape[1] < (4 if hv else 3):
+        raise ValueError(f"expected (B, {4 if hv else 3}+, H, W) logits; got "
+                         f"{tuple(logits.shape)}")
+    probs = torch.sigmoid(logits[:, :2] if hv else logits[:, :3])
+    if not hv:
+        return probs
+    h, v = torch.tanh(logits[:, 2:3]), torch.tanh(logits[:, 3:4])
+    near = 1.0 - torch.maximum(h.abs(), v.abs())
+    hp, vp = F.pad(h, (1, 1, 0, 0), mode="replicate"), F.pad(v, (0, 0, 1, 1), mode="replicate")
+    rise_x = hp[..., 2:] - hp[..., :-2]  # central differences: 2 * dh/dx
+    rise_y = vp[..., 2:, :] - vp[..., :-2, :]
+    rise = (torch.minimum(rise_x, rise_y) / (2 * HV_RISE)).clamp(0.0, 1.0)
+    return torch.cat([probs, probs[:, :1] * near * rise], 1)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -16,7 +16,7 @@ import torch
 
 from sac.core.device import autocast_context
 from sac.core.tiles import owned_tiles, stitch
-from sac.modeling.generator import PromptGenerator, pad_to_stride
+from sac.modeling.generator import PromptGenerator, map_probabilities, pad_to_stride
 
 #: smallest generator tile (px); larger SAM tiles make it larger
 GENERATOR_TILE = 512
@@ -70,14 +70,15 @@ def generator_maps(generator: PromptGenerator, rgb: np.ndarray, tile: int, devic
 
 
 def averaged_probs(generator: PromptGenerator, x: torch.Tensor, tta: int = 1) -> torch.Tensor:
-    """Sigmoid maps (C, H, W) of one image ``x`` (1, 3, H, W), averaged over ``tta`` views:
-    each view is flipped/transposed, run in one batch with the others, and turned back."""
+    """Maps (3, H, W) in [0, 1] of one image ``x`` (1, 3, H, W)
+    (:func:`sac.modeling.generator.map_probabilities`), averaged over ``tta`` views: each view
+    is flipped/transposed, run in one batch with the others, and turned back."""
     flips = _FLIPS[: min(tta, 4)]
     total = torch.zeros((), device=x.device)
     for transposed in (False, True)[: 2 if tta == 8 else 1]:
         base = x.transpose(-1, -2) if transposed else x
         batch = torch.cat([base.flip(f) if f else base for f in flips])
-        probs = torch.sigmoid(generator(batch).float())
+        probs = map_probabilities(generator(batch).float(), generator.config.hv)
         for k, f in enumerate(flips):
             view = probs[k].flip(f) if f else probs[k]
             total = total + (view.transpose(-1, -2) if transposed else view)

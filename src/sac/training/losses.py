@@ -2,7 +2,8 @@
 
 All losses take a ``valid`` mask so padding (crops of images smaller than the model input) is
 ignored. Masks use BCE (optionally focal, as SAM was trained) plus Dice; the generator uses BCE
-(soft targets for the centre heatmap) plus Dice on the foreground.
+(soft targets for the centre heatmap) plus Dice on the foreground, and squared errors of values
+and gradients for horizontal/vertical maps.
 """
 
 from __future__ import annotations
@@ -72,19 +73,46 @@ def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tens
 def generator_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
                    weights: tuple[float, float, float] = (1.0, 1.0, 2.0),
                    counts: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Loss of the (B, 3, H, W) generator logits against (B, 3, H, W) targets.
+    """Loss of the (B, C, H, W) generator logits against (B, C, H, W) targets.
 
     Foreground: BCE + Dice; boundary: BCE weighted up 3x on the thin ring (it is rare);
-    centre map: BCE against the soft targets. ``valid`` is (B, H, W). Pixel terms are
-    divided by the valid pixel count and the Dice term by the crop count: these batch's own,
-    or ``counts`` = (pixels, crops) of the whole batch across processes (:mod:`.sync`).
+    centre map (C = 3): BCE against the soft targets; horizontal and vertical maps (C = 4,
+    :func:`hv_loss`) in its place. ``valid`` is (B, H, W). Pixel terms are divided by the
+    valid pixel count and the Dice term by the crop count: these batch's own, or ``counts`` =
+    (pixels, crops) of the whole batch across processes (:mod:`.sync`).
     """
+    if logits.shape[1] != target.shape[1] or target.shape[1] not in (3, 4):
+        raise ValueError(f"generator logits {tuple(logits.shape)} and targets "
+                         f"{tuple(target.shape)} must both have 3 or 4 channels")
     v = valid[:, None].float()
     n, items = counts if counts is not None else (v.sum().clamp(min=1), len(logits))
-    bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none") * v
+    bce = F.binary_cross_entropy_with_logits(logits[:, :3].float(), target[:, :3],
+                                             reduction="none") * v
     ring = 1.0 + 2.0 * target[:, 1]
     fg = bce[:, 0].sum() / n + dice_loss(logits[:, 0], target[:, 0], v[:, 0]).sum() / items
     boundary = (bce[:, 1] * ring).sum() / n
-    centre = bce[:, 2].sum() / n
+    if target.shape[1] == 4:
+        centre = hv_loss(logits[:, 2:4].float(), target[:, 2:4], v[:, 0] * target[:, 0], v, n)
+    else:
+        centre = bce[:, 2].sum() / n
     w = weights
     return w[0] * fg + w[1] * boundary + w[2] * centre
+
+
+def hv_loss(logits: torch.Tensor, target: torch.Tensor, focus: torch.Tensor,
+            valid: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """HoVer-Net-style loss of the (B, 2, H, W) horizontal/vertical logits (tanh: [-1, 1]).
+
+    Squared error over valid pixels, plus the squared error of the maps' gradients (the
+    horizontal map's along x, the vertical map's along y; central differences over 2 px)
+    inside the nuclei (``focus``, (B, H, W)), where sharp sign changes mark touching nuclei.
+    Both sums are divided by ``n``, the valid pixel count, so that data-parallel processes
+    that share ``n`` add up to one process's loss.
+    """
+    pred = torch.tanh(logits)
+    mse = ((pred - target) ** 2 * valid).sum() / n
+    err = pred - target
+    gx = err[:, 0, :, 2:] - err[:, 0, :, :-2]
+    gy = err[:, 1, 2:, :] - err[:, 1, :-2, :]
+    msge = ((gx**2) * focus[:, :, 1:-1]).sum() / n + ((gy**2) * focus[:, 1:-1, :]).sum() / n
+    return mse + msge

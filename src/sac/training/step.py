@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from sac.core.device import autocast_context
 from sac.model import PromptConfig, SACModel
+from sac.modeling.generator import map_probabilities
 from sac.modeling.sam import window_origins, window_sizes
 from sac.modeling.tiny_vit import TinyViT
 from sac.pipeline.autoprompt import instance_sets, semantic_set
@@ -192,7 +193,8 @@ def generator_part(model: SACModel, crops: list[Crop], n_prompted: int
     targets = torch.from_numpy(np.stack([generator_targets(c.labels, centre=centre)
                                          for c in crops])).to(dev)
     valid = torch.from_numpy(np.stack([c.valid for c in crops])).to(dev)
-    probs = torch.sigmoid(logits[:n_prompted].detach()).cpu().numpy()
+    probs = map_probabilities(logits[:n_prompted].detach().float(),
+                              model.generator.config.hv).cpu().numpy()
     return _Generator(logits, targets, valid), probs
 
 
