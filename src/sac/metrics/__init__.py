@@ -7,7 +7,8 @@ raise :class:`MetricsInputError` (a ValueError).
 - pixel level (foreground vs background): :func:`pixel_scores`, :func:`aggregate_pixel`;
 - object level: :func:`match_instances` (IoU matrix), :func:`object_f1`, :func:`aji`,
   :func:`panoptic_quality`, :func:`dsb_score`;
-- everything at once: :func:`evaluate_pair` per image and :func:`aggregate` over a dataset.
+- everything at once: :func:`evaluate_pair` per image and :func:`aggregate` over a dataset;
+- what kind of mistakes (merged, split, missed, invented nuclei): :mod:`sac.metrics.errors`.
 
 Empty-image convention for every score: GT and prediction both empty -> 1.0 (perfect);
 exactly one of them empty -> 0.0.

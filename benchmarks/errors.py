@@ -1,0 +1,93 @@
+"""What kind of mistakes SAC, its prompt generator alone and other tools' saved predictions
+make on the same validation images: merged, split, missed and badly outlined nuclei, and
+invented ones (:mod:`sac.metrics.errors`).
+
+The detection study says SAC loses most of its AJI to detection; this says which detection
+errors those are, and where a peer that scores higher does better.
+
+Run: ``.venv/bin/python benchmarks/errors.py --dataset monuseg --model sac-lite-monuseg --bf16
+--predictions cellpose=../peers/runs/cellpose-monuseg/predictions``. Saved predictions are
+``<name>_labels.tif`` files, as ``sac evaluate --predictions`` reads them. Writes
+``results/errors_<dataset>[_<tag>].{json,md}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from accuracy import generator_labels
+
+from sac.metrics import aggregate, evaluate_pair
+from sac.metrics.errors import GT_CLASSES, error_breakdown, total_breakdown
+from sac.pipeline.segmenter import load_segmenter
+
+from bench_common import machine_info, validation_parser, validation_set, write_results
+
+
+def saved(folder: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The saved prediction of image ``name``; exits naming the file if it is absent or has
+    another shape than the image."""
+    path = folder / f"{name}_labels.tif"
+    if not path.is_file():
+        raise SystemExit(f"errors.py: {path} is missing; every validation image needs one")
+    labels = tifffile.imread(path)
+    if labels.shape != shape:
+        raise SystemExit(f"errors.py: {path} is {labels.shape}, the image {shape}")
+    return labels
+
+
+def main() -> None:
+    p = validation_parser(__doc__)
+    p.add_argument("--model", default="sac-lite-monuseg")
+    p.add_argument("--predictions", action="append", default=[], metavar="NAME=DIR",
+                   help="a method's saved <image>_labels.tif files (repeatable)")
+    args = p.parse_args()
+    started = machine_info()
+    dataset, names = validation_set(args.dataset, args.data, args.limit)
+    seg = load_segmenter(args.model, bf16=args.bf16)
+    folders = {}
+    for item in args.predictions:
+        method, _, folder = item.partition("=")
+        if not method or not folder:
+            raise SystemExit(f"bad --predictions {item!r}: expected NAME=DIR")
+        folders[method] = Path(folder)
+    methods = ["sac", "generator only", *folders]
+    per: dict[str, list[dict[str, int]]] = {m: [] for m in methods}
+    scores: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for name in names:
+        sample = dataset[name]
+        gt = sample.labels
+        preds = {"sac": seg.segment(sample.image, name).labels,
+                 "generator only": generator_labels(seg, sample.image)}
+        preds.update({m: saved(f, name, gt.shape) for m, f in folders.items()})
+        for method, labels in preds.items():
+            per[method].append(error_breakdown(gt, labels))
+            scores[method].append(evaluate_pair(gt, labels))
+        print(name, {m: per[m][-1]["gt_matched"] for m in per}, flush=True)
+    rows = []
+    for method, counts in per.items():
+        total = total_breakdown(counts)
+        row: dict[str, Any] = {"method": method, "images": len(counts),
+                               "aji": round(float(aggregate(scores[method])["aji"]), 4),
+                               "n_gt": int(total["n_gt"]), "n_pred": int(total["n_pred"])}
+        row.update({c: total[f"gt_{c}_share"] for c in GT_CLASSES})
+        row["invented"] = total["pred_invented_share"]
+        row["counts"] = {k: int(v) for k, v in total.items() if not k.endswith("_share")}
+        rows.append(row)
+        print(row, flush=True)
+    info = {**started, "dataset": args.dataset, "model": args.model, "bf16": args.bf16,
+            "val_images": len(names), "predictions": {m: str(f) for m, f in folders.items()},
+            "note": "matched..poor: shares of all true nuclei (each in one class: matched "
+                    "IoU > 0.5; merged with a neighbour; split in 2+ pieces; missed; poor "
+                    "outline); invented: share of all predictions lying mostly on background; "
+                    "aji: as sac evaluate aggregates it"}
+    write_results(f"errors_{args.dataset}" + (f"_{args.tag}" if args.tag else ""), info, rows,
+                  ["method", "images", "aji", "n_gt", "n_pred", *GT_CLASSES, "invented"],
+                  f"Kinds of mistakes on the {args.dataset} validation split")
+
+
+if __name__ == "__main__":
+    main()
