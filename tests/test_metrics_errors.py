@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sac.metrics import evaluate_pair
-from sac.metrics.errors import error_breakdown, total_breakdown
+from sac.metrics.errors import classify, error_breakdown, total_breakdown, without_invented
 
 from synthetic import disk_labels
 
@@ -38,6 +38,12 @@ def test_each_kind_of_mistake() -> None:
     # matched counts agree with object F1's true positives
     f1 = evaluate_pair(truth, pred)
     assert f1["obj_tp"] == counts["gt_matched"] == counts["pred_matched"]
+    c = classify(truth, pred)
+    assert dict(zip(c.gt_labels.tolist(), c.gt_class.tolist(), strict=True)) == {
+        1: "matched", 2: "merged", 3: "merged", 4: "merged", 5: "split", 6: "missed", 7: "poor"}
+    assert dict(zip(c.pred_labels.tolist(), c.pred_class.tolist(), strict=True))[30] == "invented"
+    cleaned = without_invented(truth, pred)
+    assert not (cleaned == 30).any() and (cleaned == pred)[pred != 30].all()
     # a merge of two equal nuclei still matches the larger (IoU just over 0.5), as F1 has it
     pair = np.where((truth == 2) | (truth == 3), 1, 0)
     two = error_breakdown(np.where(truth == 3, 3, np.where(truth == 2, 2, 0)), pair)

@@ -19,6 +19,7 @@ that prediction ``p`` covers:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,26 @@ GT_CLASSES = ("matched", "merged", "split", "missed", "poor")
 PRED_CLASSES = ("matched", "invented", "other")
 
 
-def error_breakdown(gt: Any, pred: Any) -> dict[str, int]:
-    """Counts of the classes above, keys ``gt_<class>`` and ``pred_<class>``, plus ``n_gt``
-    and ``n_pred``, for one pair of label images of the same shape."""
+@dataclass(frozen=True)
+class Classified:
+    """Each true nucleus's and each prediction's class, in ascending label order."""
+
+    gt_labels: np.ndarray
+    gt_class: np.ndarray  # object array of GT_CLASSES names
+    pred_labels: np.ndarray
+    pred_class: np.ndarray  # object array of PRED_CLASSES names
+
+    def counts(self) -> dict[str, int]:
+        """``n_gt``, ``n_pred`` and the number in each class (``gt_<c>``, ``pred_<c>``)."""
+        out = {"n_gt": int(self.gt_labels.size), "n_pred": int(self.pred_labels.size)}
+        out.update({f"gt_{c}": int(np.count_nonzero(self.gt_class == c)) for c in GT_CLASSES})
+        out.update({f"pred_{c}": int(np.count_nonzero(self.pred_class == c))
+                    for c in PRED_CLASSES})
+        return out
+
+
+def classify(gt: Any, pred: Any) -> Classified:
+    """The classes above for one pair of label images of the same shape."""
     ov = overlap(gt, pred)
     n_gt, n_pred = ov.n_gt, ov.n_pred
     cover = ov.inter / ov.gt_areas[ov.rows].astype(np.float64)  # share of g under p
@@ -58,10 +76,21 @@ def error_breakdown(gt: Any, pred: Any) -> dict[str, int]:
     pred_class = np.full(n_pred, "other", dtype=object)
     pred_class[on_truth < PART] = "invented"
     pred_class[matched_pred] = "matched"
-    out = {"n_gt": n_gt, "n_pred": n_pred}
-    out.update({f"gt_{c}": int(np.count_nonzero(gt_class == c)) for c in GT_CLASSES})
-    out.update({f"pred_{c}": int(np.count_nonzero(pred_class == c)) for c in PRED_CLASSES})
-    return out
+    return Classified(ov.gt_labels, gt_class, ov.pred_labels, pred_class)
+
+
+def error_breakdown(gt: Any, pred: Any) -> dict[str, int]:
+    """Counts of the classes above, keys ``gt_<class>`` and ``pred_<class>``, plus ``n_gt``
+    and ``n_pred``, for one pair of label images of the same shape."""
+    return classify(gt, pred).counts()
+
+
+def without_invented(gt: Any, pred: Any) -> np.ndarray:
+    """``pred`` with its invented nuclei erased: what a perfect false-positive filter would
+    leave (an upper bound on what filtering can gain)."""
+    c = classify(gt, pred)
+    pred = np.asarray(pred)
+    return np.where(np.isin(pred, c.pred_labels[c.pred_class == "invented"]), 0, pred)
 
 
 def total_breakdown(counts: Iterable[Mapping[str, int]]) -> dict[str, float]:
