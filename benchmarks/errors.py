@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 from accuracy import generator_labels
 from scipy import ndimage as ndi
 
 from sac.core.images import to_rgb_float
 from sac.core.resample import resample_image
+from sac.data.images import read_labels
 from sac.metrics import aggregate, evaluate_pair
-from sac.metrics.errors import GT_CLASSES, error_breakdown, total_breakdown, without_invented
+from sac.metrics.errors import GT_CLASSES, classify, total_breakdown, without_invented
+from sac.metrics.report import PREDICTION_SUFFIX
 from sac.pipeline.segmenter import Segmenter, load_segmenter
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
@@ -41,10 +42,10 @@ from bench_common import machine_info, validation_parser, validation_set, write_
 def saved(folder: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """The saved prediction of image ``name``; exits naming the file if it is absent or has
     another shape than the image."""
-    path = folder / f"{name}_labels.tif"
+    path = folder / f"{name}{PREDICTION_SUFFIX}"
     if not path.is_file():
         raise SystemExit(f"errors.py: {path} is missing; every validation image needs one")
-    labels = tifffile.imread(path)
+    labels = read_labels(path)
     if labels.shape != shape:
         raise SystemExit(f"errors.py: {path} is {labels.shape}, the image {shape}")
     return labels
@@ -59,11 +60,12 @@ FILTERS: dict[str, Callable[[float, float, float], bool]] = {
 }
 
 
-def filtered(seg: Segmenter, image: np.ndarray, name: str) -> dict[str, np.ndarray]:
-    """SAC's labels under each of :data:`FILTERS`, from one segmentation that keeps every
-    mask (nuclei added by the completion, which have no score, are always kept)."""
-    everything = dataclasses.replace(seg.thresholds, min_score=0.0)
-    res = Segmenter(seg.model, bf16=seg.bf16, thresholds=everything).segment(image, name)
+def filtered(seg: Segmenter, everything: Segmenter, image: np.ndarray, name: str
+             ) -> dict[str, np.ndarray]:
+    """SAC's labels under each of :data:`FILTERS`, from one segmentation by ``everything``
+    (``seg`` with ``min_score`` 0, which keeps every mask; nuclei added by the completion,
+    which have no score, are always kept)."""
+    res = everything.segment(image, name)
     labels = res.labels
     rgb = to_rgb_float(image)
     maps = seg.generator_maps(resample_image(rgb, seg.config.input_scale))
@@ -98,6 +100,8 @@ def main() -> None:
             raise SystemExit(f"bad --predictions {item!r}: expected NAME=DIR")
         folders[method] = Path(folder)
     methods = ["sac", "generator only", *folders, *(FILTERS if args.filters else ())]
+    everything = Segmenter(seg.model, bf16=seg.bf16, thresholds=dataclasses.replace(
+        seg.thresholds, min_score=0.0))
     per: dict[str, list[dict[str, int]]] = {m: [] for m in methods}
     scores: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     cleaned: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
@@ -108,11 +112,12 @@ def main() -> None:
                  "generator only": generator_labels(seg, sample.image)}
         preds.update({m: saved(f, name, gt.shape) for m, f in folders.items()})
         if args.filters:
-            preds.update(filtered(seg, sample.image, name))
+            preds.update(filtered(seg, everything, sample.image, name))
         for method, labels in preds.items():
-            per[method].append(error_breakdown(gt, labels))
+            classes = classify(gt, labels)
+            per[method].append(classes.counts())
             scores[method].append(evaluate_pair(gt, labels))
-            cleaned[method].append(evaluate_pair(gt, without_invented(gt, labels)))
+            cleaned[method].append(evaluate_pair(gt, without_invented(gt, labels, classes)))
         print(name, {m: per[m][-1]["gt_matched"] for m in per}, flush=True)
     rows = []
     for method, counts in per.items():

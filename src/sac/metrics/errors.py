@@ -85,10 +85,11 @@ def error_breakdown(gt: Any, pred: Any) -> dict[str, int]:
     return classify(gt, pred).counts()
 
 
-def without_invented(gt: Any, pred: Any) -> np.ndarray:
+def without_invented(gt: Any, pred: Any, classified: Classified | None = None) -> np.ndarray:
     """``pred`` with its invented nuclei erased: what a perfect false-positive filter would
-    leave (an upper bound on what filtering can gain)."""
-    c = classify(gt, pred)
+    leave (an upper bound on what filtering can gain). ``classified``: the pair's
+    :func:`classify` result, when the caller has it already."""
+    c = classified if classified is not None else classify(gt, pred)
     pred = np.asarray(pred)
     return np.where(np.isin(pred, c.pred_labels[c.pred_class == "invented"]), 0, pred)
 

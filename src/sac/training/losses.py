@@ -86,12 +86,14 @@ def generator_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tens
                          f"{tuple(target.shape)} must both have 3 or 4 channels")
     v = valid[:, None].float()
     n, items = counts if counts is not None else (v.sum().clamp(min=1), len(logits))
-    bce = F.binary_cross_entropy_with_logits(logits[:, :3].float(), target[:, :3],
+    hv = target.shape[1] == 4  # channels 2, 3: horizontal/vertical maps, not probabilities
+    k = 2 if hv else 3
+    bce = F.binary_cross_entropy_with_logits(logits[:, :k].float(), target[:, :k],
                                              reduction="none") * v
     ring = 1.0 + 2.0 * target[:, 1]
     fg = bce[:, 0].sum() / n + dice_loss(logits[:, 0], target[:, 0], v[:, 0]).sum() / items
     boundary = (bce[:, 1] * ring).sum() / n
-    if target.shape[1] == 4:
+    if hv:
         centre = hv_loss(logits[:, 2:4].float(), target[:, 2:4], v[:, 0] * target[:, 0], v, n)
     else:
         centre = bce[:, 2].sum() / n
