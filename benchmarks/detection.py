@@ -15,7 +15,9 @@ Variants are ``NAME=CENTRE:WIDTHS``, e.g. ``distance=distance:16,32,64,128`` (CE
 ``gaussian``, ``distance`` or ``hv``).
 
 Run: ``.venv/bin/python benchmarks/detection.py --dataset monuseg --model sac-lite-monuseg
---steps 2000 --seeds 0 1 --bf16``. Writes ``results/detection_<dataset>[_<tag>].{json,md}``.
+--steps 2000 --seeds 0 1 --bf16``; ``--save DIR`` keeps each variant's model folder (no size
+head: ``scripts/fit_size_head.py`` fits one). Writes
+``results/detection_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import copy
 import dataclasses
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,7 @@ from sac.data.open import open_dataset
 from sac.data.splits import load_builtin_split
 from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, load_model
+from sac.model.store import save_model
 from sac.modeling.generator import GeneratorConfig, PromptGenerator
 from sac.pipeline.nuclei import detect
 from sac.pipeline.segmenter import Segmenter
@@ -120,7 +124,13 @@ def main() -> None:
                    help="train and run the fresh generators at this scale of the input "
                         "(e.g. 1.0: full resolution for a model whose SAM works at 0.5); SAM "
                         "is then prompted with their detections, its own maps unchanged")
+    p.add_argument("--save", type=Path, default=None, metavar="DIR",
+                   help="also write each variant's model (the --model with this generator and "
+                        "its tuned thresholds, no size head) to DIR/NAME_seedS")
     args = p.parse_args()
+    if args.save is not None and args.generator_scale is not None:
+        raise SystemExit("--save: a model's generator runs at its SAM's scale; drop "
+                         "--generator-scale")
     started = machine_info()  # at the start: the commit whose code runs
     device = resolve_device(args.device)
     fmt, default = DATASETS[args.dataset]
@@ -168,6 +178,8 @@ def main() -> None:
                 model.config, thresholds=dataclasses.replace(
                     model.config.thresholds, fg=tuned.fg, centre=tuned.centre,
                     min_distance=tuned.min_distance))
+            if args.save is not None:
+                save_model(model, args.save / f"{name}_seed{seed}", dtype="float16")
             sam = None if args.generator_scale is None else base
             add(name, seed, score(model, val, args.bf16, sam, args.generator_scale),
                 {"centre": centre, "widths": list(widths), "steps": args.steps,
