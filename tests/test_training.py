@@ -270,3 +270,46 @@ def test_train_and_segment_with_hv_maps(disk_folder: Path, tmp_path: Path) -> No
     assert main(["segment", str(image), "-o", str(out), "--model", str(run / "model"),
                  "--quiet"]) == 0
     assert tifffile.imread(out / "im0_labels.tif").shape == (128, 128)
+
+
+def test_init_from_a_trained_model(disk_folder: Path, tmp_path: Path) -> None:
+    """``sac train --init``: fine-tuning starts from a trained model's weights and settings;
+    options that would change its architecture are refused; the stale size head goes."""
+    from sac.model import load_for_training, save_model
+    from sac.model.size_head import SizeHead, style_dim
+    from sac.modeling import LoRAConfig
+    from sac.training.size_fit import write_size_head
+
+    torch.manual_seed(3)
+    start = create_model(tiny=True, lora=LoRAConfig(2, 2.0), centre_target="distance",
+                         input_scale=0.75, pixel_size_um=0.5, parts=("lora", "generator"))
+    with torch.no_grad():  # trained-looking weights: none equal a fresh model's
+        for part in ("lora", "generator"):
+            for t in start.part_state(part).values():
+                t.add_(torch.randn_like(t) * 0.01)
+    folder = save_model(start, tmp_path / "start")
+    dim = style_dim(start.config.generator_widths)
+    write_size_head(folder, SizeHead(np.zeros(dim), np.ones(dim), np.zeros(dim), 2.3),
+                    {"penalty": 1.0})
+    assert load_model(folder).size_head is not None
+    model = load_for_training(folder, ("mask_decoder", "generator"), nucleus_diameter=12.0)
+    assert model.training and model.size_head is None and model.config.size_head is None
+    assert model.config.parts == ("lora", "mask_decoder", "generator")  # its own kept
+    assert model.config.nucleus_diameter == 12.0 and model.config.lora_rank == 2
+    for part in ("lora", "generator"):
+        for key, t in start.part_state(part).items():
+            assert torch.equal(model.part_state(part)[key], t.to(torch.float32)), key
+
+    run = tmp_path / "run"
+    args = ["train", "--data", str(disk_folder), "--format", "folder", "-o", str(run),
+            "--init", str(folder), "--epochs", "1", "--steps-per-epoch", "2", "--quiet",
+            "--no-tune", "--no-size-head"]
+    assert main(args) == 0
+    cfg = load_model(run / "model").config
+    assert cfg.lora_rank == 2 and cfg.centre_target == "distance"
+    assert cfg.input_scale == 0.75 and cfg.pixel_size_um == 0.5  # kept: same input scale
+    assert cfg.training["init"] == str(folder)
+    assert cfg.parts == ("lora", "mask_decoder", "generator")
+    for bad in (["--lora-rank", "8"], ["--centre-t", "hv"], ["--tiny"]):  # abbreviated too
+        assert main([*args[:6], str(tmp_path / "r2"), *args[7:], *bad]) == 4
+    assert not (tmp_path / "r2").exists()

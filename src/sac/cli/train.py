@@ -41,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="start over in a non-empty folder")
     g = p.add_argument_group("model")
+    g.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from a trained SAC model (folder or shipped name, e.g. "
+                        "sac-lite-monuseg) instead of the base SAM: fine-tune it on your "
+                        "data. Its architecture, prompt settings, thresholds and input scale "
+                        "are kept (--backbone, --lora-*, --prompt-mode/-strategy, the "
+                        "negatives, --semantic-points, --decode-window and --centre-target "
+                        "cannot be given with it); it trains its own parts plus --train-parts")
     g.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES))
     g.add_argument("--sam-checkpoint", type=Path, default=None, help="base SAM checkpoint")
     g.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests only
@@ -68,12 +75,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=16,
                    help="embedding tokens per side decoded around each nucleus; windows grow "
                         "for larger nuclei (default 16)")
-    g.add_argument("--scale", type=option("--scale", 0.05, 20), default=1.0,
-                   help="resample the training images by this factor (default 1)")
+    g.add_argument("--scale", type=option("--scale", 0.05, 20), default=None,
+                   help="resample the training images by this factor (default 1, or the "
+                        "--init model's input scale)")
     g.add_argument("--pixel-size", type=option("--pixel-size", 0, 100, lo_open=True), default=None,
-                   help="micrometres per pixel of the training images (recorded in the model)")
+                   help="micrometres per pixel of the training images (recorded in the model; "
+                        "with --init at its input scale, default the model's)")
     g.add_argument("--modality", choices=("he", "fluorescence", "any"), default=None,
-                   help="image type; he turns on stain augmentation (default from --format)")
+                   help="image type; he turns on stain augmentation (default from --format, "
+                        "or the --init model's where the format does not say)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=option("--epochs", 1, integer=True), default=10)
     o.add_argument("--steps-per-epoch", type=option("--steps-per-epoch", 1, integer=True),
@@ -134,12 +144,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "train ...")
 
 
-def _parts(value: str, rank: int) -> tuple[str, ...]:
+# model options an --init model fixes (its trained weights depend on them)
+FIXED_BY_INIT = ("--backbone", "--tiny", "--lora-rank", "--lora-alpha", "--lora-blocks",
+                 "--prompt-mode", "--prompt-strategy", "--neighbour-negatives",
+                 "--background-negatives", "--semantic-points", "--decode-window",
+                 "--centre-target")
+
+
+def _check_init(argv: list[str]) -> None:
+    """``--init`` with an option that would change the loaded model's architecture: refuse."""
+    flags = {a.split("=")[0] for a in argv if a.startswith("--") and len(a) > 2}
+    given = sorted({f for f in FIXED_BY_INIT for a in flags if f.startswith(a)})  # abbreviated
+    if given:
+        raise ConfigError(f"--init: {', '.join(given)} cannot be given with it (the model's "
+                          "weights were trained with its own settings, which sac train keeps)")
+
+
+def _parts(value: str, rank: int, fresh: bool = True) -> tuple[str, ...]:
     parts = [p.strip() for p in value.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS[1:]]
     if bad:
         raise ConfigError(f"--train-parts: unknown part(s) {bad}; choose from {PARTS[1:]}")
-    if "generator" not in parts:
+    if fresh and "generator" not in parts:
         raise ConfigError("--train-parts must include generator (it has no pretrained weights)")
     return (("lora",) if rank > 0 else ()) + tuple(p for p in PARTS[1:] if p in parts)
 
@@ -175,7 +201,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from sac.core.device import resolve_device
-    from sac.model import PromptConfig, create_model
+    from sac.model import PromptConfig, create_model, load_for_training
     from sac.modeling import LoRAConfig
     from sac.pipeline.size import training_size
     from sac.training.augment import AugmentConfig
@@ -185,14 +211,21 @@ def _train(args: argparse.Namespace) -> int:
     from sac.training.step import StepConfig
     from sac.training.trainer import TrainConfig, Trainer
 
+    init = None
+    if args.init is not None:
+        from sac.model import read_config, resolve_model
+
+        _check_init(args.argv)
+        init = read_config(resolve_model(args.init))
+    scale = args.scale if args.scale is not None else init.input_scale if init else 1.0
     args.device = local_device(args.device)
     sync = init_distributed(resolve_device(args.device))
     if not sync.main:
         args.quiet = True
-    if args.scale <= 0:
-        raise ConfigError(f"--scale must be > 0; got {args.scale}")
     kinds = {MODALITY_OF_FORMAT[f] for f in args.format}
     modality = args.modality or (kinds.pop() if len(kinds) == 1 else "any")
+    if args.modality is None and modality == "any" and init is not None:
+        modality = init.modality  # a folder of images like the --init model's
     blocks = None if args.lora_blocks is None else tuple(
         int(b) for b in args.lora_blocks.split(",") if b.strip())
     lora = LoRAConfig(args.lora_rank, args.lora_alpha or float(max(args.lora_rank, 1)), blocks)
@@ -218,28 +251,34 @@ def _train(args: argparse.Namespace) -> int:
                                              batch_size=args.generator_batch,
                                              lr=args.generator_lr, bf16=args.bf16),
     )
-    train, problems = load_images(dataset, train_names, args.scale, args.limit)
-    val, val_problems = load_images(dataset, val_names, args.scale, args.val_limit)
+    train, problems = load_images(dataset, train_names, scale, args.limit)
+    val, val_problems = load_images(dataset, val_names, scale, args.val_limit)
     for msg in problems + val_problems:
         print(f"sac train: skipped {msg}", file=sys.stderr)
     if not train:
         raise InputError(f"the training set is empty: no usable image/label pairs in "
                          f"{args.data} ({len(problems)} problem(s) listed above)")
     torch.manual_seed(args.seed)
-    pixel = None if args.pixel_size is None else args.pixel_size / args.scale
+    pixel = None if args.pixel_size is None else args.pixel_size / scale
+    if pixel is None and init is not None and scale == init.input_scale:
+        pixel = init.pixel_size_um  # same input scale: the model's pixel size still holds
     diameter, diameter_range = training_size([im.labels for im in train])
-    model = create_model(args.backbone, args.sam_checkpoint, tiny=args.tiny, lora=lora,
-                         prompts=prompts, parts=_parts(args.train_parts, args.lora_rank),
-                         device=args.device, input_scale=args.scale, pixel_size_um=pixel,
-                         decode_window=args.decode_window,
-                         modality=modality, nucleus_diameter=diameter,
-                         centre_target=args.centre_target,
-                         nucleus_diameter_range=diameter_range)
+    data = {"input_scale": scale, "pixel_size_um": pixel, "modality": modality,
+            "nucleus_diameter": diameter, "nucleus_diameter_range": diameter_range}
+    if init is not None:
+        model = load_for_training(args.init, _parts(args.train_parts, 0, False), args.device,
+                                  args.sam_checkpoint, **data)
+    else:
+        model = create_model(args.backbone, args.sam_checkpoint, tiny=args.tiny, lora=lora,
+                             prompts=prompts, parts=_parts(args.train_parts, args.lora_rank),
+                             device=args.device, decode_window=args.decode_window,
+                             centre_target=args.centre_target, **data)
     one = len(args.data) == 1
     summary = {"data": str(args.data[0]) if one else [str(d) for d in args.data],
                "format": args.format[0] if len(args.format) == 1 else args.format,
                "split": args.split[0] if args.split and len(args.split) == 1 else args.split,
                "train_images": len(train), "val_images": len(val),
+               **({"init": str(args.init)} if init is not None else {}),
                "skipped": problems + val_problems}
     trainer = Trainer(model, train, val, args.output, cfg, summary, sync)
     if sync.main:

@@ -4,6 +4,7 @@ from sac.model.build import SACModel, build_model
 from sac.model.config import BaseWeights, PromptConfig, SACConfig, Thresholds
 from sac.model.store import (
     create_model,
+    load_for_training,
     load_model,
     read_config,
     resolve_model,
@@ -19,6 +20,7 @@ __all__ = [
     "Thresholds",
     "build_model",
     "create_model",
+    "load_for_training",
     "load_model",
     "read_config",
     "resolve_model",

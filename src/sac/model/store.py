@@ -254,6 +254,32 @@ def load_model(model: str | Path, device: str | torch.device = "cpu",
     return sac.to(dev).eval()
 
 
+def load_for_training(model: str | Path, parts: tuple[str, ...] = (),
+                      device: str | torch.device = "cpu",
+                      checkpoint: str | Path | None = None, **settings: Any) -> SACModel:
+    """A trained model (folder or shipped name) as the start of further training.
+
+    Its architecture, prompts and thresholds are kept. It trains its own parts plus
+    ``parts`` (a part it has is never dropped: the folder written after training must hold
+    every part that differs from the base). Its size head is removed: it was fitted on the
+    old generator's features and would misread the new one's (``sac train`` fits a new one).
+    ``settings`` replace :class:`SACConfig` fields that describe the new training data
+    (``nucleus_diameter``, ``modality``, ``input_scale``, ...). The result is in train mode.
+    """
+    sac = load_model(model, device, checkpoint)
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ConfigError(f"unknown model part(s) {unknown}; choose from {list(PARTS)}")
+    if "lora" in parts and sac.config.lora_rank == 0:
+        raise ConfigError(f"{model} has no LoRA (rank 0), so it cannot train one")
+    keep = tuple(p for p in PARTS if p in sac.config.parts or p in parts)
+    from dataclasses import replace
+
+    sac.config = replace(sac.config, parts=keep, size_head=None, training={}, **settings)
+    sac.size_head = None
+    return sac.train()
+
+
 def _load_part(model: SACModel, part: str, path: Path) -> None:
     """Load one part file strictly, naming missing, unexpected and wrong-shape tensors."""
     from safetensors import SafetensorError
