@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,13 @@ def main() -> None:
                 model.config, thresholds=dataclasses.replace(
                     model.config.thresholds, fg=tuned.fg, centre=tuned.centre,
                     min_distance=tuned.min_distance))
-            if args.save is not None:
-                save_model(model, args.save / f"{name}_seed{seed}", dtype="float16")
+            if args.save is not None:  # its card must say the generator was replaced
+                record = {"script": "benchmarks/detection.py", "argv": sys.argv[1:],
+                          "commit": started["commit"], "centre_target": centre,
+                          "widths": list(widths), "steps": args.steps, "seed": seed,
+                          "train_seconds": train_s, "thresholds_tuned_on": "validation"}
+                save_model(model, args.save / f"{name}_seed{seed}", dtype="float16",
+                           training={**base.config.training, "generator_replaced": record})
             sam = None if args.generator_scale is None else base
             add(name, seed, score(model, val, args.bf16, sam, args.generator_scale),
                 {"centre": centre, "widths": list(widths), "steps": args.steps,

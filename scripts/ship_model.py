@@ -74,6 +74,15 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
         f"{tr.get('validation_seconds', 0) / 60:.0f} min validation, "
         f"{tr.get('crops_per_s', '?')} crops/s (the machine of the benchmarks: 2-core CPU)",
     ]
+    gen = tr.get("generator_replaced")
+    if gen:
+        lines.append(
+            f"- prompt generator replaced afterwards (SAM's LoRA and decoder as trained "
+            f"above): a fresh generator (centre target {gen['centre_target']}, widths "
+            f"{gen['widths']}, seed {gen['seed']}) trained alone for {gen['steps']} steps in "
+            f"{gen['train_seconds'] / 60:.0f} min by `{gen['script']}` at {gen['commit']} "
+            f"(`{' '.join(gen.get('argv', []))}`); its detection thresholds chosen on the "
+            "validation images")
     tune = tr.get("threshold_tuning")
     if tune:
         lines.append(
