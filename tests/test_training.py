@@ -313,3 +313,31 @@ def test_init_from_a_trained_model(disk_folder: Path, tmp_path: Path) -> None:
     for bad in (["--lora-rank", "8"], ["--centre-t", "hv"], ["--tiny"]):  # abbreviated too
         assert main([*args[:6], str(tmp_path / "r2"), *args[7:], *bad]) == 4
     assert not (tmp_path / "r2").exists()
+
+
+def test_fill_tuned_on_full_resolution(disk_folder: Path) -> None:
+    """For a model working at half resolution, the completion is scored on what ``sac
+    segment`` returns for the images as they are, not on their half-resolution copies."""
+    from sac.data.open import open_dataset
+    from sac.metrics import aggregate, evaluate_pair
+    from sac.pipeline.segmenter import Segmenter
+    from sac.training.sampler import load_images
+    from sac.training.tune import tune_fill
+
+    from oracle import OracleGenerator
+
+    torch.manual_seed(0)
+    model = create_model(tiny=True, input_scale=0.5,
+                         thresholds=Thresholds(min_score=0.0)).eval()
+    model.generator = OracleGenerator()  # finds the disks, so the masks are not empty
+    dataset = open_dataset(disk_folder, "folder")
+    names = ["im4", "im5"]
+    small, _ = load_images(dataset, names, 0.5)
+    full, _ = load_images(dataset, names, 1.0)
+    result = tune_fill(model, small, full=full)
+    off = next(r for r in result.table if (r["fill_new_area"], r["fill_attach"]) == (0, False))
+    seg = Segmenter(model, thresholds=model.config.thresholds.without_fill())
+    rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name).labels) for im in full]
+    assert full[0].labels.shape == (128, 128) and small[0].labels.shape == (64, 64)
+    assert off["aji"] == pytest.approx(float(aggregate(rows)["aji"])) and off["aji"] > 0
+    assert off["pixel_dice"] == pytest.approx(float(aggregate(rows)["pixel_dice"]))

@@ -293,7 +293,11 @@ def _train(args: argparse.Namespace) -> int:
     if val and not args.no_tune:
         from sac.training.tune import describe, tune_model_folder
 
-        s = tune_model_folder(result.model_dir, val, None, args.bf16, fill=not args.no_fill)
+        full = None  # the completion is scored as sac segment runs: on the images as they are
+        if not args.no_fill and scale != 1:
+            full, _ = load_images(dataset, [im.name for im in val], 1.0)
+        s = tune_model_folder(result.model_dir, val, None, args.bf16, fill=not args.no_fill,
+                              full=full)
         print(f"tuned on the validation images: {describe(s)}", file=sys.stderr)
     if diameter is not None and not args.no_size_head:
         from sac.training.size_fit import add_size_head

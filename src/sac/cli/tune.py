@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"sac tune: skipped {msg}", file=sys.stderr)
     if not images:
         raise InputError("no usable validation images to tune on")
-    s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill)
+    full = None  # the completion is scored as sac segment runs: on the images as they are
+    if not args.no_fill and scale != 1:
+        full, _ = load_images(dataset, [im.name for im in images], 1.0)
+    s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill,
+                          full=full)
     print(f"{describe(s)}; saved {args.output or folder}")
     return 1 if problems else 0
