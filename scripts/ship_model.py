@@ -99,7 +99,8 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
     lines += [
         "",
         f"## Validation metrics at checkpoint selection (by {tr.get('select_metric', '?')}; "
-        "before threshold tuning)", "",
+        + ("of the jointly trained model, before its generator was replaced; "
+           if gen else "") + "before threshold tuning)", "",
         "| metric | value |", "|---|---|",
     ]
     lines += [f"| {k} | {val[k]:.4f} |" for k in METRICS if k in val]
