@@ -58,7 +58,8 @@ def zero_shot(model: SACModel) -> SACModel:
                       prompts=dataclasses.replace(cfg.prompts, mode="boxes"),
                       thresholds=cfg.thresholds.without_fill(),
                       decode_window=cfg.decode_window,
-                      input_scale=cfg.input_scale, generator_widths=cfg.generator_widths)
+                      input_scale=cfg.input_scale, generator_widths=cfg.generator_widths,
+                      centre_target=cfg.centre_target)
     zs.generator.load_state_dict(model.generator.state_dict())
     return zs.eval()
 
