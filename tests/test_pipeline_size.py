@@ -161,6 +161,11 @@ SMALL = pytest.mark.xfail(strict=True, reason=(
     "nuclei 8 px across: measured with sac-lite-dsb2018 (bright disks, enlarged 3.9x) every "
     "one found but masks 1.36x too large (median matched IoU 0.73)"))
 
+SMALL_HE = pytest.mark.xfail(strict=True, reason=(
+    "dark ellipses 8 px across: measured with sac-lite-monuseg since its hv generator (commit "
+    "after e57e892): every one found, none below IoU 0.5, but read as 6.4 px (scale 1.25) and "
+    "median matched IoU 0.797, just under 0.8 (the Gaussian generator before it passed)"))
+
 
 @pytest.mark.weights
 @pytest.mark.parametrize(("model", "radius", "ellipse"), [
@@ -168,7 +173,7 @@ SMALL = pytest.mark.xfail(strict=True, reason=(
     ("sac-lite-dsb2018", 6, True), ("sac-lite-dsb2018", 10, False),
     ("sac-lite-dsb2018", 20, True), ("sac-lite-dsb2018", 40, False),
     ("sac-lite-dsb2018", 60, True),
-    ("sac-lite-monuseg", 4, True),
+    pytest.param("sac-lite-monuseg", 4, True, marks=SMALL_HE),
     ("sac-lite-monuseg", 6, False), ("sac-lite-monuseg", 10, True),
     ("sac-lite-monuseg", 20, False), ("sac-lite-monuseg", 40, True),
     ("sac-lite-monuseg", 60, False)])
