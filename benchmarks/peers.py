@@ -122,8 +122,14 @@ def main() -> None:
         seg = load_segmenter(model, bf16=args.bf16)
         report = evaluate_dataset(dataset, predict=lambda im, n: seg.segment(im, n),
                                   names=names, progress=False)
-        rows += rows_of("sac", report, types, seg.config.training.get("train_seconds"),
-                        {"note": model})
+        tr = seg.config.training
+        train_s, note = tr.get("train_seconds"), model
+        gen = tr.get("generator_replaced")  # a generator trained alone afterwards counts too
+        if train_s is not None and gen:
+            train_s += gen["train_seconds"]
+            note += (f" (joint {tr['train_seconds'] / 60:.1f} min + generator alone "
+                     f"{gen['train_seconds'] / 60:.1f} min)")
+        rows += rows_of("sac", report, types, train_s, {"note": note})
         provenance["sac"] = here | {"model": model, "bf16": args.bf16}
 
     for tool in peers:
