@@ -291,11 +291,9 @@ def _train(args: argparse.Namespace) -> int:
     if not sync.main:
         return 0
     if val and not args.no_tune:
-        from sac.training.tune import describe, tune_model_folder
+        from sac.training.tune import at_own_size, describe, tune_model_folder
 
-        full = None  # the completion is scored as sac segment runs: on the images as they are
-        if not args.no_fill and scale != 1:
-            full, _ = load_images(dataset, [im.name for im in val], 1.0)
+        full = None if args.no_fill else at_own_size(dataset, val, scale)
         s = tune_model_folder(result.model_dir, val, None, args.bf16, fill=not args.no_fill,
                               full=full)
         print(f"tuned on the validation images: {describe(s)}", file=sys.stderr)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.model import read_config, resolve_model
     from sac.model.store import is_shipped
     from sac.training.sampler import load_images
-    from sac.training.tune import describe, tune_model_folder
+    from sac.training.tune import at_own_size, describe, tune_model_folder
 
     folder = resolve_model(args.model)
     if args.output is None and is_shipped(folder):
@@ -59,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"sac tune: skipped {msg}", file=sys.stderr)
     if not images:
         raise InputError("no usable validation images to tune on")
-    full = None  # the completion is scored as sac segment runs: on the images as they are
-    if not args.no_fill and scale != 1:
-        full, _ = load_images(dataset, [im.name for im in images], 1.0)
+    full = None if args.no_fill else at_own_size(dataset, images, scale)
     s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill,
                           full=full)
     print(f"{describe(s)}; saved {args.output or folder}")

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sac.data.base import SampleDataset
 from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel
 from sac.pipeline.maps import Maps
 from sac.pipeline.nuclei import detect
-from sac.training.sampler import TrainImage
+from sac.training.sampler import TrainImage, load_images
 
 FG = (0.4, 0.5, 0.6)
 CENTRE = (0.15, 0.25, 0.35, 0.5)
@@ -147,6 +148,16 @@ def summary(result: TuneResult, metric: str, fill: FillResult | None = None
                        "default_score": round(fill.default_score, 4),
                        "grid": {"fill_new_area": FILL_NEW_AREA, "fill_attach": FILL_ATTACH}}
     return out
+
+
+def at_own_size(dataset: SampleDataset, images: list[TrainImage], scale: float
+                ) -> list[TrainImage] | None:
+    """``images`` (read from ``dataset`` at ``scale``) again at their own size, for scoring
+    the completion as ``sac segment`` runs (:func:`tune_fill`); ``None`` at scale 1."""
+    if scale == 1:
+        return None
+    full, _ = load_images(dataset, [im.name for im in images], 1.0)
+    return full
 
 
 def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
