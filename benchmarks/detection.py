@@ -178,7 +178,7 @@ def main() -> None:
             model.config = dataclasses.replace(
                 model.config, thresholds=dataclasses.replace(
                     model.config.thresholds, fg=tuned.fg, centre=tuned.centre,
-                    min_distance=tuned.min_distance, hv_split=tuned.hv_split))
+                    min_distance=tuned.min_distance))
             if args.save is not None:  # its card must say the generator was replaced
                 record = {"script": "benchmarks/detection.py", "argv": sys.argv[1:],
                           "commit": started["commit"], "centre_target": centre,
@@ -190,8 +190,7 @@ def main() -> None:
             add(name, seed, score(model, val, args.bf16, sam, args.generator_scale),
                 {"centre": centre, "widths": list(widths), "steps": args.steps,
                  "train_s": train_s, "params": sum(q.numel() for q in gen.parameters()),
-                 "fg": tuned.fg, "centre_th": tuned.centre, "min_distance": tuned.min_distance,
-                 "hv_split": tuned.hv_split})
+                 "fg": tuned.fg, "centre_th": tuned.centre, "min_distance": tuned.min_distance})
             write(table, args, len(train), len(val), started)
 
 
@@ -215,8 +214,8 @@ def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int,
                     "--model fixed; thresholds tuned on the validation images per row; "
                     "spread = half the range over seeds"}
     columns = ["variant", "seed", "runs", "centre", "widths", "steps", "train_s", "fg",
-               "centre_th", "min_distance", "hv_split", "gen_f1_obj", "gen_aji", "sac_f1_obj",
-               "sac_aji", "sac_pixel_dice", "sac_pq", "sac_s_per_image"]
+               "centre_th", "min_distance", "gen_f1_obj", "gen_aji", "sac_f1_obj", "sac_aji",
+               "sac_pixel_dice", "sac_pq", "sac_s_per_image"]
     write_results(f"detection_{args.dataset}" + (f"_{args.tag}" if args.tag else ""),
                   info, table + summary, columns,
                   f"Detection study on the {args.dataset} validation split")

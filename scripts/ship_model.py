@@ -87,11 +87,8 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
     if tune:
         lines.append(
             f"- detection thresholds chosen afterwards on the validation images (sac tune): "
-            f"fg {tune['fg']}, " + (
-                f"seeds where the horizontal/vertical maps fall less than {tune['hv_split']} "
-                f"per px" if tune.get("hv_split") else
-                f"centre {tune['centre']}, min_distance {tune['min_distance']}") +
-            f" (detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
+            f"fg {tune['fg']}, centre {tune['centre']}, min_distance {tune['min_distance']} "
+            f"(detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
         fill = tune.get("fill")
         if fill:
             lines.append(

@@ -176,7 +176,7 @@ def test_hv_maps_give_a_centre_map_that_splits_touching_disks() -> None:
     labels = disks((64, 80), [(32, 25, 12), (32, 46, 12)])  # overlapping: one fg blob
     assert len(np.unique(labels)) == 3
     probs = map_probabilities(_logits(generator_targets(labels, centre="hv")), hv=True)[0]
-    assert probs.shape == (4, 64, 80)  # fg, boundary, centre and fall
+    assert probs.shape == (3, 64, 80)
     fg, centre = probs[0].numpy(), probs[2].numpy()
     assert centre.min() >= 0 and centre.max() <= 1
     assert centre[32, 25] > 0.95 and centre[32, 46] > 0.95 and centre[5, 5] < 1e-2

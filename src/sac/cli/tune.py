@@ -17,8 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune", help="choose a model's detection thresholds on validation images",
         description="Grid-search the prompt generator's detection thresholds (foreground, "
-        "centre, seed spacing; for a generator with horizontal/vertical maps also seeds from where "
-        "those maps do not fall) for the best object F1 on a validation split, then whether "
+        "centre, seed spacing) for the best object F1 on a validation split, then whether "
         "regions of the semantic mask that no instance covers become nuclei or join their "
         "neighbour (best pixel Dice + AJI), and save the model with them. Use validation "
         "images only, never test images.", epilog=EPILOG)

@@ -25,7 +25,7 @@ FORMAT = "sac-model"
 # (no automatic scale), no training record, no version note, the backbone as registered
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
                            "sac_version", "backbone_overrides", "centre_target",
-                           "size_head", "hv_split"})
+                           "size_head"})
 FORMAT_VERSION = 1
 
 PromptMode = Literal["points", "boxes", "points+boxes"]
@@ -82,10 +82,6 @@ class Thresholds:
     fg: float = 0.5  # generator foreground probability
     centre: float = 0.3  # minimum centre-map peak for a nucleus seed
     min_distance: int = 3  # px between seeds, at the model's scale
-    # px^-1; > 0 (generators with horizontal/vertical maps only): seeds are the regions where
-    # those maps fall less steeply than this (sac.pipeline.nuclei.detect_from_falls), not
-    # the centre map's peaks (then ``centre`` and ``min_distance`` are unused)
-    hv_split: float = 0.0
     min_area: int = 8  # px, smallest nucleus kept, at the model's scale
     min_score: float = 0.3  # SAM's predicted IoU below which a mask is dropped
     min_visible: float = 0.5  # share of a mask left free after better masks, else a duplicate
@@ -94,7 +90,7 @@ class Thresholds:
     fill_attach: bool = False  # uncovered semantic pixels touching a nucleus join it
 
     def __post_init__(self) -> None:
-        for name in ("fg", "centre", "min_score", "min_visible", "hv_split"):
+        for name in ("fg", "centre", "min_score", "min_visible"):
             number(name, getattr(self, name), 0, 1)
         number("min_distance", self.min_distance, 1, 1000, integer=True)
         number("min_area", self.min_area, 0, 10**6, integer=True)
@@ -167,10 +163,6 @@ class SACConfig:
             number("generator_widths", width, 1, 1024, integer=True)
         if self.centre_target not in ("gaussian", "distance", "hv"):
             raise ConfigError(f"centre_target must be 'gaussian', 'distance' or 'hv'; got "
-                              f"{self.centre_target!r}")
-        if self.thresholds.hv_split > 0 and self.centre_target != "hv":
-            raise ConfigError(f"thresholds.hv_split > 0 needs a generator with horizontal/"
-                              f"vertical maps (centre_target 'hv'); this one's is "
                               f"{self.centre_target!r}")
         if self.lora_blocks is not None:
             for block in self.lora_blocks:

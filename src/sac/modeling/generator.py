@@ -10,8 +10,7 @@ post-processing (:mod:`sac.pipeline.prompts`) gives one point or box per nucleus
 A generator with ``hv=True`` predicts HoVer-Net's horizontal and vertical maps (each pixel's
 offset from its nucleus's centre, in [-1, 1]) in channels 2 and 3 instead of the centre map;
 :func:`map_probabilities` turns them into a centre map that peaks where both offsets are 0,
-so everything downstream sees the same three maps, plus a fourth, ``fall``: how steeply the
-offsets fall, which happens only where two nuclei meet (HoVer-Net's cue for splitting them).
+so everything downstream sees the same three maps.
 
 The network is deliberately small (a few hundred thousand parameters): it runs once per tile next
 to a SAM encoder that costs over a second on a CPU, so it must add little.
@@ -152,23 +151,18 @@ def split_outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
 #: px^-1: the horizontal (vertical) map must rise along x (y) at least this steeply for the
 #: derived centre map to count fully there; a nucleus of diameter d rises at about 2 / d
 HV_RISE = 0.05
-#: Sobel derivative along x (3x3, smoothed across): d/dx of a linear ramp of slope 1 is 1
-_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
 
 
 def map_probabilities(logits: torch.Tensor, hv: bool = False) -> torch.Tensor:
-    """(B, 3, H, W) foreground, boundary and centre maps in [0, 1] from the logits; with
-    ``hv``, (B, 4, H, W): those three and the fall map.
+    """(B, 3, H, W) foreground, boundary and centre maps in [0, 1] from the logits.
 
     Without ``hv`` these are the sigmoids of the three channels. With ``hv``, channels 2 and 3
     are the horizontal and vertical maps h and v (tanh, in [-1, 1]) and the centre map is
     ``fg * (1 - max(|h|, |v|))``, 1 where both offsets are 0, times how steeply h rises along
     x and v along y (up to :data:`HV_RISE`): at a nucleus's centre both rise, while where two
     nuclei meet the offsets fall from +1 to -1, and a smooth prediction that passes through 0
-    there must not look like a centre. The fall map is that fall, ``max(-dh/dx, -dv/dy, 0)``
-    in px^-1 (Sobel derivatives): 0 inside a nucleus, high where two meet
-    (:func:`sac.pipeline.nuclei.detect_from_falls`). The result is unchanged by flips and
-    transposes of the image (test-time augmentation), which negate or swap h and v.
+    there must not look like a centre. The result is unchanged by flips and transposes of the
+    image (test-time augmentation), which negate or swap h and v.
     """
     if logits.ndim != 4 or logits.shape[1] < (4 if hv else 3):
         raise ValueError(f"expected (B, {4 if hv else 3}+, H, W) logits; got "
@@ -182,11 +176,7 @@ def map_probabilities(logits: torch.Tensor, hv: bool = False) -> torch.Tensor:
     rise_x = hp[..., 2:] - hp[..., :-2]  # central differences: 2 * dh/dx
     rise_y = vp[..., 2:, :] - vp[..., :-2, :]
     rise = (torch.minimum(rise_x, rise_y) / (2 * HV_RISE)).clamp(0.0, 1.0)
-    kx = _SOBEL_X.to(h)
-    dh = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), kx.view(1, 1, 3, 3))
-    dv = F.conv2d(F.pad(v, (1, 1, 1, 1), mode="replicate"), kx.t().reshape(1, 1, 3, 3))
-    fall = torch.maximum(-dh, -dv).clamp(min=0.0)
-    return torch.cat([probs, probs[:, :1] * near * rise, fall], 1)
+    return torch.cat([probs, probs[:, :1] * near * rise], 1)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -1,9 +1,8 @@
 """Stage 1, image to generator maps: the prompt generator over large overlapping tiles.
 
 The generator predicts, per pixel, nucleus foreground, nucleus boundary and distance-to-centre
-probabilities (and, for a generator with horizontal/vertical maps, where those fall); tiles
-are stitched by ownership (:func:`sac.core.tiles.stitch`), so every pixel comes from the tile
-where it is furthest from an edge. With ``tta`` > 1 each tile's
+probabilities; tiles are stitched by ownership (:func:`sac.core.tiles.stitch`), so every pixel
+comes from the tile where it is furthest from an edge. With ``tta`` > 1 each tile's
 probabilities are the mean over that many flips and transposes of it (test-time augmentation;
 see ``benchmarks/tta.py`` for what it buys).
 """
@@ -33,23 +32,14 @@ _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 @dataclass
 class Maps:
-    """Generator maps for one image or tile, each float32 (H, W) in [0, 1]; ``fall`` (px^-1)
-    only from a generator with horizontal/vertical maps
-    (:func:`sac.modeling.generator.map_probabilities`)."""
+    """Generator probabilities for one image or tile, each float32 (H, W) in [0, 1]."""
 
     fg: np.ndarray
     boundary: np.ndarray
     centre: np.ndarray
-    fall: np.ndarray | None = None
 
     def crop(self, ys: slice, xs: slice) -> Maps:
-        fall = None if self.fall is None else self.fall[ys, xs]
-        return Maps(self.fg[ys, xs], self.boundary[ys, xs], self.centre[ys, xs], fall)
-
-    @classmethod
-    def from_stack(cls, probs: np.ndarray) -> Maps:
-        """Maps from a (3 or 4, H, W) stack in :func:`map_probabilities`'s channel order."""
-        return cls(probs[0], probs[1], probs[2], probs[3] if len(probs) > 3 else None)
+        return Maps(self.fg[ys, xs], self.boundary[ys, xs], self.centre[ys, xs])
 
 
 @torch.no_grad()
@@ -60,7 +50,6 @@ def generator_maps(generator: PromptGenerator, rgb: np.ndarray, tile: int, devic
     if tta not in TTA_CHOICES:
         raise ValueError(f"tta must be one of {TTA_CHOICES}; got {tta}")
     parts = []
-    n_maps = 4 if generator.config.hv else 3
     for owned in owned_tiles(rgb.shape[:2], tile, GENERATOR_OVERLAP):
         ys, xs = owned.tile.slices(rgb.shape[:2])
         crop = rgb[ys, xs]
@@ -73,14 +62,15 @@ def generator_maps(generator: PromptGenerator, rgb: np.ndarray, tile: int, devic
         x, _ = pad_to_stride(x.to(device), generator.config.stride)
         with autocast_context(device, bf16):
             probs = averaged_probs(generator, x, tta)[:, :h, :w].cpu().numpy()
-        full = np.zeros((n_maps, tile, tile), np.float32)
+        full = np.zeros((3, tile, tile), np.float32)
         full[:, :h, :w] = probs
         parts.append((owned, full))
-    return Maps.from_stack(stitch(iter(parts), (n_maps, *rgb.shape[:2])))
+    out = stitch(iter(parts), (3, *rgb.shape[:2]))
+    return Maps(out[0], out[1], out[2])
 
 
 def averaged_probs(generator: PromptGenerator, x: torch.Tensor, tta: int = 1) -> torch.Tensor:
-    """Maps (3 or 4, H, W) of one image ``x`` (1, 3, H, W)
+    """Maps (3, H, W) in [0, 1] of one image ``x`` (1, 3, H, W)
     (:func:`sac.modeling.generator.map_probabilities`), averaged over ``tta`` views: each view
     is flipped/transposed, run in one batch with the others, and turned back."""
     flips = _FLIPS[: min(tta, 4)]

@@ -1,10 +1,8 @@
 """Stage 2, generator maps to nuclei: a seeded watershed on the stitched maps.
 
-Detection runs once on the whole image's maps, so no nucleus is split by a tile seam. Seeds
-are the centre map's peaks (:func:`detect_nuclei`) or, for a generator with horizontal/vertical
-maps and ``Thresholds.hv_split`` set, the foreground regions where those maps do not fall
-(:func:`detect_from_falls`, HoVer-Net's markers). Each nucleus also gets an *extent*, the box
-SAM's decoding window must cover, whether or not the box itself is a prompt.
+Detection runs once on the whole image's maps, so no nucleus is split by a tile seam. Each
+nucleus also gets an *extent*, the box SAM's decoding window must cover, whether or not the box
+itself is a prompt.
 """
 
 from __future__ import annotations
@@ -12,21 +10,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from sac.core.errors import ConfigError
 from sac.model.config import Thresholds
 from sac.pipeline.maps import Maps
 from sac.pipeline.prompts import instance_table
 
 
 def detect(maps: Maps, th: Thresholds) -> np.ndarray:
-    """uint32 nucleus instances (1..N) from the maps (see :func:`detect_nuclei` and, with
-    ``th.hv_split``, :func:`detect_from_falls`)."""
-    if th.hv_split > 0:
-        if maps.fall is None:
-            raise ConfigError("hv_split needs a generator with horizontal/vertical maps "
-                              "(centre_target 'hv'); set it to 0 for this model")
-        return detect_from_falls(maps.fg, maps.fall, fg_thresh=th.fg, split=th.hv_split,
-                                 min_area=th.min_area)
+    """uint32 nucleus instances (1..N) from the maps (see :func:`detect_nuclei`)."""
     return detect_nuclei(maps.fg, maps.centre, maps.boundary, fg_thresh=th.fg,
                          min_distance=th.min_distance, min_area=th.min_area,
                          centre_thresh=th.centre)
@@ -77,46 +67,7 @@ def detect_nuclei(
     markers = np.zeros(fg.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     elevation = -centre if boundary is None else np.asarray(boundary, np.float32) - centre
-    return _drop_small(watershed(elevation, markers, mask=mask), min_area)
-
-
-def detect_from_falls(
-    fg: np.ndarray,
-    fall: np.ndarray,
-    fg_thresh: float = 0.5,
-    split: float = 0.05,
-    min_area: int = 8,
-) -> np.ndarray:
-    """uint32 instance labels (1..N) from the foreground and fall maps of a generator with
-    horizontal/vertical maps (:func:`sac.modeling.generator.map_probabilities`).
-
-    Inside the foreground (``fg > fg_thresh``, holes filled: pale nucleus centres), the pixels
-    where neither map falls by ``split`` per px or more are each nucleus's core; each core
-    (after a 1-px opening, at least ``min_area / 2`` px) seeds a watershed that grows it over
-    the rest of its foreground blob, towards where the fall is steepest. A blob without a core
-    is one nucleus; objects under ``min_area`` px are dropped. Cores are regions, not peaks,
-    so an elongated nucleus keeps one seed where centre-map peaks ``min_distance`` apart may
-    give it two.
-    """
-    from skimage.segmentation import watershed
-
-    fall = np.asarray(fall, np.float32)
-    mask = ndi.binary_fill_holes(np.asarray(fg, np.float32) > fg_thresh)
-    if not mask.any():
-        return np.zeros(mask.shape, np.uint32)
-    cores, n = ndi.label(ndi.binary_opening(mask & (fall < split)))
-    small = np.bincount(cores.ravel(), minlength=n + 1) < max(1, min_area // 2)
-    small[0] = False
-    cores[small[cores]] = 0
-    inside = np.clip(1.0 - fall / split, 0.0, 1.0) * mask
-    labels = watershed(-ndi.gaussian_filter(inside, 1.0), cores, mask=mask)
-    blobs, _ = ndi.label(mask & (labels == 0))  # foreground blobs without a core
-    labels = np.where(blobs > 0, blobs + labels.max(), labels)
-    return _drop_small(labels, min_area)
-
-
-def _drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
-    """``labels`` without objects under ``min_area`` px, renumbered 1..N as uint32."""
+    labels = watershed(elevation, markers, mask=mask)
     sizes = np.bincount(labels.ravel())
     keep = sizes >= min_area
     keep[0] = False

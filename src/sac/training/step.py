@@ -207,7 +207,7 @@ def prompt_part(model: SACModel, crops: list[Crop], probs: np.ndarray, cfg: Step
     semantic: list[PromptSet] = []
     for b, (crop, rng) in enumerate(zip(crops, rngs, strict=True)):
         use_gen = step >= cfg.generator_warmup and rng.random() < cfg.generator_prompt_prob
-        maps = Maps.from_stack(probs[b]) if use_gen else None
+        maps = Maps(probs[b, 0], probs[b, 1], probs[b, 2]) if use_gen else None
         sets, targets, ext, sem = crop_prompts(model, crop, maps, cfg, rng)
         keep = np.arange(len(sets))
         if len(sets) > cfg.prompts_per_crop:

@@ -28,9 +28,6 @@ from sac.training.sampler import TrainImage, load_images
 FG = (0.4, 0.5, 0.6)
 CENTRE = (0.15, 0.25, 0.35, 0.5)
 MIN_DISTANCE = (2, 3, 4)
-#: px^-1, for generators with horizontal/vertical maps: seeds from where they do not fall
-#: (0: from the centre map's peaks, the grid above)
-HV_SPLIT = (0.03, 0.05, 0.08)
 FILL_NEW_AREA = (0, 16, 32, 64)
 FILL_ATTACH = (False, True)
 
@@ -45,14 +42,11 @@ class TuneResult:
     score: float
     default_score: float
     table: list[dict[str, Any]]
-    hv_split: float = 0.0
 
 
 def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_obj",
                    bf16: bool = False) -> TuneResult:
-    """Grid-search ``fg``/``centre``/``min_distance`` on ``images`` (at the model's scale);
-    for a generator with horizontal/vertical maps also ``fg``/``hv_split`` (seeds from where
-    those maps do not fall, :func:`sac.pipeline.nuclei.detect_from_falls`)."""
+    """Grid-search ``fg``/``centre``/``min_distance`` on ``images`` (at the model's scale)."""
     from sac.pipeline.segmenter import Segmenter
 
     if not images:
@@ -60,30 +54,24 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
     seg = Segmenter(model, bf16=bf16)
     maps: list[Maps] = [seg.generator_maps(im.rgb) for im in images]
     th0 = model.config.thresholds
-    keys = ("fg", "centre", "min_distance", "hv_split")
-    # always includes the current setting
-    settings = [(fg, centre, dist, 0.0) for fg, centre, dist in itertools.product(
-        sorted({*FG, th0.fg}), sorted({*CENTRE, th0.centre}),
-        sorted({*MIN_DISTANCE, th0.min_distance}))]
-    if model.generator.config.hv:
-        settings += [(fg, th0.centre, th0.min_distance, split) for fg, split in
-                     itertools.product(sorted({*FG, th0.fg}),
-                                       sorted({*HV_SPLIT, th0.hv_split} - {0.0}))]
     table = []
-    for setting in settings:
-        th = dataclasses.replace(th0, **dict(zip(keys, setting, strict=True)))
+    grid = (sorted({*FG, th0.fg}), sorted({*CENTRE, th0.centre}),
+            sorted({*MIN_DISTANCE, th0.min_distance}))  # always includes the current setting
+    for fg, centre, dist in itertools.product(*grid):
+        th = dataclasses.replace(th0, fg=fg, centre=centre, min_distance=dist)
         rows = [evaluate_pair(im.labels, detect(m, th)) for im, m in zip(images, maps,
                                                                            strict=True)]
         agg = aggregate(rows)
-        table.append({**dict(zip(keys, setting, strict=True)),
+        table.append({"fg": fg, "centre": centre, "min_distance": dist,
                       metric: float(agg[metric]), "aji": float(agg["aji"])})
-    current = next(r for r in table if tuple(r[k] for k in keys)
-                   == (th0.fg, th0.centre, th0.min_distance, th0.hv_split))
+    current = next(r for r in table if (r["fg"], r["centre"], r["min_distance"])
+                   == (th0.fg, th0.centre, th0.min_distance))
     best = max(table, key=lambda r: r[metric])
     if best[metric] <= current[metric]:  # change the setting only for a real improvement
         best = current
+    default_score = current[metric]
     return TuneResult(best["fg"], best["centre"], int(best["min_distance"]), best[metric],
-                      current[metric], table, float(best["hv_split"]))
+                      default_score, table)
 
 
 @dataclass
@@ -140,7 +128,7 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
 def apply_tuning(model: SACModel, result: TuneResult, fill: FillResult | None = None) -> None:
     """Store the chosen thresholds in the model's config (saved with the model)."""
     th = dataclasses.replace(model.config.thresholds, fg=result.fg, centre=result.centre,
-                             min_distance=result.min_distance, hv_split=result.hv_split)
+                             min_distance=result.min_distance)
     if fill is not None:
         th = dataclasses.replace(th, fill_new_area=fill.new_area, fill_attach=fill.attach)
     model.config = dataclasses.replace(model.config, thresholds=th)
@@ -151,10 +139,9 @@ def summary(result: TuneResult, metric: str, fill: FillResult | None = None
     """A short JSON-ready record for the model's training summary."""
     out: dict[str, Any] = {
         "metric": f"detection {metric}", "fg": result.fg, "centre": result.centre,
-        "min_distance": result.min_distance, "hv_split": result.hv_split,
-        "score": round(result.score, 4), "default_score": round(result.default_score, 4),
-        "grid": {"fg": FG, "centre": CENTRE, "min_distance": MIN_DISTANCE,
-                 "hv_split": (0.0, *HV_SPLIT)}}
+        "min_distance": result.min_distance, "score": round(result.score, 4),
+        "default_score": round(result.default_score, 4),
+        "grid": {"fg": FG, "centre": CENTRE, "min_distance": MIN_DISTANCE}}
     if fill is not None:
         out["fill"] = {"metric": "pixel_dice + aji", "fill_new_area": fill.new_area,
                        "fill_attach": fill.attach, "score": round(fill.score, 4),
@@ -202,9 +189,8 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
 
 def describe(s: dict) -> str:
     """One line on what tuning changed."""
-    seeds = (f"seeds where the hv maps fall < {s['hv_split']}/px" if s.get("hv_split")
-             else f"centre {s['centre']}, min_distance {s['min_distance']}")
-    line = f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, {seeds}"
+    line = (f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, "
+            f"centre {s['centre']}, min_distance {s['min_distance']}")
     if "fill" in s:
         f = s["fill"]
         line += (f"; completion from the semantic mask (new nuclei >= {f['fill_new_area']} px,"
