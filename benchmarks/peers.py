@@ -108,10 +108,13 @@ def main() -> None:
     if peers and args.runs is None:
         p.error(f"scoring {', '.join(peers)} needs --runs")
     dataset, names = validation_set(args.dataset, args.data, args.limit)
+    # image types (DSB): the built-in split's record, as accuracy.py reads them; without
+    # one, the peers' exported manifest (the same classifier), if there is one
+    types = load_builtin_split(args.dataset).meta.get("types", {})
     exported = args.exported or (args.runs.parent / "data" if args.runs else None)
     manifest = exported / args.dataset / "manifest.json" if exported else None
-    types = (json.loads(manifest.read_text())["image_types"]
-             if manifest is not None and manifest.is_file() else {})
+    if not types and manifest is not None and manifest.is_file():
+        types = json.loads(manifest.read_text())["image_types"]
     rows: list[dict[str, Any]] = []
     provenance: dict[str, dict[str, Any]] = {}
     stamp = machine_info()
