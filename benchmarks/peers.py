@@ -93,9 +93,6 @@ def main() -> None:
     p = validation_parser(__doc__)
     p.add_argument("--runs", type=Path, default=None,
                    help="the peers' run folders (needed to score a peer)")
-    p.add_argument("--exported", type=Path, default=None,
-                   help="the peers' data folder (export.py; default: RUNS/../data), for the "
-                        "DSB image types")
     p.add_argument("--only", nargs="+", choices=METHODS, default=list(METHODS),
                    help="score only these methods and keep the other rows of the existing "
                         "results file (each row records its own commit and date)")
@@ -108,13 +105,8 @@ def main() -> None:
     if peers and args.runs is None:
         p.error(f"scoring {', '.join(peers)} needs --runs")
     dataset, names = validation_set(args.dataset, args.data, args.limit)
-    # image types (DSB): the built-in split's record, as accuracy.py reads them; without
-    # one, the peers' exported manifest (the same classifier), if there is one
+    # image types (DSB): the built-in split's record, as accuracy.py reads them
     types = load_builtin_split(args.dataset).meta.get("types", {})
-    exported = args.exported or (args.runs.parent / "data" if args.runs else None)
-    manifest = exported / args.dataset / "manifest.json" if exported else None
-    if not types and manifest is not None and manifest.is_file():
-        types = json.loads(manifest.read_text())["image_types"]
     rows: list[dict[str, Any]] = []
     provenance: dict[str, dict[str, Any]] = {}
     stamp = machine_info()

@@ -163,8 +163,8 @@ SMALL = pytest.mark.xfail(strict=True, reason=(
     "masks 1.4x too large in area (median matched IoU 0.71; the model before: 0.73)"))
 
 SMALL_HE = pytest.mark.xfail(strict=True, reason=(
-    "dark ellipses 8 px across: measured with sac-lite-monuseg since its hv generator (commit "
-    "after e57e892): every one found, none below IoU 0.5, but read as 6.4 px (scale 1.25) and "
+    "dark ellipses 8 px across: measured with sac-lite-monuseg since its hv generator "
+    "(e57e892): every one found, none below IoU 0.5, but read as 6.4 px (scale 1.25) and "
     "median matched IoU 0.797, just under 0.8 (the Gaussian generator before it passed)"))
 
 

@@ -66,7 +66,7 @@ for spec in "${specs[@]}"; do
   echo "$tool-$dataset: done at $(date -u +%H:%M) UTC"
   if [ -x "$checkout/.venv/bin/python" ]; then
     "$checkout/.venv/bin/python" "$checkout/benchmarks/peers.py" --dataset "$dataset" \
-      --runs "$root/runs" --exported "$root/data" --only "$tool" --tag "${PEERS_TAG:-}" \
+      --runs "$root/runs" --only "$tool" --tag "${PEERS_TAG:-}" \
       --train-conditions "${TRAIN_CONDITIONS:-run_all.sh, one training at a time}" \
       > "$root/runs/$tool-$dataset.score.log" 2>&1 \
       && echo "$tool-$dataset: scored into benchmarks/results/peers_$dataset${PEERS_TAG:-}.json" \
