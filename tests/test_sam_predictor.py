@@ -178,3 +178,30 @@ def test_predict_instances_offset_and_upsample(lite_medsam) -> None:
         assert (full & gt).sum() / (full | gt).sum() >= 0.85, i
     with pytest.raises(InputError, match="upsample"):
         predictor.predict_instances(boxes=boxes, upsample=(0.0, 1.0))
+
+
+@pytest.mark.weights
+def test_predict_instances_threshold_grows_and_shrinks_masks(lite_medsam) -> None:
+    """A lower mask logit threshold gives each mask a superset of its pixels, a higher one a
+    subset; 0 is SAM's own cut."""
+    image, _ = disk_image((256, 256), DEFAULT_DISKS)
+    predictor = SamPredictor(lite_medsam, get_spec("lite_medsam"))
+    predictor.set_image(image)
+    boxes = disk_boxes(DEFAULT_DISKS)
+
+    def full_masks(threshold: float | None) -> list[np.ndarray]:
+        kwargs = {} if threshold is None else {"threshold": threshold}
+        out = []
+        for inst in predictor.predict_instances(boxes=boxes, window=24, **kwargs):
+            assert inst is not None
+            m = np.zeros((256, 256), bool)
+            h, w = inst.mask.shape
+            m[inst.y0 : inst.y0 + h, inst.x0 : inst.x0 + w] = inst.mask
+            out.append(m)
+        return out
+
+    default, low, zero, high = (full_masks(t) for t in (None, -4.0, 0.0, 4.0))
+    for d, lo, z, hi in zip(default, low, zero, high, strict=True):
+        assert (d == z).all()
+        assert (lo >= z).all() and (z >= hi).all()  # nested
+        assert lo.sum() > z.sum() > hi.sum()

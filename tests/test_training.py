@@ -187,8 +187,11 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
     s = tuned.training["threshold_tuning"]
     assert (tuned.thresholds.fg, tuned.thresholds.fill_new_area) == (s["fg"],
                                                                       s["fill"]["fill_new_area"])
-    assert main([*args, "--no-fill"]) == 0  # in place, detection thresholds only
-    assert "fill" not in load_model(tmp_path / "m").config.training["threshold_tuning"]
+    assert tuned.thresholds.mask_logit == s["mask_logit"]["value"]
+    assert tuned.thresholds.min_score == s["min_score"]["value"]
+    assert main([*args, "--no-fill", "--no-mask"]) == 0  # in place, detection thresholds only
+    again = load_model(tmp_path / "m").config.training["threshold_tuning"]
+    assert not {"fill", "mask_logit", "min_score"} & set(again)
     assert main([*args, "--split", "nonexistent.json"]) != 0
 
 

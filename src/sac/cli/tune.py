@@ -17,9 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune", help="choose a model's detection thresholds on validation images",
         description="Grid-search the prompt generator's detection thresholds (foreground, "
-        "centre, seed spacing) for the best object F1 on a validation split, then whether "
-        "regions of the semantic mask that no instance covers become nuclei or join their "
-        "neighbour (best pixel Dice + AJI), and save the model with them. Use validation "
+        "centre, seed spacing) for the best object F1 on a validation split, then SAM's mask "
+        "logit threshold and its predicted-quality cut, then whether regions of the semantic "
+        "mask that no instance covers become nuclei or join their neighbour (each for the "
+        "best pixel Dice + AJI), and save the model with them. Use validation "
         "images only, never test images.", epilog=EPILOG)
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
@@ -36,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fill", action="store_true",
                    help="tune only the detection thresholds, not the completion of the "
                    "instance labels from the semantic mask (0 = off, the default)")
+    p.add_argument("--no-mask", action="store_true",
+                   help="keep the model's mask logit threshold (SAM's own is 0) and "
+                   "predicted-quality cut instead of choosing them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.model import read_config, resolve_model
     from sac.model.store import is_shipped
     from sac.training.sampler import load_images
-    from sac.training.tune import at_own_size, describe, tune_model_folder
+    from sac.training.tune import SETTINGS, at_own_size, describe, tune_model_folder
 
     folder = resolve_model(args.model)
     if args.output is None and is_shipped(folder):
@@ -59,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"sac tune: skipped {msg}", file=sys.stderr)
     if not images:
         raise InputError("no usable validation images to tune on")
-    full = None if args.no_fill else at_own_size(dataset, images, scale)
+    whole = not (args.no_fill and args.no_mask)  # whole-pipeline stages score at own size
+    full = at_own_size(dataset, images, scale) if whole else None
     s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill,
-                          full=full)
+                          full=full, settings=() if args.no_mask else tuple(SETTINGS))
     print(f"{describe(s)}; saved {args.output or folder}")
     return 1 if problems else 0

@@ -25,8 +25,9 @@ FORMAT = "sac-model"
 # (no automatic scale), no training record, no version note, the backbone as registered
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
                            "sac_version", "backbone_overrides", "centre_target",
-                           "size_head"})
+                           "size_head", "mask_logit"})
 FORMAT_VERSION = 1
+MASK_LOGIT_LIMIT = 8.0  # |mask_logit| beyond this keeps (or drops) nearly every pixel
 
 PromptMode = Literal["points", "boxes", "points+boxes"]
 PromptStrategy = Literal["centroid", "probability"]
@@ -88,6 +89,9 @@ class Thresholds:
     # completion from the semantic mask (sac.pipeline.complete); chosen by ``sac tune``
     fill_new_area: int = 0  # px at the model's scale; uncovered semantic regions -> nuclei
     fill_attach: bool = False  # uncovered semantic pixels touching a nucleus join it
+    # SAM's mask logit above which a pixel belongs to a nucleus (SAM's own: 0); lower grows
+    # every mask, higher shrinks it; chosen by ``sac tune``
+    mask_logit: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("fg", "centre", "min_score", "min_visible"):
@@ -95,6 +99,7 @@ class Thresholds:
         number("min_distance", self.min_distance, 1, 1000, integer=True)
         number("min_area", self.min_area, 0, 10**6, integer=True)
         number("fill_new_area", self.fill_new_area, 0, 10**6, integer=True)
+        number("mask_logit", self.mask_logit, -MASK_LOGIT_LIMIT, MASK_LOGIT_LIMIT)
 
     @property
     def fills(self) -> bool:

@@ -52,7 +52,7 @@ from sac.pipeline.nuclei import detect, extents
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
 from sac.pipeline.size import MAX_ROUNDS, SizeEstimate, diameter_scale, next_scale
-from sac.sam.predictor import SamPredictor
+from sac.sam.predictor import EmbeddingCache, SamPredictor
 
 THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
 MASK_RESOLUTIONS = ("input", "model")
@@ -69,10 +69,12 @@ class Segmenter:
                  overlap: int | None = None, batch_size: int = 64,
                  mask_resolution: str = "input", auto_scale: bool = True,
                  check_evidence: bool = True, thresholds: Thresholds | None = None,
-                 tta: int = 1) -> None:
+                 tta: int = 1, embeddings: EmbeddingCache | None = None) -> None:
         """``thresholds``: detection and merge settings to use instead of the model's own
         (e.g. ``model.config.thresholds.without_fill()``); the model is left unchanged.
-        ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`)."""
+        ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`).
+        ``embeddings``: SAM embeddings shared with other segmenters of the same model (for
+        segmenting the same images under several settings, as ``sac tune`` does)."""
         if tta not in TTA_CHOICES:
             raise ConfigError(f"tta must be one of {TTA_CHOICES}; got {tta}")
         self.tta = tta
@@ -98,7 +100,7 @@ class Segmenter:
         self.overlap = overlap
         self.batch_size = batch_size
         self.bf16 = bf16
-        self.predictor = SamPredictor(model.sam, model.spec, bf16=bf16)
+        self.predictor = SamPredictor(model.sam, model.spec, bf16=bf16, cache=embeddings)
 
     def config_dict(self) -> dict[str, Any]:
         """The model config (with the thresholds used) plus the inference settings (for
@@ -323,7 +325,8 @@ class Segmenter:
             if tile.chosen.size:
                 instances += decode_sets(self.predictor, [sets[i] for i in tile.chosen],
                                          ext[tile.chosen], tile.offset,
-                                         self.config.decode_window, self.batch_size, up)
+                                         self.config.decode_window, self.batch_size, up,
+                                         self.thresholds.mask_logit)
             if semantic:
                 mask = self._decode_semantic(det, maps, tile.region(shape), expert, tile.offset)
                 full = np.zeros((self.tile_size, self.tile_size), bool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,13 +30,58 @@ class Prediction:
     low_res_logits: np.ndarray  # (N, K, 4h, 4w) logits in the model-input frame
 
 
+class EmbeddingCache:
+    """Image embeddings kept across :meth:`SamPredictor.set_image` calls, keyed by the exact
+    pre-processed input, least recently used dropped first beyond ``max_bytes``.
+
+    For work that segments the same images many times with different post-processing
+    settings (``sac tune``): the encoder, most of the cost, then runs once per image."""
+
+    def __init__(self, max_bytes: int = 4 * 2**30) -> None:
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self._items: OrderedDict[str, tuple[torch.Tensor, Geometry]] = OrderedDict()
+        self._bytes = 0
+
+    @staticmethod
+    def key(model: Sam, batch: torch.Tensor, bf16: bool) -> str:
+        """A digest of the encoder's input, with the model object and the precision."""
+        data = batch.detach().cpu().contiguous().numpy().tobytes()
+        digest = hashlib.blake2b(data, digest_size=20).hexdigest()
+        return f"{id(model)}:{digest}:{'bf16' if bf16 else 'fp32'}"
+
+    def get(self, key: str) -> tuple[torch.Tensor, Geometry] | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        return item
+
+    def put(self, key: str, emb: torch.Tensor, geo: Geometry) -> None:
+        size = emb.numel() * emb.element_size()
+        if key in self._items or size > self.max_bytes:
+            return
+        self._items[key] = (emb, geo)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (old, _) = self._items.popitem(last=False)
+            self._bytes -= old.numel() * old.element_size()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class SamPredictor:
     """Cache one image's embedding and answer prompts in the original image's pixel frame."""
 
-    def __init__(self, model: Sam, spec: BackboneSpec, bf16: bool = False) -> None:
+    def __init__(self, model: Sam, spec: BackboneSpec, bf16: bool = False,
+                 cache: EmbeddingCache | None = None) -> None:
+        """``cache``: embeddings shared across images and predictors (see
+        :class:`EmbeddingCache`); without it each :meth:`set_image` runs the encoder."""
         self.model = model.eval()
         self.spec = spec
         self.bf16 = bf16
+        self.cache = cache
         self.device = next(model.parameters()).device
         self.embedding: torch.Tensor | None = None
         self.geometry: Geometry | None = None
@@ -52,10 +99,17 @@ class SamPredictor:
         """
         rgb = as_model_rgb(image, source, normalized)
         batch, geos = prepare_batch([rgb], self.spec.image_size, self.spec.normalization, upscale)
+        key = EmbeddingCache.key(self.model, batch, self.bf16) if self.cache is not None else ""
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is not None:
+            self.embedding, self.geometry = hit
+            return
         with autocast_context(self.device, self.bf16):
             emb = self.model.encode(batch.to(self.device))
         self.embedding = emb.float()
         self.geometry = geos[0]
+        if self.cache is not None:
+            self.cache.put(key, self.embedding, self.geometry)
 
     def _prompt_tensors(
         self,
@@ -120,6 +174,7 @@ class SamPredictor:
         extents: np.ndarray | None = None,
         offset: tuple[float, float] = (0.0, 0.0),
         upsample: tuple[float, float] = (1.0, 1.0),
+        threshold: float = 0.0,
     ) -> list[InstanceMask | None]:
         """One mask crop per prompt set, decoded on a window of the embedding around it.
 
@@ -134,6 +189,7 @@ class SamPredictor:
         image) and ``upsample`` ``(fy, fx)`` then scales them: the decoder's low-resolution
         logits are interpolated straight to that finer grid before thresholding, so masks
         for an image that was shrunk for the model come back with full-resolution edges.
+        ``threshold`` is the logit above which a pixel is in a mask (SAM's own: 0).
         """
         if min(upsample) <= 0:
             raise InputError(f"upsample factors must be > 0; got {upsample}")
@@ -166,7 +222,7 @@ class SamPredictor:
                 with autocast_context(self.device, self.bf16):
                     low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
                 masks = _window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo,
-                                      offset, upsample)
+                                      offset, upsample, threshold)
                 for k, m in zip(sel.tolist(), masks, strict=True):
                     out[k] = m
         return out
@@ -175,9 +231,11 @@ class SamPredictor:
 def _window_masks(
     logits: torch.Tensor, iou: torch.Tensor, origins: torch.Tensor, stride: float, geo: Geometry,
     offset: tuple[float, float] = (0.0, 0.0), upsample: tuple[float, float] = (1.0, 1.0),
+    threshold: float = 0.0,
 ) -> list[InstanceMask | None]:
     """Window logits (B, h, w) to mask crops in original-image pixels, shifted by ``offset``
-    (x, y) and scaled by ``upsample`` (fy, fx); see :meth:`SamPredictor.predict_instances`."""
+    (x, y), scaled by ``upsample`` (fy, fx) and cut at logit ``threshold``; see
+    :meth:`SamPredictor.predict_instances`."""
     sy, sx = geo.scale
     (ox, oy), (fy, fx) = offset, upsample
     side = round(stride * logits.shape[-1] / 4)  # window side in model-input pixels
@@ -203,7 +261,7 @@ def _window_masks(
             continue
         if (h, w) != (h_in, w_in):
             x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False)
-        out.append(crop_to_content((x[0, 0] > 0).cpu().numpy(), int(y0), int(x0),
+        out.append(crop_to_content((x[0, 0] > threshold).cpu().numpy(), int(y0), int(x0),
                                    float(iou[k])))
     return out
 

@@ -5,7 +5,11 @@ is then repeated over a small grid of foreground and centre thresholds and seed 
 the setting with the best object F1 (IoU 0.5) of the detections against the ground truth wins.
 This is cheap (no SAM decoding) and only ever uses the validation split.
 
-Then :func:`tune_fill` runs the full pipeline once per image (instances and semantic mask) and
+Then :func:`tune_setting` runs the full pipeline once per image and value of each setting in
+:data:`SETTINGS` in turn, keeping the best pixel Dice + AJI: SAM's mask logit threshold (SAM's
+own is 0; a shift corrects masks systematically too large or too small for the annotation
+style) and SAM's predicted-quality cut (masks on background tend to score low). Last,
+:func:`tune_fill` runs the pipeline once more per image (instances and semantic mask) and
 picks the completion from the semantic mask (:mod:`sac.pipeline.complete`) with the best
 pixel Dice + AJI, again keeping the current setting unless another is strictly better.
 """
@@ -23,6 +27,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel
 from sac.pipeline.maps import Maps
 from sac.pipeline.nuclei import detect
+from sac.sam.predictor import EmbeddingCache
 from sac.training.sampler import TrainImage, load_images
 
 FG = (0.4, 0.5, 0.6)
@@ -30,6 +35,12 @@ CENTRE = (0.15, 0.25, 0.35, 0.5)
 MIN_DISTANCE = (2, 3, 4)
 FILL_NEW_AREA = (0, 16, 32, 64)
 FILL_ATTACH = (False, True)
+SCORED = ("pixel_dice", "aji", "pq", "f1_obj", "dsb_score")  # kept in the settings' tables
+#: the post-processing settings tuned one after another, each with the others fixed
+SETTINGS: dict[str, tuple[float, ...]] = {
+    "mask_logit": (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0),  # logits change by a few per pixel
+    "min_score": (0.0, 0.3, 0.5, 0.6, 0.7, 0.8),  # SAM's predicted IoU
+}
 
 
 @dataclass
@@ -75,6 +86,50 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
 
 
 @dataclass
+class SettingResult:
+    """One post-processing setting's chosen value, its score (pixel Dice + AJI), the score
+    of the value it had, and the table of every value tried."""
+
+    name: str
+    value: float
+    score: float
+    default_score: float
+    table: list[dict[str, Any]]
+
+
+def tune_setting(model: SACModel, images: list[TrainImage], name: str,
+                 values: tuple[float, ...], bf16: bool = False,
+                 full: list[TrainImage] | None = None,
+                 embeddings: EmbeddingCache | None = None) -> SettingResult:
+    """Grid-search the threshold ``name`` (a :class:`Thresholds` field applied after the
+    generator, e.g. ``mask_logit``) over ``values`` with the completion off (it is tuned
+    last, on the chosen masks); ``full`` as in :func:`tune_fill`. One pipeline run per value;
+    ``embeddings`` spares the encoder after the first."""
+    from sac.pipeline.segmenter import Segmenter
+
+    if full is not None:
+        images = full
+    if not images:
+        raise ValueError("tuning needs at least one validation image")
+    th0 = model.config.thresholds
+    table = []
+    for value in sorted({*values, getattr(th0, name)}):
+        th = dataclasses.replace(th0.without_fill(), **{name: value})
+        seg = Segmenter(model, bf16=bf16, thresholds=th, embeddings=embeddings)
+        rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name,
+                                                     scale=None if full else 1.0).labels)
+                for im in images]
+        agg = aggregate(rows)
+        table.append({name: value, **{k: float(agg[k]) for k in SCORED},
+                      "score": float(agg["pixel_dice"] + agg["aji"])})
+    current = next(r for r in table if r[name] == getattr(th0, name))
+    best = max(table, key=lambda r: r["score"])
+    if best["score"] <= current["score"]:  # change the setting only for a real improvement
+        best = current
+    return SettingResult(name, float(best[name]), best["score"], current["score"], table)
+
+
+@dataclass
 class FillResult:
     """The chosen completion setting, its score (pixel Dice + AJI) and the table."""
 
@@ -86,7 +141,8 @@ class FillResult:
 
 
 def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
-              full: list[TrainImage] | None = None) -> FillResult:
+              full: list[TrainImage] | None = None,
+              embeddings: EmbeddingCache | None = None) -> FillResult:
     """Grid-search ``fill_new_area``/``fill_attach`` on ``images`` (at the model's scale).
 
     With ``full`` (the same images at their own resolution) it scores what ``sac segment``
@@ -101,7 +157,7 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
     if not images:
         raise ValueError("tuning needs at least one validation image")
     th0 = model.config.thresholds
-    seg = Segmenter(model, bf16=bf16, thresholds=th0.without_fill())
+    seg = Segmenter(model, bf16=bf16, thresholds=th0.without_fill(), embeddings=embeddings)
     results = [seg.segment(im.rgb, im.name, scale=None if full else 1.0, semantic=True)
                for im in images]
     # fill areas are in model pixels; a result at the input size has 1/scale^2 per one
@@ -125,23 +181,29 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
                       current["score"], table)
 
 
-def apply_tuning(model: SACModel, result: TuneResult, fill: FillResult | None = None) -> None:
+def apply_tuning(model: SACModel, result: TuneResult, fill: FillResult | None = None,
+                 settings: list[SettingResult] | tuple[SettingResult, ...] = ()) -> None:
     """Store the chosen thresholds in the model's config (saved with the model)."""
     th = dataclasses.replace(model.config.thresholds, fg=result.fg, centre=result.centre,
                              min_distance=result.min_distance)
+    th = dataclasses.replace(th, **{r.name: r.value for r in settings})
     if fill is not None:
         th = dataclasses.replace(th, fill_new_area=fill.new_area, fill_attach=fill.attach)
     model.config = dataclasses.replace(model.config, thresholds=th)
 
 
-def summary(result: TuneResult, metric: str, fill: FillResult | None = None
-            ) -> dict[str, Any]:
+def summary(result: TuneResult, metric: str, fill: FillResult | None = None,
+            settings: list[SettingResult] | tuple[SettingResult, ...] = ()) -> dict[str, Any]:
     """A short JSON-ready record for the model's training summary."""
     out: dict[str, Any] = {
         "metric": f"detection {metric}", "fg": result.fg, "centre": result.centre,
         "min_distance": result.min_distance, "score": round(result.score, 4),
         "default_score": round(result.default_score, 4),
         "grid": {"fg": FG, "centre": CENTRE, "min_distance": MIN_DISTANCE}}
+    for r in settings:
+        out[r.name] = {"metric": "pixel_dice + aji", "value": r.value,
+                       "score": round(r.score, 4), "default_score": round(r.default_score, 4),
+                       "table": [{k: round(v, 4) for k, v in row.items()} for row in r.table]}
     if fill is not None:
         out["fill"] = {"metric": "pixel_dice + aji", "fill_new_area": fill.new_area,
                        "fill_attach": fill.attach, "score": round(fill.score, 4),
@@ -162,25 +224,35 @@ def at_own_size(dataset: SampleDataset, images: list[TrainImage], scale: float
 
 def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
                       bf16: bool = False, fill: bool = True,
-                      full: list[TrainImage] | None = None) -> dict:
+                      full: list[TrainImage] | None = None,
+                      settings: tuple[str, ...] = tuple(SETTINGS)) -> dict:
     """Tune ``model_dir`` on ``images`` (at its scale) and save it; returns the summary.
 
-    Detection thresholds first; then, with ``fill``, the completion from the semantic mask
-    (which runs the whole pipeline once per image; on ``full``, the images at their own
-    resolution, when given: see :func:`tune_fill`).
+    Detection thresholds first; then each of ``settings`` (names in :data:`SETTINGS`) in
+    turn, and with ``fill`` the completion from the semantic mask; these run the whole
+    pipeline per image (on ``full``, the images at their own resolution, when given: see
+    :func:`tune_fill`), the encoder once per image thanks to a shared embedding cache.
     """
     from sac.model import load_model, save_model
 
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; tunable: {sorted(SETTINGS)}")
     model = load_model(model_dir)
     result = tune_detection(model, images, bf16=bf16)
     apply_tuning(model, result)
-    filled = tune_fill(model, images, bf16=bf16, full=full) if fill else None
-    apply_tuning(model, result, filled)
+    cache = EmbeddingCache()
+    chosen: list[SettingResult] = []
+    for name in settings:
+        chosen.append(tune_setting(model, images, name, SETTINGS[name], bf16, full, cache))
+        apply_tuning(model, result, settings=chosen)
+    filled = tune_fill(model, images, bf16=bf16, full=full, embeddings=cache) if fill else None
+    apply_tuning(model, result, filled, chosen)
     training = dict(model.config.training)
     if "threshold_tuning" in training:  # keep the record of earlier tunings
         training["earlier_tunings"] = [*training.get("earlier_tunings", []),
                                        training["threshold_tuning"]]
-    training["threshold_tuning"] = summary(result, "f1_obj", filled)
+    training["threshold_tuning"] = summary(result, "f1_obj", filled, chosen)
     target = output if output is not None else Path(model_dir)
     save_model(model, target, overwrite=output is None, dtype=model.config.dtype,
                training=training)
@@ -191,6 +263,11 @@ def describe(s: dict) -> str:
     """One line on what tuning changed."""
     line = (f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, "
             f"centre {s['centre']}, min_distance {s['min_distance']}")
+    for name in SETTINGS:
+        if name in s:
+            r = s[name]
+            line += (f"; {name} {r['value']}: Dice + AJI {r['default_score']:.3f} -> "
+                     f"{r['score']:.3f}")
     if "fill" in s:
         f = s["fill"]
         line += (f"; completion from the semantic mask (new nuclei >= {f['fill_new_area']} px,"
