@@ -89,6 +89,14 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             f"- detection thresholds chosen afterwards on the validation images (sac tune): "
             f"fg {tune['fg']}, centre {tune['centre']}, min_distance {tune['min_distance']} "
             f"(detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
+        what = {"mask_logit": "SAM's mask logit threshold (SAM's own: 0)",
+                "min_fg": "the generator's mean foreground below which a mask is dropped"}
+        for name, words in what.items():
+            r = tune.get(name)
+            if r:
+                lines.append(
+                    f"- {words} chosen the same way on the whole pipeline: {r['value']} "
+                    f"(pixel Dice + AJI {r['default_score']:.3f} -> {r['score']:.3f})")
         fill = tune.get("fill")
         if fill:
             lines.append(

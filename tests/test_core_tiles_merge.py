@@ -9,7 +9,7 @@ import pytest
 
 from sac.core.labels import InstanceMask, crop_to_content, relabel_sequential
 from sac.core.tiles import assign_boxes, make_tiles, tile_starts
-from sac.pipeline.merge import merge_instances
+from sac.pipeline.merge import drop_off_foreground, foreground_share, merge_instances
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 256, 32), (256, 256, 32),
@@ -61,6 +61,25 @@ def test_merge_keeps_largest_piece_and_clips_to_image() -> None:
     labels = merge_instances(insts, (10, 10))
     assert labels.shape == (10, 10)
     assert (labels == 1).sum() == 15  # 5 rows x 3 columns inside the image, no stray piece
+
+
+def test_masks_off_the_foreground_are_dropped() -> None:
+    """A mask on a grid twice as fine as the generator's map reads the map pixel it falls in;
+    masks whose mean foreground is below the cut go, a cut of 0 keeps everything."""
+    fg = np.zeros((10, 10), np.float32)
+    fg[:, :5] = 0.9  # foreground on the left half of the map
+    on = InstanceMask(4, 0, np.ones((4, 8), bool), 0.8)  # columns 0-7 of 20: map columns 0-3
+    half = InstanceMask(4, 6, np.ones((4, 8), bool), 0.8)  # map columns 3-6: half on
+    off = InstanceMask(4, 12, np.ones((4, 8), bool), 0.8)  # map columns 6-9
+    assert foreground_share(on, fg, (2.0, 2.0)) == pytest.approx(0.9)
+    assert foreground_share(half, fg, (2.0, 2.0)) == pytest.approx(0.45)
+    assert foreground_share(off, fg, (2.0, 2.0)) == 0.0
+    insts = [on, half, off]
+    assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.0) == insts
+    assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.4) == [on, half]
+    assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.5) == [on]
+    edge = InstanceMask(-3, 18, np.ones((5, 5), bool), 0.8)  # reaches past the map: clipped
+    assert foreground_share(edge, fg, (2.0, 2.0)) == 0.0
 
 
 def test_crop_and_relabel() -> None:

@@ -188,10 +188,10 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
     assert (tuned.thresholds.fg, tuned.thresholds.fill_new_area) == (s["fg"],
                                                                       s["fill"]["fill_new_area"])
     assert tuned.thresholds.mask_logit == s["mask_logit"]["value"]
-    assert tuned.thresholds.min_score == s["min_score"]["value"]
+    assert tuned.thresholds.min_fg == s["min_fg"]["value"]
     assert main([*args, "--no-fill", "--no-mask"]) == 0  # in place, detection thresholds only
     again = load_model(tmp_path / "m").config.training["threshold_tuning"]
-    assert not {"fill", "mask_logit", "min_score"} & set(again)
+    assert not {"fill", "mask_logit", "min_fg"} & set(again)
     assert main([*args, "--split", "nonexistent.json"]) != 0
 
 

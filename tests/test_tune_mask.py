@@ -25,19 +25,21 @@ from oracle import OracleGenerator
 from synthetic import grid_disks
 
 
-def test_mask_logit_in_config(tmp_path: Path) -> None:
-    """Configs written before the setting existed load with SAC's own cut (0); values far
-    outside what changes a mask are refused with the key named."""
+def test_new_thresholds_in_config(tmp_path: Path) -> None:
+    """Configs written before the mask logit and foreground cuts existed load with them off
+    (0); values outside their range are refused with the key named."""
     folder = save_model(create_model(tiny=True), tmp_path / "m")
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["thresholds"]["mask_logit"] == 0.0
-    del cfg["thresholds"]["mask_logit"]
+    del cfg["thresholds"]["mask_logit"], cfg["thresholds"]["min_fg"]
     (folder / "config.json").write_text(json.dumps(cfg))
-    assert load_model(folder).config.thresholds.mask_logit == 0.0
-    cfg["thresholds"]["mask_logit"] = 9.0
-    (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ConfigError, match="mask_logit"):
-        load_model(folder)
+    th = load_model(folder).config.thresholds
+    assert (th.mask_logit, th.min_fg) == (0.0, 0.0)
+    for key, bad in (("mask_logit", 9.0), ("min_fg", 1.5)):
+        (folder / "config.json").write_text(json.dumps({**cfg, "thresholds": {
+            **cfg["thresholds"], key: bad}}))
+        with pytest.raises(ConfigError, match=key):
+            load_model(folder)
     assert Thresholds(mask_logit=-2.5).mask_logit == -2.5
 
 
@@ -100,3 +102,22 @@ def test_embedding_cache_gives_the_same_labels() -> None:
     small = EmbeddingCache(max_bytes=1)  # too small to hold one: nothing kept, still right
     assert np.array_equal(plain, Segmenter(model, embeddings=small).segment(rgb).labels)
     assert len(small) == 0
+
+
+def test_foreground_cut_spares_prompts_a_person_gave() -> None:
+    """With the cut at its maximum every automatic mask goes (none lies wholly on foreground
+    of probability 1), but nuclei prompted by clicks or given labels stay."""
+    from sac.pipeline.expert import ExpertPrompts
+
+    torch.manual_seed(0)
+    model = create_model(tiny=True, input_scale=1.0, thresholds=Thresholds(min_score=0.0))
+    model.generator = OracleGenerator()
+    rgb, truth = grid_disks(9, n_side=3)
+    kept = Segmenter(model.eval()).segment(rgb)
+    assert kept.n_nuclei > 0
+    strict = dataclasses.replace(model.config.thresholds, min_fg=1.0)
+    seg = Segmenter(model, thresholds=strict)
+    assert seg.segment(rgb).n_nuclei == 0
+    assert seg.segment(rgb, nuclei=truth).n_nuclei > 0
+    clicks = ExpertPrompts(np.array([[14.0, 14.0]], np.float32), np.array([1]))
+    assert seg.segment(rgb, expert=clicks).n_nuclei > 0

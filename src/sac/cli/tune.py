@@ -18,10 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "tune", help="choose a model's detection thresholds on validation images",
         description="Grid-search the prompt generator's detection thresholds (foreground, "
         "centre, seed spacing) for the best object F1 on a validation split, then SAM's mask "
-        "logit threshold and its predicted-quality cut, then whether regions of the semantic "
-        "mask that no instance covers become nuclei or join their neighbour (each for the "
-        "best pixel Dice + AJI), and save the model with them. Use validation "
-        "images only, never test images.", epilog=EPILOG)
+        "logit threshold and the generator's foreground below which a mask is dropped, "
+        "then whether regions of the semantic mask that no instance covers become nuclei or "
+        "join their neighbour (each for the best pixel Dice + AJI), and save the model with "
+        "them. Use validation images only, never test images.", epilog=EPILOG)
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "instance labels from the semantic mask (0 = off, the default)")
     p.add_argument("--no-mask", action="store_true",
                    help="keep the model's mask logit threshold (SAM's own is 0) and "
-                   "predicted-quality cut instead of choosing them")
+                   "foreground cut (0 = off) instead of choosing them")
 
 
 def run(args: argparse.Namespace) -> int:

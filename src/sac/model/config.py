@@ -25,7 +25,7 @@ FORMAT = "sac-model"
 # (no automatic scale), no training record, no version note, the backbone as registered
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
                            "sac_version", "backbone_overrides", "centre_target",
-                           "size_head", "mask_logit"})
+                           "size_head", "mask_logit", "min_fg"})
 FORMAT_VERSION = 1
 MASK_LOGIT_LIMIT = 8.0  # |mask_logit| beyond this keeps (or drops) nearly every pixel
 
@@ -92,9 +92,12 @@ class Thresholds:
     # SAM's mask logit above which a pixel belongs to a nucleus (SAM's own: 0); lower grows
     # every mask, higher shrinks it; chosen by ``sac tune``
     mask_logit: float = 0.0
+    # masks over which the generator's mean foreground probability is below this are dropped
+    # (SAM also answers prompts on background); 0 = off; chosen by ``sac tune``
+    min_fg: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("fg", "centre", "min_score", "min_visible"):
+        for name in ("fg", "centre", "min_score", "min_visible", "min_fg"):
             number(name, getattr(self, name), 0, 1)
         number("min_distance", self.min_distance, 1, 1000, integer=True)
         number("min_area", self.min_area, 0, 10**6, integer=True)

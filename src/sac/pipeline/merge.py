@@ -2,7 +2,8 @@
 
 Masks are painted in order of decreasing quality score; a mask keeps only the pixels no better
 mask has taken. A mask that loses most of its area that way is a duplicate and is dropped, so the
-merge also acts as mask-level non-maximum suppression.
+merge also acts as mask-level non-maximum suppression. Before that, masks that lie mostly where
+the prompt generator sees background can be dropped (:func:`drop_off_foreground`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,25 @@ from __future__ import annotations
 import numpy as np
 
 from sac.core.labels import InstanceMask, largest_component
+
+
+def foreground_share(inst: InstanceMask, fg: np.ndarray, up: tuple[float, float]) -> float:
+    """Mean of the map ``fg`` under ``inst``, whose grid is ``up`` (fy, fx) times finer than
+    the map's (each mask pixel reads the map pixel it falls in)."""
+    h, w = inst.mask.shape
+    rows = np.clip(((inst.y0 + np.arange(h) + 0.5) / up[0]).astype(np.int64), 0, fg.shape[0] - 1)
+    cols = np.clip(((inst.x0 + np.arange(w) + 0.5) / up[1]).astype(np.int64), 0, fg.shape[1] - 1)
+    under = fg[np.ix_(rows, cols)][inst.mask]
+    return float(under.mean()) if under.size else 0.0
+
+
+def drop_off_foreground(instances: list[InstanceMask], fg: np.ndarray,
+                        up: tuple[float, float], min_fg: float) -> list[InstanceMask]:
+    """``instances`` without those whose mean foreground probability is below ``min_fg``
+    (all of them kept when it is 0)."""
+    if min_fg <= 0:
+        return instances
+    return [m for m in instances if foreground_share(m, fg, up) >= min_fg]
 
 
 def merge_instances(

@@ -47,7 +47,7 @@ from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
 from sac.pipeline.expert import ExpertPrompts, apply_expert
 from sac.pipeline.fold import fold_plan, fold_segment
 from sac.pipeline.maps import GENERATOR_TILE, TTA_CHOICES, Maps, generator_maps
-from sac.pipeline.merge import merge_scored
+from sac.pipeline.merge import drop_off_foreground, merge_scored
 from sac.pipeline.nuclei import detect, extents
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
@@ -202,6 +202,8 @@ class Segmenter:
                                       clock, up, progress)
         t = time.perf_counter()
         instances = [m for m in instances if m.score >= th.min_score]
+        if nuclei is None and expert is None:  # prompts a person gave are kept as they are
+            instances = drop_off_foreground(instances, maps.fg, up, th.min_fg)
         area = up[0] * up[1]  # thresholds are in model pixels
         labels, ranked = merge_scored(instances, out_shape, min_area=round(th.min_area * area),
                                       min_visible=th.min_visible)
