@@ -96,13 +96,14 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             if r:
                 lines.append(
                     f"- {words} chosen the same way on the whole pipeline: {r['value']} "
-                    f"(pixel Dice + AJI {r['default_score']:.3f} -> {r['score']:.3f})")
+                    f"({r['metric']} {r['default_score']:.3f} -> {r['score']:.3f})")
         fill = tune.get("fill")
         if fill:
             lines.append(
                 f"- completion from the semantic mask chosen the same way: new nuclei of at "
                 f"least {fill['fill_new_area']} px (0 = off), attach rims "
-                f"{fill['fill_attach']} (pixel Dice + AJI {fill['default_score']:.3f} -> "
+                f"{fill['fill_attach']} ({fill.get('metric', 'pixel_dice + aji')} "
+                f"{fill['default_score']:.3f} -> "
                 f"{fill['score']:.3f})")
     lines += [
         "",

@@ -189,6 +189,10 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
                                                                       s["fill"]["fill_new_area"])
     assert tuned.thresholds.mask_logit == s["mask_logit"]["value"]
     assert tuned.thresholds.min_fg == s["min_fg"]["value"]
+    assert s["min_fg"]["metric"] == s["fill"]["metric"] == "pixel_dice + aji"  # the default
+    assert main([*args, "-o", str(tmp_path / "by_pq"), "--metric", "pq"]) == 0
+    by_pq = load_model(tmp_path / "by_pq").config.training["threshold_tuning"]
+    assert by_pq["mask_logit"]["metric"] == "pixel_dice + pq"
     assert main([*args, "--no-fill", "--no-mask"]) == 0  # in place, detection thresholds only
     again = load_model(tmp_path / "m").config.training["threshold_tuning"]
     assert not {"fill", "mask_logit", "min_fg"} & set(again)

@@ -19,7 +19,7 @@ from sac.model.config import Thresholds
 from sac.pipeline.segmenter import Segmenter
 from sac.sam.predictor import EmbeddingCache
 from sac.training.sampler import TrainImage
-from sac.training.tune import SETTINGS, tune_setting
+from sac.training.tune import SETTINGS, criterion, tune_setting
 
 from oracle import OracleGenerator
 from synthetic import grid_disks
@@ -121,3 +121,10 @@ def test_foreground_cut_spares_prompts_a_person_gave() -> None:
     assert seg.segment(rgb, nuclei=truth).n_nuclei > 0
     clicks = ExpertPrompts(np.array([[14.0, 14.0]], np.float32), np.array([1]))
     assert seg.segment(rgb, expert=clicks).n_nuclei > 0
+
+
+def test_criterion() -> None:
+    agg = {"pixel_dice": 0.9, "aji": 0.7, "pq": 0.6, "f1_obj": 0.8, "dsb_score": 0.5}
+    assert criterion(agg, "dsb_score") == pytest.approx(1.4)
+    with pytest.raises(ValueError, match="tuning target"):
+        criterion(agg, "iou")

@@ -14,14 +14,16 @@ from sac.data.open import FORMATS, open_dataset, resolve_split
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``tune`` on the ``sac`` subcommand parser."""
+    from sac.training.trainer import SELECT_METRICS
+
     p = sub.add_parser(
         "tune", help="choose a model's detection thresholds on validation images",
         description="Grid-search the prompt generator's detection thresholds (foreground, "
         "centre, seed spacing) for the best object F1 on a validation split, then SAM's mask "
         "logit threshold and the generator's foreground below which a mask is dropped, "
         "then whether regions of the semantic mask that no instance covers become nuclei or "
-        "join their neighbour (each for the best pixel Dice + AJI), and save the model with "
-        "them. Use validation images only, never test images.", epilog=EPILOG)
+        "join their neighbour (each for the best pixel Dice + --metric), and save the model "
+        "with them. Use validation images only, never test images.", epilog=EPILOG)
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -37,6 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fill", action="store_true",
                    help="tune only the detection thresholds, not the completion of the "
                    "instance labels from the semantic mask (0 = off, the default)")
+    p.add_argument("--metric", choices=SELECT_METRICS, default=None,
+                   help="instance metric that, added to pixel Dice, chooses the mask "
+                   "threshold, foreground cut and completion (default: the one the model's "
+                   "checkpoint was selected by, else aji)")
     p.add_argument("--no-mask", action="store_true",
                    help="keep the model's mask logit threshold (SAM's own is 0) and "
                    "foreground cut (0 = off) instead of choosing them")
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     whole = not (args.no_fill and args.no_mask)  # whole-pipeline stages score at own size
     full = at_own_size(dataset, images, scale) if whole else None
     s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill,
-                          full=full, settings=() if args.no_mask else tuple(SETTINGS))
+                          full=full, settings=() if args.no_mask else tuple(SETTINGS),
+                          target=args.metric)
     print(f"{describe(s)}; saved {args.output or folder}")
     return 1 if problems else 0

@@ -6,14 +6,15 @@ the setting with the best object F1 (IoU 0.5) of the detections against the grou
 This is cheap (no SAM decoding) and only ever uses the validation split.
 
 Then :func:`tune_setting` runs the full pipeline once per image and value of each setting in
-:data:`SETTINGS` in turn, keeping the best pixel Dice + AJI: SAM's mask logit threshold (SAM's
+:data:`SETTINGS` in turn, keeping the best pixel Dice plus the model's checkpoint-selection
+metric (AJI unless it was trained to another; :func:`criterion`): SAM's mask logit threshold (SAM's
 own is 0; a shift corrects masks systematically too large or too small for the annotation
 style) and the generator's mean foreground probability below which a mask is dropped (SAM
 also outlines things on background; its own predicted quality separated them far less well
 in an exploration: on 30 DSB validation images, dropping masks by it lowered AJI). Last,
 :func:`tune_fill` runs the pipeline once more per image (instances and semantic mask) and
-picks the completion from the semantic mask (:mod:`sac.pipeline.complete`) with the best
-pixel Dice + AJI, again keeping the current setting unless another is strictly better.
+picks the completion from the semantic mask (:mod:`sac.pipeline.complete`) by the same
+criterion, again keeping the current setting unless another is strictly better.
 """
 
 from __future__ import annotations
@@ -87,10 +88,18 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
                       default_score, table)
 
 
+def criterion(agg: dict[str, float], target: str) -> float:
+    """What the post-processing settings are chosen by: pixel Dice (area) plus ``target``
+    (instances), so that neither is traded away for the other."""
+    if target not in SCORED:
+        raise ValueError(f"unknown tuning target {target!r}; one of {SCORED}")
+    return float(agg["pixel_dice"] + agg[target])
+
+
 @dataclass
 class SettingResult:
-    """One post-processing setting's chosen value, its score (pixel Dice + AJI), the score
-    of the value it had, and the table of every value tried."""
+    """One post-processing setting's chosen value, its score (pixel Dice + the target
+    metric), the score of the value it had, and the table of every value tried."""
 
     name: str
     value: float
@@ -102,10 +111,12 @@ class SettingResult:
 def tune_setting(model: SACModel, images: list[TrainImage], name: str,
                  values: tuple[float, ...], bf16: bool = False,
                  full: list[TrainImage] | None = None,
-                 embeddings: EmbeddingCache | None = None) -> SettingResult:
+                 embeddings: EmbeddingCache | None = None, target: str = "aji"
+                 ) -> SettingResult:
     """Grid-search the threshold ``name`` (a :class:`Thresholds` field applied after the
     generator, e.g. ``mask_logit``) over ``values`` with the completion off (it is tuned
-    last, on the chosen masks); ``full`` as in :func:`tune_fill`. One pipeline run per value;
+    last, on the chosen masks) for the best pixel Dice + ``target`` (a metric of
+    :data:`SCORED`); ``full`` as in :func:`tune_fill`. One pipeline run per value;
     ``embeddings`` spares the encoder after the first."""
     from sac.pipeline.segmenter import Segmenter
 
@@ -123,7 +134,7 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
                 for im in images]
         agg = aggregate(rows)
         table.append({name: value, **{k: float(agg[k]) for k in SCORED},
-                      "score": float(agg["pixel_dice"] + agg["aji"])})
+                      "score": criterion(agg, target)})
     current = next(r for r in table if r[name] == getattr(th0, name))
     best = max(table, key=lambda r: r["score"])
     if best["score"] <= current["score"]:  # change the setting only for a real improvement
@@ -133,7 +144,7 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
 
 @dataclass
 class FillResult:
-    """The chosen completion setting, its score (pixel Dice + AJI) and the table."""
+    """The chosen completion setting, its score (pixel Dice + the target) and the table."""
 
     new_area: int
     attach: bool
@@ -144,7 +155,7 @@ class FillResult:
 
 def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
               full: list[TrainImage] | None = None,
-              embeddings: EmbeddingCache | None = None) -> FillResult:
+              embeddings: EmbeddingCache | None = None, target: str = "aji") -> FillResult:
     """Grid-search ``fill_new_area``/``fill_attach`` on ``images`` (at the model's scale).
 
     With ``full`` (the same images at their own resolution) it scores what ``sac segment``
@@ -173,7 +184,7 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
         agg = aggregate(rows)
         table.append({"fill_new_area": area, "fill_attach": attach,
                       "pixel_dice": float(agg["pixel_dice"]), "aji": float(agg["aji"]),
-                      "score": float(agg["pixel_dice"] + agg["aji"])})
+                      "score": criterion(agg, target)})
     current = next(r for r in table if (r["fill_new_area"], r["fill_attach"])
                    == (th0.fill_new_area, th0.fill_attach))
     best = max(table, key=lambda r: r["score"])
@@ -195,19 +206,21 @@ def apply_tuning(model: SACModel, result: TuneResult, fill: FillResult | None = 
 
 
 def summary(result: TuneResult, metric: str, fill: FillResult | None = None,
-            settings: list[SettingResult] | tuple[SettingResult, ...] = ()) -> dict[str, Any]:
-    """A short JSON-ready record for the model's training summary."""
+            settings: list[SettingResult] | tuple[SettingResult, ...] = (),
+            target: str = "aji") -> dict[str, Any]:
+    """A short JSON-ready record for the model's training summary (``target``: what the
+    post-processing settings were chosen by, with pixel Dice)."""
     out: dict[str, Any] = {
         "metric": f"detection {metric}", "fg": result.fg, "centre": result.centre,
         "min_distance": result.min_distance, "score": round(result.score, 4),
         "default_score": round(result.default_score, 4),
         "grid": {"fg": FG, "centre": CENTRE, "min_distance": MIN_DISTANCE}}
     for r in settings:
-        out[r.name] = {"metric": "pixel_dice + aji", "value": r.value,
+        out[r.name] = {"metric": f"pixel_dice + {target}", "value": r.value,
                        "score": round(r.score, 4), "default_score": round(r.default_score, 4),
                        "table": [{k: round(v, 4) for k, v in row.items()} for row in r.table]}
     if fill is not None:
-        out["fill"] = {"metric": "pixel_dice + aji", "fill_new_area": fill.new_area,
+        out["fill"] = {"metric": f"pixel_dice + {target}", "fill_new_area": fill.new_area,
                        "fill_attach": fill.attach, "score": round(fill.score, 4),
                        "default_score": round(fill.default_score, 4),
                        "grid": {"fill_new_area": FILL_NEW_AREA, "fill_attach": FILL_ATTACH}}
@@ -227,13 +240,16 @@ def at_own_size(dataset: SampleDataset, images: list[TrainImage], scale: float
 def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
                       bf16: bool = False, fill: bool = True,
                       full: list[TrainImage] | None = None,
-                      settings: tuple[str, ...] = tuple(SETTINGS)) -> dict:
+                      settings: tuple[str, ...] = tuple(SETTINGS),
+                      target: str | None = None) -> dict:
     """Tune ``model_dir`` on ``images`` (at its scale) and save it; returns the summary.
 
     Detection thresholds first; then each of ``settings`` (names in :data:`SETTINGS`) in
     turn, and with ``fill`` the completion from the semantic mask; these run the whole
     pipeline per image (on ``full``, the images at their own resolution, when given: see
-    :func:`tune_fill`), the encoder once per image thanks to a shared embedding cache.
+    :func:`tune_fill`), the encoder once per image thanks to a shared embedding cache, and
+    are chosen by pixel Dice + ``target`` (default: the metric the model's checkpoint was
+    selected by, else AJI).
     """
     from sac.model import load_model, save_model
 
@@ -241,20 +257,25 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
     if unknown:
         raise ValueError(f"unknown settings {unknown}; tunable: {sorted(SETTINGS)}")
     model = load_model(model_dir)
+    if target is None:
+        target = str(model.config.training.get("select_metric", "aji"))
+    criterion({k: 0.0 for k in SCORED}, target)  # an unknown target fails before any work
     result = tune_detection(model, images, bf16=bf16)
     apply_tuning(model, result)
     cache = EmbeddingCache()
     chosen: list[SettingResult] = []
     for name in settings:
-        chosen.append(tune_setting(model, images, name, SETTINGS[name], bf16, full, cache))
+        chosen.append(tune_setting(model, images, name, SETTINGS[name], bf16, full, cache,
+                                   target))
         apply_tuning(model, result, settings=chosen)
-    filled = tune_fill(model, images, bf16=bf16, full=full, embeddings=cache) if fill else None
+    filled = (tune_fill(model, images, bf16=bf16, full=full, embeddings=cache, target=target)
+              if fill else None)
     apply_tuning(model, result, filled, chosen)
     training = dict(model.config.training)
     if "threshold_tuning" in training:  # keep the record of earlier tunings
         training["earlier_tunings"] = [*training.get("earlier_tunings", []),
                                        training["threshold_tuning"]]
-    training["threshold_tuning"] = summary(result, "f1_obj", filled, chosen)
+    training["threshold_tuning"] = summary(result, "f1_obj", filled, chosen, target)
     target = output if output is not None else Path(model_dir)
     save_model(model, target, overwrite=output is None, dtype=model.config.dtype,
                training=training)
@@ -268,11 +289,11 @@ def describe(s: dict) -> str:
     for name in SETTINGS:
         if name in s:
             r = s[name]
-            line += (f"; {name} {r['value']}: Dice + AJI {r['default_score']:.3f} -> "
+            line += (f"; {name} {r['value']}: {r['metric']} {r['default_score']:.3f} -> "
                      f"{r['score']:.3f}")
     if "fill" in s:
         f = s["fill"]
         line += (f"; completion from the semantic mask (new nuclei >= {f['fill_new_area']} px,"
-                 f" attach {f['fill_attach']}): Dice + AJI {f['default_score']:.3f} -> "
+                 f" attach {f['fill_attach']}): {f['metric']} {f['default_score']:.3f} -> "
                  f"{f['score']:.3f}")
     return line
