@@ -7,9 +7,9 @@ This is cheap (no SAM decoding) and only ever uses the validation split.
 
 Then :func:`tune_setting` runs the full pipeline once per image and value of each setting in
 :data:`SETTINGS` in turn, keeping the best pixel Dice plus the model's checkpoint-selection
-metric (AJI unless it was trained to another; :func:`criterion`): SAM's mask logit threshold (SAM's
-own is 0; a shift corrects masks systematically too large or too small for the annotation
-style) and the generator's mean foreground probability below which a mask is dropped (SAM
+metric (AJI unless it was trained to another; :func:`criterion`): SAM's mask logit threshold
+(SAM's own is 0; a shift corrects masks systematically too large or too small for the
+annotation style) and the generator's mean foreground probability below which a mask is dropped (SAM
 also outlines things on background; its own predicted quality separated them far less well
 in an exploration: on 30 DSB validation images, dropping masks by it lowered AJI). Last,
 :func:`tune_fill` runs the pipeline once more per image (instances and semantic mask) and
@@ -276,8 +276,8 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
         training["earlier_tunings"] = [*training.get("earlier_tunings", []),
                                        training["threshold_tuning"]]
     training["threshold_tuning"] = summary(result, "f1_obj", filled, chosen, target)
-    target = output if output is not None else Path(model_dir)
-    save_model(model, target, overwrite=output is None, dtype=model.config.dtype,
+    folder = output if output is not None else Path(model_dir)
+    save_model(model, folder, overwrite=output is None, dtype=model.config.dtype,
                training=training)
     return training["threshold_tuning"]
 
