@@ -22,7 +22,7 @@ class FakePredictor:
         self.images.append(image.shape[:2])
 
     def predict_instances(self, points, labels, boxes, window, batch_size, extents, offset,
-                          upsample):
+                          upsample, threshold):
         out = []
         for b in boxes:
             x0, y0 = int(b[0] + offset[0]), int(b[1] + offset[1])
