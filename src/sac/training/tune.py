@@ -259,7 +259,8 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
     model = load_model(model_dir)
     if target is None:
         target = str(model.config.training.get("select_metric", "aji"))
-    criterion({k: 0.0 for k in SCORED}, target)  # an unknown target fails before any work
+    if target not in SCORED:  # fail before any work
+        raise ValueError(f"unknown tuning target {target!r}; one of {SCORED}")
     result = tune_detection(model, images, bf16=bf16)
     apply_tuning(model, result)
     cache = EmbeddingCache()
