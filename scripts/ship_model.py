@@ -90,7 +90,8 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             f"fg {tune['fg']}, centre {tune['centre']}, min_distance {tune['min_distance']} "
             f"(detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
         what = {"mask_logit": "SAM's mask logit threshold (SAM's own: 0)",
-                "min_fg": "the generator's mean foreground below which a mask is dropped"}
+                "min_fg": ("the upper quartile of the generator's foreground under a mask below "
+                           "which the mask is dropped")}
         for name, words in what.items():
             r = tune.get(name)
             if r:

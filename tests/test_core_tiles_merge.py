@@ -9,7 +9,7 @@ import pytest
 
 from sac.core.labels import InstanceMask, crop_to_content, relabel_sequential
 from sac.core.tiles import assign_boxes, make_tiles, tile_starts
-from sac.pipeline.merge import drop_off_foreground, foreground_share, merge_instances
+from sac.pipeline.merge import drop_off_foreground, foreground_support, merge_instances
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 256, 32), (256, 256, 32),
@@ -65,21 +65,36 @@ def test_merge_keeps_largest_piece_and_clips_to_image() -> None:
 
 def test_masks_off_the_foreground_are_dropped() -> None:
     """A mask on a grid twice as fine as the generator's map reads the map pixel it falls in;
-    masks whose mean foreground is below the cut go, a cut of 0 keeps everything."""
+    masks with less than a quarter on foreground go, a cut of 0 keeps everything."""
     fg = np.zeros((10, 10), np.float32)
     fg[:, :5] = 0.9  # foreground on the left half of the map
     on = InstanceMask(4, 0, np.ones((4, 8), bool), 0.8)  # columns 0-7 of 20: map columns 0-3
     half = InstanceMask(4, 6, np.ones((4, 8), bool), 0.8)  # map columns 3-6: half on
+    sliver = InstanceMask(4, 8, np.ones((4, 10), bool), 0.8)  # map columns 4-8: a fifth on
     off = InstanceMask(4, 12, np.ones((4, 8), bool), 0.8)  # map columns 6-9
-    assert foreground_share(on, fg, (2.0, 2.0)) == pytest.approx(0.9)
-    assert foreground_share(half, fg, (2.0, 2.0)) == pytest.approx(0.45)
-    assert foreground_share(off, fg, (2.0, 2.0)) == 0.0
-    insts = [on, half, off]
+    assert foreground_support(on, fg, (2.0, 2.0)) == pytest.approx(0.9)
+    assert foreground_support(half, fg, (2.0, 2.0)) == pytest.approx(0.9)
+    assert foreground_support(sliver, fg, (2.0, 2.0)) == 0.0
+    assert foreground_support(off, fg, (2.0, 2.0)) == 0.0
+    insts = [on, half, sliver, off]
     assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.0) == insts
-    assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.4) == [on, half]
-    assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.5) == [on]
+    assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.5) == [on, half]
+    assert drop_off_foreground(insts, fg, (2.0, 2.0), 0.95) == []
     edge = InstanceMask(-3, 18, np.ones((5, 5), bool), 0.8)  # reaches past the map: clipped
-    assert foreground_share(edge, fg, (2.0, 2.0)) == 0.0
+    assert foreground_support(edge, fg, (2.0, 2.0)) == 0.0
+
+
+def test_a_hole_in_the_map_does_not_drop_the_nucleus_around_it() -> None:
+    """The generator's map can be hollow inside a large flat nucleus: its mean under SAM's
+    whole mask falls, but the mask keeps a clearly foreground quarter and is kept."""
+    fg = np.zeros((20, 20), np.float32)
+    fg[4:16, 4:16] = 0.95
+    fg[7:13, 7:13] = 0.1  # the hole: a quarter of the nucleus
+    nucleus = InstanceMask(4, 4, np.ones((12, 12), bool), 0.9)
+    background = InstanceMask(0, 16, np.ones((6, 4), bool), 0.9)
+    mean = float(fg[4:16, 4:16].mean())
+    assert mean < 0.75 <= foreground_support(nucleus, fg, (1.0, 1.0))
+    assert drop_off_foreground([nucleus, background], fg, (1.0, 1.0), 0.75) == [nucleus]
 
 
 def test_crop_and_relabel() -> None:

@@ -92,8 +92,8 @@ class Thresholds:
     # SAM's mask logit above which a pixel belongs to a nucleus (SAM's own: 0); lower grows
     # every mask, higher shrinks it; chosen by ``sac tune``
     mask_logit: float = 0.0
-    # masks over which the generator's mean foreground probability is below this are dropped
-    # (SAM also answers prompts on background); 0 = off; chosen by ``sac tune``
+    # masks where the upper quartile of the generator's foreground probability is below this
+    # are dropped (SAM also answers prompts on background); 0 = off; chosen by ``sac tune``
     min_fg: float = 0.0
 
     def __post_init__(self) -> None:

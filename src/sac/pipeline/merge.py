@@ -2,8 +2,8 @@
 
 Masks are painted in order of decreasing quality score; a mask keeps only the pixels no better
 mask has taken. A mask that loses most of its area that way is a duplicate and is dropped, so the
-merge also acts as mask-level non-maximum suppression. Before that, masks that lie mostly where
-the prompt generator sees background can be dropped (:func:`drop_off_foreground`).
+merge also acts as mask-level non-maximum suppression. Before that, masks that the prompt
+generator does not support can be dropped (:func:`drop_off_foreground`).
 """
 
 from __future__ import annotations
@@ -12,24 +12,32 @@ import numpy as np
 
 from sac.core.labels import InstanceMask, largest_component
 
+#: the quantile of the generator's foreground under a mask that the foreground cut reads
+SUPPORT_QUANTILE = 0.75
 
-def foreground_share(inst: InstanceMask, fg: np.ndarray, up: tuple[float, float]) -> float:
-    """Mean of the map ``fg`` under ``inst``, whose grid is ``up`` (fy, fx) times finer than
-    the map's (each mask pixel reads the map pixel it falls in)."""
+
+def foreground_support(inst: InstanceMask, fg: np.ndarray, up: tuple[float, float]) -> float:
+    """Upper quartile of the map ``fg`` under ``inst``, whose grid is ``up`` (fy, fx) times
+    finer than the map's (each mask pixel reads the map pixel it falls in).
+
+    The upper quartile, not the mean: the generator's map can have a hole inside a large or
+    flat nucleus that SAM outlines whole, and such a mask is still a nucleus when a quarter of
+    it is clearly foreground; a mask that SAM drew on background has no such quarter.
+    """
     h, w = inst.mask.shape
     rows = np.clip(((inst.y0 + np.arange(h) + 0.5) / up[0]).astype(np.int64), 0, fg.shape[0] - 1)
     cols = np.clip(((inst.x0 + np.arange(w) + 0.5) / up[1]).astype(np.int64), 0, fg.shape[1] - 1)
     under = fg[np.ix_(rows, cols)][inst.mask]
-    return float(under.mean()) if under.size else 0.0
+    return float(np.quantile(under, SUPPORT_QUANTILE)) if under.size else 0.0
 
 
 def drop_off_foreground(instances: list[InstanceMask], fg: np.ndarray,
                         up: tuple[float, float], min_fg: float) -> list[InstanceMask]:
-    """``instances`` without those whose mean foreground probability is below ``min_fg``
-    (all of them kept when it is 0)."""
+    """``instances`` without those whose foreground support (:func:`foreground_support`) is
+    below ``min_fg`` (all of them kept when it is 0)."""
     if min_fg <= 0:
         return instances
-    return [m for m in instances if foreground_share(m, fg, up) >= min_fg]
+    return [m for m in instances if foreground_support(m, fg, up) >= min_fg]
 
 
 def merge_instances(
