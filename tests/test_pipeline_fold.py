@@ -88,13 +88,37 @@ def test_strip_filled_by_its_nuclei_keeps_the_model_scale() -> None:
     from sac.metrics import evaluate_pair
     from sac.model import load_model
 
+
+    strip, truth = _disk_strip()
+    res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(strip)
+    assert res.size.source == "model" and "too thin" in res.size.note
+    assert res.size.scale == 1.0
+    assert evaluate_pair(truth, res.labels)["f1_obj"] >= 0.98
+
+
+def _disk_strip() -> tuple[np.ndarray, np.ndarray]:
+    """A 20 x 4000 strip of 10-px disks cut by both long edges; (image, labels)."""
     from synthetic import grid_disks
 
     grid, truth = grid_disks(10, n_side=3)
     n = 4000 // grid.shape[1] + 1
     strip = np.tile(grid, (1, n, 1))[6:26, :4000]
-    truth = ndimage.label(np.tile(truth, (1, n))[6:26, :4000] > 0)[0]
-    res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(strip)
-    assert res.size.source == "model" and "too thin" in res.size.note
-    assert res.size.scale == 1.0
-    assert evaluate_pair(truth, res.labels)["f1_obj"] >= 0.98
+    return strip, ndimage.label(np.tile(truth, (1, n))[6:26, :4000] > 0)[0]
+
+
+@pytest.mark.weights
+def test_the_strictest_foreground_cut_the_tuner_may_choose_keeps_cut_nuclei() -> None:
+    """Folded with mirrored margins, the cut disks look like large flat nuclei whose generator
+    map is hollow; the foreground cut reads the upper quartile so that they survive even the
+    largest cut that ``sac tune`` may choose (its grid's top)."""
+    import dataclasses
+
+    from sac.metrics import evaluate_pair
+    from sac.model import load_model
+    from sac.training.tune import SETTINGS
+
+    strip, truth = _disk_strip()
+    model = load_model("sac-lite-dsb2018")
+    strictest = dataclasses.replace(model.config.thresholds, min_fg=max(SETTINGS["min_fg"]))
+    res = Segmenter(model, bf16=True, thresholds=strictest).segment(strip[:, :1600])
+    assert evaluate_pair(truth[:, :1600], res.labels)["f1_obj"] >= 0.98
