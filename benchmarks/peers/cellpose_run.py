@@ -6,7 +6,8 @@ rescaling) with the nuclei model's configuration: grey input (``channels=[0, 0]`
 diameter of 17 px that every image is rescaled to from its measured nucleus size. The number of
 epochs is set so that training fills the wall-time budget (``--minutes``, the time SAC's
 shipped model trained): after a 1-epoch warm-up (numba compiles cellpose's flow code on first
-use), runs of 2 and 12 epochs measure the fixed cost and the cost per epoch. Then, like
+use), two timing runs (2 and 12 epochs, fewer where an epoch is long: see
+:func:`calibration_epochs`) measure the fixed cost and the cost per epoch. Then, like
 StarDist's and SAC's threshold tuning, the flow and cell probability thresholds are chosen on
 the validation images (mean average precision at IoU 0.5, cellpose's own metric). Writes::
 
@@ -39,7 +40,21 @@ from peer_common import (
 DIAM_MEAN = 17.0  # the nuclei model's
 CELLPROB = (-1.0, 0.0, 1.0)
 FLOW = (0.3, 0.4, 0.6)
-CALIBRATE = (2, 12)  # epochs of the two timing runs
+CALIBRATE = (2, 12)  # epochs of the two timing runs, at most
+CALIBRATION_SHARE = 0.1  # of the budget that the longer timing run may take, about
+
+
+def calibration_epochs(warmup_s: float, budget_s: float) -> tuple[int, int]:
+    """Epochs ``(a, b)`` of the two timing runs, from the 1-epoch warm-up's time.
+
+    At most :data:`CALIBRATE`; fewer when the warm-up says an epoch is long, so that the
+    longer run takes about :data:`CALIBRATION_SHARE` of the budget (on DSB 2018's 570 images
+    an epoch takes ~7 min on 2 cores, and 2 + 12 epochs of timing cost 100 min before a
+    102-min training). Never below (1, 2): two points are needed.
+    """
+    b = int(min(CALIBRATE[1], max(2, CALIBRATION_SHARE * budget_s // max(warmup_s, 1e-3))))
+    a = max(1, min(CALIBRATE[0], b // 6))
+    return a, b
 
 
 def predict_only(args: argparse.Namespace) -> int:
@@ -100,15 +115,16 @@ def run(args: argparse.Namespace, record: dict) -> None:
     # a first short run pays the one-off costs (numba compiling cellpose's flow code, caches);
     # two more runs of A and B epochs then give the cost per epoch (including cellpose's test
     # loss every 10 epochs) and the fixed cost of a training call
-    fit(1, "warmup")
-    a, b = CALIBRATE
+    _, tw = fit(1, "warmup")
+    budget = args.minutes * 60
+    a, b = calibration_epochs(tw, budget)
     _, ta = fit(a, "calibrate_a")
     _, tb = fit(b, "calibrate_b")
     per_epoch = max((tb - ta) / (b - a), 1e-3)
     fixed = max(ta - a * per_epoch, 0.0)
-    budget = args.minutes * 60
     n_epochs = int(min(args.max_epochs, max(1, (budget - fixed) // per_epoch)))
-    record.update(calibration={"epochs": [a, b], "seconds": [round(ta, 1), round(tb, 1)],
+    record.update(calibration={"warmup_s": round(tw, 1), "epochs": [a, b],
+                               "seconds": [round(ta, 1), round(tb, 1)],
                                "per_epoch_s": round(per_epoch, 3), "fixed_s": round(fixed, 1)},
                   n_epochs=n_epochs, settings={k: v for k, v in settings.items()
                                                if k != "save_path"})
