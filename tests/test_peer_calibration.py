@@ -5,10 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "peers"))
-cellpose_run = pytest.importorskip("cellpose_run")  # plain numpy + tifffile at import
+import cellpose_run  # plain numpy + tifffile at import: no skip, a break fails
 
 
 def test_short_epochs_keep_the_full_timing_runs() -> None:

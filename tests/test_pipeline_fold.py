@@ -12,7 +12,7 @@ from sac.pipeline.fold import fold_plan, fold_segment
 from sac.pipeline.segmenter import Segmenter, SegmentResult
 from sac.pipeline.size import SizeEstimate
 
-from synthetic import matched_ious
+from synthetic import grid_disks, matched_ious
 
 
 def _strip(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -24,6 +24,14 @@ def _strip(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         cy, r = rng.integers(4, h - 4), rng.integers(3, 6)
         img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 200
     return img, ndimage.label(img > 100)[0]
+
+
+def _disk_strip() -> tuple[np.ndarray, np.ndarray]:
+    """A 20 x 4000 strip of 10-px disks cut by both long edges; (image, labels)."""
+    grid, truth = grid_disks(10, n_side=3)
+    n = 4000 // grid.shape[1] + 1
+    strip = np.tile(grid, (1, n, 1))[6:26, :4000]
+    return strip, ndimage.label(np.tile(truth, (1, n))[6:26, :4000] > 0)[0]
 
 
 def _threshold(image: np.ndarray) -> SegmentResult:
@@ -65,8 +73,6 @@ def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
     from sac.metrics import evaluate_pair
     from sac.model import load_model
 
-    from synthetic import grid_disks
-
     grid, truth = grid_disks(10, n_side=3)
     n = 3000 // grid.shape[1] + 1
     strip = np.tile(grid, (1, n, 1))[6:46, :3000]
@@ -88,22 +94,11 @@ def test_strip_filled_by_its_nuclei_keeps_the_model_scale() -> None:
     from sac.metrics import evaluate_pair
     from sac.model import load_model
 
-
     strip, truth = _disk_strip()
     res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(strip)
     assert res.size.source == "model" and "too thin" in res.size.note
     assert res.size.scale == 1.0
     assert evaluate_pair(truth, res.labels)["f1_obj"] >= 0.98
-
-
-def _disk_strip() -> tuple[np.ndarray, np.ndarray]:
-    """A 20 x 4000 strip of 10-px disks cut by both long edges; (image, labels)."""
-    from synthetic import grid_disks
-
-    grid, truth = grid_disks(10, n_side=3)
-    n = 4000 // grid.shape[1] + 1
-    strip = np.tile(grid, (1, n, 1))[6:26, :4000]
-    return strip, ndimage.label(np.tile(truth, (1, n))[6:26, :4000] > 0)[0]
 
 
 @pytest.mark.weights
