@@ -10,6 +10,7 @@ from sac.core.labels import (
     check_label_image,
     compact_ids,
     crop_to_content,
+    drop_missing_ids,
     largest_component,
     relabel_sequential,
 )
@@ -58,6 +59,19 @@ def test_largest_component_and_relabel() -> None:
     assert relabel_sequential(lab).tolist() == [[0, 1, 1], [2, 0, 3]]
     work, ids = compact_ids(np.array([[0, 4_000_000_000]], np.uint32))
     assert work.tolist() == [[0, 1]] and ids.tolist() == [0, 4_000_000_000]
+
+
+def test_drop_missing_ids_keeps_order() -> None:
+    """A nucleus one pixel wide at the model's resolution can vanish when labels are
+    downsampled; the others keep their order (their rank) and ids stay 1..m."""
+    lab = np.array([[3, 3, 0, 1], [3, 3, 0, 1]], np.uint16)  # id 2 and 4 hold no pixel
+    out, kept = drop_missing_ids(lab, 4)
+    assert out.tolist() == [[2, 2, 0, 1], [2, 2, 0, 1]] and kept.tolist() == [1, 3]
+    assert out.dtype == lab.dtype
+    same, kept = drop_missing_ids(out, 2)
+    assert same is out and kept.tolist() == [1, 2]
+    empty, kept = drop_missing_ids(np.zeros((2, 2), np.uint16), 0)
+    assert not empty.any() and kept.size == 0
 
 
 def test_crop_to_content() -> None:

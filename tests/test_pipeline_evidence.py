@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,30 @@ def test_flat_nuclei_are_dropped_and_the_rest_keep_their_order() -> None:
     assert out.max() == 8 and not out[30:40, 80:90].any()
     assert np.array_equal(out[labels == 6], np.full((labels == 6).sum(), 5))
 
+
+
+def test_nuclei_covering_the_whole_image_and_missing_ids() -> None:
+    """Nuclei (with their rings) may cover every pixel, and an id may hold no pixel: neither
+    warns (scipy's variance divides by the empty background's count), and the spreads are
+    those scipy computes; the empty id is dropped."""
+    from scipy import ndimage
+
+    from sac.pipeline.evidence import _region_std
+
+    image, truth = grid_disks(8)
+    grey = image[..., 0].astype(np.float32)
+    labels = np.where(truth > 0, truth, 1).astype(np.uint32)  # background joins nucleus 1
+    labels[labels == 4] = 1  # and id 4 is left without pixels
+    ids = np.array([1, 2, 3, 5, 6, 7, 8, 9])
+    ours = _region_std(grey, labels, 9)
+    with np.errstate(invalid="ignore"):  # scipy's own 0/0 for the absent background
+        theirs = np.sqrt(ndimage.variance(grey, labels, ids))
+    assert np.allclose(ours[ids], theirs, rtol=1e-6)
+    assert ours[0] == ours[4] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, kept = drop_flat_nuclei(labels, image_evidence(grey))
+    assert kept.tolist() == ids.tolist() and out.max() == 8
 
 @pytest.mark.parametrize("name", ["zeros", "near-white noise", "gaussian noise"])
 def test_segmenter_finds_nothing_in_flat_images(name: str) -> None:

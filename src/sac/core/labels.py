@@ -69,6 +69,22 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
+def drop_missing_ids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` (ids 1..``n``) renumbered 1..m in their old order without the ids that no
+    pixel holds any more (a nucleus thinner than a pixel after downsampling), and the old id
+    of each new one (``kept[i]`` is the old id of new id ``i + 1``)."""
+    ids = np.arange(1, n + 1)
+    if n == 0:
+        return labels, ids
+    present = np.bincount(labels.ravel(), minlength=n + 1)[1:n + 1] > 0
+    if present.all():
+        return labels, ids
+    kept = ids[present]
+    lut = np.zeros(max(n, int(labels.max())) + 1, labels.dtype)
+    lut[kept] = np.arange(1, len(kept) + 1)
+    return lut[labels], kept
+
+
 def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``(work, ids)``: ``labels`` and None, or, when ids are huge (uint32 up to 4e9), a copy
     relabelled 1..n with ``ids[k]`` the original id of value ``k`` (scipy's find_objects and

@@ -79,11 +79,23 @@ def drop_flat_nuclei(labels: np.ndarray, evidence: Evidence) -> tuple[np.ndarray
         return labels, ids
     grown = ndimage.grey_dilation(labels, size=2 * RING + 1)
     region = np.where(labels > 0, labels, grown)
-    std = np.sqrt(np.maximum(ndimage.variance(evidence.grey, region, ids), 0.0))
-    flat = np.nan_to_num(std) < MIN_NUCLEUS_SNR * evidence.noise
+    std = _region_std(evidence.grey, region, n)[1:]
+    flat = std < MIN_NUCLEUS_SNR * evidence.noise  # an id without pixels has std 0: dropped
     if not flat.any():
         return labels, ids
     lut = np.zeros(n + 1, labels.dtype)
     kept = ids[~flat]
     lut[kept] = np.arange(1, len(kept) + 1)
     return lut[labels], kept
+
+
+def _region_std(grey: np.ndarray, region: np.ndarray, n: int) -> np.ndarray:
+    """Standard deviation of ``grey`` over each id 0..n of ``region`` (0 where an id has no
+    pixels; scipy's ``ndimage.variance`` warns then, and for an absent background too)."""
+    flat, values = region.ravel(), grey.ravel().astype(np.float64)
+    counts = np.bincount(flat, minlength=n + 1)[: n + 1]
+    sums = np.bincount(flat, values, minlength=n + 1)[: n + 1]
+    means = np.divide(sums, counts, out=np.zeros(n + 1), where=counts > 0)
+    dev = values - means[flat]
+    var = np.bincount(flat, dev * dev, minlength=n + 1)[: n + 1]
+    return np.sqrt(np.divide(var, counts, out=np.zeros(n + 1), where=counts > 0))

@@ -34,7 +34,7 @@ import numpy as np
 from sac.core.checks import number
 from sac.core.errors import ConfigError, InputError
 from sac.core.images import as_model_rgb, check_image
-from sac.core.labels import InstanceMask
+from sac.core.labels import InstanceMask, drop_missing_ids
 from sac.core.resample import resample_image, resample_labels
 from sac.core.tiles import owned_tiles, stitch
 from sac.model import SACModel, load_model
@@ -216,7 +216,10 @@ class Segmenter:
                                                negatives)
         if not semantic:
             sem = None
-        labels = resample_labels(labels, rgb0.shape[:2])
+        if labels.shape != rgb0.shape[:2]:  # downsampling can lose sub-pixel nuclei
+            labels, kept = drop_missing_ids(resample_labels(labels, rgb0.shape[:2]),
+                                            int(labels.max()))
+            scores = {i + 1: scores[int(k)] for i, k in enumerate(kept) if int(k) in scores}
         if evidence is not None:  # no nuclei in flat or pure-noise parts of the image
             labels, kept = drop_flat_nuclei(labels, evidence)
             scores = {i + 1: scores[int(k)] for i, k in enumerate(kept) if int(k) in scores}
