@@ -27,7 +27,7 @@ from torch import nn
 CHANNELS = ("fg", "boundary", "centre")
 
 
-@dataclass
+@dataclass(frozen=True)
 class GeneratorConfig:
     """Layer widths of the U-Net; ``len(widths) - 1`` is the number of 2x down-samplings.
     ``hv``: the head predicts horizontal and vertical maps instead of a centre map (one more
