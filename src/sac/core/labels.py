@@ -69,20 +69,23 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def drop_missing_ids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``labels`` (ids 1..``n``) renumbered 1..m in their old order without the ids that no
-    pixel holds any more (a nucleus thinner than a pixel after downsampling), and the old id
-    of each new one (``kept[i]`` is the old id of new id ``i + 1``)."""
-    ids = np.arange(1, n + 1)
-    if n == 0:
+def keep_ids(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` (ids 1..n) with only the ids whose ``keep[id - 1]`` is true, renumbered
+    1..m in their old order (their rank), and the old id of each new one (``kept[i]`` is the
+    old id of new id ``i + 1``)."""
+    ids = np.arange(1, len(keep) + 1)
+    if keep.all():
         return labels, ids
-    present = np.bincount(labels.ravel(), minlength=n + 1)[1:n + 1] > 0
-    if present.all():
-        return labels, ids
-    kept = ids[present]
-    lut = np.zeros(max(n, int(labels.max())) + 1, labels.dtype)
+    kept = ids[keep]
+    lut = np.zeros(max(len(keep), int(labels.max(initial=0))) + 1, labels.dtype)
     lut[kept] = np.arange(1, len(kept) + 1)
     return lut[labels], kept
+
+
+def drop_missing_ids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`keep_ids` without the ids of 1..``n`` that no pixel holds any more (a nucleus
+    thinner than a pixel after downsampling)."""
+    return keep_ids(labels, np.bincount(labels.ravel(), minlength=n + 1)[1:n + 1] > 0)
 
 
 def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

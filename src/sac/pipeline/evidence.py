@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from sac.core.labels import keep_ids
+
 MIN_IMAGE_SNR = 8.0
 MIN_NUCLEUS_SNR = 2.5
 RING = 3  # px around a nucleus (at the labels' resolution) in its contrast check
@@ -74,19 +76,12 @@ def drop_flat_nuclei(labels: np.ndarray, evidence: Evidence) -> tuple[np.ndarray
     renumbered 1..n in their old order, and the old id of each new one (``kept[i]`` is the
     old id of new id ``i + 1``). ``labels`` must have the evidence's shape."""
     n = int(labels.max())
-    ids = np.arange(1, n + 1)
     if n == 0:
-        return labels, ids
+        return labels, np.arange(1, 1)
     grown = ndimage.grey_dilation(labels, size=2 * RING + 1)
     region = np.where(labels > 0, labels, grown)
     std = _region_std(evidence.grey, region, n)[1:]
-    flat = std < MIN_NUCLEUS_SNR * evidence.noise  # an id without pixels has std 0: dropped
-    if not flat.any():
-        return labels, ids
-    lut = np.zeros(n + 1, labels.dtype)
-    kept = ids[~flat]
-    lut[kept] = np.arange(1, len(kept) + 1)
-    return lut[labels], kept
+    return keep_ids(labels, std >= MIN_NUCLEUS_SNR * evidence.noise)  # no pixels: std 0
 
 
 def _region_std(grey: np.ndarray, region: np.ndarray, n: int) -> np.ndarray:
