@@ -49,7 +49,7 @@ def calibration_epochs(warmup_s: float, budget_s: float) -> tuple[int, int]:
 
     At most :data:`CALIBRATE`; fewer when the warm-up says an epoch is long, so that the
     longer run takes about :data:`CALIBRATION_SHARE` of the budget (on DSB 2018's 570 images
-    an epoch takes ~7 min on 2 cores, and 2 + 12 epochs of timing cost 100 min before a
+    an epoch takes 4.4-7 min on 2 cores, and 2 + 12 epochs of timing cost 100 min before a
     102-min training). Never below (1, 2): two points are needed.
     """
     b = int(min(CALIBRATE[1], max(2, CALIBRATION_SHARE * budget_s // max(warmup_s, 1e-3))))
