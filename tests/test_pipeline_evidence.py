@@ -53,7 +53,6 @@ def test_flat_nuclei_are_dropped_and_the_rest_keep_their_order() -> None:
     assert np.array_equal(out[labels == 6], np.full((labels == 6).sum(), 5))
 
 
-
 def test_nuclei_covering_the_whole_image_and_missing_ids() -> None:
     """Nuclei (with their rings) may cover every pixel, and an id may hold no pixel: neither
     warns (scipy's variance divides by the empty background's count), and the spreads are
@@ -76,6 +75,7 @@ def test_nuclei_covering_the_whole_image_and_missing_ids() -> None:
         warnings.simplefilter("error")
         out, kept = drop_flat_nuclei(labels, image_evidence(grey))
     assert kept.tolist() == ids.tolist() and out.max() == 8
+
 
 @pytest.mark.parametrize("name", ["zeros", "near-white noise", "gaussian noise"])
 def test_segmenter_finds_nothing_in_flat_images(name: str) -> None:

@@ -77,7 +77,7 @@ def keep_ids(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if keep.all():
         return labels, ids
     kept = ids[keep]
-    lut = np.zeros(max(len(keep), int(labels.max(initial=0))) + 1, labels.dtype)
+    lut = np.zeros(len(keep) + 1, labels.dtype)
     lut[kept] = np.arange(1, len(kept) + 1)
     return lut[labels], kept
 

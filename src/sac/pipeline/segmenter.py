@@ -216,12 +216,14 @@ class Segmenter:
                                                negatives)
         if not semantic:
             sem = None
-        if labels.shape != rgb0.shape[:2]:  # downsampling can lose sub-pixel nuclei
-            labels, kept = drop_missing_ids(resample_labels(labels, rgb0.shape[:2]),
-                                            int(labels.max()))
-            scores = {i + 1: scores[int(k)] for i, k in enumerate(kept) if int(k) in scores}
+        # downsampling can lose sub-pixel nuclei; the evidence check drops those ids too
+        n = int(labels.max()) if labels.shape != rgb0.shape[:2] else None
+        labels, kept = resample_labels(labels, rgb0.shape[:2]), None
         if evidence is not None:  # no nuclei in flat or pure-noise parts of the image
             labels, kept = drop_flat_nuclei(labels, evidence)
+        elif n is not None:
+            labels, kept = drop_missing_ids(labels, n)
+        if kept is not None:
             scores = {i + 1: scores[int(k)] for i, k in enumerate(kept) if int(k) in scores}
         if sem is not None:
             sem = resample_labels(sem.astype(np.uint8), rgb0.shape[:2]).astype(bool)
