@@ -1,8 +1,9 @@
 """What each post-processing setting of ``sac tune`` does on the validation images.
 
-Runs the tuner exactly as ``sac tune`` does (detection thresholds, then SAM's mask logit
-threshold and the generator's foreground cut one after another, then the completion from the
-semantic mask; :func:`sac.training.tune.tune_model_folder`) on a copy of ``--model`` written
+Runs the tuner exactly as ``sac tune`` does (detection thresholds on the generator's own
+detections, then each of them again on the whole pipeline, SAM's mask logit threshold and the
+generator's foreground cut one after another, then the completion from the semantic mask;
+:func:`sac.training.tune.tune_model_folder`) on a copy of ``--model`` written
 to ``--output``, and tabulates every value tried: pixel Dice, AJI, PQ, object F1 and DSB score
 of the whole pipeline with that value (the settings tuned before it fixed, the completion
 off), and which value was chosen (best pixel Dice + the model's checkpoint-selection metric,
@@ -46,16 +47,18 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     for name in SETTINGS:
-        for r in s[name]["table"]:
+        rec = s.get("pipeline", {}).get(name) or s[name]  # detection thresholds: refinements
+        for r in rec["table"]:
             rows.append({"setting": name, "value": r[name],
                          **{k: r[k] for k in SCORED}, "criterion": r["score"],
-                         "chosen": "yes" if r[name] == s[name]["value"] else ""})
+                         "chosen": "yes" if r[name] == rec["value"] else ""})
     fill = s["fill"]
     info.update({
         "dataset": args.dataset, "model": str(args.model), "output": str(args.output),
         "bf16": args.bf16, "images": len(images), "tune_seconds": round(seconds, 1),
         "criterion": s["fill"]["metric"],
-        "detection": {k: s[k] for k in ("fg", "centre", "min_distance", "score")},
+        "detection": {k: s[k] for k in ("fg", "centre", "min_distance")},
+        "generator_choice": {**s.get("generator_choice", {}), "f1_obj": s["score"]},
         "fill": {k: fill[k] for k in ("fill_new_area", "fill_attach", "default_score",
                                       "score")},
         "note": "each row: the whole pipeline on all validation images at their own size "

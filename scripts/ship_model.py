@@ -85,13 +85,21 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             "validation images")
     tune = tr.get("threshold_tuning")
     if tune:
+        gen = tune.get("generator_choice", tune)
         lines.append(
             f"- detection thresholds chosen afterwards on the validation images (sac tune): "
-            f"fg {tune['fg']}, centre {tune['centre']}, min_distance {tune['min_distance']} "
+            f"fg {gen['fg']}, centre {gen['centre']}, min_distance {gen['min_distance']} "
             f"(detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
+        for name, r in tune.get("pipeline", {}).items():
+            lines.append(
+                f"- {name} then chosen again on the whole pipeline (SAM's masks from those "
+                f"prompts): {r['value']} ({r['metric']} {r['default_score']:.3f} -> "
+                f"{r['score']:.3f})")
         what = {"mask_logit": "SAM's mask logit threshold (SAM's own: 0)",
                 "min_fg": ("the upper quartile of the generator's foreground under a mask below "
-                           "which the mask is dropped")}
+                           "which the mask is dropped"),
+                "min_visible": ("the share of a mask that must stay free of better-scoring "
+                                "masks, else it is dropped as a duplicate")}
         for name, words in what.items():
             r = tune.get(name)
             if r:

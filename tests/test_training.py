@@ -189,6 +189,14 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
                                                                       s["fill"]["fill_new_area"])
     assert tuned.thresholds.mask_logit == s["mask_logit"]["value"]
     assert tuned.thresholds.min_fg == s["min_fg"]["value"]
+    # the detection thresholds refined on the whole pipeline, each with its table; the
+    # generator-level grid's choice kept beside them
+    assert set(s["pipeline"]) == {"fg", "centre", "min_distance"}
+    assert (tuned.thresholds.centre, tuned.thresholds.min_distance) == (s["centre"],
+                                                                        s["min_distance"])
+    assert isinstance(tuned.thresholds.min_distance, int)
+    assert s["pipeline"]["min_distance"]["value"] == s["min_distance"]
+    assert set(s["generator_choice"]) == {"fg", "centre", "min_distance"}
     assert s["min_fg"]["metric"] == s["fill"]["metric"] == "pixel_dice + aji"  # the default
     assert main([*args, "-o", str(tmp_path / "by_pq"), "--metric", "pq"]) == 0
     by_pq = load_model(tmp_path / "by_pq").config.training["threshold_tuning"]
@@ -196,6 +204,10 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
     assert main([*args, "--no-fill", "--no-mask"]) == 0  # in place, detection thresholds only
     again = load_model(tmp_path / "m").config.training["threshold_tuning"]
     assert not {"fill", "mask_logit", "min_fg"} & set(again)
+    assert set(again["pipeline"]) == {"fg", "centre", "min_distance"}
+    assert main([*args, "--no-fill", "--no-mask", "--generator-only"]) == 0
+    again = load_model(tmp_path / "m").config.training["threshold_tuning"]
+    assert not {"fill", "mask_logit", "min_fg", "pipeline", "generator_choice"} & set(again)
     assert main([*args, "--split", "nonexistent.json"]) != 0
 
 

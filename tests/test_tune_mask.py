@@ -22,7 +22,7 @@ from sac.training.sampler import TrainImage
 from sac.training.tune import SETTINGS, criterion, tune_setting
 
 from oracle import OracleGenerator
-from synthetic import grid_disks
+from synthetic import disk_image, grid_disks
 
 
 def test_new_thresholds_in_config(tmp_path: Path) -> None:
@@ -80,6 +80,30 @@ def test_tuned_threshold_follows_the_annotation_style() -> None:
             for im in images]
     agg = aggregate(rows)
     assert tight.score == pytest.approx(float(agg["pixel_dice"] + agg["aji"]))
+
+
+@pytest.mark.weights
+def test_seed_spacing_refined_on_the_whole_pipeline() -> None:
+    """Seeds spaced wider than touching nuclei (pairs 22 px apart) prompt one nucleus of a
+    pair; the whole-pipeline refinement moves the spacing back, keeps it an integer, and
+    scores each value as the pipeline does."""
+    model = load_model("sac-lite-dsb2018")
+    wide = dataclasses.replace(model.config.thresholds, min_distance=40)
+    model.config = dataclasses.replace(model.config, thresholds=wide)
+    pairs = [(cy, cx + dx, 11) for cy in (50, 130, 210) for cx in (50, 160) for dx in (0, 22)]
+    images = []
+    for seed in range(2):
+        rgb, labels = disk_image(disks=pairs, seed=seed)
+        images.append(TrainImage(f"im{seed}", rgb.astype(np.float32) / 255, labels))
+    res = tune_setting(model, images, "min_distance", (3,), embeddings=EmbeddingCache())
+    assert res.value == 3 and isinstance(res.value, int)
+    assert [r["min_distance"] for r in res.table] == [3, 40]
+    close, far = res.table
+    assert close["f1_obj"] > far["f1_obj"] + 0.2  # the second nucleus of each pair is back
+    seg = Segmenter(model, thresholds=dataclasses.replace(wide.without_fill(), min_distance=3))
+    agg = aggregate([evaluate_pair(im.labels, seg.segment(im.rgb, im.name, scale=1.0).labels)
+                     for im in images])
+    assert res.score == pytest.approx(float(agg["pixel_dice"] + agg["aji"]))
 
 
 def test_embedding_cache_gives_the_same_labels() -> None:

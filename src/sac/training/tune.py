@@ -7,11 +7,13 @@ This is cheap (no SAM decoding) and only ever uses the validation split.
 
 Then :func:`tune_setting` runs the full pipeline once per image and value of each setting in
 :data:`SETTINGS` in turn, keeping the best pixel Dice plus the model's checkpoint-selection
-metric (AJI unless it was trained to another; :func:`criterion`): SAM's mask logit threshold
-(SAM's own is 0; a shift corrects masks systematically too large or too small for the
-annotation style) and the generator's mean foreground probability below which a mask is dropped (SAM
-also outlines things on background; its own predicted quality separated them far less well
-in an exploration: on 30 DSB validation images, dropping masks by it lowered AJI). Last,
+metric (AJI unless it was trained to another; :func:`criterion`): first the same detection
+thresholds again (:data:`PROMPT_SETTINGS`; what SAM is prompted with is judged by SAM's
+masks, not by the generator's own outlines), then SAM's mask logit threshold (SAM's own is
+0; a shift corrects masks systematically too large or too small for the annotation style)
+and the generator's foreground below which a mask is dropped (SAM also outlines things on
+background; its own predicted quality separated them far less well in an exploration: on 30
+DSB validation images, dropping masks by it lowered AJI). Last,
 :func:`tune_fill` runs the pipeline once more per image (instances and semantic mask) and
 picks the completion from the semantic mask (:mod:`sac.pipeline.complete`) by the same
 criterion, again keeping the current setting unless another is strictly better.
@@ -39,13 +41,26 @@ MIN_DISTANCE = (2, 3, 4)
 FILL_NEW_AREA = (0, 16, 32, 64)
 FILL_ATTACH = (False, True)
 SCORED = ("pixel_dice", "aji", "pq", "f1_obj", "dsb_score")  # kept in the settings' tables
-#: the post-processing settings tuned one after another, each with the others fixed
-SETTINGS: dict[str, tuple[float, ...]] = {
+#: the detection thresholds refined on the whole pipeline after the generator-level grid (the
+#: generator's own best detections need not be SAM's best prompts: SAM and the merge undo some
+#: duplicate seeds, not a missing one), over a wider range than that grid
+PROMPT_SETTINGS: dict[str, tuple[float, ...]] = {
+    "centre": (0.1, 0.15, 0.25, 0.35, 0.5, 0.6, 0.7),
+    "min_distance": (2, 3, 4, 5, 6),
+    "fg": (0.3, 0.4, 0.5, 0.6),
+}
+#: the settings applied to SAM's masks
+MASK_SETTINGS: dict[str, tuple[float, ...]] = {
     "mask_logit": (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0),  # logits change by a few per pixel
     # the upper quartile of the generator's foreground under a mask; not above 0.7, where
     # whole nuclei go whose map has a hole (flat nuclei, strips folded with mirrored margins)
     "min_fg": (0.0, 0.3, 0.4, 0.5, 0.6, 0.7),
+    # the share of a mask that must stay free of better masks, else it is a duplicate
+    "min_visible": (0.3, 0.4, 0.5, 0.6, 0.7),
 }
+#: the settings tuned on the whole pipeline, one after another in this order, each with the
+#: others fixed
+SETTINGS: dict[str, tuple[float, ...]] = {**PROMPT_SETTINGS, **MASK_SETTINGS}
 
 
 @dataclass
@@ -104,7 +119,7 @@ class SettingResult:
     metric), the score of the value it had, and the table of every value tried."""
 
     name: str
-    value: float
+    value: float | int
     score: float
     default_score: float
     table: list[dict[str, Any]]
@@ -128,7 +143,9 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
         raise ValueError("tuning needs at least one validation image")
     th0 = model.config.thresholds
     table = []
+    whole = isinstance(getattr(th0, name), int)  # e.g. min_distance: keep it an integer
     for value in sorted({*values, getattr(th0, name)}):
+        value = int(value) if whole else float(value)
         th = dataclasses.replace(th0.without_fill(), **{name: value})
         seg = Segmenter(model, bf16=bf16, thresholds=th, embeddings=embeddings)
         rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name,
@@ -141,7 +158,7 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
     best = max(table, key=lambda r: r["score"])
     if best["score"] <= current["score"]:  # change the setting only for a real improvement
         best = current
-    return SettingResult(name, float(best[name]), best["score"], current["score"], table)
+    return SettingResult(name, best[name], best["score"], current["score"], table)
 
 
 @dataclass
@@ -211,16 +228,26 @@ def summary(result: TuneResult, metric: str, fill: FillResult | None = None,
             settings: list[SettingResult] | tuple[SettingResult, ...] = (),
             target: str = "aji") -> dict[str, Any]:
     """A short JSON-ready record for the model's training summary (``target``: what the
-    post-processing settings were chosen by, with pixel Dice)."""
+    post-processing settings were chosen by, with pixel Dice).
+
+    ``fg``/``centre``/``min_distance`` are the final values; ``generator_choice`` holds the
+    generator-level grid's (scored by ``score``), ``pipeline`` the refinement of each on the
+    whole pipeline."""
+    chosen = {"fg": result.fg, "centre": result.centre, "min_distance": result.min_distance}
     out: dict[str, Any] = {
-        "metric": f"detection {metric}", "fg": result.fg, "centre": result.centre,
-        "min_distance": result.min_distance, "score": round(result.score, 4),
+        "metric": f"detection {metric}", **chosen, "score": round(result.score, 4),
         "default_score": round(result.default_score, 4),
         "grid": {"fg": FG, "centre": CENTRE, "min_distance": MIN_DISTANCE}}
     for r in settings:
-        out[r.name] = {"metric": f"pixel_dice + {target}", "value": r.value,
-                       "score": round(r.score, 4), "default_score": round(r.default_score, 4),
-                       "table": [{k: round(v, 4) for k, v in row.items()} for row in r.table]}
+        rec = {"metric": f"pixel_dice + {target}", "value": r.value,
+               "score": round(r.score, 4), "default_score": round(r.default_score, 4),
+               "table": [{k: round(v, 4) for k, v in row.items()} for row in r.table]}
+        if r.name in PROMPT_SETTINGS:
+            out["generator_choice"] = chosen
+            out.setdefault("pipeline", {})[r.name] = rec
+            out[r.name] = r.value
+        else:
+            out[r.name] = rec
     if fill is not None:
         out["fill"] = {"metric": f"pixel_dice + {target}", "fill_new_area": fill.new_area,
                        "fill_attach": fill.attach, "score": round(fill.score, 4),
@@ -287,13 +314,15 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
 
 def describe(s: dict) -> str:
     """One line on what tuning changed."""
-    line = (f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {s['fg']}, "
-            f"centre {s['centre']}, min_distance {s['min_distance']}")
+    gen = s.get("generator_choice", s)
+    line = (f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {gen['fg']}, "
+            f"centre {gen['centre']}, min_distance {gen['min_distance']}")
     for name in SETTINGS:
-        if name in s:
-            r = s[name]
-            line += (f"; {name} {r['value']}: {r['metric']} {r['default_score']:.3f} -> "
-                     f"{r['score']:.3f}")
+        r = s.get("pipeline", {}).get(name) or s.get(name)
+        if isinstance(r, dict):
+            where = " on the whole pipeline" if name in PROMPT_SETTINGS else ""
+            line += (f"; {name}{where} {r['value']}: {r['metric']} {r['default_score']:.3f} "
+                     f"-> {r['score']:.3f}")
     if "fill" in s:
         f = s["fill"]
         line += (f"; completion from the semantic mask (new nuclei >= {f['fill_new_area']} px,"
