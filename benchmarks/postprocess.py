@@ -7,7 +7,7 @@ generator's foreground cut one after another, then the completion from the seman
 to ``--output``, and tabulates every value tried: pixel Dice, AJI, PQ, object F1 and DSB score
 of the whole pipeline with that value (the settings tuned before it fixed, the completion
 off), and which value was chosen (best pixel Dice + the model's checkpoint-selection metric,
-as ``sac tune`` by default; the old value unless another is strictly better). The tuned
+as ``sac tune`` by default; the old value unless another beats it by more than 0.001). The tuned
 copy is what ``scripts/ship_model.py`` ships.
 
 Run: ``.venv/bin/python benchmarks/postprocess.py --dataset dsb2018 --model sac-lite-dsb2018
@@ -22,7 +22,7 @@ from typing import Any
 
 from sac.model import read_config, resolve_model
 from sac.training.sampler import load_images
-from sac.training.tune import SCORED, SETTINGS, at_own_size, tune_model_folder
+from sac.training.tune import DEFAULT_SETTINGS, SCORED, SETTINGS, at_own_size, tune_model_folder
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
 
@@ -31,6 +31,10 @@ def main() -> None:
     p = validation_parser(__doc__)
     p.add_argument("--model", required=True, help="model folder or shipped name")
     p.add_argument("--output", type=Path, required=True, help="new folder for the tuned copy")
+    p.add_argument("--settings", nargs="+", choices=tuple(SETTINGS),
+                   default=list(DEFAULT_SETTINGS),
+                   help="whole-pipeline settings to tune, as sac tune --settings (default: "
+                   "sac tune's)")
     args = p.parse_args()
     if args.output.exists():
         p.error(f"{args.output} already exists; choose a new folder")
@@ -43,11 +47,14 @@ def main() -> None:
         raise SystemExit("unreadable validation images: " + "; ".join(problems))
     full = at_own_size(dataset, images, scale)
     t0 = time.perf_counter()
-    s = tune_model_folder(folder, images, args.output, args.bf16, fill=True, full=full)
+    s = tune_model_folder(folder, images, args.output, args.bf16, fill=True, full=full,
+                          settings=tuple(args.settings))
     seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     for name in SETTINGS:
-        rec = s.get("pipeline", {}).get(name) or s[name]  # detection thresholds: refinements
+        rec = s.get("pipeline", {}).get(name) or s.get(name)  # detection: refinements
+        if not isinstance(rec, dict):  # not tuned
+            continue
         for r in rec["table"]:
             rows.append({"setting": name, "value": r[name],
                          **{k: r[k] for k in SCORED}, "criterion": r["score"],
@@ -56,6 +63,7 @@ def main() -> None:
     info.update({
         "dataset": args.dataset, "model": str(args.model), "output": str(args.output),
         "bf16": args.bf16, "images": len(images), "tune_seconds": round(seconds, 1),
+        "settings": [n for n in SETTINGS if n in args.settings],
         "criterion": s["fill"]["metric"],
         "detection": {k: s[k] for k in ("fg", "centre", "min_distance")},
         "generator_choice": {**s.get("generator_choice", {}), "f1_obj": s["score"]},
@@ -64,7 +72,7 @@ def main() -> None:
         "note": "each row: the whole pipeline on all validation images at their own size "
                 "(as sac segment), the settings above it in the table at their chosen "
                 "values, the completion off; chosen = best criterion, the model's "
-                "old value unless another is strictly better; the completion was then "
+                "old value unless another beats it by more than 0.001; the completion was then "
                 "re-tuned on the chosen masks (fill)"})
     cols = ["setting", "value", *SCORED, "criterion", "chosen"]
     tag = f"_{args.tag}" if args.tag else ""

@@ -189,9 +189,16 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
                                                                       s["fill"]["fill_new_area"])
     assert tuned.thresholds.mask_logit == s["mask_logit"]["value"]
     assert tuned.thresholds.min_fg == s["min_fg"]["value"]
+    assert not {"pipeline", "min_visible"} & set(s)  # not tuned unless asked for
+    wide = ["--settings", "min_visible", "fg", "centre", "min_distance", "min_fg"]
+    assert main([*args, "-o", str(tmp_path / "wide"), *wide]) == 0
+    tuned = load_model(tmp_path / "wide").config
+    s = tuned.training["threshold_tuning"]
     # the detection thresholds refined on the whole pipeline, each with its table; the
     # generator-level grid's choice kept beside them
     assert set(s["pipeline"]) == {"fg", "centre", "min_distance"}
+    assert tuned.thresholds.min_visible == s["min_visible"]["value"]
+    assert "mask_logit" not in s
     assert (tuned.thresholds.centre, tuned.thresholds.min_distance) == (s["centre"],
                                                                         s["min_distance"])
     assert isinstance(tuned.thresholds.min_distance, int)
@@ -204,10 +211,10 @@ def test_tune_command(disk_folder: Path, tmp_path: Path, capsys) -> None:
     assert main([*args, "--no-fill", "--no-mask"]) == 0  # in place, detection thresholds only
     again = load_model(tmp_path / "m").config.training["threshold_tuning"]
     assert not {"fill", "mask_logit", "min_fg"} & set(again)
-    assert set(again["pipeline"]) == {"fg", "centre", "min_distance"}
-    assert main([*args, "--no-fill", "--no-mask", "--generator-only"]) == 0
-    again = load_model(tmp_path / "m").config.training["threshold_tuning"]
-    assert not {"fill", "mask_logit", "min_fg", "pipeline", "generator_choice"} & set(again)
+    assert not {"pipeline", "generator_choice"} & set(again)
+    capsys.readouterr()
+    assert main([*args, "--no-mask", "--settings", "fg"]) != 0  # contradictory
+    assert "--no-mask tunes no whole-pipeline settings" in capsys.readouterr().err
     assert main([*args, "--split", "nonexistent.json"]) != 0
 
 

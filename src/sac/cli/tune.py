@@ -15,17 +15,18 @@ from sac.data.open import FORMATS, open_dataset, resolve_split
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``tune`` on the ``sac`` subcommand parser."""
     from sac.training.trainer import SELECT_METRICS
+    from sac.training.tune import DEFAULT_SETTINGS, SETTINGS
 
     p = sub.add_parser(
         "tune", help="choose a model's detection thresholds on validation images",
         description="Grid-search the prompt generator's detection thresholds (foreground, "
         "centre, seed spacing) for the best object F1 of its own detections on a validation "
-        "split, then refine each on the whole pipeline (SAM's masks from those prompts), then "
-        "SAM's mask logit threshold and the generator's foreground below which a mask is "
-        "dropped, then whether regions of the semantic mask that no instance covers become "
-        "nuclei or join their neighbour (each whole-pipeline step for the best pixel Dice + "
-        "--metric), and save the model with them. Use validation images only, never test "
-        "images.", epilog=EPILOG)
+        "split, then the --settings on the whole pipeline (by default SAM's mask logit "
+        "threshold and the generator's foreground below which a mask is dropped), then "
+        "whether regions of the semantic mask that no instance covers become nuclei or join "
+        "their neighbour (each whole-pipeline step for the best pixel Dice + --metric), and "
+        "save the model with them. Use validation images only, never test images.",
+        epilog=EPILOG)
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -45,12 +46,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="instance metric that, added to pixel Dice, chooses the mask "
                    "threshold, foreground cut and completion (default: the one the model's "
                    "checkpoint was selected by, else aji)")
+    p.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=None,
+                   metavar="NAME",
+                   help="settings chosen on the whole pipeline, in this order whatever the "
+                   f"order given: {', '.join(SETTINGS)} (centre, min_distance, fg: the "
+                   "detection thresholds again, judged by SAM's masks; min_visible: the share "
+                   "of a mask that must stay free of better masks; default: "
+                   f"{' '.join(DEFAULT_SETTINGS)})")
     p.add_argument("--no-mask", action="store_true",
-                   help="keep the model's mask logit threshold (SAM's own is 0) and "
-                   "foreground cut (0 = off) instead of choosing them")
-    p.add_argument("--generator-only", action="store_true",
-                   help="choose the detection thresholds by the generator's own detections "
-                   "only, without refining them on the whole pipeline (faster)")
+                   help="no whole-pipeline settings: keep the model's mask logit threshold "
+                   "(SAM's own is 0) and foreground cut (0 = off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,13 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.model import read_config, resolve_model
     from sac.model.store import is_shipped
     from sac.training.sampler import load_images
-    from sac.training.tune import (
-        MASK_SETTINGS,
-        PROMPT_SETTINGS,
-        at_own_size,
-        describe,
-        tune_model_folder,
-    )
+    from sac.training.tune import DEFAULT_SETTINGS, at_own_size, describe, tune_model_folder
 
     folder = resolve_model(args.model)
     if args.output is None and is_shipped(folder):
@@ -80,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"sac tune: skipped {msg}", file=sys.stderr)
     if not images:
         raise InputError("no usable validation images to tune on")
-    settings = (*(() if args.generator_only else PROMPT_SETTINGS),
-                *(() if args.no_mask else MASK_SETTINGS))
+    if args.no_mask and args.settings:
+        raise ConfigError("--no-mask tunes no whole-pipeline settings; drop it or --settings")
+    settings = () if args.no_mask else tuple(args.settings or DEFAULT_SETTINGS)
     whole = settings or not args.no_fill  # whole-pipeline stages score at own size
     full = at_own_size(dataset, images, scale) if whole else None
     s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill,
