@@ -1,14 +1,14 @@
 """What each post-processing setting of ``sac tune`` does on the validation images.
 
 Runs the tuner exactly as ``sac tune`` does (detection thresholds on the generator's own
-detections, then each of them again on the whole pipeline, SAM's mask logit threshold and the
-generator's foreground cut one after another, then the completion from the semantic mask;
-:func:`sac.training.tune.tune_model_folder`) on a copy of ``--model`` written
+detections, then the ``--settings`` on the whole pipeline one after another — by default SAM's
+mask logit threshold and the generator's foreground cut — then the completion from the semantic
+mask; :func:`sac.training.tune.tune_model_folder`) on a copy of ``--model`` written
 to ``--output``, and tabulates every value tried: pixel Dice, AJI, PQ, object F1 and DSB score
 of the whole pipeline with that value (the settings tuned before it fixed, the completion
 off), and which value was chosen (best pixel Dice + the model's checkpoint-selection metric,
-as ``sac tune`` by default; the old value unless another beats it by more than 0.001). The tuned
-copy is what ``scripts/ship_model.py`` ships.
+as ``sac tune`` by default; the old value unless another beats it by more than 0.001). The
+tuned copy is what ``scripts/ship_model.py`` ships.
 
 Run: ``.venv/bin/python benchmarks/postprocess.py --dataset dsb2018 --model sac-lite-dsb2018
 --output ../runs/post_dsb/model --bf16``. Writes ``results/postprocess_<dataset>[_<tag>]``.
@@ -22,7 +22,14 @@ from typing import Any
 
 from sac.model import read_config, resolve_model
 from sac.training.sampler import load_images
-from sac.training.tune import DEFAULT_SETTINGS, SCORED, SETTINGS, at_own_size, tune_model_folder
+from sac.training.tune import (
+    DEFAULT_SETTINGS,
+    SCORED,
+    SETTINGS,
+    at_own_size,
+    setting_record,
+    tune_model_folder,
+)
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
 
@@ -52,8 +59,8 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     for name in SETTINGS:
-        rec = s.get("pipeline", {}).get(name) or s.get(name)  # detection: refinements
-        if not isinstance(rec, dict):  # not tuned
+        rec = setting_record(s, name)
+        if rec is None:  # not tuned
             continue
         for r in rec["table"]:
             rows.append({"setting": name, "value": r[name],

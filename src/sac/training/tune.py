@@ -251,11 +251,12 @@ def summary(result: TuneResult, metric: str, fill: FillResult | None = None,
                "score": round(r.score, 4), "default_score": round(r.default_score, 4),
                "table": [{k: round(v, 4) for k, v in row.items()} for row in r.table]}
         if r.name in PROMPT_SETTINGS:
-            out["generator_choice"] = chosen
             out.setdefault("pipeline", {})[r.name] = rec
             out[r.name] = r.value
         else:
             out[r.name] = rec
+    if "pipeline" in out:
+        out["generator_choice"] = chosen
     if fill is not None:
         out["fill"] = {"metric": f"pixel_dice + {target}", "fill_new_area": fill.new_area,
                        "fill_attach": fill.attach, "score": round(fill.score, 4),
@@ -281,8 +282,8 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
                       target: str | None = None) -> dict:
     """Tune ``model_dir`` on ``images`` (at its scale) and save it; returns the summary.
 
-    Detection thresholds first; then each of ``settings`` (names in :data:`SETTINGS`) in
-    the order there, and with ``fill`` the completion from the semantic mask; these run the whole
+    Detection thresholds first; then each of ``settings`` (names in :data:`SETTINGS`) in the
+    order there, and with ``fill`` the completion from the semantic mask; these run the whole
     pipeline per image (on ``full``, the images at their own resolution, when given: see
     :func:`tune_fill`), the encoder once per image thanks to a shared embedding cache, and
     are chosen by pixel Dice + ``target`` (default: the metric the model's checkpoint was
@@ -321,14 +322,21 @@ def tune_model_folder(model_dir: str | Path, images: list, output: Path | None,
     return training["threshold_tuning"]
 
 
+def setting_record(s: dict, name: str) -> dict | None:
+    """The record (value, scores, table) of the whole-pipeline setting ``name`` in a tuning
+    summary (:func:`summary`), ``None`` when it was not tuned."""
+    r = s.get("pipeline", {}).get(name) or s.get(name)
+    return r if isinstance(r, dict) else None
+
+
 def describe(s: dict) -> str:
     """One line on what tuning changed."""
     gen = s.get("generator_choice", s)
     line = (f"detection F1 {s['default_score']:.3f} -> {s['score']:.3f} with fg {gen['fg']}, "
             f"centre {gen['centre']}, min_distance {gen['min_distance']}")
     for name in SETTINGS:
-        r = s.get("pipeline", {}).get(name) or s.get(name)
-        if isinstance(r, dict):
+        r = setting_record(s, name)
+        if r is not None:
             where = " on the whole pipeline" if name in PROMPT_SETTINGS else ""
             line += (f"; {name}{where} {r['value']}: {r['metric']} {r['default_score']:.3f} "
                      f"-> {r['score']:.3f}")
