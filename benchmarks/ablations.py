@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, load_model
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import machine_info, write_results
+from bench_common import RESULTS, git_commit, machine_info, write_results
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monuseg" / "train"
 KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "semantic_pixel_dice"]
@@ -92,17 +94,30 @@ def inference_rows(model_path: str, names: list[str], dataset: Any, bf16: bool
 
 
 def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: bool,
-               only: list[str] | None, seeds: int = 1) -> list[dict[str, Any]]:
-    """One row per variant and seed; with several seeds, then one row per variant with the
-    mean and half the range over its seeds."""
+               only: list[str] | None, seeds: int, recorded: list[dict[str, Any]],
+               save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """One row per variant and seed, seed by seed (seed 0 of every variant first, so that a
+    study cut short still compares variants at equal seeds); with several seeds, then one row
+    per variant with the mean and half the range over its seeds.
+
+    A (variant, seed, steps) already in ``recorded`` (the rows of an earlier run of the same
+    study) is reused, not trained again: at 960 steps each run takes about 90 min on the 2
+    cores, so a study of several seeds spans sessions whose machines, and run folders, are not
+    kept. ``save`` is called with the rows after every new run."""
     from sac.cli import main as sac
 
-    rows, summary = [], []
-    for name, extra in TRAIN_VARIANTS.items():
-        if only and name.split(" ")[0] not in only:
-            continue
-        mine = []
-        for seed in range(seeds):
+    variants = [(name, extra) for name, extra in TRAIN_VARIANTS.items()
+                if not only or name.split(" ")[0] in only]
+    done = {(r["variant"], r["seed"], r["steps"]): r for r in recorded
+            if isinstance(r.get("seed"), int)}
+    rows: list[dict[str, Any]] = []
+    for seed in range(seeds):
+        for name, extra in variants:
+            if (name, seed, steps) in done:
+                rows.append(done[(name, seed, steps)])
+                print(f"{name}, seed {seed}: recorded at {rows[-1].get('commit', '?')}",
+                      flush=True)
+                continue
             key = name.split(" ")[0]
             out = runs / (key if seed == 0 else f"{key}-seed{seed}")
             if not (out / "done").is_file():
@@ -117,13 +132,20 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
                     raise SystemExit(f"training {name} (seed {seed}) failed with exit code "
                                      f"{code}")
                 (out / "done").write_text("ok\n")
-            m = evaluate(load_model(out / "model"), names, dataset, bf16)
-            mine.append({"variant": name, "seed": seed, "steps": steps,
-                         **{k: round(m[k], 4) for k in KEYS}})
-            print(mine[-1], flush=True)
-        rows += mine
-        if seeds > 1:
-            summary.append({"variant": f"{name}: mean of {seeds} seeds", "seed": "all",
+            model = load_model(out / "model")
+            m = evaluate(model, names, dataset, bf16)
+            train_s = (model.config.training or {}).get("train_seconds")
+            rows.append({"variant": name, "seed": seed, "steps": steps,
+                         **{k: round(m[k], 4) for k in KEYS},
+                         "train_min": round(train_s / 60, 1) if train_s else "",
+                         "commit": git_commit(), "date": machine_info()["date"]})
+            print(rows[-1], flush=True)
+            save(rows)
+    summary = []
+    if seeds > 1:
+        for name, _ in variants:
+            mine = [r for r in rows if r["variant"] == name]
+            summary.append({"variant": f"{name}: mean of {len(mine)} seeds", "seed": "all",
                             "steps": steps, **{k: mean_spread([r[k] for r in mine])
                                                for k in KEYS}})
     return rows + summary
@@ -150,22 +172,26 @@ def main() -> None:
     args = p.parse_args()
     dataset = open_dataset(DATA, "monuseg")
     names = load_builtin_split("monuseg").val[: args.limit]
+    info = machine_info()
+    info.update(mode=args.mode, model=args.model or "", images=len(names), bf16=args.bf16,
+                note="pixel_dice: mean over images; semantic_pixel_dice: the one-set-per-"
+                     "tile semantic mask; commit and date per row: where that run was "
+                     "trained and scored")
+    name = f"ablations_{args.mode}" + (f"_{args.tag}" if args.tag else "")
+    title = f"Ablations on the MoNuSeg validation split ({args.mode})"
     if args.mode == "inference":
         if not args.model:
             raise SystemExit("--mode inference needs --model")
         rows = inference_rows(args.model, names, dataset, args.bf16)
         cols = ["variant", *KEYS, "seconds"]
     else:
+        cols = ["variant", "seed", "steps", *KEYS, "train_min", "commit"]
+        previous = RESULTS / f"{name}.json"
+        recorded = json.loads(previous.read_text())["rows"] if previous.is_file() else []
         rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only,
-                          args.seeds)
-        cols = ["variant", "seed", "steps", *KEYS]
-    info = machine_info()
-    info.update(mode=args.mode, model=args.model or "", images=len(names), bf16=args.bf16,
-                note="pixel_dice: mean over images; semantic_pixel_dice: the one-set-per-"
-                     "tile semantic mask")
-    name = f"ablations_{args.mode}" + (f"_{args.tag}" if args.tag else "")
-    _, md = write_results(name, info, rows, cols,
-                          f"Ablations on the MoNuSeg validation split ({args.mode})")
+                          args.seeds, recorded,
+                          lambda done: write_results(name, info, done, cols, title))
+    _, md = write_results(name, info, rows, cols, title)
     print(md.read_text())
 
 
