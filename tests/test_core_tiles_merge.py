@@ -53,42 +53,6 @@ def test_merge_resolves_overlaps_by_score() -> None:
     assert (labels[2:4, 2:8] == 2).all() and labels.dtype == np.uint32
 
 
-def disk_logits(shape: tuple[int, int], centre: tuple[float, float], radius: float
-                ) -> np.ndarray:
-    """A mask's logits: positive inside a disk, falling with the distance from its rim."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (radius - np.hypot(yy - centre[0], xx - centre[1])).astype(np.float32)
-
-
-def test_merge_by_logit_splits_an_overlap_where_the_logits_cross() -> None:
-    # two touching nuclei; the better-scoring mask spills over its neighbour (threshold -3)
-    big = disk_logits((20, 30), (10, 9), 6)
-    small = disk_logits((20, 30), (10, 20), 5)
-    insts = [InstanceMask(0, 0, big > -3, 0.9, big), InstanceMask(0, 0, small > -3, 0.8, small),
-             InstanceMask(0, 0, big > -3, 0.7, big + 0.1)]  # a duplicate of the first
-    by_score = merge_instances(insts, (20, 30))
-    by_logit = merge_instances(insts, (20, 30), overlaps="logit")
-    assert set(np.unique(by_score)) == set(np.unique(by_logit)) == {0, 1, 2}
-    # by score the spill stays with the first nucleus; by logit the seam lies where the two
-    # disks' logits are equal: 6 - |x - 9| = 5 - |20 - x|, x = 15
-    assert by_score[10, 15] == 1 and (by_score[10, 16:18] == 1).all()
-    assert (by_logit[10, 12:15] == 1).all() and (by_logit[10, 16:28] == 2).all()
-    assert (by_logit > 0).sum() == (by_score > 0).sum()  # the union does not change
-    with pytest.raises(ValueError, match="logits"):
-        merge_instances([InstanceMask(0, 0, big > 0, 0.9)], (20, 30), overlaps="logit")
-
-
-def test_merge_by_logit_keeps_a_nucleus_its_neighbour_outshines() -> None:
-    # the second mask is inside the first, whose logits are higher everywhere: by logit it
-    # would lose every pixel, so it keeps those the score order gave it
-    outer = disk_logits((20, 20), (10, 10), 8) + 5
-    inner = disk_logits((20, 20), (10, 10), 2)
-    insts = [InstanceMask(0, 0, inner > 0, 0.9, inner), InstanceMask(0, 0, outer > 0, 0.5, outer)]
-    labels = merge_instances(insts, (20, 20), min_visible=0.3, overlaps="logit")
-    assert set(np.unique(labels)) == {0, 1, 2}
-    assert (labels == merge_instances(insts, (20, 20), min_visible=0.3)).all()
-
-
 def test_merge_keeps_largest_piece_and_clips_to_image() -> None:
     ring = np.zeros((12, 12), bool)
     ring[0:12, 0:3] = True

@@ -26,18 +26,16 @@ from synthetic import disk_image, grid_disks
 
 
 def test_new_thresholds_in_config(tmp_path: Path) -> None:
-    """Configs written before the mask logit and foreground cuts and the overlap rule existed
-    load with them off (0, overlaps by score); values outside their range are refused with
-    the key named."""
+    """Configs written before the mask logit and foreground cuts existed load with them off
+    (0); values outside their range are refused with the key named."""
     folder = save_model(create_model(tiny=True), tmp_path / "m")
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["thresholds"]["mask_logit"] == 0.0
     del cfg["thresholds"]["mask_logit"], cfg["thresholds"]["min_fg"]
-    del cfg["thresholds"]["overlaps"]
     (folder / "config.json").write_text(json.dumps(cfg))
     th = load_model(folder).config.thresholds
-    assert (th.mask_logit, th.min_fg, th.overlaps) == (0.0, 0.0, "score")
-    for key, bad in (("mask_logit", 9.0), ("min_fg", 1.5), ("overlaps", "area")):
+    assert (th.mask_logit, th.min_fg) == (0.0, 0.0)
+    for key, bad in (("mask_logit", 9.0), ("min_fg", 1.5)):
         (folder / "config.json").write_text(json.dumps({**cfg, "thresholds": {
             **cfg["thresholds"], key: bad}}))
         with pytest.raises(ConfigError, match=key):
@@ -106,31 +104,6 @@ def test_seed_spacing_refined_on_the_whole_pipeline() -> None:
     agg = aggregate([evaluate_pair(im.labels, seg.segment(im.rgb, im.name, scale=1.0).labels)
                      for im in images])
     assert res.score == pytest.approx(float(agg["pixel_dice"] + agg["aji"]))
-
-
-def test_overlap_rule_tuned_on_the_whole_pipeline() -> None:
-    """``overlaps`` is tuned like a number but stays a word; each row is what the pipeline
-    scores with that rule, and the logit rule keeps the nuclei the score rule keeps."""
-    torch.manual_seed(0)
-    model = create_model(tiny=True, input_scale=1.0,
-                         thresholds=Thresholds(min_score=0.0, mask_logit=-4.0)).eval()
-    model.generator = OracleGenerator()
-    images = []
-    for seed in range(2):  # touching pairs: their masks overlap
-        pairs = [(cy, cx + dx, 10) for cy in (40, 110) for cx in (40, 120) for dx in (0, 19)]
-        rgb, labels = disk_image(disks=pairs, seed=seed)
-        images.append(TrainImage(f"im{seed}", rgb.astype(np.float32) / 255, labels))
-    res = tune_setting(model, images, "overlaps", SETTINGS["overlaps"],
-                       embeddings=EmbeddingCache())
-    assert [r["overlaps"] for r in res.table] == ["logit", "score"]
-    assert res.value in ("logit", "score") and isinstance(res.value, str)
-    for row in res.table:
-        th = dataclasses.replace(model.config.thresholds.without_fill(), overlaps=row["overlaps"])
-        seg = Segmenter(model, thresholds=th)
-        agg = aggregate([evaluate_pair(im.labels, seg.segment(im.rgb, im.name, scale=1.0).labels)
-                         for im in images])
-        assert row["score"] == pytest.approx(float(agg["pixel_dice"] + agg["aji"]))
-        assert row["f1_obj"] == pytest.approx(res.table[0]["f1_obj"], abs=0.1)
 
 
 def test_embedding_cache_gives_the_same_labels() -> None:

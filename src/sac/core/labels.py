@@ -114,14 +114,12 @@ def largest_component(mask: np.ndarray, structure: np.ndarray | None = None) -> 
 
 @dataclass
 class InstanceMask:
-    """One object's mask as a tight crop placed at ``(y0, x0)`` of a larger image; ``logits``
-    (same shape, optional) are the model's mask logits there, for settling overlaps by them."""
+    """One object's mask as a tight crop placed at ``(y0, x0)`` of a larger image."""
 
     y0: int
     x0: int
     mask: np.ndarray
     score: float
-    logits: np.ndarray | None = None
 
     @property
     def area(self) -> int:
@@ -129,12 +127,10 @@ class InstanceMask:
 
 
 def crop_to_content(mask: np.ndarray, y0: int = 0, x0: int = 0, score: float = 1.0,
-                    logits: np.ndarray | None = None) -> InstanceMask | None:
-    """Tight crop of a full or partial boolean mask (and of its ``logits``, kept as
-    float16); ``None`` when it is empty."""
+                    ) -> InstanceMask | None:
+    """Tight crop of a full or partial boolean mask; ``None`` when it is empty."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size == 0:
         return None
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    kept = None if logits is None else logits[r0:r1, c0:c1].astype(np.float16)
-    return InstanceMask(y0 + int(r0), x0 + int(c0), mask[r0:r1, c0:c1].copy(), score, kept)
+    return InstanceMask(y0 + int(r0), x0 + int(c0), mask[r0:r1, c0:c1].copy(), score)

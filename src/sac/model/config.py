@@ -25,7 +25,7 @@ FORMAT = "sac-model"
 # (no automatic scale), no training record, no version note, the backbone as registered
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
                            "sac_version", "backbone_overrides", "centre_target",
-                           "size_head", "mask_logit", "min_fg", "overlaps"})
+                           "size_head", "mask_logit", "min_fg"})
 FORMAT_VERSION = 1
 MASK_LOGIT_LIMIT = 8.0  # |mask_logit| beyond this keeps (or drops) nearly every pixel
 
@@ -95,16 +95,10 @@ class Thresholds:
     # masks where the upper quartile of the generator's foreground probability is below this
     # are dropped (SAM also answers prompts on background); 0 = off; chosen by ``sac tune``
     min_fg: float = 0.0
-    # who gets a pixel that two kept masks claim: the better-scoring mask, or the one with the
-    # higher logit there (sac.pipeline.merge); chosen by ``sac tune --settings overlaps``
-    overlaps: str = "score"
 
     def __post_init__(self) -> None:
         for name in ("fg", "centre", "min_score", "min_visible", "min_fg"):
             number(name, getattr(self, name), 0, 1)
-        if self.overlaps not in ("score", "logit"):
-            raise ConfigError(f"thresholds.overlaps must be 'score' or 'logit'; got "
-                              f"{self.overlaps!r}")
         number("min_distance", self.min_distance, 1, 1000, integer=True)
         number("min_area", self.min_area, 0, 10**6, integer=True)
         number("fill_new_area", self.fill_new_area, 0, 10**6, integer=True)

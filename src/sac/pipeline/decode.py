@@ -56,12 +56,11 @@ def encoded_tiles(predictor: SamPredictor, rgb: np.ndarray, extents: np.ndarray,
 
 def decode_sets(predictor: SamPredictor, sets: list[PromptSet], extents: np.ndarray | None,
                 offset: np.ndarray, window: int, batch_size: int,
-                upsample: tuple[float, float] = (1.0, 1.0), threshold: float = 0.0,
-                keep_logits: bool = False) -> list[InstanceMask]:
+                upsample: tuple[float, float] = (1.0, 1.0), threshold: float = 0.0
+                ) -> list[InstanceMask]:
     """Masks of prompt sets (image pixels) on the predictor's current tile at ``offset``;
     empty masks are left out. ``upsample`` returns them on a finer grid, cut at mask logit
-    ``threshold``, with their logits when ``keep_logits`` (see
-    :meth:`SamPredictor.predict_instances`)."""
+    ``threshold`` (see :meth:`SamPredictor.predict_instances`)."""
     pts, lbl, boxes = batch_prompt_sets(sets)
     has_points = pts.shape[1] > 0
     shift = np.tile(offset, 2)
@@ -69,6 +68,5 @@ def decode_sets(predictor: SamPredictor, sets: list[PromptSet], extents: np.ndar
         points=pts - offset if has_points else None, labels=lbl if has_points else None,
         boxes=boxes - shift if boxes is not None else None, window=window,
         batch_size=batch_size, extents=extents - shift if extents is not None else None,
-        offset=(float(offset[0]), float(offset[1])), upsample=upsample, threshold=threshold,
-        keep_logits=keep_logits)
+        offset=(float(offset[0]), float(offset[1])), upsample=upsample, threshold=threshold)
     return [m for m in masks if m is not None]

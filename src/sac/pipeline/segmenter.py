@@ -206,7 +206,7 @@ class Segmenter:
             instances = drop_off_foreground(instances, maps.fg, up, th.min_fg)
         area = up[0] * up[1]  # thresholds are in model pixels
         labels, ranked = merge_scored(instances, out_shape, min_area=round(th.min_area * area),
-                                      min_visible=th.min_visible, overlaps=th.overlaps)
+                                      min_visible=th.min_visible)
         # rounded: the last float digits depend on the thread count, and outputs must not
         scores = {i + 1: round(float(s), SCORE_DECIMALS) for i, s in enumerate(ranked.tolist())}
         if fill and sem is not None:  # added nuclei have no SAM score
@@ -333,8 +333,7 @@ class Segmenter:
                 instances += decode_sets(self.predictor, [sets[i] for i in tile.chosen],
                                          ext[tile.chosen], tile.offset,
                                          self.config.decode_window, self.batch_size, up,
-                                         self.thresholds.mask_logit,
-                                         self.thresholds.overlaps == "logit")
+                                         self.thresholds.mask_logit)
             if semantic:
                 mask = self._decode_semantic(det, maps, tile.region(shape), expert, tile.offset)
                 full = np.zeros((self.tile_size, self.tile_size), bool)

@@ -175,7 +175,6 @@ class SamPredictor:
         offset: tuple[float, float] = (0.0, 0.0),
         upsample: tuple[float, float] = (1.0, 1.0),
         threshold: float = 0.0,
-        keep_logits: bool = False,
     ) -> list[InstanceMask | None]:
         """One mask crop per prompt set, decoded on a window of the embedding around it.
 
@@ -190,8 +189,7 @@ class SamPredictor:
         image) and ``upsample`` ``(fy, fx)`` then scales them: the decoder's low-resolution
         logits are interpolated straight to that finer grid before thresholding, so masks
         for an image that was shrunk for the model come back with full-resolution edges.
-        ``threshold`` is the logit above which a pixel is in a mask (SAM's own: 0);
-        ``keep_logits`` keeps each crop's logits (:attr:`InstanceMask.logits`).
+        ``threshold`` is the logit above which a pixel is in a mask (SAM's own: 0).
         """
         if min(upsample) <= 0:
             raise InputError(f"upsample factors must be > 0; got {upsample}")
@@ -224,7 +222,7 @@ class SamPredictor:
                 with autocast_context(self.device, self.bf16):
                     low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
                 masks = _window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo,
-                                      offset, upsample, threshold, keep_logits)
+                                      offset, upsample, threshold)
                 for k, m in zip(sel.tolist(), masks, strict=True):
                     out[k] = m
         return out
@@ -233,7 +231,7 @@ class SamPredictor:
 def _window_masks(
     logits: torch.Tensor, iou: torch.Tensor, origins: torch.Tensor, stride: float, geo: Geometry,
     offset: tuple[float, float] = (0.0, 0.0), upsample: tuple[float, float] = (1.0, 1.0),
-    threshold: float = 0.0, keep_logits: bool = False,
+    threshold: float = 0.0,
 ) -> list[InstanceMask | None]:
     """Window logits (B, h, w) to mask crops in original-image pixels, shifted by ``offset``
     (x, y), scaled by ``upsample`` (fy, fx) and cut at logit ``threshold``; see
@@ -263,9 +261,8 @@ def _window_masks(
             continue
         if (h, w) != (h_in, w_in):
             x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False)
-        logit = x[0, 0].cpu().numpy()
-        out.append(crop_to_content(logit > threshold, int(y0), int(x0), float(iou[k]),
-                                   logit if keep_logits else None))
+        out.append(crop_to_content((x[0, 0] > threshold).cpu().numpy(), int(y0), int(x0),
+                                   float(iou[k])))
     return out
 
 

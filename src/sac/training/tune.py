@@ -51,19 +51,17 @@ PROMPT_SETTINGS: dict[str, tuple[float, ...]] = {
     "fg": (0.3, 0.4, 0.5, 0.6),
 }
 #: the settings applied to SAM's masks
-MASK_SETTINGS: dict[str, tuple[float | str, ...]] = {
+MASK_SETTINGS: dict[str, tuple[float, ...]] = {
     "mask_logit": (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0),  # logits change by a few per pixel
     # the upper quartile of the generator's foreground under a mask; not above 0.7, where
     # whole nuclei go whose map has a hole (flat nuclei, strips folded with mirrored margins)
     "min_fg": (0.0, 0.3, 0.4, 0.5, 0.6, 0.7),
     # the share of a mask that must stay free of better masks, else it is a duplicate
     "min_visible": (0.3, 0.4, 0.5, 0.6, 0.7),
-    # who gets a pixel two kept masks claim: the better-scoring mask or the higher logit
-    "overlaps": ("score", "logit"),
 }
 #: the settings that can be tuned on the whole pipeline, one after another in this order, each
 #: with the others fixed
-SETTINGS: dict[str, tuple[float | str, ...]] = {**PROMPT_SETTINGS, **MASK_SETTINGS}
+SETTINGS: dict[str, tuple[float, ...]] = {**PROMPT_SETTINGS, **MASK_SETTINGS}
 #: those tuned unless asked otherwise: the detection thresholds refined on the whole pipeline
 #: and the duplicate share gained nothing on MoNuSeg and +0.005 (selection noise) on DSB, at
 #: twice the tuning time (README, ``results/postprocess_*_prompts.md``)
@@ -129,14 +127,14 @@ class SettingResult:
     metric), the score of the value it had, and the table of every value tried."""
 
     name: str
-    value: float | int | str
+    value: float | int
     score: float
     default_score: float
     table: list[dict[str, Any]]
 
 
 def tune_setting(model: SACModel, images: list[TrainImage], name: str,
-                 values: tuple[float | str, ...], bf16: bool = False,
+                 values: tuple[float, ...], bf16: bool = False,
                  full: list[TrainImage] | None = None,
                  embeddings: EmbeddingCache | None = None, target: str = "aji"
                  ) -> SettingResult:
@@ -153,9 +151,9 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
         raise ValueError("tuning needs at least one validation image")
     th0 = model.config.thresholds
     table = []
-    kind = type(getattr(th0, name))  # e.g. min_distance stays an integer, overlaps a word
+    whole = isinstance(getattr(th0, name), int)  # e.g. min_distance: keep it an integer
     for value in sorted({*values, getattr(th0, name)}):
-        value = kind(value)
+        value = int(value) if whole else float(value)
         th = dataclasses.replace(th0.without_fill(), **{name: value})
         seg = Segmenter(model, bf16=bf16, thresholds=th, embeddings=embeddings)
         rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name,
@@ -251,8 +249,7 @@ def summary(result: TuneResult, metric: str, fill: FillResult | None = None,
     for r in settings:
         rec = {"metric": f"pixel_dice + {target}", "value": r.value,
                "score": round(r.score, 4), "default_score": round(r.default_score, 4),
-               "table": [{k: round(v, 4) if isinstance(v, float) else v
-                          for k, v in row.items()} for row in r.table]}
+               "table": [{k: round(v, 4) for k, v in row.items()} for row in r.table]}
         if r.name in PROMPT_SETTINGS:
             out.setdefault("pipeline", {})[r.name] = rec
             out[r.name] = r.value
