@@ -103,13 +103,16 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
     A (variant, seed, steps) already in ``recorded`` (the rows of an earlier run of the same
     study) is reused, not trained again: at 960 steps each run takes about 90 min on the 2
     cores, so a study of several seeds spans sessions whose machines, and run folders, are not
-    kept. ``save`` is called with the rows after every new run."""
+    kept. ``save`` is called with the rows after every new run; recorded rows outside this
+    run's variants, seeds and steps stay in what it saves and returns."""
     from sac.cli import main as sac
 
     variants = [(name, extra) for name, extra in TRAIN_VARIANTS.items()
                 if not only or name.split(" ")[0] in only]
     done = {(r["variant"], r["seed"], r["steps"]): r for r in recorded
             if isinstance(r.get("seed"), int)}
+    planned = {(name, seed, steps) for seed in range(seeds) for name, _ in variants}
+    others = [r for key, r in done.items() if key not in planned]  # kept in the file
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
         for name, extra in variants:
@@ -140,7 +143,7 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
                          "train_min": round(train_s / 60, 1) if train_s else "",
                          "commit": git_commit(), "date": machine_info()["date"]})
             print(rows[-1], flush=True)
-            save(rows)
+            save(rows + others)
     summary = []
     if seeds > 1:
         for name, _ in variants:
@@ -148,7 +151,7 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
             summary.append({"variant": f"{name}: mean of {len(mine)} seeds", "seed": "all",
                             "steps": steps, **{k: mean_spread([r[k] for r in mine])
                                                for k in KEYS}})
-    return rows + summary
+    return rows + others + summary
 
 
 def mean_spread(values: list[float]) -> str:
