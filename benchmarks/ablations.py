@@ -8,7 +8,9 @@ negatives on or off, and the prompt type (points, boxes, points+boxes).
 same budget (``--steps``), each evaluated on the validation images: LoRA rank 0/4/8,
 centroid vs probability, prompt type, no negatives. Each run tunes only its detection
 thresholds (``--no-fill``), so variants differ in the ablated setting alone. Runs go to
-``--runs``; a finished run is reused, so the script can be stopped and continued.
+``--runs``; a finished run is reused, so the script can be stopped and continued, and a run
+already in the results file (same variant, seed and steps) is not trained again, so a study
+can span sessions whose machines are not kept (commit the results file after each run).
 ``--seeds N`` trains each variant N times (seeds 0..N-1) and adds a mean +- half-range row
 per variant, for settings that differ by less than the seed-to-seed spread, e.g. the
 paper's negatives claim: ``--only lora_rank_4 no_negatives --seeds 3 --tag negatives``.
