@@ -34,7 +34,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, load_model
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import RESULTS, git_commit, machine_info, write_results
+from bench_common import RESULTS, machine_info, write_results
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monuseg" / "train"
 KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "semantic_pixel_dice"]
@@ -97,7 +97,8 @@ def inference_rows(model_path: str, names: list[str], dataset: Any, bf16: bool
 
 def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: bool,
                only: list[str] | None, seeds: int, recorded: list[dict[str, Any]],
-               save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+               save: Callable[[list[dict[str, Any]]], None], commit: str
+               ) -> list[dict[str, Any]]:
     """One row per variant and seed, seed by seed (seed 0 of every variant first, so that a
     study cut short still compares variants at equal seeds); with several seeds, then one row
     per variant with the mean and half the range over its seeds.
@@ -106,7 +107,8 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
     study) is reused, not trained again: at 960 steps each run takes about 90 min on the 2
     cores, so a study of several seeds spans sessions whose machines, and run folders, are not
     kept. ``save`` is called with the rows after every new run; recorded rows outside this
-    run's variants, seeds and steps stay in what it saves and returns."""
+    run's variants, seeds and steps stay in what it saves and returns. ``commit`` (the code
+    this process runs, read at its start) is recorded with each new row."""
     from sac.cli import main as sac
 
     variants = [(name, extra) for name, extra in TRAIN_VARIANTS.items()
@@ -139,11 +141,12 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
                 (out / "done").write_text("ok\n")
             model = load_model(out / "model")
             m = evaluate(model, names, dataset, bf16)
-            train_s = (model.config.training or {}).get("train_seconds")
+            train_s = model.config.training.get("train_seconds")
             rows.append({"variant": name, "seed": seed, "steps": steps,
                          **{k: round(m[k], 4) for k in KEYS},
                          "train_min": round(train_s / 60, 1) if train_s else "",
-                         "commit": git_commit(), "date": machine_info()["date"]})
+                         "commit": commit,
+                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
             print(rows[-1], flush=True)
             save(rows + others)
     summary = []
@@ -195,7 +198,8 @@ def main() -> None:
         recorded = json.loads(previous.read_text())["rows"] if previous.is_file() else []
         rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only,
                           args.seeds, recorded,
-                          lambda done: write_results(name, info, done, cols, title))
+                          lambda done: write_results(name, info, done, cols, title),
+                          str(info["commit"]))
     _, md = write_results(name, info, rows, cols, title)
     print(md.read_text())
 
