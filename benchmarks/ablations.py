@@ -14,6 +14,10 @@ can span sessions whose machines are not kept (commit the results file after eac
 ``--seeds N`` trains each variant N times (seeds 0..N-1) and adds a mean +- half-range row
 per variant, for settings that differ by less than the seed-to-seed spread, e.g. the
 paper's negatives claim: ``--only lora_rank_4 no_negatives --seeds 3 --tag negatives``.
+``--split monuseg-organs`` trains and scores on the leave-organs-out split instead (bladder,
+colon, liver and stomach never seen in training), e.g. to ask whether ``--augment robust``
+carries better to new tissue: ``--split monuseg-organs --only lora_rank_4 augment_robust
+--tag organs`` (one split per results file: give each its own ``--tag``).
 
 Writes ``results/ablations_<mode>[_<tag>].{json,md}``.
 """
@@ -46,7 +50,9 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "lora_rank_8": ["--lora-rank", "8"],
     "boxes": ["--prompt-mode", "boxes"],
     "points+boxes": ["--prompt-mode", "points+boxes"],
+    "augment_robust": ["--augment", "robust"],
 }
+SPLITS = ("monuseg", "monuseg-organs")
 
 
 def evaluate(model: SACModel, names: list[str], dataset: Any, bf16: bool) -> dict[str, float]:
@@ -97,8 +103,8 @@ def inference_rows(model_path: str, names: list[str], dataset: Any, bf16: bool
 
 def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: bool,
                only: list[str] | None, seeds: int, recorded: list[dict[str, Any]],
-               save: Callable[[list[dict[str, Any]]], None], commit: str
-               ) -> list[dict[str, Any]]:
+               save: Callable[[list[dict[str, Any]]], None], commit: str,
+               split: str = "monuseg") -> list[dict[str, Any]]:
     """One row per variant and seed, seed by seed (seed 0 of every variant first, so that a
     study cut short still compares variants at equal seeds); with several seeds, then one row
     per variant with the mean and half the range over its seeds.
@@ -108,7 +114,8 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
     cores, so a study of several seeds spans sessions whose machines, and run folders, are not
     kept. ``save`` is called with the rows after every new run; recorded rows outside this
     run's variants, seeds and steps stay in what it saves and returns. ``commit`` (the code
-    this process runs, read at its start) is recorded with each new row."""
+    this process runs, read at its start) is recorded with each new row. ``split`` is the
+    built-in split the runs train on (``names`` must be its validation images)."""
     from sac.cli import main as sac
 
     variants = [(name, extra) for name, extra in TRAIN_VARIANTS.items()
@@ -129,7 +136,7 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
             out = runs / (key if seed == 0 else f"{key}-seed{seed}")
             if not (out / "done").is_file():
                 args = ["train", "--data", str(DATA), "--format", "monuseg", "--split",
-                        "monuseg", "-o", str(out), "--scale", "0.5", "--pixel-size", "0.25",
+                        split, "-o", str(out), "--scale", "0.5", "--pixel-size", "0.25",
                         "--epochs", "1", "--steps-per-epoch", str(steps), "--quiet",
                         "--val-limit", "1", "--no-fill", "--seed", str(seed),
                         *(["--bf16"] if bf16 else []), *extra]
@@ -177,16 +184,25 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1,
                    help="train runs per variant, seeds 0..N-1 (seed 0 reuses the old folder)")
     p.add_argument("--tag", default="", help="suffix of the results' file name")
+    p.add_argument("--split", choices=SPLITS, default="monuseg",
+                   help="built-in split to train on and score (default: monuseg)")
     args = p.parse_args()
     dataset = open_dataset(DATA, "monuseg")
-    names = load_builtin_split("monuseg").val[: args.limit]
+    names = load_builtin_split(args.split).val[: args.limit]
     info = machine_info()
+    name = f"ablations_{args.mode}" + (f"_{args.tag}" if args.tag else "")
+    previous = RESULTS / f"{name}.json"
+    if previous.is_file():  # files from before --split existed hold monuseg runs
+        recorded_split = json.loads(previous.read_text())["machine"].get("split", "monuseg")
+        if recorded_split != args.split:
+            raise SystemExit(f"{previous} holds runs on split {recorded_split!r}, not "
+                             f"{args.split!r}: give this study its own --tag")
     info.update(mode=args.mode, model=args.model or "", images=len(names), bf16=args.bf16,
+                split=args.split,
                 note="pixel_dice: mean over images; semantic_pixel_dice: the one-set-per-"
                      "tile semantic mask; commit and date per row: where that run was "
                      "trained and scored")
-    name = f"ablations_{args.mode}" + (f"_{args.tag}" if args.tag else "")
-    title = f"Ablations on the MoNuSeg validation split ({args.mode})"
+    title = f"Ablations on the {args.split} validation split ({args.mode})"
     if args.mode == "inference":
         if not args.model:
             raise SystemExit("--mode inference needs --model")
@@ -194,12 +210,11 @@ def main() -> None:
         cols = ["variant", *KEYS, "seconds"]
     else:
         cols = ["variant", "seed", "steps", *KEYS, "train_min", "commit"]
-        previous = RESULTS / f"{name}.json"
         recorded = json.loads(previous.read_text())["rows"] if previous.is_file() else []
         rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only,
                           args.seeds, recorded,
                           lambda done: write_results(name, info, done, cols, title),
-                          str(info["commit"]))
+                          str(info["commit"]), args.split)
     _, md = write_results(name, info, rows, cols, title)
     print(md.read_text())
 

@@ -87,11 +87,19 @@ def write_results(name: str, info: dict[str, object], rows: list[dict[str, objec
     RESULTS.mkdir(exist_ok=True)
     js = RESULTS / f"{name}.json"
     md = RESULTS / f"{name}.md"
-    js.write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
+    _write_atomic(js, json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
     lines = [f"# {title}", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
-    md.write_text("\n".join(lines) + "\n")
+    _write_atomic(md, "\n".join(lines) + "\n")
     return js, md
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so that a run killed mid-write leaves the
+    previous results (which may hold rows of earlier sessions) whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
