@@ -6,7 +6,8 @@ negatives on or off, and the prompt type (points, boxes, points+boxes).
 
 ``--mode train`` (costly, the real ablation): a short ``sac train`` run per setting with the
 same budget (``--steps``), each evaluated on the validation images: LoRA rank 0/4/8,
-centroid vs probability, prompt type, no negatives. Each run tunes only its detection
+centroid vs probability, prompt type, no negatives, robust augmentation, SAM at
+scale 1.0 (``scale_1``, issue 11 item 1). Each run tunes only its detection
 thresholds (``--no-fill``), so variants differ in the ablated setting alone. Runs go to
 ``--runs``; a finished run is reused, so the script can be stopped and continued, and a run
 already in the results file (same variant, seed and steps) is not trained again, so a study
@@ -51,6 +52,7 @@ TRAIN_VARIANTS: dict[str, list[str]] = {
     "boxes": ["--prompt-mode", "boxes"],
     "points+boxes": ["--prompt-mode", "points+boxes"],
     "augment_robust": ["--augment", "robust"],
+    "scale_1": ["--scale", "1.0"],  # SAM at the data's 0.25 um/px (overrides the 0.5 below)
 }
 SPLITS = ("monuseg", "monuseg-organs")
 
