@@ -112,12 +112,12 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
     per variant with the mean and half the range over its seeds.
 
     A (variant, seed, steps) already in ``recorded`` (the rows of an earlier run of the same
-    study) is reused, not trained again: at 960 steps each run takes about 90 min on the 2
-    cores, so a study of several seeds spans sessions whose machines, and run folders, are not
-    kept. ``save`` is called with the rows after every new run; recorded rows outside this
-    run's variants, seeds and steps stay in what it saves and returns. ``commit`` (the code
-    this process runs, read at its start) is recorded with each new row. ``split`` is the
-    built-in split the runs train on (``names`` must be its validation images)."""
+    study) is reused, not trained again: at 960 steps each run takes 50-90 min on 2 cores
+    (depending on the CPU), so a study of several seeds spans sessions whose machines, and
+    run folders, are not kept. ``save`` is called with the rows after every new run; recorded
+    rows outside this run's variants, seeds and steps stay in what it saves and returns.
+    ``commit`` (the code this process runs, read at its start) is recorded with each new row.
+    ``split`` is the built-in split the runs train on (``names`` must be its validation images)."""
     from sac.cli import main as sac
 
     variants = [(name, extra) for name, extra in TRAIN_VARIANTS.items()
@@ -194,8 +194,9 @@ def main() -> None:
     info = machine_info()
     name = f"ablations_{args.mode}" + (f"_{args.tag}" if args.tag else "")
     previous = RESULTS / f"{name}.json"
-    if previous.is_file():  # files from before --split existed hold monuseg runs
-        recorded_split = json.loads(previous.read_text())["machine"].get("split", "monuseg")
+    recorded = json.loads(previous.read_text()) if previous.is_file() else None
+    if recorded is not None:  # files from before --split existed hold monuseg runs
+        recorded_split = recorded["machine"].get("split", "monuseg")
         if recorded_split != args.split:
             raise SystemExit(f"{previous} holds runs on split {recorded_split!r}, not "
                              f"{args.split!r}: give this study its own --tag")
@@ -212,9 +213,8 @@ def main() -> None:
         cols = ["variant", *KEYS, "seconds"]
     else:
         cols = ["variant", "seed", "steps", *KEYS, "train_min", "commit"]
-        recorded = json.loads(previous.read_text())["rows"] if previous.is_file() else []
         rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only,
-                          args.seeds, recorded,
+                          args.seeds, recorded["rows"] if recorded else [],
                           lambda done: write_results(name, info, done, cols, title),
                           str(info["commit"]), args.split)
     _, md = write_results(name, info, rows, cols, title)

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from sac.core.fileio import atomic_path
+
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: dataset name -> (reader format, default folder); the built-in split has the same name
@@ -98,8 +100,7 @@ def write_results(name: str, info: dict[str, object], rows: list[dict[str, objec
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so that a run killed mid-write leaves the
-    previous results (which may hold rows of earlier sessions) whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Replace ``path`` whole (temporary file, then rename): a run killed mid-write leaves the
+    previous results, which may hold rows of earlier sessions, intact."""
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(text)
