@@ -142,8 +142,10 @@ def train_rows(runs: Path, steps: int, names: list[str], dataset: Any, bf16: boo
                         "--epochs", "1", "--steps-per-epoch", str(steps), "--quiet",
                         "--val-limit", "1", "--no-fill", "--seed", str(seed),
                         *(["--bf16"] if bf16 else []), *extra]
-                resume = ["--resume"] if (out / "last" / "state.pt").is_file() else []
-                code = sac(args + resume)
+                # a run cut before its first checkpoint left only its config: start it again
+                again = (["--resume"] if (out / "last" / "state.pt").is_file()
+                         else ["--overwrite"] if out.is_dir() else [])
+                code = sac(args + again)
                 if code not in (0, 1):
                     raise SystemExit(f"training {name} (seed {seed}) failed with exit code "
                                      f"{code}")
