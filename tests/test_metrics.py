@@ -400,3 +400,20 @@ def test_bad_threshold_and_bad_aggregate_input() -> None:
     with pytest.raises(ValueError, match="tp"):
         aggregate_pixel([{"dice": 1.0}])
     assert isinstance(MetricsInputError("x"), ValueError)
+
+
+def test_aggregate_groups_weigh_each_group_the_same() -> None:
+    # group "a": one perfect image; group "b": two images with nothing found
+    gt1 = paint(np.zeros((8, 8), np.uint8), slice(0, 4), slice(0, 4), 1)
+    empty = np.zeros((8, 8), np.uint8)
+    rows = [evaluate_pair(gt1, gt1), evaluate_pair(gt1, empty), evaluate_pair(gt1, empty)]
+    plain = aggregate(rows)
+    grouped = aggregate(rows, ["a", "b", "b"])
+    for key in ("pixel_dice", "f1_obj", "aji", "pq", "dsb_score"):
+        assert plain[key] == pytest.approx(1 / 3)  # every image weighs the same
+        assert grouped[key] == pytest.approx(0.5)  # every group weighs the same
+    for key in ("obj_tp", "obj_fn", "pixel_tp", "pixel_fn", "n_images", "pixel_dice_sum"):
+        assert grouped[key] == plain[key]  # counts and summed scores are over all images
+    assert aggregate(rows, ["a", "a", "a"]) == plain  # one group: the plain mean
+    with pytest.raises(ValueError, match="one group name per result"):
+        aggregate(rows, ["a", "b"])

@@ -367,3 +367,28 @@ def test_fill_tuned_on_full_resolution(disk_folder: Path) -> None:
     assert full[0].labels.shape == (128, 128) and small[0].labels.shape == (64, 64)
     assert off["aji"] == pytest.approx(float(aggregate(rows)["aji"])) and off["aji"] > 0
     assert off["pixel_dice"] == pytest.approx(float(aggregate(rows)["pixel_dice"]))
+
+
+def test_validation_weighs_sources_equally(disk_folder: Path) -> None:
+    """A generalist's checkpoint is chosen by the mean over its datasets, so the one with
+    more validation images does not decide alone."""
+    from dataclasses import replace
+
+    from sac.data.open import open_dataset
+    from sac.training.sampler import load_images
+    from sac.training.trainer import validate
+
+    from oracle import OracleGenerator
+
+    torch.manual_seed(0)
+    model = create_model(tiny=True, thresholds=Thresholds(min_score=0.0)).eval()
+    model.generator = OracleGenerator()
+    images, _ = load_images(open_dataset(disk_folder, "folder"), ["im0", "im1", "im2"], 1.0)
+    a, b = [replace(images[0], source="a")], [replace(im, source="b") for im in images[1:]]
+    each = [validate(model, part, bf16=False) for part in (a, b)]
+    both = validate(model, a + b, bf16=False)
+    plain = validate(model, [replace(im, source="") for im in a + b], bf16=False)
+    for key in ("pixel_dice", "aji", "pq"):
+        assert both[key] == pytest.approx((each[0][key] + each[1][key]) / 2)
+        assert plain[key] == pytest.approx((each[0][key] + 2 * each[1][key]) / 3)
+    assert each[0]["aji"] != pytest.approx(each[1]["aji"])  # the two weightings differ here

@@ -110,7 +110,8 @@ def evaluate_pair(gt: Any, pred: Any, thresh: float = 0.5) -> dict[str, float]:
     }
 
 
-def aggregate(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def aggregate(results: Sequence[Mapping[str, Any]],
+              groups: Sequence[str] | None = None) -> dict[str, float]:
     """Dataset summary of :func:`evaluate_pair` results.
 
     Every key of :data:`SCORE_KEYS` becomes its mean over images (each image weighs the same),
@@ -118,9 +119,24 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     pixel counts are added as ``pixel_dice_sum``, ``pixel_iou_sum``, ``pixel_f1_sum`` (see
     :func:`aggregate_pixel`), plus ``n_images``. Raises ValueError on an empty sequence or on a
     result that lacks one of the keys.
+
+    ``groups`` (one name per result, e.g. the dataset each image comes from) makes every
+    score the mean over groups of the group's mean, so each group weighs the same however
+    many images it has: what a generalist's checkpoint and thresholds are chosen by, so 6
+    H&E images are not outvoted by 24 DSB ones. One group gives the plain mean.
     """
     if len(results) == 0:
         raise MetricsInputError("aggregate: no per-image results to aggregate")
+    if groups is not None and len(groups) != len(results):
+        raise MetricsInputError(f"aggregate: {len(groups)} groups for {len(results)} results; "
+                                "give one group name per result")
+    if groups is not None and len(set(groups)) > 1:
+        out = aggregate(results)
+        parts = [aggregate([r for r, g in zip(results, groups, strict=True) if g == name])
+                 for name in sorted(set(groups))]
+        out.update({k: float(np.mean([p[k] for p in parts], dtype=np.float64))
+                    for k in SCORE_KEYS})
+        return out
     missing = [k for k in (*SCORE_KEYS, *COUNT_KEYS) if any(k not in r for r in results)]
     if missing:
         raise MetricsInputError(

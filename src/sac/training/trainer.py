@@ -118,7 +118,9 @@ def set_trainable(model: SACModel, parts: tuple[str, ...]) -> None:
 
 
 def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str, float]:
-    """Aggregate metrics of the full inference pipeline on the validation images."""
+    """Aggregate metrics of the full inference pipeline on the validation images (of
+    several sources, e.g. a generalist's datasets: the mean over sources, each weighing the
+    same; see :func:`sac.metrics.aggregate`)."""
     from sac.metrics import aggregate, evaluate_pair
     from sac.pipeline.segmenter import Segmenter
 
@@ -127,7 +129,7 @@ def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str,
     for im in images:
         pred = seg.segment(im.rgb, im.name, scale=1.0)
         rows.append(evaluate_pair(im.labels, pred.labels))
-    return {k: float(v) for k, v in aggregate(rows).items()}
+    return {k: float(v) for k, v in aggregate(rows, [im.source for im in images]).items()}
 
 
 class Trainer:

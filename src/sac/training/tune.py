@@ -100,7 +100,7 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
         th = dataclasses.replace(th0, fg=fg, centre=centre, min_distance=dist)
         rows = [evaluate_pair(im.labels, detect(m, th)) for im, m in zip(images, maps,
                                                                            strict=True)]
-        agg = aggregate(rows)
+        agg = aggregate(rows, [im.source for im in images])
         table.append({"fg": fg, "centre": centre, "min_distance": dist,
                       metric: float(agg[metric]), "aji": float(agg["aji"])})
     current = next(r for r in table if (r["fg"], r["centre"], r["min_distance"])
@@ -159,7 +159,7 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
         rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name,
                                                      scale=None if full else 1.0).labels)
                 for im in images]
-        agg = aggregate(rows)
+        agg = aggregate(rows, [im.source for im in images])
         table.append({name: value, **{k: float(agg[k]) for k in SCORED},
                       "score": criterion(agg, target)})
     current = next(r for r in table if r[name] == getattr(th0, name))
@@ -208,7 +208,7 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
         rows = [evaluate_pair(im.labels, complete_from_semantic(
                     r.labels, r.semantic, round(area * z), attach)[0])
                 for im, r, z in zip(images, results, zoom, strict=True)]
-        agg = aggregate(rows)
+        agg = aggregate(rows, [im.source for im in images])
         table.append({"fill_new_area": area, "fill_attach": attach,
                       "pixel_dice": float(agg["pixel_dice"]), "aji": float(agg["aji"]),
                       "score": criterion(agg, target)})
