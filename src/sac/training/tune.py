@@ -94,13 +94,14 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
     maps: list[Maps] = [seg.generator_maps(im.rgb) for im in images]
     th0 = model.config.thresholds
     table = []
+    groups = [im.source for im in images]  # a mixed set: each dataset weighs the same
     grid = (sorted({*FG, th0.fg}), sorted({*CENTRE, th0.centre}),
             sorted({*MIN_DISTANCE, th0.min_distance}))  # always includes the current setting
     for fg, centre, dist in itertools.product(*grid):
         th = dataclasses.replace(th0, fg=fg, centre=centre, min_distance=dist)
         rows = [evaluate_pair(im.labels, detect(m, th)) for im, m in zip(images, maps,
                                                                            strict=True)]
-        agg = aggregate(rows, [im.source for im in images])
+        agg = aggregate(rows, groups)
         table.append({"fg": fg, "centre": centre, "min_distance": dist,
                       metric: float(agg[metric]), "aji": float(agg["aji"])})
     current = next(r for r in table if (r["fg"], r["centre"], r["min_distance"])
@@ -151,6 +152,7 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
         raise ValueError("tuning needs at least one validation image")
     th0 = model.config.thresholds
     table = []
+    groups = [im.source for im in images]
     whole = isinstance(getattr(th0, name), int)  # e.g. min_distance: keep it an integer
     for value in sorted({*values, getattr(th0, name)}):
         value = int(value) if whole else float(value)
@@ -159,7 +161,7 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
         rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name,
                                                      scale=None if full else 1.0).labels)
                 for im in images]
-        agg = aggregate(rows, [im.source for im in images])
+        agg = aggregate(rows, groups)
         table.append({name: value, **{k: float(agg[k]) for k in SCORED},
                       "score": criterion(agg, target)})
     current = next(r for r in table if r[name] == getattr(th0, name))
@@ -202,13 +204,14 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
                for im in images]
     # fill areas are in model pixels; a result at the input size has 1/scale^2 per one
     zoom = [1.0 if r.size is None or not full else 1.0 / r.size.scale**2 for r in results]
+    groups = [im.source for im in images]
     table = []
     for area, attach in itertools.product(sorted({*FILL_NEW_AREA, th0.fill_new_area}),
                                           FILL_ATTACH):
         rows = [evaluate_pair(im.labels, complete_from_semantic(
                     r.labels, r.semantic, round(area * z), attach)[0])
                 for im, r, z in zip(images, results, zoom, strict=True)]
-        agg = aggregate(rows, [im.source for im in images])
+        agg = aggregate(rows, groups)
         table.append({"fill_new_area": area, "fill_attach": attach,
                       "pixel_dice": float(agg["pixel_dice"]), "aji": float(agg["aji"]),
                       "score": criterion(agg, target)})
