@@ -74,6 +74,11 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
         f"{tr.get('validation_seconds', 0) / 60:.0f} min validation, "
         f"{tr.get('crops_per_s', '?')} crops/s (the machine of the benchmarks: 2-core CPU)",
     ]
+    if tr.get("generator_stage_steps"):
+        lines.append(
+            f"- before the joint stage the prompt generator trained alone for "
+            f"{tr['generator_stage_steps']} steps "
+            f"({tr.get('generator_stage_seconds', 0) / 60:.0f} min, `--generator-steps`)")
     gen = tr.get("generator_replaced")
     if gen:
         lines.append(
@@ -85,10 +90,10 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
             "validation images")
     tune = tr.get("threshold_tuning")
     if tune:
-        gen = tune.get("generator_choice", tune)
+        det = tune.get("generator_choice", tune)
         lines.append(
             f"- detection thresholds chosen afterwards on the validation images (sac tune): "
-            f"fg {gen['fg']}, centre {gen['centre']}, min_distance {gen['min_distance']} "
+            f"fg {det['fg']}, centre {det['centre']}, min_distance {det['min_distance']} "
             f"(detection F1 {tune['default_score']:.3f} -> {tune['score']:.3f})")
         for name, r in tune.get("pipeline", {}).items():
             lines.append(

@@ -57,6 +57,17 @@ def test_manifest_validates() -> None:
     assert [s.key for s in pm.contributions.sample_data] == ["ihc"]
 
 
+def test_model_list_is_the_shipped_models_default_first(make_napari_viewer) -> None:
+    from sac.batch.settings import DEFAULT_MODEL
+    from sac.gui.segment_widget import SegmentWidget
+    from sac.model import shipped_models
+
+    names = session.shipped_names()
+    assert names[0] == DEFAULT_MODEL and sorted(names) == sorted(shipped_models())
+    w = SegmentWidget(make_napari_viewer())
+    assert [w.model.itemText(i) for i in range(w.model.count())] == names
+
+
 def test_sample_is_the_demo_image() -> None:
     [(data, meta, kind)] = session.ihc_sample_data()
     assert data.shape == (512, 512, 3) and kind == "image" and meta["name"]

@@ -392,3 +392,7 @@ def test_validation_weighs_sources_equally(disk_folder: Path) -> None:
         assert both[key] == pytest.approx((each[0][key] + each[1][key]) / 2)
         assert plain[key] == pytest.approx((each[0][key] + 2 * each[1][key]) / 3)
     assert each[0]["aji"] != pytest.approx(each[1]["aji"])  # the two weightings differ here
+    for key in ("aji", "pixel_dice", "dsb_score"):  # and each source's own score is logged
+        assert both[f"{key}@a"] == pytest.approx(each[0][key])
+        assert both[f"{key}@b"] == pytest.approx(each[1][key])
+    assert not any("@" in k for k in each[0]) and not any("@" in k for k in plain)

@@ -29,7 +29,7 @@ class CorrectWidget(QWidget):
         self.viewer = napari_viewer
         self.labels = QComboBox()
         self.model = QComboBox()
-        self.model.addItems(session.SHIPPED)
+        self.model.addItems(session.shipped_names())
         self.mode = QComboBox()
         self.mode.addItems(["positive (p)", "negative (n)"])
         start = QPushButton("Start")

@@ -67,7 +67,7 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.image = QComboBox()
         self.model = QComboBox()
-        self.model.addItems(session.SHIPPED)
+        self.model.addItems(session.shipped_names())
         browse = QPushButton("Folder…")
         browse.clicked.connect(self._browse)
         self.scale = QDoubleSpinBox()

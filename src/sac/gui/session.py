@@ -17,9 +17,18 @@ import numpy as np
 
 from sac.core.errors import SACError
 
-SHIPPED = ("sac-lite-monuseg", "sac-lite-dsb2018")
 _LOCK = threading.Lock()
 _SEGMENTERS: dict[tuple[Any, ...], Any] = {}
+
+
+def shipped_names() -> list[str]:
+    """The models installed with the package, for the widgets' model lists: the default of
+    ``sac segment`` first, then the others by name (a newly shipped model appears by itself)."""
+    from sac.batch.settings import DEFAULT_MODEL
+    from sac.model import shipped_models
+
+    names = list(shipped_models())
+    return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
 
 
 class Cancelled(SACError):

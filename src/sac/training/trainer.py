@@ -39,6 +39,7 @@ from sac.training.step import StepConfig
 from sac.training.sync import Sync
 
 SELECT_METRICS = ("aji", "pq", "dsb_score", "f1_obj", "pixel_dice")
+PER_SOURCE = ("aji", "pixel_dice", "pq", "f1_obj", "dsb_score")  # logged per dataset
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,13 @@ def set_trainable(model: SACModel, parts: tuple[str, ...]) -> None:
 
 
 def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str, float]:
-    """Aggregate metrics of the full inference pipeline on the validation images (of
-    several sources, e.g. a generalist's datasets: the mean over sources, each weighing the
-    same; see :func:`sac.metrics.aggregate`)."""
+    """Aggregate metrics of the full inference pipeline on the validation images.
+
+    With several sources (a generalist's datasets) every score is the mean over sources, each
+    weighing the same (see :func:`sac.metrics.aggregate`), and each source's own
+    :data:`PER_SOURCE` scores are added as ``"<metric>@<source>"``, so the log shows whether
+    the model trades one dataset for another.
+    """
     from sac.metrics import aggregate, evaluate_pair
     from sac.pipeline.segmenter import Segmenter
 
@@ -129,7 +134,13 @@ def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str,
     for im in images:
         pred = seg.segment(im.rgb, im.name, scale=1.0)
         rows.append(evaluate_pair(im.labels, pred.labels))
-    return {k: float(v) for k, v in aggregate(rows, [im.source for im in images]).items()}
+    sources = [im.source for im in images]
+    out = {k: float(v) for k, v in aggregate(rows, sources).items()}
+    if len(set(sources)) > 1:
+        for name in sorted(set(sources)):
+            own = aggregate([r for r, s in zip(rows, sources, strict=True) if s == name])
+            out.update({f"{k}@{name}": float(own[k]) for k in PER_SOURCE})
+    return out
 
 
 class Trainer:
