@@ -11,7 +11,7 @@ from sac.model import load_model, shipped_models
 from sac.pipeline.segmenter import load_segmenter
 from sac.sam.weights import LITEMEDSAM_SHA256, find_litemedsam, sha256_of
 
-SHIPPED = ("sac-lite-monuseg", "sac-lite-dsb2018")
+SHIPPED = ("sac-lite-monuseg", "sac-lite-dsb2018", "sac-lite-nuclei")
 DISKS = [(40, 40, 9), (40, 110, 10), (100, 60, 8), (110, 130, 11), (160, 40, 9), (170, 150, 10)]
 
 pytestmark = pytest.mark.weights
@@ -53,3 +53,13 @@ def test_monuseg_model_counts_hematoxylin_disks() -> None:
     big = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
     res = load_segmenter("sac-lite-monuseg").segment(big)
     assert res.n_nuclei == n
+
+
+def test_generalist_counts_bright_and_hematoxylin_disks() -> None:
+    """One model for both kinds of image: bright nuclei on dark and H&E-like ones."""
+    seg = load_segmenter("sac-lite-nuclei")
+    for fg, bg in (((0.8, 0.8, 0.8), (0.05, 0.05, 0.05)),
+                   ((0.35, 0.2, 0.55), (0.93, 0.75, 0.85))):
+        image, n = disks_image(fg, bg)
+        big = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+        assert seg.segment(big).n_nuclei == n
