@@ -188,6 +188,53 @@ def test_shipped_models_any_nucleus_size(model: str, radius: int, ellipse: bool)
     assert np.median(ious) >= 0.8, res.size.describe()
 
 
+GENERALIST_SIZE = pytest.mark.xfail(strict=True, reason=(
+    "sac-lite-nuclei (b561cd4) misreads the size of synthetic nuclei (bright 20-px disks as "
+    "5.2 px, dark 80-px ones as 14.4 px; its size head is 88 % within 1.5x on validation views "
+    "against 96-100 % for the specialists), so the automatic scale goes wrong; with the "
+    "diameter given it finds them (test below)"))
+GENERALIST_TINY = pytest.mark.xfail(strict=True, reason=(
+    "sac-lite-nuclei (b561cd4), small bright nuclei with the diameter given: 8-px disks 138 "
+    "of 169 found (median IoU 0.76); 12-px ellipses 82 for 81 (one split)"))
+GENERALIST_CASES = [(4, False, True), (6, True, True), (10, False, True), (20, True, True),
+                    (40, False, True), (60, True, True), (4, False, False), (6, True, False),
+                    (10, False, False), (20, True, False), (40, False, False),
+                    (60, True, False)]  # (radius, ellipse, dark)
+
+
+def _generalist_grid(radius: int, ellipse: bool, dark: bool, diameter: float | None) -> None:
+    """Every nucleus found, none split, median matched IoU >= 0.8 (as above)."""
+    n_side = max(3, math.ceil(160 / (3.2 * radius)))
+    image, truth = grid_disks(radius, n_side=n_side, ellipse=ellipse, dark=dark)
+    res = Segmenter(load_model("sac-lite-nuclei"), bf16=True).segment(image, diameter=diameter)
+    assert res.n_nuclei == n_side**2, res.size.describe()
+    ious = matched_ious(truth, res.labels)
+    assert len(ious) == n_side**2 and min(ious) >= 0.5, res.size.describe()
+    assert np.median(ious) >= 0.8, res.size.describe()
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize(("radius", "ellipse", "dark"), [
+    c if c in ((6, True, True), (10, False, True), (20, True, True))
+    else pytest.param(*c, marks=GENERALIST_SIZE) for c in GENERALIST_CASES])
+def test_generalist_any_nucleus_size_and_contrast(radius: int, ellipse: bool,
+                                                  dark: bool) -> None:
+    """The same check, no flags, for ``sac-lite-nuclei`` on both kinds of image it is for:
+    dark nuclei on bright (H&E-like) and bright on dark (fluorescence)."""
+    _generalist_grid(radius, ellipse, dark, None)
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize(("radius", "ellipse", "dark"), [
+    pytest.param(*c, marks=GENERALIST_TINY) if c in ((4, False, False), (6, True, False))
+    else c
+    for c in GENERALIST_CASES])
+def test_generalist_given_the_diameter(radius: int, ellipse: bool, dark: bool) -> None:
+    """With ``diameter=`` (``sac segment --diameter``) the generalist segments nuclei of any
+    size and either contrast: its masks and detection hold, only its size reading fails."""
+    _generalist_grid(radius, ellipse, dark, 2.0 * radius)
+
+
 @pytest.mark.weights
 @pytest.mark.data
 def test_resampled_validation_image_gives_the_same_nuclei() -> None:
