@@ -12,6 +12,7 @@ import pytest
 from sac.core.errors import ConfigError
 from sac.core.resample import resample_image, resample_labels
 from sac.model import PromptConfig, SACConfig, create_model, load_model, save_model
+from sac.pipeline.result import SegmentResult
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import (
     DOWNSCALE_ABOVE,
@@ -177,14 +178,25 @@ def test_shipped_models_any_nucleus_size(model: str, radius: int, ellipse: bool)
     split, median matched IoU >= 0.8. Bright nuclei on dark for the fluorescence model, dark
     on bright for the H&E one (each model on the kind of image it is for); at least 160 px of
     image, so that small nuclei come in numbers, as in a real image."""
-    n_side = max(3, math.ceil(160 / (3.2 * radius)))
-    image, truth = grid_disks(radius, n_side=n_side, ellipse=ellipse,
-                              dark=model == "sac-lite-monuseg")
-    res = Segmenter(load_model(model), bf16=True).segment(image)
+    res, truth, n = _segment_grid(model, radius, ellipse, model == "sac-lite-monuseg")
     assert res.size.source == "estimated", res.size.describe()
-    assert res.n_nuclei == n_side**2, res.size.describe()
+    _assert_all_found(res, truth, n)
+
+
+def _segment_grid(model: str, radius: int, ellipse: bool, dark: bool,
+                  diameter: float | None = None) -> tuple[SegmentResult, np.ndarray, int]:
+    """A grid of at least 160 px of nuclei segmented by ``model``: (result, truth, count)."""
+    n_side = max(3, math.ceil(160 / (3.2 * radius)))
+    image, truth = grid_disks(radius, n_side=n_side, ellipse=ellipse, dark=dark)
+    res = Segmenter(load_model(model), bf16=True).segment(image, diameter=diameter)
+    return res, truth, n_side**2
+
+
+def _assert_all_found(res: SegmentResult, truth: np.ndarray, n: int) -> None:
+    """Every nucleus found, none split, median matched IoU >= 0.8."""
+    assert res.n_nuclei == n, res.size.describe()
     ious = matched_ious(truth, res.labels)
-    assert len(ious) == n_side**2 and min(ious) >= 0.5, res.size.describe()
+    assert len(ious) == n and min(ious) >= 0.5, res.size.describe()
     assert np.median(ious) >= 0.8, res.size.describe()
 
 
@@ -202,17 +214,6 @@ GENERALIST_CASES = [(4, False, True), (6, True, True), (10, False, True), (20, T
                     (60, True, False)]  # (radius, ellipse, dark)
 
 
-def _generalist_grid(radius: int, ellipse: bool, dark: bool, diameter: float | None) -> None:
-    """Every nucleus found, none split, median matched IoU >= 0.8 (as above)."""
-    n_side = max(3, math.ceil(160 / (3.2 * radius)))
-    image, truth = grid_disks(radius, n_side=n_side, ellipse=ellipse, dark=dark)
-    res = Segmenter(load_model("sac-lite-nuclei"), bf16=True).segment(image, diameter=diameter)
-    assert res.n_nuclei == n_side**2, res.size.describe()
-    ious = matched_ious(truth, res.labels)
-    assert len(ious) == n_side**2 and min(ious) >= 0.5, res.size.describe()
-    assert np.median(ious) >= 0.8, res.size.describe()
-
-
 @pytest.mark.weights
 @pytest.mark.parametrize(("radius", "ellipse", "dark"), [
     c if c in ((6, True, True), (10, False, True), (20, True, True))
@@ -221,7 +222,7 @@ def test_generalist_any_nucleus_size_and_contrast(radius: int, ellipse: bool,
                                                   dark: bool) -> None:
     """The same check, no flags, for ``sac-lite-nuclei`` on both kinds of image it is for:
     dark nuclei on bright (H&E-like) and bright on dark (fluorescence)."""
-    _generalist_grid(radius, ellipse, dark, None)
+    _assert_all_found(*_segment_grid("sac-lite-nuclei", radius, ellipse, dark))
 
 
 @pytest.mark.weights
@@ -232,7 +233,7 @@ def test_generalist_any_nucleus_size_and_contrast(radius: int, ellipse: bool,
 def test_generalist_given_the_diameter(radius: int, ellipse: bool, dark: bool) -> None:
     """With ``diameter=`` (``sac segment --diameter``) the generalist segments nuclei of any
     size and either contrast: its masks and detection hold, only its size reading fails."""
-    _generalist_grid(radius, ellipse, dark, 2.0 * radius)
+    _assert_all_found(*_segment_grid("sac-lite-nuclei", radius, ellipse, dark, 2.0 * radius))
 
 
 @pytest.mark.weights

@@ -27,8 +27,7 @@ def shipped_names() -> list[str]:
     from sac.batch.settings import DEFAULT_MODEL
     from sac.model import shipped_models
 
-    names = list(shipped_models())
-    return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
+    return sorted(shipped_models(), key=lambda n: (n != DEFAULT_MODEL, n))
 
 
 class Cancelled(SACError):

@@ -132,8 +132,7 @@ def aggregate(results: Sequence[Mapping[str, Any]],
                                 "give one group name per result")
     if groups is not None and len(set(groups)) > 1:
         out = aggregate(results)
-        parts = [aggregate([r for r, g in zip(results, groups, strict=True) if g == name])
-                 for name in sorted(set(groups))]
+        parts = aggregate_groups(results, groups).values()
         out.update({k: float(np.mean([p[k] for p in parts], dtype=np.float64))
                     for k in SCORE_KEYS})
         return out
@@ -154,6 +153,17 @@ def aggregate(results: Sequence[Mapping[str, Any]],
     return out
 
 
+def aggregate_groups(results: Sequence[Mapping[str, Any]],
+                     groups: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Each group's own :func:`aggregate` (plain mean over its images), by group name in
+    sorted order; ``groups`` holds one name per result."""
+    if len(groups) != len(results):
+        raise MetricsInputError(f"aggregate: {len(groups)} groups for {len(results)} results; "
+                                "give one group name per result")
+    return {name: aggregate([r for r, g in zip(results, groups, strict=True) if g == name])
+            for name in sorted(set(groups))}
+
+
 __all__ = [
     "COUNT_KEYS",
     "DSB_THRESHOLDS",
@@ -161,6 +171,7 @@ __all__ = [
     "MetricsInputError",
     "Overlap",
     "aggregate",
+    "aggregate_groups",
     "aggregate_pixel",
     "aji",
     "check_label_pair",

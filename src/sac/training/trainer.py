@@ -126,7 +126,7 @@ def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str,
     :data:`PER_SOURCE` scores are added as ``"<metric>@<source>"``, so the log shows whether
     the model trades one dataset for another.
     """
-    from sac.metrics import aggregate, evaluate_pair
+    from sac.metrics import aggregate, aggregate_groups, evaluate_pair
     from sac.pipeline.segmenter import Segmenter
 
     seg = Segmenter(model, bf16=bf16)
@@ -137,8 +137,7 @@ def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str,
     sources = [im.source for im in images]
     out = {k: float(v) for k, v in aggregate(rows, sources).items()}
     if len(set(sources)) > 1:
-        for name in sorted(set(sources)):
-            own = aggregate([r for r, s in zip(rows, sources, strict=True) if s == name])
+        for name, own in aggregate_groups(rows, sources).items():
             out.update({f"{k}@{name}": float(own[k]) for k in PER_SOURCE})
     return out
 
