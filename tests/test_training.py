@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -107,6 +108,47 @@ def test_resume_reproduces_optimizer_and_scheduler(disk_folder: Path, tmp_path: 
         assert torch.allclose(v, resumed.model.state_dict()[k], atol=1e-3), k
     logs = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in logs] == [1, 2]
+
+
+def test_resume_mid_epoch_keeps_the_epochs_time_and_loss_sums(disk_folder: Path,
+                                                               tmp_path: Path) -> None:
+    """An epoch interrupted after a mid-epoch checkpoint reports, once resumed, the loss means
+    of all its steps and the training time of both sessions, not only the resumed part."""
+    images = _images(disk_folder)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=5, checkpoint_every=2, warmup_steps=2,
+                      batch_size=1)
+
+    def trainer(out: Path) -> Trainer:
+        torch.manual_seed(0)
+        return Trainer(create_model(tiny=True), images[:4], [], out, cfg)
+
+    straight = trainer(tmp_path / "a").run(progress=False).history[0]
+
+    def interrupted(step: int, losses: dict[str, float]) -> None:
+        if step == 3:  # one step after the checkpoint at step 2
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "b").run(progress=False, on_step=interrupted)
+    state = torch.load(tmp_path / "b" / "last" / "state.pt", weights_only=True)
+    assert state["step"] == 2 and state["epoch"]["steps"] == 2
+    before = state["epoch"]["seconds"]
+    assert before > 0 and set(state["epoch"]["sums"]) == {k[6:] for k in straight
+                                                          if k.startswith("train_")}
+    resumed = trainer(tmp_path / "b")
+    t0 = time.perf_counter()
+    rec = resumed.run(resume=True, progress=False).history[0]
+    after = time.perf_counter() - t0
+    assert rec["step"] == 5
+    assert before < rec["seconds"] <= before + after  # both sessions' time, nothing twice
+    assert rec["crops_per_s"] == pytest.approx(5 / rec["seconds"], rel=0.01)
+    for k in ("train_total", "train_mask_iou"):  # the mean over all 5 steps, as straight
+        assert rec[k] == pytest.approx(straight[k], rel=1e-3, abs=1e-4), k
+    training = load_model(tmp_path / "b" / "model").config.training
+    assert training["train_seconds"] == pytest.approx(rec["seconds"], abs=0.1)
+    # the epoch's end starts the next epoch's bookkeeping afresh in the saved state
+    state = torch.load(tmp_path / "b" / "last" / "state.pt", weights_only=True)
+    assert state["epoch"] == {"steps": 0, "seconds": 0.0, "sums": {}}
 
 
 def test_train_bad_input(tmp_path: Path, capsys) -> None:
@@ -376,7 +418,7 @@ def test_validation_weighs_sources_equally(disk_folder: Path) -> None:
 
     from sac.data.open import open_dataset
     from sac.training.sampler import load_images
-    from sac.training.trainer import validate
+    from sac.training.validation import validate
 
     from oracle import OracleGenerator
 

@@ -3,8 +3,9 @@
 A run folder holds:
 
 * ``model/``: the best model so far on the validation images (a normal model folder);
-* ``last/state.pt``: everything needed to resume (trained tensors, optimiser, scheduler, step;
-  plain tensors and numbers only, read with ``weights_only=True``);
+* ``last/state.pt``: everything needed to resume (trained tensors, optimiser, scheduler, step,
+  the current epoch's time and loss sums so far; plain tensors and numbers only, read with
+  ``weights_only=True``);
 * ``train_config.json``: the settings; a resumed run must use the same ones;
 * ``log.jsonl``: one JSON object per epoch (losses, learning rate, speed, validation metrics).
 
@@ -37,9 +38,9 @@ from sac.training.generator_stage import GeneratorStageConfig, train_generator, 
 from sac.training.sampler import CropSampler, TrainImage, first_per_source
 from sac.training.step import StepConfig
 from sac.training.sync import Sync
+from sac.training.validation import validate
 
 SELECT_METRICS = ("aji", "pq", "dsb_score", "f1_obj", "pixel_dice")
-PER_SOURCE = ("aji", "pixel_dice", "pq", "f1_obj", "dsb_score")  # logged per dataset
 
 
 @dataclass(frozen=True)
@@ -118,28 +119,32 @@ def set_trainable(model: SACModel, parts: tuple[str, ...]) -> None:
                 p.requires_grad_(True)
 
 
-def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str, float]:
-    """Aggregate metrics of the full inference pipeline on the validation images.
+@dataclass
+class _EpochSoFar:
+    """The current epoch's steps, loss sums and training seconds; checkpointed mid-epoch so
+    that a resumed run reports the whole epoch's time, crops/s and loss means."""
 
-    With several sources (a generalist's datasets) every score is the mean over sources, each
-    weighing the same (see :func:`sac.metrics.aggregate`), and each source's own
-    :data:`PER_SOURCE` scores are added as ``"<metric>@<source>"``, so the log shows whether
-    the model trades one dataset for another.
-    """
-    from sac.metrics import aggregate, aggregate_groups, evaluate_pair
-    from sac.pipeline.segmenter import Segmenter
+    steps: int = 0
+    seconds: float = 0.0  # up to `since`, when the clock was last started (None: stopped)
+    sums: dict[str, float] = field(default_factory=dict)
+    since: float | None = None
 
-    seg = Segmenter(model, bf16=bf16)
-    rows = []
-    for im in images:
-        pred = seg.segment(im.rgb, im.name, scale=1.0)
-        rows.append(evaluate_pair(im.labels, pred.labels))
-    sources = [im.source for im in images]
-    out = {k: float(v) for k, v in aggregate(rows, sources).items()}
-    if len(set(sources)) > 1:
-        for name, own in aggregate_groups(rows, sources).items():
-            out.update({f"{k}@{name}": float(own[k]) for k in PER_SOURCE})
-    return out
+    def elapsed(self) -> float:
+        running = 0.0 if self.since is None else time.perf_counter() - self.since
+        return self.seconds + running
+
+    def add(self, loss: dict[str, float]) -> None:
+        for k, v in loss.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"steps": self.steps, "seconds": self.elapsed(), "sums": dict(self.sums)}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> _EpochSoFar:
+        return cls(int(d["steps"]), float(d["seconds"]),
+                   {k: float(v) for k, v in d["sums"].items()})
 
 
 class Trainer:
@@ -167,6 +172,7 @@ class Trainer:
                         "generator_stage": 0.0}
         self.best: float | None = None
         self.best_epoch: int | None = None
+        self.epoch = _EpochSoFar()
         self.summary = dict(data_summary or {})
         self.summary.update(n_train_images=len(train_images), n_val_images=len(val_images))
 
@@ -184,7 +190,7 @@ class Trainer:
             "parts": {p: {k: v.detach().cpu().clone() for k, v in
                           self.model.part_state(p).items()} for p in self.parts},
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "seconds": dict(self.seconds),
+            "seconds": dict(self.seconds), "epoch": self.epoch.state(),
         }
         with atomic_path(self.state_path, overwrite=True) as tmp:
             torch.save(state, tmp)
@@ -203,6 +209,8 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.seconds.update({k: float(v) for k, v in state.get("seconds", {}).items()})
+        self.epoch = _EpochSoFar.from_state(state["epoch"]) if "epoch" in state else \
+            _EpochSoFar()  # written before checkpoints kept the epoch's progress
         best = float(state["best"])
         self.best = None if math.isnan(best) else best
         self.best_epoch = None if int(state["best_epoch"]) < 0 else int(state["best_epoch"])
@@ -268,24 +276,21 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step,
                    disable=not progress or not self.sync.main,
                    unit="step", dynamic_ncols=True)
-        sums: dict[str, float] = {}
-        t_epoch, n_epoch = time.perf_counter(), 0
+        self.epoch.since = time.perf_counter()  # the epoch's clock runs during steps only
         while self.step < self.total_steps:
             loss = self._one_step()
-            for k, v in loss.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_epoch += 1
+            self.epoch.add(loss)
             self.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss['total']:.3f}", miou=f"{loss.get('mask_iou', 0):.2f}")
             if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
                 epoch = math.ceil(self.step / self.steps_per_epoch)
-                rec = self._end_epoch(epoch, sums, n_epoch, time.perf_counter() - t_epoch,
-                                      command)
+                done, self.epoch = self.epoch, _EpochSoFar()  # saved states start afresh
+                rec = self._end_epoch(epoch, done.sums, done.steps, done.elapsed(), command)
                 history.append(rec)
                 if self.sync.main:
                     bar.write(_epoch_line(rec))
-                sums, t_epoch, n_epoch = {}, time.perf_counter(), 0
+                self.epoch.since = time.perf_counter()
             elif self.step % self.cfg.checkpoint_every == 0:
                 self._save_state()
             if on_step is not None:
