@@ -83,6 +83,58 @@ def test_tiny_generator_overfits_a_disk_image() -> None:
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_generator_reading_a_sam_embedding() -> None:
+    cfg = GeneratorConfig(widths=(8, 16, 32), embed_chans=6, embed_level=2)
+    model = PromptGenerator(cfg).eval()
+    x, emb = torch.rand(2, 3, 64, 64), torch.rand(2, 6, 16, 16)
+    with torch.no_grad():
+        out = model(x, emb)
+        assert out.shape == (2, 3, 64, 64)
+        assert not torch.allclose(out, model(x, torch.rand(2, 6, 16, 16)))  # it is read
+        # another grid (a padded or larger tile) is resized to the level's
+        assert model(x, torch.rand(2, 6, 8, 8)).shape == (2, 3, 64, 64)
+        assert model.style(x, emb).shape == (2, 2 * sum(cfg.widths))
+    with pytest.raises(ValueError, match="reads a SAM image embedding"):
+        model(x)
+    with pytest.raises(ValueError, match="does not read"):
+        PromptGenerator(GeneratorConfig(widths=(8, 16)))(x, emb)
+    with pytest.raises(ValueError, match="embed_level"):
+        PromptGenerator(GeneratorConfig(widths=(8, 16), embed_chans=4, embed_level=2))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_embedding_carries_what_the_image_lacks() -> None:
+    """On a blank image whose nuclei show only in the embedding (a coarse mask, as SAM's
+    features would carry them), the generator that reads it finds them; the plain one
+    cannot."""
+    rng = np.random.default_rng(0)
+
+    def sample() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        spec = [(int(rng.integers(10, 54)), int(rng.integers(10, 54)), 8) for _ in range(2)]
+        fg = torch.from_numpy((disks((64, 64), spec) > 0).astype(np.float32))[None, None]
+        return torch.full((1, 3, 64, 64), 0.5), F.avg_pool2d(fg, 4), fg
+
+    def dice_after_training(embed: bool) -> float:
+        torch.manual_seed(0)
+        model = PromptGenerator(GeneratorConfig(widths=(8, 16, 32), out_chans=1,
+                                                embed_chans=1 if embed else 0))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(120):
+            img, emb, fg = (torch.cat(t) for t in zip(*(sample() for _ in range(4)),
+                                                       strict=True))
+            loss = F.binary_cross_entropy_with_logits(model(img, emb if embed else None), fg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        img, emb, fg = sample()
+        with torch.no_grad():
+            pred = (model(img, emb if embed else None) > 0).float()
+        return float(2 * (pred * fg).sum() / (pred.sum() + fg.sum()))
+
+    assert dice_after_training(embed=True) > 0.8
+    assert dice_after_training(embed=False) < 0.5
+
+
 def test_targets_on_touching_disks() -> None:
     labels = disks((64, 80), [(32, 25, 12), (32, 48, 12)])  # centres 23 px apart: touching
     assert (labels[32, 36:38] > 0).all() and len(np.unique(labels[32, 30:44])) == 2

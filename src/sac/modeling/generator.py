@@ -14,6 +14,12 @@ so everything downstream sees the same three maps.
 
 The network is deliberately small (a few hundred thousand parameters): it runs once per tile next
 to a SAM encoder that costs over a second on a CPU, so it must add little.
+
+With ``embed_chans`` > 0 the generator also reads SAM's image embedding of the same tile, as in
+the SAC paper: a 1x1 convolution projects it onto the U-Net's features at ``embed_level``
+(stride ``2**embed_level``; LiteMedSAM's 256-px input gives a 64x64 embedding, stride 4), where
+it is added. ``benchmarks/embedding_probe.py`` measures what that does to detection; the
+segmentation pipeline does not build such generators yet.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class GeneratorConfig:
     out_chans: int = 3
     groups: int = 8
     hv: bool = False
+    embed_chans: int = 0  # channels of a SAM image embedding also read (0: the image alone)
+    embed_level: int = 2  # the U-Net level (stride 2**level) where the embedding is added
 
     @property
     def head_chans(self) -> int:
@@ -87,6 +95,9 @@ class PromptGenerator(nn.Module):
         self.config = cfg = config or GeneratorConfig()
         if len(cfg.widths) < 1:
             raise ValueError("GeneratorConfig.widths needs at least one width")
+        if cfg.embed_chans and not 0 <= cfg.embed_level < len(cfg.widths):
+            raise ValueError(f"GeneratorConfig.embed_level must name one of the "
+                             f"{len(cfg.widths)} levels; got {cfg.embed_level}")
         w = cfg.widths
         self.down = nn.ModuleList()
         cin = cfg.in_chans
@@ -99,6 +110,11 @@ class PromptGenerator(nn.Module):
         self.reduce = nn.ModuleList(nn.Conv2d(w[i + 1], w[i], 1) for i in levels)
         self.up = nn.ModuleList(DoubleConv(2 * w[i], w[i], cfg.groups) for i in levels)
         self.head = nn.Conv2d(w[0], cfg.head_chans, 1)
+        self.embed: nn.Module | None = None
+        if cfg.embed_chans:
+            we = w[cfg.embed_level]
+            self.embed = nn.Sequential(nn.Conv2d(cfg.embed_chans, we, 1, bias=False),
+                                       _norm(we, cfg.groups), nn.ReLU(inplace=True))
         self._init_head()
 
     def _init_head(self) -> None:
@@ -106,9 +122,10 @@ class PromptGenerator(nn.Module):
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.constant_(self.head.bias, -3.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) image in [0, 1] to (B, head_chans, H, W) logits."""
-        skips = self.encode(x)
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) image in [0, 1] (and, with ``embed_chans``, the tile's (B, E, h, w)
+        SAM embedding) to (B, head_chans, H, W) logits."""
+        skips = self.encode(x, embedding)
         x = skips.pop()
         for reduce, block in zip(self.reduce, self.up, strict=True):
             skip = skips.pop()
@@ -116,28 +133,40 @@ class PromptGenerator(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         return self.head(x)
 
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def encode(self, x: torch.Tensor, embedding: torch.Tensor | None = None
+               ) -> list[torch.Tensor]:
         """The encoder's features at every level, finest first, for a (B, C, H, W) image in
-        [0, 1] whose H and W are multiples of ``config.stride``."""
+        [0, 1] whose H and W are multiples of ``config.stride`` (and its SAM embedding, which
+        a generator with ``embed_chans`` needs; it is resized to its level's grid)."""
         s = self.config.stride
         if x.shape[-2] % s or x.shape[-1] % s:
             raise ValueError(f"height and width must be multiples of {s}; got {tuple(x.shape)}")
+        if (self.embed is None) != (embedding is None):
+            raise ValueError("this generator " + ("reads" if self.embed is not None else
+                             "does not read") + " a SAM image embedding")
         x = (x - 0.5) * 4.0  # centre the [0, 1] input; the GroupNorms take care of the rest
         levels: list[torch.Tensor] = []
         for i, block in enumerate(self.down):
             if i:
                 x = F.max_pool2d(x, 2)
             x = block(x)
+            if self.embed is not None and embedding is not None \
+                    and i == self.config.embed_level:
+                e = embedding.to(x.dtype)
+                if e.shape[-2:] != x.shape[-2:]:
+                    e = F.interpolate(e, size=x.shape[-2:], mode="bilinear",
+                                      align_corners=False)
+                x = x + self.embed(e)
             levels.append(x)
         return levels
 
-    def style(self, x: torch.Tensor) -> torch.Tensor:
+    def style(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 2 * sum(widths)) summary of an image's texture: the mean and standard deviation
         over H and W of every encoder level's features. The scale of the structures in the
         image shows in it (cellpose regresses cell size on a similar style vector); see
         :mod:`sac.model.size_head`."""
-        return torch.cat([t for f in self.encode(x) for t in (f.mean((-2, -1)),
-                                                               f.std((-2, -1)))], dim=1)
+        feats = self.encode(x, embedding)
+        return torch.cat([t for f in feats for t in (f.mean((-2, -1)), f.std((-2, -1)))], 1)
 
 
 def split_outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
