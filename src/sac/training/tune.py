@@ -30,7 +30,7 @@ from typing import Any
 
 from sac.data.base import SampleDataset
 from sac.metrics import aggregate, evaluate_pair
-from sac.model import SACModel
+from sac.model import SACModel, Thresholds
 from sac.pipeline.maps import Maps
 from sac.pipeline.nuclei import detect
 from sac.sam.predictor import EmbeddingCache
@@ -91,8 +91,14 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
     if not images:
         raise ValueError("threshold tuning needs at least one validation image")
     seg = Segmenter(model, bf16=bf16)
-    maps: list[Maps] = [seg.generator_maps(im.rgb) for im in images]
-    th0 = model.config.thresholds
+    maps = [seg.generator_maps(im.rgb) for im in images]
+    return tune_detection_maps(maps, images, model.config.thresholds, metric)
+
+
+def tune_detection_maps(maps: list[Maps], images: list[TrainImage], th0: Thresholds,
+                        metric: str = "f1_obj") -> TuneResult:
+    """:func:`tune_detection` on generator maps already computed for ``images``, from the
+    thresholds ``th0`` (which change only where another setting scores higher)."""
     table = []
     groups = [im.source for im in images]  # a mixed set: each dataset weighs the same
     grid = (sorted({*FG, th0.fg}), sorted({*CENTRE, th0.centre}),
