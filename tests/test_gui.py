@@ -81,7 +81,7 @@ def test_segment_widget_adds_one_label_per_disk(make_napari_viewer, qtbot, disks
     for cy, cx, _ in DISKS:
         assert labels[cy, cx] > 0
     prompts = viewer.layers["cells prompts"].data
-    assert len(prompts) >= len(DISKS)  # a positive per nucleus, and negatives
+    assert len(prompts) >= len(DISKS)  # a positive per nucleus (and any negatives)
     assert "5 nuclei" in w.status.text()
 
 

@@ -18,7 +18,7 @@ MODALITY_OF_FORMAT = {"monuseg": "he", "dsb2018": "any", "folder": "any"}
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``train`` on the ``sac`` subcommand parser."""
-    from sac.model.config import PROMPT_MODES, PROMPT_STRATEGIES
+    from sac.model.config import PROMPT_MODES, PROMPT_STRATEGIES, PromptConfig
     from sac.sam.backbones import BACKBONES, DEFAULT_BACKBONE
     from sac.training.trainer import SELECT_METRICS
 
@@ -64,10 +64,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--prompt-strategy", choices=PROMPT_STRATEGIES, default="centroid")
     g.add_argument("--neighbour-negatives",
                    type=option("--neighbour-negatives", 0, 64, integer=True),
-                   default=2)
+                   default=PromptConfig.neighbour_negatives,
+                   help="negative points at touching nuclei in each nucleus's prompt (default "
+                        f"{PromptConfig.neighbour_negatives}: models trained without "
+                        "negatives scored higher, see the README)")
     g.add_argument("--background-negatives",
                    type=option("--background-negatives", 0, 64, integer=True),
-                   default=1)
+                   default=PromptConfig.background_negatives,
+                   help="negative points on confident background in each nucleus's prompt "
+                        f"(default {PromptConfig.background_negatives})")
     g.add_argument("--semantic-points", type=option("--semantic-points", 1, 4096, integer=True),
                    default=64,
                    help="most prompts in a tile's semantic prompt set")
