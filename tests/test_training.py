@@ -395,9 +395,12 @@ def test_fill_tuned_on_full_resolution(disk_folder: Path) -> None:
     from oracle import OracleGenerator
 
     torch.manual_seed(0)
-    model = create_model(tiny=True, input_scale=0.5,
-                         thresholds=Thresholds(min_score=0.0)).eval()
-    model.generator = OracleGenerator()  # finds the disks, so the masks are not empty
+    # the oracle finds the disks; with a negative point beside each positive, this random tiny
+    # SAM returns masks on them (from the positive alone its masks here score AJI 0)
+    model = create_model(tiny=True, input_scale=0.5, thresholds=Thresholds(min_score=0.0),
+                         prompts=PromptConfig(neighbour_negatives=2,
+                                              background_negatives=1)).eval()
+    model.generator = OracleGenerator()
     dataset = open_dataset(disk_folder, "folder")
     names = ["im4", "im5"]
     small, _ = load_images(dataset, names, 0.5)
