@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,21 @@ def machine_info() -> dict[str, object]:
         "platform": platform.platform(),
         "load_average_1min_now": round(os.getloadavg()[0], 2),
     }
+
+
+def seed_summary(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]
+                 ) -> list[dict[str, Any]]:
+    """One row per variant (in order of appearance): its number of runs and, for each of
+    ``keys``, the mean and half the range over its rows, as ``"0.1234 +- 0.0012"``."""
+    out = []
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        own = [r for r in rows if r["variant"] == name]
+        s: dict[str, Any] = {"variant": name, "seed": "mean +- spread", "runs": len(own)}
+        for k in keys:
+            vals = [float(r[k]) for r in own]
+            s[k] = f"{statistics.fmean(vals):.4f} +- {(max(vals) - min(vals)) / 2:.4f}"
+        out.append(s)
+    return out
 
 
 def write_results(name: str, info: dict[str, object], rows: list[dict[str, object]],

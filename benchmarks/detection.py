@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,13 @@ from sac.training.sampler import CropSampler, load_images
 from sac.training.targets import CENTRE_TARGETS
 from sac.training.tune import tune_detection
 
-from bench_common import DATASETS, machine_info, validation_parser, write_results
+from bench_common import (
+    DATASETS,
+    machine_info,
+    seed_summary,
+    validation_parser,
+    write_results,
+)
 
 KEYS = ["pixel_dice", "f1_obj", "aji", "pq"]
 DEFAULT_VARIANTS = ["gaussian=gaussian:16,32,64,128", "distance=distance:16,32,64,128",
@@ -197,14 +202,8 @@ def main() -> None:
 def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int,
           started: dict[str, Any]) -> None:
     """The result files so far: every row, then mean +- half-range per variant."""
-    summary = []
-    for name in dict.fromkeys(r["variant"] for r in table):
-        rows = [r for r in table if r["variant"] == name]
-        s: dict[str, Any] = {"variant": name, "seed": "mean +- spread", "runs": len(rows)}
-        for k in ("gen_f1_obj", "gen_aji", "sac_f1_obj", "sac_aji", "sac_pixel_dice", "sac_pq"):
-            vals = [float(r[k]) for r in rows]
-            s[k] = f"{statistics.fmean(vals):.4f} +- {(max(vals) - min(vals)) / 2:.4f}"
-        summary.append(s)
+    summary = seed_summary(table, ("gen_f1_obj", "gen_aji", "sac_f1_obj", "sac_aji",
+                                   "sac_pixel_dice", "sac_pq"))
     info = {**started, "rows_written": machine_info()["date"], "dataset": args.dataset,
             "model": args.model,
             "bf16": args.bf16, "steps": args.steps, "seeds": args.seeds,

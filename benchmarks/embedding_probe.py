@@ -28,7 +28,6 @@ sac-lite-monuseg --steps 1500 --seeds 0 --bf16``. Writes
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from typing import Any
 
@@ -46,27 +45,29 @@ from sac.modeling.generator import GeneratorConfig, PromptGenerator, map_probabi
 from sac.pipeline.maps import Maps
 from sac.pipeline.nuclei import detect
 from sac.sam.transforms import prepare_batch
+from sac.training.augment import dihedral
 from sac.training.generator_stage import GeneratorStageConfig, warmup_cosine
 from sac.training.losses import generator_loss
 from sac.training.sampler import TrainImage, load_images
 from sac.training.targets import generator_targets
 from sac.training.tune import tune_detection_maps
 
-from bench_common import DATASETS, machine_info, validation_parser, write_results
+from bench_common import (
+    DATASETS,
+    machine_info,
+    seed_summary,
+    validation_parser,
+    write_results,
+)
 
 KEYS = ("f1_obj", "aji", "pq", "pixel_dice")
 OVERLAP = 64  # px between validation tiles, as the pipeline's SAM tiles
 
 
-def view(a: np.ndarray, k: int) -> np.ndarray:
-    """The ``k``-th of the 8 flips/transposes of an (H, W, ...) array."""
-    if k & 4:
-        a = np.swapaxes(a, 0, 1)
-    if k & 1:
-        a = a[:, ::-1]
-    if k & 2:
-        a = a[::-1]
-    return np.ascontiguousarray(a)
+#: (quarter turns, left-right flip) of each view: the crop, its left-right, up-down and both
+#: flips, then the four transforms that transpose it
+VIEWS = ((0, False), (0, True), (2, True), (2, False), (1, False), (1, True), (3, False),
+         (3, True))
 
 
 @torch.no_grad()
@@ -104,8 +105,8 @@ def crop_set(model: SACModel, images: list[TrainImage], stride: int, views: int,
             lab = np.zeros((s, s), im.labels.dtype)
             ok = np.zeros((s, s), bool)
             rgb[:h, :w], lab[:h, :w], ok[:h, :w] = im.rgb[ys, xs_], im.labels[ys, xs_], True
-            for k in range(views):
-                r, lb, v = view(rgb, k), view(lab, k), view(ok, k)
+            for turns, flip in VIEWS[:views]:
+                r, lb, v = dihedral(rgb, lab, turns, flip, ok)
                 rgbs.append(r)
                 xs.append(torch.from_numpy(r).permute(2, 0, 1))
                 tg.append(torch.from_numpy(generator_targets(lb, centre="hv")))
@@ -230,14 +231,7 @@ def main() -> None:
 def write(table: list[dict[str, Any]], args: Any, started: dict[str, Any], n_train: int,
           n_val: int, n_crops: int, embed_s: float) -> None:
     """The result files so far: every row, then mean +- half-range per variant."""
-    summary = []
-    for name in dict.fromkeys(r["variant"] for r in table if r["seed"] != "-"):
-        rows = [r for r in table if r["variant"] == name]
-        s: dict[str, Any] = {"variant": name, "seed": "mean +- spread", "runs": len(rows)}
-        for k in KEYS:
-            vals = [float(r[f"gen_{k}"]) for r in rows]
-            s[f"gen_{k}"] = f"{statistics.fmean(vals):.4f} +- {(max(vals) - min(vals)) / 2:.4f}"
-        summary.append(s)
+    summary = seed_summary([r for r in table if r["seed"] != "-"], [f"gen_{k}" for k in KEYS])
     info = {**started, "rows_written": machine_info()["date"], "dataset": args.dataset,
             "model": args.model, "bf16": args.bf16, "steps": args.steps, "seeds": args.seeds,
             "views": args.views, "crop_stride": args.crop_stride, "train_images": n_train,
