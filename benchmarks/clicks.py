@@ -1,14 +1,22 @@
-"""Seconds per corrective click (the napari plugin's Correct widget) on 1000 x 1000 H&E images.
+"""Corrective clicks (the napari plugin's Correct widget) on 1000 x 1000 H&E images: how
+fast, and how right.
 
-For each MoNuSeg validation image: segment it with the default model, then click as a user
-would: a positive click at the centre of each of up to ``--clicks`` true nuclei that SAC
-missed (no label under the centre), and a negative click in the middle of as many of SAC's
-nuclei that match no true nucleus. Every click goes through
-:class:`sac.pipeline.interactive.Corrector`, as in the plugin: its SAM tiles are embedded once
-when correcting starts (``embed_s``, as the Correct widget's Start does), then each click runs
-the mask decoder only.
+For each MoNuSeg validation image and model: segment it, then click as a user would: a
+positive click at the centre of each of up to ``--clicks`` true nuclei that SAC missed (no
+label under the centre), and a negative click in the middle of as many of SAC's nuclei that
+match no true nucleus. Every click goes through :class:`sac.pipeline.interactive.Corrector`,
+as in the plugin: its SAM tiles are embedded once when correcting starts (``embed_s``, as the
+Correct widget's Start does), then each click runs the mask decoder only.
 
-Run: ``.venv/bin/python benchmarks/clicks.py``. Writes ``results/clicks.{json,md}``.
+Accuracy: a positive click scores the IoU of the nucleus it adds with the true nucleus
+clicked (0 when SAM adds none); a negative click fixes its false nucleus when less than half
+of it stays labelled. AJI and PQ of the whole image before and after all clicks. Each
+``--neighbour-negatives`` value (how many labelled neighbours an added nucleus gets as
+negative points; ``model``: the model's own setting) clicks the same targets on the same
+segmentation, so the settings differ only in the prompts of added nuclei.
+
+Run: ``.venv/bin/python benchmarks/clicks.py [--model NAME_OR_FOLDER ...]
+[--neighbour-negatives model 0 2]``. Writes ``results/clicks[_TAG].{json,md}``.
 """
 
 from __future__ import annotations
@@ -16,78 +24,155 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from sac.metrics import evaluate_pair
 from sac.pipeline.interactive import EMBEDDINGS, Corrector
 from sac.pipeline.segmenter import load_segmenter
 
 from bench_common import machine_info, validation_set, write_results
 
+#: (positive, x, y, id): a missed true nucleus (its id in the truth) or a false one (its id
+#: in the prediction)
+Click = tuple[bool, float, float, int]
 
-def click_targets(gt: np.ndarray, pred: np.ndarray, n: int) -> list[tuple[bool, float, float]]:
-    """(positive, x, y): missed true nuclei (positive) and unmatched predictions (negative)."""
-    out: list[tuple[bool, float, float]] = []
+
+def click_targets(gt: np.ndarray, pred: np.ndarray, n: int) -> list[Click]:
+    """Up to ``n`` missed true nuclei (positive clicks) and ``n`` unmatched predictions
+    (negative clicks), each clicked at its centre."""
+    pos: list[Click] = []
     ids = np.unique(gt)[1:]
     for (cy, cx), k in zip(ndi.center_of_mass(gt > 0, gt, ids), ids, strict=True):
         r, c = int(cy), int(cx)
         if gt[r, c] == k and pred[r, c] == 0:
-            out.append((True, cx, cy))
-    pos = out[:n]
-    neg = []
+            pos.append((True, float(cx), float(cy), int(k)))
+    neg: list[Click] = []
     for k in np.unique(pred)[1:]:
         own = pred == k
         if not (gt[own] > 0).mean() > 0.5:  # mostly background: a false nucleus
             dist = ndi.distance_transform_edt(own)
             r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
-            neg.append((False, float(c), float(r)))
-    return pos + neg[:n]
+            neg.append((False, float(c), float(r), int(k)))
+    return pos[:n] + neg[:n]
+
+
+def click_all(cor: Corrector, gt: np.ndarray, targets: list[Click]
+              ) -> tuple[list[float], list[float], list[bool]]:
+    """Click every target; (seconds per click, IoU per positive click, fixed per negative)."""
+    times: list[float] = []
+    ious: list[float] = []
+    fixed: list[bool] = []
+    for positive, x, y, k in targets:
+        own = gt == k if positive else cor.labels == k
+        t = time.perf_counter()
+        new = cor.add(x, y) if positive else cor.remove(x, y)
+        times.append(time.perf_counter() - t)
+        if positive:
+            mask = cor.labels == new if new else np.zeros_like(own)
+            ious.append(float((mask & own).sum() / (mask | own).sum()))
+        else:
+            fixed.append(bool((cor.labels[own] == k).sum() < 0.5 * own.sum()))
+    return times, ious, fixed
+
+
+def label_of(model: str) -> str:
+    """A short row label: a shipped name, or a run folder's name for ``<run>/model``."""
+    p = Path(model)
+    return p.parent.name if p.name == "model" and p.parent.name else p.name
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", nargs="+", default=["sac-lite-monuseg"],
+                   help="shipped model names or model folders")
+    p.add_argument("--neighbour-negatives", nargs="+", default=["model"],
+                   help="'model' (the model's own setting) and/or counts")
     p.add_argument("--clicks", type=int, default=10, help="positive and negative, per image")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--tag", default="")
     args = p.parse_args()
+    settings = [None if v == "model" else int(v) for v in args.neighbour_negatives]
     dataset, names = validation_set("monuseg", limit=args.limit)
-    seg = load_segmenter("sac-lite-monuseg")
-    later: list[float] = []
-    embeds: list[float] = []
-    rows: list[dict[str, object]] = []
-    for name in names:
-        s = dataset[name]
-        EMBEDDINGS.clear()  # a new image: nothing cached
-        t0 = time.perf_counter()
-        res = seg.segment(s.image, name)
-        seg_s = time.perf_counter() - t0
-        cor = Corrector(seg, s.image, res.labels, res.size.scale)
-        t0 = time.perf_counter()
-        cor.embed_all()
-        embed_s = time.perf_counter() - t0
-        times = []
-        for positive, x, y in click_targets(s.labels, res.labels, args.clicks):
-            t = time.perf_counter()
-            cor.add(x, y) if positive else cor.remove(x, y)
-            times.append(time.perf_counter() - t)
-        embeds.append(embed_s)
-        later += times
-        rows.append({"image": name, "segment_s": round(seg_s, 2), "embed_s": round(embed_s, 2),
-                     "tiles": cor.encoded, "clicks": len(times),
-                     "median_click_s": round(statistics.median(times), 3) if times else "",
-                     "max_click_s": round(max(times), 3) if times else ""})
-        print(rows[-1], flush=True)
-    rows.append({"image": "all", "embed_s": round(statistics.median(embeds), 2),
-                 "clicks": len(later), "median_click_s": round(statistics.median(later), 3),
-                 "p90_click_s": round(float(np.percentile(later, 90)), 3),
-                 "max_click_s": round(max(later), 3)})
-    info = {**machine_info(), "model": "sac-lite-monuseg", "images": len(names),
+    rows: list[dict[str, Any]] = []
+    for model in args.model:
+        seg = load_segmenter(model, bf16=args.bf16)
+        pooled: dict[int, dict[str, list[Any]]] = {}
+        for name in names:
+            s = dataset[name]
+            EMBEDDINGS.clear()  # a new image: nothing cached
+            t0 = time.perf_counter()
+            res = seg.segment(s.image, name)
+            seg_s = time.perf_counter() - t0
+            targets = click_targets(s.labels, res.labels, args.clicks)
+            before = evaluate_pair(s.labels, res.labels)
+            for i, neg in enumerate(settings):
+                cor = Corrector(seg, s.image, res.labels, res.size.scale, neighbour_negatives=neg)
+                t0 = time.perf_counter()
+                cor.embed_all()  # from the cache for every setting after the first
+                embed_s = time.perf_counter() - t0
+                times, ious, fixed = click_all(cor, s.labels, targets)
+                after = evaluate_pair(s.labels, cor.labels)
+                acc = pooled.setdefault(cor.neighbour_negatives, {
+                    "times": [], "ious": [], "fixed": [], "embed": [], "aji": [], "pq": []})
+                acc["times"] += times
+                acc["ious"] += ious
+                acc["fixed"] += fixed
+                acc["aji"].append((before["aji"], after["aji"]))
+                acc["pq"].append((before["pq"], after["pq"]))
+                if i == 0:
+                    acc["embed"].append(embed_s)
+                rows.append(_row(label_of(model), cor.neighbour_negatives, name, times, ious,
+                                 fixed, (before["aji"], after["aji"]),
+                                 (before["pq"], after["pq"]),
+                                 segment_s=round(seg_s, 2) if i == 0 else "",
+                                 embed_s=round(embed_s, 2) if i == 0 else "",
+                                 tiles=cor.encoded if i == 0 else ""))
+                print(rows[-1], flush=True)
+        for neg, acc in pooled.items():
+            aji = np.mean(acc["aji"], axis=0)
+            pq = np.mean(acc["pq"], axis=0)
+            rows.append(_row(label_of(model), neg, "all", acc["times"], acc["ious"],
+                             acc["fixed"], (float(aji[0]), float(aji[1])),
+                             (float(pq[0]), float(pq[1])),
+                             embed_s=round(statistics.median(acc["embed"]), 2)
+                             if acc["embed"] else "",
+                             p90_click_s=round(float(np.percentile(acc["times"], 90)), 3)))
+    info = {**machine_info(), "models": ", ".join(args.model), "images": len(names),
+            "bf16": args.bf16,
             "note": "embed_s: all SAM tiles of the image embedded once (the Correct widget's "
                     "Start); click times after that (positive: decode and paste one nucleus; "
-                    "negative: remove or re-decode one)"}
-    cols = ["image", "segment_s", "embed_s", "tiles", "clicks", "median_click_s",
-            "p90_click_s", "max_click_s"]
-    write_results("clicks", info, rows, cols, "Seconds per corrective click")
+                    "negative: remove or re-decode one). iou_added: IoU of each positive "
+                    "click's new nucleus with the true one (0 when none added); good_added: "
+                    "share of them with IoU >= 0.5; fixed: share of negative clicks whose "
+                    "false nucleus is gone. AJI/PQ of the image before -> after all clicks "
+                    "(all: mean over images)."}
+    cols = ["model", "neighbour_negatives", "image", "segment_s", "embed_s", "tiles",
+            "positive", "iou_added", "good_added", "negative", "fixed", "aji_before",
+            "aji_after", "pq_before", "pq_after", "median_click_s", "p90_click_s",
+            "max_click_s"]
+    name = "clicks" + (f"_{args.tag}" if args.tag else "")
+    write_results(name, info, rows, cols, "Corrective clicks: seconds and accuracy")
+
+
+def _row(model: str, neg: int, image: str, times: list[float], ious: list[float],
+         fixed: list[bool], aji: tuple[float, float], pq: tuple[float, float],
+         **extra: Any) -> dict[str, Any]:
+    """One result row (an image, or ``all`` pooled over the images)."""
+    return {"model": model, "neighbour_negatives": neg, "image": image, **extra,
+            "positive": len(ious),
+            "iou_added": round(float(np.mean(ious)), 4) if ious else "",
+            "good_added": round(float(np.mean(np.array(ious) >= 0.5)), 4) if ious else "",
+            "negative": len(fixed),
+            "fixed": round(float(np.mean(fixed)), 4) if fixed else "",
+            "aji_before": round(aji[0], 4), "aji_after": round(aji[1], 4),
+            "pq_before": round(pq[0], 4), "pq_after": round(pq[1], 4),
+            "median_click_s": round(statistics.median(times), 3) if times else "",
+            "max_click_s": round(max(times), 3) if times else ""}
 
 
 if __name__ == "__main__":

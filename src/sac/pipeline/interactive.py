@@ -48,11 +48,15 @@ class Corrector:
     """Edits ``labels`` (input-image pixels) of ``image`` by clicks; see the module docstring.
 
     ``scale`` is the resampling the segmentation used (``result.size.scale``), so clicks are
-    decoded at the scale the nuclei were found at.
+    decoded at the scale the nuclei were found at. ``neighbour_negatives``: how many labelled
+    neighbours an added nucleus gets as negative points (None: as many as the model's
+    instance prompt sets).
     """
 
     def __init__(self, segmenter: Any, image: np.ndarray, labels: np.ndarray,
-                 scale: float | None = None) -> None:
+                 scale: float | None = None, neighbour_negatives: int | None = None) -> None:
+        if neighbour_negatives is not None and neighbour_negatives < 0:
+            raise ValueError(f"neighbour_negatives must be >= 0, got {neighbour_negatives}")
         self.seg = segmenter
         rgb0 = as_model_rgb(image, "image")
         self.shape0 = rgb0.shape[:2]
@@ -67,6 +71,8 @@ class Corrector:
         d = segmenter.config.nucleus_diameter
         self.radius = 0.5 * (d if d else 2 * self._median_radius())  # model pixels
         self.encoded = 0  # tiles embedded by this corrector (not from the cache)
+        self.neighbour_negatives = (segmenter.config.prompts.neighbour_negatives
+                                    if neighbour_negatives is None else neighbour_negatives)
 
     def _median_radius(self) -> float:
         areas = np.bincount(self.labels.ravel())[1:]
@@ -129,8 +135,8 @@ class Corrector:
 
     def _neighbour_negatives(self, x: float, y: float) -> np.ndarray:
         """Centres (input pixels) of the nearest labelled nuclei within reach of the new one,
-        as many as the model's instance sets use."""
-        n = self.seg.config.prompts.neighbour_negatives
+        as many as :attr:`neighbour_negatives`."""
+        n = self.neighbour_negatives
         if not n or not self.labels.any():
             return np.zeros((0, 2), np.float32)
         ids = np.unique(self.labels)[1:]

@@ -1,0 +1,59 @@
+"""Click correction without the viewer (:class:`sac.pipeline.interactive.Corrector`): the
+neighbour negatives of an added nucleus, the model's or the caller's; the shipped fluorescence
+model on synthetic bright disks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sac.pipeline.interactive import EMBEDDINGS, Corrector
+from sac.pipeline.segmenter import load_segmenter
+
+from synthetic import disk_image
+
+pytestmark = pytest.mark.weights
+#: (row, col, radius): the missed disk, three neighbours within reach of a click on it (4
+#: nucleus radii of the model, 44 px) and one beyond
+DISKS = [(70, 80, 10), (70, 107, 9), (40, 80, 9), (100, 90, 9), (130, 160, 10)]
+MISSED = (70, 80)  # (row, col) of the disk taken out of the labels
+NEIGHBOURS = [(107, 70), (80, 40), (90, 100)]  # (x, y), nearest first
+
+
+@pytest.fixture(scope="module")
+def case():
+    image, truth = disk_image((160, 192), DISKS, seed=3)
+    labels = truth.copy()
+    labels[labels == labels[MISSED]] = 0  # as if SAC had missed this disk
+    return load_segmenter("sac-lite-dsb2018"), image, truth, labels
+
+
+@pytest.mark.parametrize("n", [None, 0, 1, 3, 4])
+def test_an_added_nucleus_gets_its_nearest_neighbours_as_negatives(case, n) -> None:
+    seg, image, truth, labels = case
+    cor = Corrector(seg, image, labels, neighbour_negatives=n)
+    want = seg.config.prompts.neighbour_negatives if n is None else n
+    assert cor.neighbour_negatives == want
+    y, x = MISSED
+    neg = cor._neighbour_negatives(x, y)
+    assert len(neg) == min(want, 3)  # the far disk is out of reach
+    assert np.round(neg).astype(int).tolist() == [list(c) for c in NEIGHBOURS[:want]]
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_a_positive_click_adds_the_missed_disk_with_or_without_negatives(case, n) -> None:
+    seg, image, truth, labels = case
+    EMBEDDINGS.clear()
+    cor = Corrector(seg, image, labels, neighbour_negatives=n)
+    y, x = MISSED
+    new = cor.add(x, y)
+    assert new == labels.max() + 1
+    own, true = cor.labels == new, truth == truth[MISSED]
+    assert (own & true).sum() / (own | true).sum() > 0.7
+    assert np.array_equal(cor.labels[~own], labels[~own])  # the others are untouched
+
+
+def test_negative_neighbour_count_is_refused(case) -> None:
+    seg, image, _, labels = case
+    with pytest.raises(ValueError, match="neighbour_negatives must be >= 0"):
+        Corrector(seg, image, labels, neighbour_negatives=-1)
