@@ -101,6 +101,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for model in args.model:
         seg = load_segmenter(model, bf16=args.bf16)
+        own = seg.config.prompts.neighbour_negatives  # 'model' and its count: one setting
+        counts = list(dict.fromkeys(own if v is None else v for v in settings))
         pooled: dict[int, dict[str, list[Any]]] = {}
         for name in names:
             s = dataset[name]
@@ -110,7 +112,7 @@ def main() -> None:
             seg_s = time.perf_counter() - t0
             targets = click_targets(s.labels, res.labels, args.clicks)
             before = evaluate_pair(s.labels, res.labels)
-            for i, neg in enumerate(settings):
+            for i, neg in enumerate(counts):
                 cor = Corrector(seg, s.image, res.labels, res.size.scale, neighbour_negatives=neg)
                 t0 = time.perf_counter()
                 cor.embed_all()  # from the cache for every setting after the first
@@ -129,6 +131,7 @@ def main() -> None:
                 rows.append(_row(label_of(model), cor.neighbour_negatives, name, times, ious,
                                  fixed, (before["aji"], after["aji"]),
                                  (before["pq"], after["pq"]),
+                                 model_negatives=own,
                                  segment_s=round(seg_s, 2) if i == 0 else "",
                                  embed_s=round(embed_s, 2) if i == 0 else "",
                                  tiles=cor.encoded if i == 0 else ""))
@@ -138,7 +141,7 @@ def main() -> None:
             pq = np.mean(acc["pq"], axis=0)
             rows.append(_row(label_of(model), neg, "all", acc["times"], acc["ious"],
                              acc["fixed"], (float(aji[0]), float(aji[1])),
-                             (float(pq[0]), float(pq[1])),
+                             (float(pq[0]), float(pq[1])), model_negatives=own,
                              embed_s=round(statistics.median(acc["embed"]), 2)
                              if acc["embed"] else "",
                              p90_click_s=round(float(np.percentile(acc["times"], 90)), 3)))
@@ -150,11 +153,13 @@ def main() -> None:
                     "click's new nucleus with the true one (0 when none added); good_added: "
                     "share of them with IoU >= 0.5; fixed: share of negative clicks whose "
                     "false nucleus is gone. AJI/PQ of the image before -> after all clicks "
-                    "(all: mean over images)."}
-    cols = ["model", "neighbour_negatives", "image", "segment_s", "embed_s", "tiles",
-            "positive", "iou_added", "good_added", "negative", "fixed", "aji_before",
-            "aji_after", "pq_before", "pq_after", "median_click_s", "p90_click_s",
-            "max_click_s"]
+                    "(all: mean over images). model_negatives: the neighbour negatives of the "
+                    "model's own instance prompt sets (what it was trained with); "
+                    "neighbour_negatives: what the clicks used."}
+    cols = ["model", "model_negatives", "neighbour_negatives", "image", "segment_s",
+            "embed_s", "tiles", "positive", "iou_added", "good_added", "negative", "fixed",
+            "aji_before", "aji_after", "pq_before", "pq_after", "median_click_s",
+            "p90_click_s", "max_click_s"]
     name = "clicks" + (f"_{args.tag}" if args.tag else "")
     write_results(name, info, rows, cols, "Corrective clicks: seconds and accuracy")
 
