@@ -37,8 +37,10 @@ def card(name: str, folder: Path, data_license: str, notes: str) -> str:
         f"{cfg.lora_alpha}) on the query/value projections of "
         f"{'every attention block' if cfg.lora_blocks is None else cfg.lora_blocks}",
         f"- prompts: {cfg.prompts.mode}, {cfg.prompts.strategy}-based positives, "
-        f"{cfg.prompts.neighbour_negatives} neighbour + {cfg.prompts.background_negatives} "
-        "background negatives per nucleus",
+        + (f"{cfg.prompts.neighbour_negatives} neighbour + "
+           f"{cfg.prompts.background_negatives} background negatives per nucleus"
+           if cfg.prompts.neighbour_negatives or cfg.prompts.background_negatives
+           else "no negatives (one positive point per nucleus)"),
         f"- input scale {cfg.input_scale} (images at the training data's magnification are "
         f"resampled by this factor)"
         + (f"; {cfg.pixel_size_um} um per pixel at the model input" if cfg.pixel_size_um
