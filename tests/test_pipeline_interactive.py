@@ -30,7 +30,7 @@ def case():
 
 @pytest.mark.parametrize("n", [None, 0, 1, 3, 4])
 def test_an_added_nucleus_gets_its_nearest_neighbours_as_negatives(case, n) -> None:
-    seg, image, truth, labels = case
+    seg, image, _, labels = case
     cor = Corrector(seg, image, labels, neighbour_negatives=n)
     want = seg.config.prompts.neighbour_negatives if n is None else n
     assert cor.neighbour_negatives == want
