@@ -61,16 +61,17 @@ def click_targets(gt: np.ndarray, pred: np.ndarray, n: int) -> list[Click]:
 
 
 def click_all(cor: Corrector, gt: np.ndarray, targets: list[Click]
-              ) -> tuple[list[float], list[float], list[bool]]:
-    """Click every target; (seconds per click, IoU per positive click, fixed per negative)."""
-    times: list[float] = []
+              ) -> tuple[dict[bool, list[float]], list[float], list[bool]]:
+    """Click every target; (seconds per click by kind, positive True, IoU per positive
+    click, fixed per negative)."""
+    times: dict[bool, list[float]] = {True: [], False: []}
     ious: list[float] = []
     fixed: list[bool] = []
     for positive, x, y, k in targets:
         own = gt == k if positive else cor.labels == k
         t = time.perf_counter()
         new = cor.add(x, y) if positive else cor.remove(x, y)
-        times.append(time.perf_counter() - t)
+        times[positive].append(time.perf_counter() - t)
         if positive:
             mask = cor.labels == new if new else np.zeros_like(own)
             ious.append(float((mask & own).sum() / (mask | own).sum()))
@@ -120,8 +121,10 @@ def main() -> None:
                 times, ious, fixed = click_all(cor, s.labels, targets)
                 after = evaluate_pair(s.labels, cor.labels)
                 acc = pooled.setdefault(cor.neighbour_negatives, {
-                    "times": [], "ious": [], "fixed": [], "embed": [], "aji": [], "pq": []})
-                acc["times"] += times
+                    "add": [], "remove": [], "ious": [], "fixed": [], "embed": [], "aji": [],
+                    "pq": []})
+                acc["add"] += times[True]
+                acc["remove"] += times[False]
                 acc["ious"] += ious
                 acc["fixed"] += fixed
                 acc["aji"].append((before["aji"], after["aji"]))
@@ -139,17 +142,20 @@ def main() -> None:
         for neg, acc in pooled.items():
             aji = np.mean(acc["aji"], axis=0)
             pq = np.mean(acc["pq"], axis=0)
-            rows.append(_row(label_of(model), neg, "all", acc["times"], acc["ious"],
+            times = {True: acc["add"], False: acc["remove"]}
+            rows.append(_row(label_of(model), neg, "all", times, acc["ious"],
                              acc["fixed"], (float(aji[0]), float(aji[1])),
                              (float(pq[0]), float(pq[1])), model_negatives=own,
                              embed_s=round(statistics.median(acc["embed"]), 2)
                              if acc["embed"] else "",
-                             p90_click_s=round(float(np.percentile(acc["times"], 90)), 3)))
+                             p90_click_s=round(float(np.percentile(
+                                 acc["add"] + acc["remove"], 90)), 3)))
     info = {**machine_info(), "models": ", ".join(args.model), "images": len(names),
             "bf16": args.bf16,
             "note": "embed_s: all SAM tiles of the image embedded once (the Correct widget's "
-                    "Start); click times after that (positive: decode and paste one nucleus; "
-                    "negative: remove or re-decode one). iou_added: IoU of each positive "
+                    "Start); click times after that (median_add_s: positive clicks, which decode "
+                    "and paste one nucleus; median_remove_s: negative clicks, which remove or "
+                    "re-decode one). iou_added: IoU of each positive "
                     "click's new nucleus with the true one (0 when none added); good_added: "
                     "share of them with IoU >= 0.5; fixed: share of negative clicks whose "
                     "false nucleus is gone. AJI/PQ of the image before -> after all clicks "
@@ -158,13 +164,13 @@ def main() -> None:
                     "neighbour_negatives: what the clicks used."}
     cols = ["model", "model_negatives", "neighbour_negatives", "image", "segment_s",
             "embed_s", "tiles", "positive", "iou_added", "good_added", "negative", "fixed",
-            "aji_before", "aji_after", "pq_before", "pq_after", "median_click_s",
-            "p90_click_s", "max_click_s"]
+            "aji_before", "aji_after", "pq_before", "pq_after", "median_add_s",
+            "median_remove_s", "p90_click_s", "max_click_s"]
     name = "clicks" + (f"_{args.tag}" if args.tag else "")
     write_results(name, info, rows, cols, "Corrective clicks: seconds and accuracy")
 
 
-def _row(model: str, neg: int, image: str, times: list[float], ious: list[float],
+def _row(model: str, neg: int, image: str, times: dict[bool, list[float]], ious: list[float],
          fixed: list[bool], aji: tuple[float, float], pq: tuple[float, float],
          **extra: Any) -> dict[str, Any]:
     """One result row (an image, or ``all`` pooled over the images)."""
@@ -176,8 +182,11 @@ def _row(model: str, neg: int, image: str, times: list[float], ious: list[float]
             "fixed": round(float(np.mean(fixed)), 4) if fixed else "",
             "aji_before": round(aji[0], 4), "aji_after": round(aji[1], 4),
             "pq_before": round(pq[0], 4), "pq_after": round(pq[1], 4),
-            "median_click_s": round(statistics.median(times), 3) if times else "",
-            "max_click_s": round(max(times), 3) if times else ""}
+            "median_add_s": round(statistics.median(times[True]), 3) if times[True] else "",
+            "median_remove_s": (round(statistics.median(times[False]), 3)
+                                if times[False] else ""),
+            "max_click_s": round(max(times[True] + times[False]), 3)
+            if times[True] or times[False] else ""}
 
 
 if __name__ == "__main__":
