@@ -62,8 +62,8 @@ def click_targets(gt: np.ndarray, pred: np.ndarray, n: int) -> list[Click]:
 
 def click_all(cor: Corrector, gt: np.ndarray, targets: list[Click]
               ) -> tuple[dict[bool, list[float]], list[float], list[bool]]:
-    """Click every target; (seconds per click by kind, positive True, IoU per positive
-    click, fixed per negative)."""
+    """Click every target; returns the seconds per click by kind (True: positive), the IoU
+    of each positive click's nucleus and, per negative click, whether its nucleus is gone."""
     times: dict[bool, list[float]] = {True: [], False: []}
     ious: list[float] = []
     fixed: list[bool] = []
