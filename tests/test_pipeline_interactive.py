@@ -1,6 +1,6 @@
 """Click correction without the viewer (:class:`sac.pipeline.interactive.Corrector`): the
 neighbour negatives of an added nucleus, the model's or the caller's; the shipped fluorescence
-model on synthetic bright disks."""
+model (trained with positive prompts only) on synthetic bright disks."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def test_an_added_nucleus_gets_its_nearest_neighbours_as_negatives(case, n) -> N
     assert np.round(neg).astype(int).tolist() == [list(c) for c in NEIGHBOURS[:want]]
 
 
-@pytest.mark.parametrize("n", [0, 2])
-def test_a_positive_click_adds_the_missed_disk_with_or_without_negatives(case, n) -> None:
+@pytest.mark.parametrize("n", [None, 0])
+def test_a_positive_click_adds_the_missed_disk(case, n) -> None:
     seg, image, truth, labels = case
     EMBEDDINGS.clear()
     cor = Corrector(seg, image, labels, neighbour_negatives=n)
@@ -51,6 +51,24 @@ def test_a_positive_click_adds_the_missed_disk_with_or_without_negatives(case, n
     own, true = cor.labels == new, truth == truth[MISSED]
     assert (own & true).sum() / (own | true).sum() > 0.7
     assert np.array_equal(cor.labels[~own], labels[~own])  # the others are untouched
+
+
+def test_negatives_the_model_never_saw_may_lose_the_nucleus_but_touch_nothing_else(case
+                                                                                   ) -> None:
+    """The shipped model was trained with positives only; two neighbour negatives are
+    outside what it learnt (benchmarks/results/clicks_negatives.md: worse added nuclei), so
+    the click may add nothing, but it must never change the other labels."""
+    seg, image, truth, labels = case
+    assert seg.config.prompts.neighbour_negatives == 0
+    EMBEDDINGS.clear()
+    cor = Corrector(seg, image, labels, neighbour_negatives=2)
+    y, x = MISSED
+    new = cor.add(x, y)
+    assert new in (0, labels.max() + 1)
+    own = cor.labels == new if new else np.zeros_like(labels, bool)
+    assert np.array_equal(cor.labels[~own], labels[~own])
+    if new:  # what it adds lies on the clicked disk
+        assert (own & (truth == truth[MISSED])).sum() > own.sum() / 2
 
 
 def test_negative_neighbour_count_is_refused(case) -> None:

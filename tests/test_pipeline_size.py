@@ -45,6 +45,21 @@ def test_object_diameters_of_disks_and_specks() -> None:
     assert n == 3 and est is not None and 19 <= est <= 31
 
 
+def test_hollow_nuclei_are_measured_whole() -> None:
+    """A generator may see nuclei far larger than its training data's as rings (the
+    fluorescence model on 80-px disks): the reading fills the holes, or it reads the wall."""
+    disks = disk_labels((400, 400), [(80, 80, 40), (80, 280, 40), (280, 180, 40)]) > 0
+    cores = disk_labels((400, 400), [(80, 80, 28), (80, 280, 28), (280, 180, 28)]) > 0
+    rings = disks & ~cores  # walls 12 px thick
+    est, n = median_diameter(rings)
+    assert n == 3 and est is not None and 78 <= est <= 82
+    est, _ = median_diameter(rings, fill_holes=False)
+    assert est is not None and est < 30
+    new, d, _, _ = next_scale(22.0, 1.0, rings)
+    assert new is not None and 0.26 <= new <= 0.3 and d is not None and 78 <= d <= 82
+    assert next_scale(22.0, 1.0, rings, fill_holes=False)[0] is None  # the wall: in band
+
+
 def test_median_diameter_falls_back_on_too_few_objects() -> None:
     assert median_diameter(np.zeros((64, 64), bool)) == (None, 0)
     one = disk_labels((64, 64), [(32, 32, 12)]) > 0
