@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 
 from sac.core.errors import ConfigError
+from sac.core.images import as_model_rgb
 from sac.core.resample import resample_image, resample_labels
 from sac.model import PromptConfig, SACConfig, create_model, load_model, save_model
+from sac.model.size_head import SizeHead
+from sac.pipeline import segmenter as segmenter_module
 from sac.pipeline.result import SegmentResult
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import (
     DOWNSCALE_ABOVE,
+    HEAD_SLACK,
     MASK_SATURATES,
     MIN_OBJECTS,
     UPSCALE_BELOW,
+    head_span,
     median_diameter,
     next_scale,
     object_diameters,
@@ -310,6 +315,33 @@ def test_segment_command_diameter_and_metadata(tmp_path) -> None:
     assert ex.value.code == 4
     with pytest.raises(SystemExit):  # one way to set the scale at a time
         main([*base, "-o", str(tmp_path / "d"), "--diameter", "20", "--scale", "0.5"])
+
+
+def test_head_span() -> None:
+    lo, hi = head_span((10.0, 44.9), [0.25, 0.5, 1.0, 2.0, 4.0])
+    assert lo == pytest.approx(10.0 * 0.25 / HEAD_SLACK)
+    assert hi == pytest.approx(44.9 * 4.0 * HEAD_SLACK)
+    assert head_span(None, [0.25, 4.0]) is None and head_span((10.0, 44.9), None) is None
+
+
+@pytest.mark.parametrize("head_px, read", [(0.007, 20.0), (500.0, 20.0), (60.0, 60.0)])
+def test_a_size_head_reading_outside_its_fitted_sizes_is_dropped(head_px, read,
+                                                                 monkeypatch) -> None:
+    """A size head that extrapolates (``sac-lite-dsb2018`` read 52-px nuclei as 0.007 px)
+    must not resample the image: the mask's reading decides. Inside its span the head's
+    reading is used as before (60 px, against the mask's 20: the image would be shrunk 3x).
+    One round only, the one that reads the head (later rounds re-measure the mask and could
+    undo a wrong first step, at up to 64x the pixels)."""
+    monkeypatch.setattr(segmenter_module, "MAX_ROUNDS", 1)
+    model = create_model(tiny=True, nucleus_diameter=20.0, nucleus_diameter_range=(14.0, 28.0),
+                         size_head={"factors": [0.25, 4.0]})
+    model.generator = OracleGenerator()
+    model.size_head = SizeHead(np.zeros(8), np.ones(8), np.zeros(8), math.log(head_px))
+    assert model.size_head.predict(np.zeros(8)) == pytest.approx(head_px, rel=1e-6)
+    image, _ = grid_disks(10, n_side=4)  # 16 nuclei of 20 px: the model's own size
+    _, _, size = Segmenter(model).scaled_maps(as_model_rgb(image))
+    assert size.source == "estimated" and size.diameter == pytest.approx(read, rel=0.1)
+    assert ("not settled" in size.note) == (read != 20.0)  # 60 px: it would resample
 
 
 def test_reading_trusts_the_mask_only_well_below_the_model_size() -> None:

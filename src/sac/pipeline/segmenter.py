@@ -51,7 +51,7 @@ from sac.pipeline.merge import drop_off_foreground, merge_scored
 from sac.pipeline.nuclei import detect, extents
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
-from sac.pipeline.size import MAX_ROUNDS, SizeEstimate, diameter_scale, next_scale
+from sac.pipeline.size import MAX_ROUNDS, SizeEstimate, diameter_scale, head_span, next_scale
 from sac.sam.predictor import EmbeddingCache, SamPredictor
 
 THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
@@ -259,6 +259,11 @@ class Segmenter:
         rng = self.config.nucleus_diameter_range
         return None if rng is None else rng[0]
 
+    def _head_span(self) -> tuple[float, float] | None:
+        """Where the size head's reading is trusted (:func:`sac.pipeline.size.head_span`)."""
+        fit = self.config.size_head or {}
+        return head_span(self.config.nucleus_diameter_range, fit.get("factors"))
+
     def _too_thin(self, shape: tuple[int, ...]) -> bool:
         """Whether an image is under 3 training-size nuclei across at the model's scale: its
         nuclei are cut by its edges, and their size cannot be estimated from it."""
@@ -296,6 +301,9 @@ class Segmenter:
             head = self.model.size_head
             measured = (None if head is None or k else
                         head.predict(image_style(self.model.generator, rgb)))
+            span = self._head_span()
+            if measured is not None and span and not span[0] <= measured <= span[1]:
+                measured = None  # the head extrapolates: the mask's reading decides
             new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
                                          self._smallest(), measured, first=k == 0)
             if d is None:  # no estimate at this scale: keep the last one that had one

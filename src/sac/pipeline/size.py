@@ -39,6 +39,8 @@ MAX_ROUNDS = 3  # estimate, resample, estimate again: at most this many generato
 # the mask's statistic saturates toward the model's size: within this factor below it, it
 # cannot tell small nuclei from clumps of tiny ones, and the size head decides (see reading)
 MASK_SATURATES = 1.3
+# the size head's readings beyond this factor outside the sizes it was fitted on are dropped
+HEAD_SLACK = 1.5
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,21 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     new = min(max(scale * ratio, lo), hi)
     note = "" if new == scale * ratio else f"clipped to the range {lo}-{hi}"
     return new, diameter, n, note
+
+
+def head_span(diameter_range: tuple[float, float] | None, factors: list[float] | None
+              ) -> tuple[float, float] | None:
+    """Diameters (px at the model's input) the size head can be trusted on: its training
+    images' per-image size range (the model's ``nucleus_diameter_range``) times the smallest
+    and largest resampling factor it was fitted at, widened by :data:`HEAD_SLACK` either
+    way. Outside it the ridge regression extrapolates: ``sac-lite-dsb2018`` read the
+    52-px nuclei of one validation image as 0.007 px, and the automatic scale, acting on
+    the farther reading, enlarged the image 8x (``benchmarks/size_reading.py``). ``None``
+    where the model records neither."""
+    if diameter_range is None or not factors:
+        return None
+    return (diameter_range[0] * min(factors) / HEAD_SLACK,
+            diameter_range[1] * max(factors) * HEAD_SLACK)
 
 
 def reading(model_diameter: float, mask: float, head: float) -> float:
