@@ -119,11 +119,14 @@ def main() -> None:
                                   names=names, progress=False)
         tr = seg.config.training
         train_s, note = tr.get("train_seconds"), model
-        gen = tr.get("generator_replaced")  # a generator trained alone afterwards counts too
-        if train_s is not None and gen:
-            train_s += gen["train_seconds"]
-            note += (f" (joint {tr['train_seconds'] / 60:.1f} min + generator alone "
-                     f"{gen['train_seconds'] / 60:.1f} min)")
+        # a generator trained alone, before the joint stage (--generator-steps) or afterwards
+        # (swapped in), counts too; validation during training does not, as before
+        alone = (tr.get("generator_stage_seconds") or 0.0) + (
+            tr.get("generator_replaced") or {}).get("train_seconds", 0.0)
+        if train_s is not None and alone:
+            note += (f" (joint {train_s / 60:.1f} min + generator alone "
+                     f"{alone / 60:.1f} min)")
+            train_s += alone
         rows += rows_of("sac", report, types, train_s, {"note": note})
         provenance["sac"] = here | {"model": model, "bf16": args.bf16}
 
