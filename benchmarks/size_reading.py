@@ -88,6 +88,7 @@ def image_row(seg: Segmenter, rgb0: np.ndarray, labels: np.ndarray) -> dict[str,
 
 
 def within(x: float | None, truth: float, factor: float = 1.5) -> bool:
+    """Whether a reading lies within ``factor`` of the truth either way."""
     return x is not None and 1 / factor <= x / truth <= factor
 
 
@@ -143,9 +144,9 @@ def main() -> None:
                     "1.5x of the labels' statistic; read: the mask's and the size head's "
                     "readings combined as the automatic scale does; resampled: images the "
                     "first round would resample; decisions_changed: images where filling the "
-                    "holes changes that decision; head_dropped: images whose size-head reading lay "
-                    "outside the sizes it was fitted on and was dropped; worst_ratio: the "
-                    "reading over the truth farthest from 1")
+                    "holes changes that decision; head_dropped: images whose size-head "
+                    "reading lay outside the sizes it was fitted on and was dropped; "
+                    "worst_ratio: the reading over the truth farthest from 1")
     tag = f"_{args.tag}" if args.tag else ""
     name = f"size_reading_{args.dataset}{tag}"
     js, md = write_results(name, info, summary, COLUMNS,
@@ -153,6 +154,7 @@ def main() -> None:
     with atomic_path(js.with_name(f"{name}_images.json"), overwrite=True) as tmp:
         tmp.write_text(json.dumps(per_image, indent=1) + "\n")
     print(f"wrote {js}, {md} and the per-image rows beside them")
+
 
 if __name__ == "__main__":
     main()
