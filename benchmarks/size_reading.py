@@ -39,7 +39,7 @@ from sac.pipeline.size import (
     label_diameters,
     median_diameter,
     next_scale,
-    reading,
+    trusted_head,
     weighted_median,
 )
 
@@ -72,17 +72,17 @@ def image_row(seg: Segmenter, rgb0: np.ndarray, labels: np.ndarray) -> dict[str,
     span = head_span(rng, (cfg.size_head or {}).get("factors"))
     row: dict[str, Any] = {"truth": truth, "head": None if head is None else head / scale,
                            "head_dropped": False}
-    if head is not None and span is not None and not span[0] <= head <= span[1]:
-        head, row["head_dropped"] = None, True  # as the segmenter does: it extrapolates
+    if head is not None:  # dropped where it extrapolates, as the segmenter does
+        head = trusted_head(head, span)
+        row["head_dropped"] = head is None
     for fill in (False, True):
         key = "filled" if fill else "open"
         d, _ = median_diameter(mask, fill)
         row[f"mask_{key}"] = None if d is None else d / scale
-        row[f"read_{key}"] = (None if d is None else
-                              (d if head is None else reading(cfg.nucleus_diameter, d, head))
-                              / scale)
-        new, *_ = next_scale(cfg.nucleus_diameter, scale, mask, None if rng is None else rng[0],
-                             head, first=True, fill_holes=fill)
+        new, read, _, _ = next_scale(cfg.nucleus_diameter, scale, mask,
+                                     None if rng is None else rng[0], head, first=True,
+                                     fill_holes=fill)
+        row[f"read_{key}"] = read  # the combined reading, in input pixels
         row[f"resample_{key}"] = new is not None
     return row
 

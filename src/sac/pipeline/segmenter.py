@@ -51,7 +51,14 @@ from sac.pipeline.merge import drop_off_foreground, merge_scored
 from sac.pipeline.nuclei import detect, extents
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
-from sac.pipeline.size import MAX_ROUNDS, SizeEstimate, diameter_scale, head_span, next_scale
+from sac.pipeline.size import (
+    MAX_ROUNDS,
+    SizeEstimate,
+    diameter_scale,
+    head_span,
+    next_scale,
+    trusted_head,
+)
 from sac.sam.predictor import EmbeddingCache, SamPredictor
 
 THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
@@ -299,11 +306,8 @@ class Segmenter:
             # the size head reads the first round (the map saturates near the model's size);
             # the map's statistic, accurate near that size, refines the later ones
             head = self.model.size_head
-            measured = (None if head is None or k else
-                        head.predict(image_style(self.model.generator, rgb)))
-            span = self._head_span()
-            if measured is not None and span and not span[0] <= measured <= span[1]:
-                measured = None  # the head extrapolates: the mask's reading decides
+            measured = (None if head is None or k else trusted_head(
+                head.predict(image_style(self.model.generator, rgb)), self._head_span()))
             new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
                                          self._smallest(), measured, first=k == 0)
             if d is None:  # no estimate at this scale: keep the last one that had one

@@ -201,6 +201,12 @@ def head_span(diameter_range: tuple[float, float] | None, factors: list[float] |
             diameter_range[1] * max(factors) * HEAD_SLACK)
 
 
+def trusted_head(measured: float, span: tuple[float, float] | None) -> float | None:
+    """The size head's reading ``measured``, or ``None`` where it lies outside ``span``
+    (:func:`head_span`) and the mask's reading must decide alone."""
+    return measured if span is None or span[0] <= measured <= span[1] else None
+
+
 def reading(model_diameter: float, mask: float, head: float) -> float:
     """The diameter the automatic scale acts on, from the mask's and the size head's readings
     (see :func:`next_scale`): the one farther from ``model_diameter``, except that nuclei the
