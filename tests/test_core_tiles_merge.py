@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sac.core.labels import InstanceMask, crop_to_content, relabel_sequential
-from sac.core.tiles import assign_boxes, make_tiles, tile_starts
+from sac.core.tiles import PAD_FADE, assign_boxes, make_tiles, pad_faded, tile_starts
 from sac.pipeline.merge import drop_off_foreground, foreground_support, merge_instances
 
 
@@ -27,6 +27,41 @@ def test_tiles_cover_the_image(length: int, tile: int, overlap: int) -> None:
 def test_bad_overlap() -> None:
     with pytest.raises(ValueError, match="overlap"):
         tile_starts(500, 256, 256)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_faded_padding_mirrors_the_edge_then_fades_to_the_median(dtype) -> None:
+    """Next to the image the margin is its mirror image, nearly at full weight; from
+    ``PAD_FADE`` px out it is the image's median colour, so nuclei cut by the edge are not
+    doubled into the margin; the image itself is untouched."""
+    rng = np.random.default_rng(0)
+    img = (rng.random((10, 30, 3)) * 200).astype(dtype)
+    img[:, :, 0] = 40  # a flat channel: its fill is its own value
+    out = pad_faded(img, ((2, 12), (0, 3)))
+    assert out.shape == (24, 33, 3) and out.dtype == img.dtype
+    assert np.array_equal(out[2:12, :30], img)
+    median = np.median(img.reshape(-1, 3).astype(np.float32), axis=0)
+    far = out[12 + PAD_FADE:, :30].reshape(-1, 3).astype(np.float32)
+    assert np.allclose(far, median, atol=0.5)
+    w = 1 - 1 / (PAD_FADE + 1)  # the first mirrored row's weight
+    first = w * img[-1, :, 1:].astype(np.float32) + (1 - w) * median[1:]
+    assert np.allclose(out[12, :30, 1:].astype(np.float32), first, atol=0.5)
+    assert np.all(out[..., 0] == 40)
+    assert np.array_equal(pad_faded(img[..., 1], ((0, 0), (0, 0))), img[..., 1])
+
+
+def test_faded_padding_keeps_a_strip_of_cut_nuclei_apart_from_its_mirror() -> None:
+    """Bright disks cut by both edges of a 20-px strip (on 40 % of it): mirrored plainly,
+    each disk meets its mirror images, a chain of nuclei all the way out; faded, the margin
+    beyond the fade is the background. (Where nuclei cover most of an image, the median and
+    so the fill is their colour: the closing note of issue 11 gives what that costs.)"""
+    yy, xx = np.mgrid[:20, :120]
+    strip = np.where((yy - 10) ** 2 + ((xx % 40) - 20) ** 2 <= 100, 200, 10).astype(np.uint8)
+    plain = np.pad(strip, ((0, 44), (0, 0)), mode="symmetric")
+    faded = pad_faded(strip, ((0, 44), (0, 0)))
+    beyond = slice(20 + PAD_FADE, 64)
+    assert (plain[beyond] > 100).any(axis=1).all()
+    assert (faded[beyond] == 10).all()
 
 
 def test_box_goes_to_tile_where_it_is_whole() -> None:

@@ -102,16 +102,13 @@ def test_strip_filled_by_its_nuclei_keeps_the_model_scale() -> None:
 
 
 @pytest.mark.weights
-@pytest.mark.xfail(strict=True, reason=(
-    "sac-lite-dsb2018 retrained in one run (0d61796) reads these folded flat nuclei weakly: "
-    "with the cut at 0.5 / 0.6 (its own) / 0.7 the best masks are dropped and fragments from "
-    "extra prompts take their place (50 -> 62 / 66 / 60 nuclei, object F1 0.82 / 0.69 / "
-    "0.56 on this 1600-px piece; the model before kept all 50 at every cut). The whole "
-    "20 x 4000 strip at its own settings still scores F1 >= 0.98 (test above)"))
 def test_the_strictest_foreground_cut_the_tuner_may_choose_keeps_cut_nuclei() -> None:
-    """Folded with mirrored margins, the cut disks look like large flat nuclei whose generator
-    map is hollow; the foreground cut reads the upper quartile so that they survive even the
-    largest cut that ``sac tune`` may choose (its grid's top)."""
+    """Folded, the disks cut by the strip's edges must not meet their mirror images in the gaps
+    between pieces: plainly mirrored, they formed extra nuclei there, and the real disks next to
+    them got a weak map and were dropped by the foreground cut (50 nuclei -> 62 / 66 / 60 at
+    cut 0.5 / 0.6 / 0.7, object F1 0.82 / 0.69 / 0.56 with ``sac-lite-dsb2018``). The gaps'
+    mirror now fades into the piece's median; the disks survive even the largest cut that
+    ``sac tune`` may choose (its grid's top)."""
     import dataclasses
 
     from sac.metrics import evaluate_pair

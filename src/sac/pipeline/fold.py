@@ -2,12 +2,13 @@
 
 SAM encodes square tiles whatever they hold, so a strip much thinner than a tile pays for a
 tile of padding per tile step along it. Folding cuts the strip into overlapping pieces along
-its length and stacks them into a
-near-square image (each piece mirrored out by half a gap above and below, so that the
-network sees the piece's own texture, not a fill colour, around it), which is segmented
-once; each piece then keeps the nuclei whose centroid
-lies in its core (cores partition the strip, as for slide chunks), so a nucleus cut by a fold
-is kept whole from the piece where it sits furthest from the cut.
+its length and stacks them into a near-square image, which is segmented once. Each piece is
+mirrored out by half a gap above and below, so that the network sees the piece's own texture
+around it, not a hard fill edge; the mirror fades into the piece's median colour
+(:func:`sac.core.tiles.pad_faded`), so that nuclei cut by the strip's edges do not meet their
+mirror images in the gap and come out as extra nuclei. Each piece then keeps the nuclei whose
+centroid lies in its core (cores partition the strip, as for slide chunks), so a nucleus cut by
+a fold is kept whole from the piece where it sits furthest from the cut.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
+from sac.core.tiles import pad_faded
 from sac.pipeline.result import SegmentResult
 
 GAP = 16  # px between stacked pieces (input pixels)
@@ -50,8 +52,7 @@ def fold_segment(image: np.ndarray, pieces: list[tuple[int, int]],
     half = GAP // 2
     blocks = []  # each piece mirrored out by half a gap above and below (and to full length)
     for a, b in pieces:
-        pad = ((half, half), (0, length - (b - a))) + ((0, 0),) * (strip.ndim - 2)
-        blocks.append(np.pad(strip[:, a:b], pad, mode="symmetric"))
+        blocks.append(pad_faded(strip[:, a:b], ((half, half), (0, length - (b - a)))))
     folded = np.concatenate(blocks, axis=0)
     res = segment(folded)
     labels = np.zeros(strip.shape[:2], np.uint32)

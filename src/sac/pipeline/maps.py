@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sac.core.device import autocast_context
-from sac.core.tiles import owned_tiles, stitch
+from sac.core.tiles import owned_tiles, pad_faded, stitch
 from sac.modeling.generator import PromptGenerator, map_probabilities, pad_to_stride
 
 #: smallest generator tile (px); larger SAM tiles make it larger
@@ -54,10 +54,10 @@ def generator_maps(generator: PromptGenerator, rgb: np.ndarray, tile: int, devic
         ys, xs = owned.tile.slices(rgb.shape[:2])
         crop = rgb[ys, xs]
         h, w = crop.shape[:2]
-        # a thin tile is mirrored out to GENERATOR_MIN px: zero padding alone looks like
-        # a dark object to the network, and it then finds nothing in a 12-px strip
-        crop = np.pad(crop, ((0, max(0, GENERATOR_MIN - h)), (0, max(0, GENERATOR_MIN - w)),
-                             (0, 0)), mode="symmetric")
+        # a thin tile is padded out to GENERATOR_MIN px: zero padding alone looks like a dark
+        # object to the network (it then finds nothing in a 12-px strip), a plain mirror
+        # chains nuclei cut by both edges into one band; a mirror faded to the median does not
+        crop = pad_faded(crop, ((0, max(0, GENERATOR_MIN - h)), (0, max(0, GENERATOR_MIN - w))))
         x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
         x, _ = pad_to_stride(x.to(device), generator.config.stride)
         with autocast_context(device, bf16):
