@@ -1,12 +1,20 @@
 """Long thin images: time and accuracy with and without folding (sac.pipeline.fold).
 
-Synthetic bright nuclei (radius 10) tiled along a strip and cut by its long edges, segmented
-with ``sac-lite-dsb2018`` at default settings, folded (the default) and unfolded. Writes
-``results/strip.{json,md}``. Run: ``.venv/bin/python benchmarks/strip.py``.
+Synthetic nuclei (radius 10, bright on dark or dark on bright) tiled along a strip and cut by
+its long edges, segmented at default settings, folded (the default) and unfolded; a 20 x 600
+strip is too short to be folded, so it has one row per kind. Then the folded 20 x 1600 strip
+of bright nuclei at foreground cuts 0.5 / 0.6 / 0.7 (the top of ``sac tune``'s grid).
+
+``--margins mirror`` replaces the faded margins (:func:`sac.core.tiles.pad_faded`, used for
+the gaps of a folded strip and for thin generator tiles) by a plain mirror, as before they
+were faded, to measure what the fade changes. Writes ``results/strip_<model>[_mirror].{json,md}``.
+Run: ``.venv/bin/python benchmarks/strip.py --model sac-lite-dsb2018 [--margins mirror]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -14,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+import sac.pipeline.fold as fold_module
+import sac.pipeline.maps as maps_module
 import sac.pipeline.segmenter as segment_module
 from sac.metrics import evaluate_pair
 from sac.model import load_model
@@ -24,33 +34,68 @@ from bench_common import machine_info, write_results
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from synthetic import grid_disks
 
-SHAPES = [(20, 4000), (40, 3000), (96, 3000)]
+SHAPES = [(20, 4000), (40, 3000), (96, 3000), (20, 600)]
+CUTS = (0.5, 0.6, 0.7)
+
+
+def _mirror(image: np.ndarray, widths: tuple[tuple[int, int], tuple[int, int]],
+            fade: int = 0) -> np.ndarray:
+    """The plain mirror that the faded margins replaced."""
+    return np.pad(image, list(widths) + [(0, 0)] * (image.ndim - 2), mode="symmetric")
+
+
+def _strip(kind: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    grid, truth = grid_disks(10, n_side=3, dark=kind == "dark")
+    n = w // grid.shape[1] + 1
+    return (np.tile(grid, (1, n, 1))[6: 6 + h, :w],
+            ndimage.label(np.tile(truth, (1, n))[6: 6 + h, :w] > 0)[0])
+
+
+def _row(seg: Segmenter, image: np.ndarray, truth: np.ndarray, **fields: object) -> dict:
+    t0 = time.perf_counter()
+    res = seg.segment(image)
+    seconds = time.perf_counter() - t0
+    m = evaluate_pair(truth, res.labels)
+    row = {**fields, "nuclei": res.n_nuclei, "true": int(truth.max()),
+           "f1_obj": round(m["f1_obj"], 4), "aji": round(m["aji"], 4),
+           "seconds": round(seconds, 1), "folded": "folded into" in (res.size.note or "")}
+    print(row, flush=True)
+    return row
 
 
 def main() -> None:
-    info = machine_info()
-    seg = Segmenter(load_model("sac-lite-dsb2018"), bf16=True)
-    grid, truth = grid_disks(10, n_side=3)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sac-lite-dsb2018")
+    ap.add_argument("--margins", choices=("faded", "mirror"), default="faded")
+    args = ap.parse_args()
+    if args.margins == "mirror":
+        fold_module.pad_faded = _mirror  # type: ignore[assignment]
+        maps_module.pad_faded = _mirror  # type: ignore[assignment]
+    info = machine_info() | {"model": args.model, "margins": args.margins}
+    model = load_model(args.model)
+    seg = Segmenter(model, bf16=True)
     plan = segment_module.fold_plan
     rows = []
-    for h, w in SHAPES:
-        n = w // grid.shape[1] + 1
-        strip = np.tile(grid, (1, n, 1))[6: 6 + h, :w]
-        gt = ndimage.label(np.tile(truth, (1, n))[6: 6 + h, :w] > 0)[0]
-        for mode, fold in (("folded", plan), ("unfolded", lambda *a: [])):
-            segment_module.fold_plan = fold
-            t0 = time.perf_counter()
-            res = seg.segment(strip)
-            seconds = time.perf_counter() - t0
-            m = evaluate_pair(gt, res.labels)
-            rows.append({"shape": f"{h}x{w}", "mode": mode, "nuclei": res.n_nuclei,
-                         "true": int(gt.max()), "f1_obj": round(m["f1_obj"], 4),
-                         "aji": round(m["aji"], 4), "seconds": round(seconds, 1)})
-            print(rows[-1], flush=True)
+    for kind in ("bright", "dark"):
+        for h, w in SHAPES:
+            image, truth = _strip(kind, h, w)
+            modes = (("default", plan), ("unfolded", lambda *a: []))
+            for mode, fold in modes[: 1 if w < 1000 else 2]:
+                segment_module.fold_plan = fold
+                rows.append(_row(seg, image, truth, kind=kind, shape=f"{h}x{w}", mode=mode,
+                                 cut=model.config.thresholds.min_fg))
     segment_module.fold_plan = plan
-    _, md = write_results("strip", info, rows, ["shape", "mode", "nuclei", "true", "f1_obj",
-                                                 "aji", "seconds"],
-                          "Long thin images, folded and unfolded (sac-lite-dsb2018)")
+    image, truth = _strip("bright", 20, 1600)
+    for cut in CUTS:
+        th = dataclasses.replace(model.config.thresholds, min_fg=cut)
+        rows.append(_row(Segmenter(model, bf16=True, thresholds=th), image, truth,
+                         kind="bright", shape="20x1600", mode="default", cut=cut))
+    name = f"strip_{Path(args.model).name.removeprefix('sac-lite-')}"
+    name += "_mirror" if args.margins == "mirror" else ""
+    _, md = write_results(name, info, rows, ["kind", "shape", "mode", "folded", "cut", "nuclei",
+                                             "true", "f1_obj", "aji", "seconds"],
+                          f"Long thin images, folded and unfolded ({args.model}, "
+                          f"{args.margins} margins)")
     print(md.read_text())
 
 
