@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 import sac.pipeline.fold as fold_module
 import sac.pipeline.maps as maps_module
@@ -32,23 +31,16 @@ from sac.pipeline.segmenter import Segmenter
 from bench_common import machine_info, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from synthetic import grid_disks
+from synthetic import disk_strip
 
 SHAPES = [(20, 4000), (40, 3000), (96, 3000), (20, 600)]
 CUTS = (0.5, 0.6, 0.7)
 
 
-def _mirror(image: np.ndarray, widths: tuple[tuple[int, int], tuple[int, int]],
-            fade: int = 0) -> np.ndarray:
+def _mirror(image: np.ndarray, widths: tuple[tuple[int, int], tuple[int, int]]
+            ) -> np.ndarray:
     """The plain mirror that the faded margins replaced."""
     return np.pad(image, list(widths) + [(0, 0)] * (image.ndim - 2), mode="symmetric")
-
-
-def _strip(kind: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    grid, truth = grid_disks(10, n_side=3, dark=kind == "dark")
-    n = w // grid.shape[1] + 1
-    return (np.tile(grid, (1, n, 1))[6: 6 + h, :w],
-            ndimage.label(np.tile(truth, (1, n))[6: 6 + h, :w] > 0)[0])
 
 
 def _row(seg: Segmenter, image: np.ndarray, truth: np.ndarray, **fields: object) -> dict:
@@ -78,14 +70,14 @@ def main() -> None:
     rows = []
     for kind in ("bright", "dark"):
         for h, w in SHAPES:
-            image, truth = _strip(kind, h, w)
+            image, truth = disk_strip(h, w, dark=kind == "dark")
             modes = (("default", plan), ("unfolded", lambda *a: []))
             for mode, fold in modes[: 1 if w < 1000 else 2]:
                 segment_module.fold_plan = fold
                 rows.append(_row(seg, image, truth, kind=kind, shape=f"{h}x{w}", mode=mode,
                                  cut=model.config.thresholds.min_fg))
     segment_module.fold_plan = plan
-    image, truth = _strip("bright", 20, 1600)
+    image, truth = disk_strip(20, 1600)
     for cut in CUTS:
         th = dataclasses.replace(model.config.thresholds, min_fg=cut)
         rows.append(_row(Segmenter(model, bf16=True, thresholds=th), image, truth,

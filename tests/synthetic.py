@@ -99,6 +99,27 @@ def write_pyramid(path: Path, img: np.ndarray) -> Path:
     return path
 
 
+def disk_strip(h: int, w: int, dark: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """An h x w strip of :func:`grid_disks` (radius 10) from row 6 of the grid, so that a 20-px
+    strip cuts every disk by both long edges; (RGB, labels)."""
+    grid, truth = grid_disks(10, n_side=3, dark=dark)
+    n = w // grid.shape[1] + 1
+    return (np.tile(grid, (1, n, 1))[6: 6 + h, :w],
+            ndi.label(np.tile(truth, (1, n))[6: 6 + h, :w] > 0)[0])
+
+
+def blob_strip(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bright blobs (radius 3-5) every 23 px along a dark h x w grey strip, some touching its
+    long edges; (image, labels)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    img = np.zeros((h, w), np.uint8)
+    for cx in range(8, w - 8, 23):
+        cy, r = rng.integers(4, h - 4), rng.integers(3, 6)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 200
+    return img, ndi.label(img > 100)[0]
+
+
 def write_disk_folder(root: Path, n: int = 6, size: int = 128, seed: int = 0) -> Path:
     """A generic images/ + labels/ dataset of random bright disks."""
     import imageio.v3 as iio

@@ -12,26 +12,7 @@ from sac.pipeline.fold import fold_plan, fold_segment
 from sac.pipeline.segmenter import Segmenter, SegmentResult
 from sac.pipeline.size import SizeEstimate
 
-from synthetic import grid_disks, matched_ious
-
-
-def _strip(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Bright blobs along a dark strip, some across any fold; (image, labels)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    img = np.zeros((h, w), np.uint8)
-    for cx in range(8, w - 8, 23):
-        cy, r = rng.integers(4, h - 4), rng.integers(3, 6)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 200
-    return img, ndimage.label(img > 100)[0]
-
-
-def _disk_strip() -> tuple[np.ndarray, np.ndarray]:
-    """A 20 x 4000 strip of 10-px disks cut by both long edges; (image, labels)."""
-    grid, truth = grid_disks(10, n_side=3)
-    n = 4000 // grid.shape[1] + 1
-    strip = np.tile(grid, (1, n, 1))[6:26, :4000]
-    return strip, ndimage.label(np.tile(truth, (1, n))[6:26, :4000] > 0)[0]
+from synthetic import blob_strip, disk_strip, matched_ious
 
 
 def _threshold(image: np.ndarray) -> SegmentResult:
@@ -53,7 +34,7 @@ def test_fold_plan_only_for_long_thin_strips() -> None:
 
 @pytest.mark.parametrize("shape", [(20, 4000), (31, 2500), (3000, 17)])
 def test_folded_equals_unfolded(shape) -> None:
-    img, truth = _strip(*shape) if shape[0] < shape[1] else _strip(shape[1], shape[0])
+    img, truth = blob_strip(*shape) if shape[0] < shape[1] else blob_strip(shape[1], shape[0])
     if shape[0] > shape[1]:
         img, truth = img.T.copy(), truth.T.copy()
     pieces = fold_plan(img.shape, 256, 64)
@@ -73,10 +54,7 @@ def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
     from sac.metrics import evaluate_pair
     from sac.model import load_model
 
-    grid, truth = grid_disks(10, n_side=3)
-    n = 3000 // grid.shape[1] + 1
-    strip = np.tile(grid, (1, n, 1))[6:46, :3000]
-    truth = ndimage.label(np.tile(truth, (1, n))[6:46, :3000] > 0)[0]
+    strip, truth = disk_strip(40, 3000)
     seg = Segmenter(load_model("sac-lite-dsb2018"), bf16=True)
     folded = seg.segment(strip)
     monkeypatch.setattr(segment_module, "fold_plan", lambda *a: [])
@@ -94,7 +72,7 @@ def test_strip_filled_by_its_nuclei_keeps_the_model_scale() -> None:
     from sac.metrics import evaluate_pair
     from sac.model import load_model
 
-    strip, truth = _disk_strip()
+    strip, truth = disk_strip(20, 4000)
     res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(strip)
     assert res.size.source == "model" and "too thin" in res.size.note
     assert res.size.scale == 1.0
@@ -115,7 +93,7 @@ def test_the_strictest_foreground_cut_the_tuner_may_choose_keeps_cut_nuclei() ->
     from sac.model import load_model
     from sac.training.tune import SETTINGS
 
-    strip, truth = _disk_strip()
+    strip, truth = disk_strip(20, 4000)
     model = load_model("sac-lite-dsb2018")
     strictest = dataclasses.replace(model.config.thresholds, min_fg=max(SETTINGS["min_fg"]))
     res = Segmenter(model, bf16=True, thresholds=strictest).segment(strip[:, :1600])

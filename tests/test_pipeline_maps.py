@@ -72,25 +72,12 @@ def test_a_thin_image_of_cut_nuclei_keeps_them(kind: str, rows: int) -> None:
     the generator sees it padded out to 64 px. Mirrored plainly, the nuclei chained with their
     mirror images and ``sac-lite-dsb2018`` kept 16 of 26 blobs (12 px), 20 of 26 (20 px) and 1
     of 19 dark disks; the mirror now fades into the image's median (``pad_faded``)."""
-    from scipy import ndimage
-
     from sac.metrics import evaluate_pair
     from sac.model import load_model
 
-    from synthetic import grid_disks
+    from synthetic import blob_strip, disk_strip
 
-    if kind == "blobs":
-        rng = np.random.default_rng(0)
-        yy, xx = np.mgrid[:rows, :600]
-        image = np.zeros((rows, 600), np.uint8)
-        for cx in range(8, 592, 23):
-            cy, r = rng.integers(4, rows - 4), rng.integers(3, 6)
-            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 200
-        truth = ndimage.label(image > 100)[0]
-    else:
-        grid, labels = grid_disks(10, n_side=3, dark=True)
-        image = np.tile(grid, (1, 7, 1))[6:6 + rows, :600]
-        truth = ndimage.label(np.tile(labels, (1, 7))[6:6 + rows, :600] > 0)[0]
+    image, truth = blob_strip(rows, 600) if kind == "blobs" else disk_strip(rows, 600, dark=True)
     res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(image)
     assert "folded" not in (res.size.note or "")
     assert evaluate_pair(truth, res.labels)["f1_obj"] >= 0.95
