@@ -358,3 +358,78 @@ def test_reading_trusts_the_mask_only_well_below_the_model_size() -> None:
     assert next_scale(20.0, 1.0, small, measured=16.0)[0] == pytest.approx(20.0 / d)
     assert next_scale(20.0, 1.0, small, measured=5.0)[0] == pytest.approx(20.0 / d)
     assert next_scale(11.0, 1.0, small, measured=5.0)[0] == pytest.approx(11.0 / 5.0)
+
+
+def _oracle_model(modality: str = "any", diameter: float = 20.0) -> object:
+    model = create_model(tiny=True, nucleus_diameter=diameter,
+                         nucleus_diameter_range=(diameter * 0.7, diameter * 1.4))
+    model.config = dataclasses.replace(model.config, modality=modality)
+    model.generator = OracleGenerator()
+    return model
+
+
+def test_size_evidence_tells_nuclei_from_fibres() -> None:
+    from sac.pipeline.size import size_evidence
+
+    disks = disk_labels((200, 200), [(y, x, 8) for y in range(20, 200, 40)
+                                     for x in range(20, 200, 40)]) > 0
+    ev = size_evidence(disks)
+    assert ev.objects == 25 and ev.solidity > 0.9 and ev.spread < 1.2 and ev.weakness() == ""
+    bent = np.zeros((200, 200), bool)  # curved fibres: long, thin, far from convex
+    yy, xx = np.mgrid[:200, :200]
+    for k in range(6):
+        bent |= np.abs(np.hypot(yy - 100, xx - 30 * k) - 60) < 2
+    weak = size_evidence(bent).weakness()
+    assert "unlike nuclei" in weak or "nucleus-like objects" in weak
+    few = size_evidence(disks[:45, :85])  # 2 disks only
+    assert "nucleus-like objects" in few.weakness()
+    irregular = dataclasses.replace(ev, solidity=0.85, disagreement=3.0)
+    assert "disagree" in irregular.weakness()
+    assert dataclasses.replace(ev, disagreement=3.0).weakness() == ""  # regular: head's error
+
+
+def test_too_little_evidence_keeps_the_model_scale() -> None:
+    """Three nuclei of 80 px read 4x the model's size: without the evidence rule the
+    image was shrunk 4x on them; now it stays at the model's scale and says why."""
+    image = (disk_labels((260, 260), [(60, 60, 40), (60, 190, 40), (190, 120, 40)]) > 0)
+    image = np.stack([image.astype(np.uint8) * 200] * 3, -1)
+    _, _, size = Segmenter(_oracle_model()).scaled_maps(as_model_rgb(image))
+    assert size.source == "model" and size.scale == 1.0
+    assert "too little evidence" in size.note and "3 nucleus-like objects" in size.note
+
+
+def test_the_scale_stays_in_the_modality_band() -> None:
+    """Nuclei 80 px across for an H&E model trained on 10 px: the reading asks for 1/8;
+    H&E is scanned at 10x-60x, so the automatic scale stops at 1/2 and says so."""
+    image, _ = grid_disks(40)
+    _, _, size = Segmenter(_oracle_model("he", 10.0)).scaled_maps(as_model_rgb(image))
+    assert size.scale == pytest.approx(0.5) and "plausible" in size.note
+    _, _, wide = Segmenter(_oracle_model("any", 10.0)).scaled_maps(as_model_rgb(image))
+    assert wide.scale == pytest.approx(1 / 6) and "plausible" in wide.note
+
+
+class _Specks(OracleGenerator):
+    """A generator that sees 4-px specks on a fixed 12-px grid whatever the image's scale:
+    texture, not nuclei."""
+
+    def forward(self, x):  # type: ignore[override]
+        import torch
+
+        h, w = x.shape[-2:]
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        fg = (((yy % 12) - 6) ** 2 + ((xx % 12) - 6) ** 2 <= 4).float()
+        probs = torch.stack([fg, torch.zeros_like(fg), fg], 0)[None].expand(x.shape[0], -1,
+                                                                            -1, -1)
+        return torch.logit(probs.clamp(1e-4, 1 - 1e-4))
+
+
+def test_objects_that_do_not_grow_with_the_image_are_texture() -> None:
+    """The runaway case: background texture read as tiny nuclei enlarged the image up to 8x
+    round after round. Enlarged once, nuclei read larger; texture does not, and the model's
+    scale is kept."""
+    model = _oracle_model()
+    model.generator = _Specks()
+    rgb = np.random.default_rng(0).random((96, 96, 3)).astype(np.float32)
+    rgb2, _, size = Segmenter(model).scaled_maps(rgb)
+    assert size.source == "model" and size.scale == 1.0 and rgb2.shape == rgb.shape
+    assert "did not grow" in size.note

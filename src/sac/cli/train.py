@@ -110,6 +110,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "robust adds blur, noise, JPEG, +-25%% magnification, grey and "
                         "(for fluorescence and mixed data) inverted-contrast crops; with several "
                         "--data each dataset gets its own (default basic)")
+    o.add_argument("--sparse-crops", type=option("--sparse-crops", 0, 1), default=0.15,
+                   help="share of training crops taken where the images have the fewest "
+                        "nuclei (stroma, lumen, background), default %(default)s")
+    o.add_argument("--synthetic-negatives", type=option("--synthetic-negatives", 0, 1),
+                   default=0.1, help="share of training crops of synthetic nucleus-free "
+                   "tissue (fat, fibres, glass with dust) in the training images' own "
+                   "colours, default %(default)s (0 with --sparse-crops 0: only crops with "
+                   "nuclei, the sampling of earlier SAC models); half of both kinds are "
+                   "min-max stretched as an image holding only such tissue would be")
     o.add_argument("--generator-steps", type=option("--generator-steps", 0, integer=True),
                    default=0,
                    help="steps of standalone generator training before the joint stage "
@@ -212,6 +221,7 @@ def _train(args: argparse.Namespace) -> int:
     from sac.training.augment import AugmentConfig
     from sac.training.distributed import init_distributed, local_device
     from sac.training.generator_stage import GeneratorStageConfig
+    from sac.training.negatives import NegativeConfig
     from sac.training.sampler import load_images
     from sac.training.step import StepConfig
     from sac.training.trainer import TrainConfig, Trainer
@@ -252,6 +262,7 @@ def _train(args: argparse.Namespace) -> int:
         step=StepConfig(prompts_per_crop=args.prompts_per_crop,
                         generator_prompt_prob=args.generator_prompt_prob, bf16=args.bf16),
         augment=augment(modality, stain_bias=0.02), source_augment=by_source,
+        negatives=NegativeConfig(args.sparse_crops, args.synthetic_negatives),
         generator_stage=GeneratorStageConfig(steps=args.generator_steps,
                                              batch_size=args.generator_batch,
                                              lr=args.generator_lr, bf16=args.bf16),

@@ -24,6 +24,7 @@ scale (chosen per image by :mod:`sac.pipeline.size`):
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,8 @@ from sac.pipeline.size import (
     diameter_scale,
     head_span,
     next_scale,
+    plausible_scales,
+    size_evidence,
     trusted_head,
 )
 from sac.sam.predictor import EmbeddingCache, SamPredictor
@@ -301,28 +304,59 @@ class Segmenter:
             est = self._given_scale(maps, scale, "model", None)
             note = "; ".join(x for x in ("automatic scale off", est.note) if x)
             return rgb, maps, dataclasses.replace(est, note=note)
-        best, chosen, note = None, (rgb, maps), ""
+        return self._estimated(rgb0, rgb, maps, scale, model_d)
+
+    def _estimated(self, rgb0: np.ndarray, rgb: np.ndarray, maps: Maps, base: float,
+                   model_d: float) -> tuple[np.ndarray, Maps, SizeEstimate]:
+        """The automatic scale's rounds from the model's scale ``base`` (see
+        :mod:`sac.pipeline.size`): a reading resamples the image only when the evidence
+        under it holds (:meth:`SizeEvidence.weakness`), an enlargement must make the objects
+        grow with the image, and the scale stays within the plausible band of the model's
+        modality (:func:`plausible_scales`)."""
+        first = (rgb, maps)
+        best, chosen, note, scale = None, first, "", base
+        lo, hi = plausible_scales(self.config.modality, base)
+        grown: tuple[float, float] | None = None  # (diameter read, enlargement) last round
+        bound_note = ""  # a bounded round's note holds for the rounds after it
         for k in range(MAX_ROUNDS):
             # the size head reads the first round (the map saturates near the model's size);
             # the map's statistic, accurate near that size, refines the later ones
             head = self.model.size_head
             measured = (None if head is None or k else trusted_head(
                 head.predict(image_style(self.model.generator, rgb)), self._head_span()))
-            new, d, n, note = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
-                                         self._smallest(), measured, first=k == 0)
+            mask = maps.fg >= self.thresholds.fg
+            new, d, n, note = next_scale(model_d, scale, mask, self._smallest(), measured,
+                                         first=k == 0)
             if d is None:  # no estimate at this scale: keep the last one that had one
                 break
+            if grown is not None and d * scale < grown[0] * grown[1] / 2:
+                # enlarged by f, nuclei read about f times larger; texture does not grow
+                msg = (f"objects read {grown[0]:.1f} px did not grow with the image "
+                       f"enlarged {grown[1]:.2g}x (texture, not nuclei): the model's scale")
+                return (*first, SizeEstimate(None, n, base, "model", msg))
+            weak = "" if new is None else size_evidence(mask, measured, d * scale).weakness()
+            if weak:  # keep the scale this round reads at (the model's, or a confident one)
+                msg = f"too little evidence to resample ({weak}): kept scale {scale:.3g}"
+                return rgb, maps, SizeEstimate(d, n, scale, "estimated" if k else "model", msg)
             chosen = (rgb, maps)
+            if new is not None and not lo <= new <= hi:
+                bounded = min(max(new, lo), hi)
+                note = (f"the reading asked for scale {new:.3g}, beyond the plausible "
+                        f"{lo:.3g}-{hi:.3g} for {self.config.modality} images; bounded (give "
+                        "--diameter or --scale to go further)")
+                new = None if math.isclose(bounded, scale) else bounded
+                bound_note = note
             if new is not None and k == MAX_ROUNDS - 1:
                 note = f"the estimate had not settled after {MAX_ROUNDS} rounds"
-            best = SizeEstimate(d, n, scale, "estimated", note)
+            best = SizeEstimate(d, n, scale, "estimated", note or bound_note)
             if new is None or k == MAX_ROUNDS - 1:
                 break
+            grown = (d * scale, new / scale) if new > scale * 1.2 else None
             scale = new
             rgb = resample_image(rgb0, scale)
             maps = self.generator_maps(rgb)
         if best is None:
-            return (*chosen, SizeEstimate(None, n, self.config.input_scale, "model", note))
+            return (*chosen, SizeEstimate(None, n, base, "model", note))
         return (*chosen, best)
 
     def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],

@@ -41,6 +41,18 @@ MAX_ROUNDS = 3  # estimate, resample, estimate again: at most this many generato
 MASK_SATURATES = 1.3
 # the size head's readings beyond this factor outside the sizes it was fitted on are dropped
 HEAD_SLACK = 1.5
+# a reading may resample the image only with this much evidence (SizeEvidence.weakness)
+MIN_CONFIDENT = 5
+MIN_SOLIDITY = 0.7
+MAX_SPREAD = 8.0
+MAX_DISAGREEMENT = 2.0
+# the head's ridge regression shrinks toward its training mean, so on regular objects (like
+# disks 80 px across) a disagreement is the head's error; it counts only on irregular ones
+REGULAR_SOLIDITY = 0.9
+REGULAR_SPREAD = 4.0
+#: how far the automatic scale may move from the model's own, per modality (down, up): H&E
+#: is scanned at 10x-60x (a model at 40x: 1/2 to 4x), fluorescence at any magnification
+PLAUSIBLE_FACTORS = {"he": (0.5, 4.0), "fluorescence": (1 / 6, 4.0), "any": (1 / 6, 4.0)}
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,82 @@ class SizeEstimate:
         return {"diameter_px": None if self.diameter is None else round(self.diameter, 2),
                 "objects": self.objects, "scale": round(self.scale, 5), "source": self.source,
                 "note": self.note}
+
+
+@dataclass(frozen=True)
+class SizeEvidence:
+    """What a size reading rests on: the foreground objects counted (at least
+    :data:`MIN_DIAMETER` across), their diameter-weighted median solidity (area over convex
+    hull area: nuclei are near convex, fibres, membranes and torn tissue are not), the spread
+    of their diameters (90th over 10th percentile), and how far the size head's reading is
+    from the mask's (a ratio >= 1; ``None`` without a head). Thresholds: measured on the
+    first round of ``sac-lite-dsb2018`` and ``sac-lite-monuseg`` over their validation
+    images, their sparsest windows and the synthetic negatives of ``benchmarks/invented.py``
+    (``benchmarks/size_evidence.py``)."""
+
+    objects: int
+    solidity: float
+    spread: float
+    disagreement: float | None = None
+
+    def weakness(self) -> str:
+        """Why the reading is too weak to resample by ("" when it is not)."""
+        why = []
+        if self.objects < MIN_CONFIDENT:
+            why.append(f"{self.objects} nucleus-like objects (at least {MIN_CONFIDENT} needed)")
+        if self.solidity < MIN_SOLIDITY:
+            why.append(f"objects unlike nuclei (solidity {self.solidity:.2f} < {MIN_SOLIDITY})")
+        if self.spread > MAX_SPREAD:
+            why.append(f"sizes spread {self.spread:.1f}x (> {MAX_SPREAD:g}x)")
+        irregular = self.solidity < REGULAR_SOLIDITY or self.spread > REGULAR_SPREAD
+        if irregular and self.disagreement is not None and \
+                self.disagreement > MAX_DISAGREEMENT:
+            why.append(f"size head and map disagree {self.disagreement:.1f}x on irregular "
+                       "objects")
+        return "; ".join(why)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready record."""
+        return {"objects": self.objects, "solidity": round(self.solidity, 3),
+                "spread": round(self.spread, 2),
+                "disagreement": None if self.disagreement is None else
+                round(self.disagreement, 2)}
+
+
+def size_evidence(mask: np.ndarray, head: float | None = None, read: float | None = None,
+                  most: int = 300) -> SizeEvidence:
+    """:class:`SizeEvidence` of a foreground ``mask`` (holes filled, as measured); solidity
+    over the ``most`` largest objects (the weighted median is theirs), ``head`` and ``read``
+    the size head's and the mask's diameters at this scale."""
+    from skimage.measure import regionprops
+
+    lab, n = ndi.label(ndi.binary_fill_holes(mask))
+    if n == 0:
+        return SizeEvidence(0, 0.0, 1.0, None)
+    dist = ndi.distance_transform_edt(lab > 0)
+    d = 2.0 * np.asarray(ndi.maximum(dist, lab, np.arange(1, n + 1)), np.float64)
+    areas = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    keep = np.flatnonzero((areas >= MIN_AREA) & (d >= MIN_DIAMETER))
+    if keep.size == 0:
+        return SizeEvidence(0, 0.0, 1.0, None)
+    dk = d[keep]
+    top = keep[np.argsort(dk)[::-1][:most]]
+    wanted = set((top + 1).tolist())
+    props = {p.label: p.solidity for p in regionprops(lab) if p.label in wanted}
+    sol = np.array([props[i + 1] for i in top], np.float64)
+    solidity = weighted_median_by(sol, d[top])
+    spread = float(np.percentile(dk, 90) / max(np.percentile(dk, 10), 1e-6))
+    dis = None
+    if head is not None and read is not None and head > 0 and read > 0:
+        dis = float(max(head / read, read / head))
+    return SizeEvidence(int(keep.size), float(solidity), spread, dis)
+
+
+def weighted_median_by(values: np.ndarray, weights: np.ndarray) -> float:
+    """Median of ``values`` with each weighted by ``weights``."""
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
 def object_diameters(mask: np.ndarray, min_area: int = MIN_AREA) -> np.ndarray:
@@ -184,6 +272,13 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     new = min(max(scale * ratio, lo), hi)
     note = "" if new == scale * ratio else f"clipped to the range {lo}-{hi}"
     return new, diameter, n, note
+
+
+def plausible_scales(modality: str, base: float) -> tuple[float, float]:
+    """The automatic scales a model of ``modality`` at its own scale ``base`` may choose
+    (:data:`PLAUSIBLE_FACTORS`; unknown modalities get the widest band)."""
+    down, up = PLAUSIBLE_FACTORS.get(modality, PLAUSIBLE_FACTORS["any"])
+    return base * down, base * up
 
 
 def head_span(diameter_range: tuple[float, float] | None, factors: list[float] | None

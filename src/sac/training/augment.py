@@ -102,15 +102,17 @@ def _check_range(name: str, value: float, lo: float, hi: float, hi_open: bool = 
 
 def random_crop(
     image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator,
-    min_foreground: float = 0.0, tries: int = 10,
+    min_foreground: float = 0.0, tries: int = 10, least: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` crop: float32 image, labels (same dtype) and bool ``valid``.
 
     Up to ``tries`` random positions are drawn; the first whose foreground fraction (labelled
     pixels over real pixels) is >= ``min_foreground`` wins, else the one with the most
-    foreground. A side shorter than ``size`` is padded at the bottom/right, the way the
-    inference pre-processing pads: the image with zeros (black), labels with 0, and ``valid``
-    is False there. Outputs are new arrays, never views of the inputs.
+    foreground. ``least``: all ``tries`` are drawn and the one with the least foreground wins
+    (a nucleus-poor crop, :mod:`sac.training.negatives`). A side shorter than ``size`` is
+    padded at the bottom/right, the way the inference pre-processing pads: the image with
+    zeros (black), labels with 0, and ``valid`` is False there. Outputs are new arrays,
+    never views of the inputs.
     """
     image, labels, _ = _check_pair(image, labels)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
@@ -121,13 +123,13 @@ def random_crop(
     h, w = labels.shape
     ch, cw = min(h, size), min(w, size)  # the real part of the crop
     n_pos = (h - ch + 1) * (w - cw + 1)
-    best, best_frac = (0, 0), -1.0
+    best, best_frac = (0, 0), 2.0 if least else -1.0
     for _ in range(1 if n_pos == 1 else tries):
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         frac = np.count_nonzero(labels[y:y + ch, x:x + cw]) / (ch * cw)
-        if frac > best_frac:
+        if (frac < best_frac) if least else (frac > best_frac):
             best, best_frac = (y, x), frac
-        if frac >= min_foreground:
+        if not least and frac >= min_foreground:
             break
     y, x = best
     out_img = np.zeros((size, size, image.shape[2]), np.float32)

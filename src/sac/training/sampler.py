@@ -21,6 +21,7 @@ from sac.core.resample import resample_image, resample_labels, scaled_shape
 from sac.data.base import SampleDataset
 from sac.training.appearance import rescaled_crop
 from sac.training.augment import AugmentConfig, augment, random_crop
+from sac.training.negatives import NegativeConfig, palette, stretched, synthetic_negative
 
 log = logging.getLogger("sac.training")
 T = TypeVar("T")
@@ -94,11 +95,15 @@ class CropSampler:
     many small images (DSB 2018) would drown one of a few large ones (MoNuSeg).
     ``by_source`` gives a source its own augmentation in place of ``augment_cfg`` (stain
     jitter for the H&E part of mixed data, inverted contrast for the fluorescence part).
+    ``negatives``: the shares of nucleus-poor and synthetic nucleus-free crops
+    (:mod:`sac.training.negatives`); the others hold at least ``min_foreground`` labelled
+    pixels where ten tries find such a place.
     """
 
     def __init__(self, images: list[TrainImage], size: int, augment_cfg: AugmentConfig,
                  min_foreground: float = 0.02,
-                 by_source: Mapping[str, AugmentConfig] | None = None) -> None:
+                 by_source: Mapping[str, AugmentConfig] | None = None,
+                 negatives: NegativeConfig | None = None) -> None:
         if not images:
             raise InputError("the training set is empty: no usable image/label pairs were found")
         self.images = images
@@ -110,6 +115,9 @@ class CropSampler:
             raise ConfigError(f"augmentation given for source(s) {sorted(unknown)} that no "
                               f"training image comes from")
         self.min_foreground = min_foreground
+        self.negatives = negatives or NegativeConfig(0.0, 0.0)
+        self.palettes = [] if self.negatives.synthetic == 0 else [
+            palette(im.rgb, im.labels) for im in images]
         area = np.array([max(im.labels.size, size * size) for im in images], np.float64)
         sources = np.array([im.source for im in images])
         if len(set(sources)) > 1:  # each source sums to the same weight
@@ -139,15 +147,30 @@ class CropSampler:
         out = []
         for index in range(start, start + batch_size):
             rng = np.random.default_rng([seed, step, stream, index])
-            im = self.images[int(rng.choice(len(self.images), p=self.weights))]
+            k = int(rng.choice(len(self.images), p=self.weights))
+            im = self.images[k]
             cfg = self.augment_of(im.source)
             side = self.size
             if cfg.rescales:  # magnification jitter: crop more or less, resample
                 lo, hi = np.log(cfg.scale_range)
                 side = max(16, round(self.size / float(np.exp(rng.uniform(lo, hi)))))
-            rgb, lab, valid = random_crop(im.rgb, im.labels, side, rng,
-                                          min_foreground=self.min_foreground)
+            kind = "" if self.negatives.off else self._kind(rng.random())
+            if kind == "synthetic":
+                rgb = synthetic_negative(side, self.palettes[k], rng)
+                lab, valid = np.zeros((side, side), im.labels.dtype), np.ones((side, side), bool)
+            else:
+                rgb, lab, valid = random_crop(im.rgb, im.labels, side, rng,
+                                              min_foreground=self.min_foreground,
+                                              least=kind == "sparse")
+            if kind and rng.random() < self.negatives.stretch:
+                rgb = stretched(rgb, valid)
             rgb, lab, valid = rescaled_crop(rgb, lab, valid, self.size)
             rgb, lab, valid = augment(rgb, lab, valid, cfg, rng)
             out.append(Crop(rgb.astype(np.float32), lab.astype(np.int64), valid))
         return out
+
+    def _kind(self, u: float) -> str:
+        """Which kind of crop a uniform draw ``u`` picks: "synthetic", "sparse" or ""."""
+        if u < self.negatives.synthetic:
+            return "synthetic"
+        return "sparse" if u < self.negatives.synthetic + self.negatives.sparse else ""

@@ -35,6 +35,7 @@ from sac.model import SACModel, save_model
 from sac.training.augment import AugmentConfig
 from sac.training.distributed import barrier, broadcast_from_main, wrap
 from sac.training.generator_stage import GeneratorStageConfig, train_generator, warmup_cosine
+from sac.training.negatives import NegativeConfig
 from sac.training.sampler import CropSampler, TrainImage, first_per_source
 from sac.training.step import StepConfig
 from sac.training.sync import Sync
@@ -66,6 +67,7 @@ class TrainConfig:
     # a source's own augmentation in place of ``augment`` (mixed data: keys are the sources)
     source_augment: dict[str, AugmentConfig] = field(default_factory=dict)
     generator_stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
+    negatives: NegativeConfig = field(default_factory=NegativeConfig)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -159,7 +161,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.parts = model.config.parts
         self.sampler = CropSampler(train_images, model.spec.image_size, cfg.augment,
-                                   by_source=cfg.source_augment)
+                                   by_source=cfg.source_augment, negatives=cfg.negatives)
         self.steps_per_epoch = cfg.steps_per_epoch or max(
             1, math.ceil(self.sampler.crops_per_epoch / cfg.batch_size))
         self.total_steps = cfg.epochs * self.steps_per_epoch
