@@ -30,6 +30,7 @@ from sac.batch.jobs import (
     outputs_for,
     segment_image,
     slide_options,
+    slide_segmenter,
     write_image,
 )
 from sac.batch.run import BatchReport, Progress
@@ -148,7 +149,7 @@ def chunk_task(settings: SegmentSettings, plan: Any, tile: Any
     """Worker side: one slide chunk's nuclei (and kept labels for ``--slide-labels``)."""
     from sac.slides.segment import segment_chunk
 
-    nuclei, kept = segment_chunk(cached_segmenter(settings), plan, tile)
+    nuclei, kept = segment_chunk(slide_segmenter(cached_segmenter(settings)), plan, tile)
     return nuclei, kept if settings.slide_labels else None
 
 
@@ -230,6 +231,7 @@ def _plan(path: Path, stem: str, settings: SegmentSettings, seg: Any) -> _Slide:
     """The client plans each slide (level, scale, chunks, resume folder) with its own model."""
     from sac.slides.segment import plan_slide
 
+    seg = slide_segmenter(seg)
     out_labels = outputs_for(settings, stem, slide=True).get("labels")  # --slide-labels
     if out_labels is not None:
         from sac.core.fileio import check_writable

@@ -69,11 +69,15 @@ def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: Any
                   ) -> ImageOutcome:
     """Read and segment one image; writes nothing."""
     from sac.data.images import plausible_pixel_size, read_image
+    from sac.pipeline.choose import AutoSegmenter, with_model
     from sac.pipeline.expert import expert_for
     from sac.pipeline.size import file_scale
 
     expert = expert_for(settings.prompts, stem)
     image = read_image(path, channel=settings.channel)
+    chosen = None
+    if isinstance(seg, AutoSegmenter):  # --model auto: the specialist for this image
+        seg, *chosen = seg.pick(image, str(path))
     # the pixel size goes into the outputs; it sets the scale when the user gave none
     pixel = settings.pixel_size if settings.pixel_size is not None else \
         plausible_pixel_size(path)
@@ -83,6 +87,8 @@ def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: Any
         scale, why = file_scale(cfg.input_scale, cfg.pixel_size_um, pixel)
     result = seg.segment(image, str(path), scale=scale, expert=expert,
                          semantic="semantic" in settings.save, diameter=settings.diameter)
+    if chosen:
+        result = with_model(result, *chosen)
     return ImageOutcome(image, result, pixel, why)
 
 
@@ -107,6 +113,14 @@ def write_image(outcome: ImageOutcome, stem: str, settings: SegmentSettings,
     return res.n_nuclei, f"{outs['labels']}; {res.size.describe()}{outcome.note}"
 
 
+def slide_segmenter(seg: Any) -> Any:
+    """The segmenter a whole slide gets: ``--model auto`` reads slides as bright-field
+    stains (:meth:`~sac.pipeline.choose.AutoSegmenter.for_slides`)."""
+    from sac.pipeline.choose import AutoSegmenter
+
+    return seg.for_slides() if isinstance(seg, AutoSegmenter) else seg
+
+
 def slide_options(settings: SegmentSettings, seg: Any, stem: str) -> dict[str, Any]:
     """Keyword arguments of :func:`sac.slides.segment.plan_slide` for a slide input."""
     scale = settings.scale  # else the slide's own pixel size decides its level and scale
@@ -125,6 +139,7 @@ def process_slide(path: Path, stem: str, settings: SegmentSettings, seg: Any,
     from sac.outputs.images import write_labels_tif
     from sac.slides.segment import segment_slide
 
+    seg = slide_segmenter(seg)
     out_labels = outputs_for(settings, stem, slide=True).get("labels")  # --slide-labels
     if out_labels is not None:
         check_writable(out_labels, settings.overwrite)

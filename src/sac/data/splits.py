@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sac.core.errors import ConfigError, InputError
-from sac.core.images import to_rgb_uint8
+from sac.core.images import image_type
 from sac.data.base import SampleDataset
 
 TCGA_ORGANS: dict[str, str] = {
@@ -48,8 +48,6 @@ TCGA_ORGANS: dict[str, str] = {
     "RD": "stomach",
 }  # fmt: skip
 
-DARK_BACKGROUND = 100.0  # median gray level (0..255) below which the background counts as dark
-GRAY_COLOUR = 5.0  # mean channel spread (0..255) below which an image counts as gray
 SPLIT_FORMAT = "sac-split/1"
 #: Splits shipped with the package in ``sac/data/splits/<name>.json`` (see the README there).
 BUILTIN_SPLITS: tuple[str, ...] = ("monuseg", "dsb2018", "monuseg-organs")
@@ -139,13 +137,9 @@ def split_monuseg_organs(names: Iterable[str], organs: Iterable[str] = HELD_OUT_
 
 
 def dsb_image_type(image: np.ndarray) -> str:
-    """Classify one image as "fluorescence", "brightfield" or "histology" (module docstring)."""
-    rgb = to_rgb_uint8(image).astype(np.int16)
-    background = float(np.median(rgb.mean(axis=2)))
-    colour = float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
-    if background < DARK_BACKGROUND:
-        return "fluorescence"
-    return "brightfield" if colour < GRAY_COLOUR else "histology"
+    """Classify one image as "fluorescence", "brightfield" or "histology" (module docstring;
+    the rule is :func:`sac.core.images.image_type`, which ``--model auto`` uses too)."""
+    return image_type(image)
 
 
 def classify_dsb(dataset: SampleDataset) -> dict[str, str]:

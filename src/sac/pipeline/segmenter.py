@@ -411,11 +411,18 @@ class Segmenter:
 
 def load_segmenter(model: str | Path, device: str = "cpu", bf16: bool = False,
                    checkpoint: str | Path | None = None, fill: bool = True, **kwargs: Any
-                   ) -> Segmenter:
+                   ) -> Any:
     """Load a model folder or shipped model name and wrap it in a :class:`Segmenter`.
 
     ``fill=False`` switches off the completion from the semantic mask (for images unlike the
-    model's training data, where that mask may spread beyond the nuclei)."""
+    model's training data, where that mask may spread beyond the nuclei). ``model="auto"``
+    gives an :class:`~sac.pipeline.choose.AutoSegmenter`: per image, the shipped specialist
+    for its type, each loaded with these settings on first use."""
+    from sac.pipeline.choose import AUTO, AutoSegmenter
+
+    if str(model) == AUTO:
+        return AutoSegmenter(lambda name: load_segmenter(name, device, bf16, checkpoint, fill,
+                                                         **kwargs))
     sac_model = load_model(model, device, checkpoint)
     if not fill:
         kwargs["thresholds"] = sac_model.config.thresholds.without_fill()
