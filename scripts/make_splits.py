@@ -17,12 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 from sac import __version__
+from sac.core.images import DARK_BACKGROUND, GRAY_COLOUR
 from sac.data import DSB2018Dataset, MoNuSegDataset
 from sac.data.splits import (
-    DARK_BACKGROUND,
-    GRAY_COLOUR,
     HELD_OUT_ORGANS,
+    bbbc039_well,
+    bitdepth_tissue,
     classify_dsb,
+    group_split,
     monuseg_organ,
     split_dsb,
     split_monuseg,
@@ -95,6 +97,24 @@ def make_dsb(data: Path, overwrite: bool) -> None:
     _write(OUT / "dsb2018.json", train, val, meta, overwrite)
 
 
+def make_groups(data: Path, overwrite: bool) -> None:
+    """BBBC039 by plate well (~15 %), BitDepth_NucSeg by tissue (one of five)."""
+    from sac.data.folders import FolderDataset
+
+    for name, folder, group, fraction, what in (
+            ("bbbc039", "bbbc039", bbbc039_well, 0.15, "plate wells"),
+            ("bitdepth", "bitdepth_nucseg", bitdepth_tissue, 0.2, "tissues")):
+        ds = FolderDataset(data / folder)
+        groups = {n: group(n) for n in ds.names}
+        train, val = group_split(groups, fraction, SEED)
+        meta = {"dataset": folder, "source": f"{folder}/images (see its SOURCE.md)",
+                "method": f"sac.data.splits.group_split: whole {what} held out",
+                "seed": SEED, "fraction": fraction, "n_train": len(train), "n_val": len(val),
+                "held_out": sorted({groups[n] for n in val}),
+                "group_counts": _counts(groups, train, val), "sac_version": __version__}
+        _write(OUT / f"{name}.json", train, val, meta, overwrite)
+
+
 def _write(path: Path, train: list[str], val: list[str], meta: dict, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise SystemExit(f"{path} exists; pass --overwrite")
@@ -109,6 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     make_monuseg(args.data, args.overwrite)
     make_dsb(args.data, args.overwrite)
+    make_groups(args.data, args.overwrite)
 
 
 if __name__ == "__main__":

@@ -523,3 +523,33 @@ def test_planar_separate_rgb_tiff(tmp_path) -> None:
     tifffile.imwrite(tmp_path / "p.tif", np.moveaxis(rgb, -1, 0), photometric="rgb",
                      planarconfig="separate")
     assert np.array_equal(read_image(tmp_path / "p.tif"), rgb)
+
+
+def test_group_split_holds_out_whole_groups() -> None:
+    from sac.data.splits import bbbc039_well, bitdepth_tissue, group_split
+
+    assert bbbc039_well("IXMtest_A02_s1_w1051DAA7C") == "A02"
+    assert bitdepth_tissue("liver_40x_oil_3") == "liver"
+    groups = {f"g{g}_{i}": f"g{g}" for g in range(5) for i in range(g + 2)}
+    train, val = group_split(groups, 0.2, seed=0)
+    assert sorted(train + val) == sorted(groups) and not set(train) & set(val)
+    held = {groups[n] for n in val}
+    assert all(groups[n] not in held for n in train)  # no group on both sides
+    assert len(val) >= 0.2 * len(groups)
+    assert group_split(groups, 0.2, seed=0) == (train, val)  # deterministic
+
+
+@pytest.mark.parametrize("split, folder", [("bbbc039", "bbbc039"),
+                                           ("bitdepth", "bitdepth_nucseg")])
+def test_new_fluorescence_sets_read_with_their_builtin_splits(split: str, folder: str) -> None:
+    from sac.data.folders import FolderDataset
+    from sac.data.splits import load_builtin_split
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / folder
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent (a fresh clone has no shared data)")
+    ds = FolderDataset(root)
+    sp = load_builtin_split(split)
+    assert not ds.problems and set(sp.train) | set(sp.val) == set(ds.names)
+    s = ds[sp.val[0]]
+    assert s.image.shape[:2] == s.labels.shape and s.labels.max() > 0

@@ -50,7 +50,8 @@ TCGA_ORGANS: dict[str, str] = {
 
 SPLIT_FORMAT = "sac-split/1"
 #: Splits shipped with the package in ``sac/data/splits/<name>.json`` (see the README there).
-BUILTIN_SPLITS: tuple[str, ...] = ("monuseg", "dsb2018", "monuseg-organs")
+BUILTIN_SPLITS: tuple[str, ...] = ("monuseg", "dsb2018", "monuseg-organs", "bbbc039",
+                                   "bitdepth")
 #: Organs that ``monuseg-organs`` holds out entirely (2 + 2 + 1 + 1 of the 30 images).
 HELD_OUT_ORGANS: tuple[str, ...] = ("bladder", "colon", "liver", "stomach")
 
@@ -173,6 +174,34 @@ def split_dsb(
 ) -> tuple[list[str], list[str]]:
     """DSB split stratified by image type (``types`` from :func:`classify_dsb`)."""
     return stratified_split(types, fraction, seed)
+
+
+def bbbc039_well(name: str) -> str:
+    """The plate well of a BBBC039 image (``IXMtest_A02_s1_w1...`` -> ``A02``): sites of one
+    well are neighbours and must stay on one side of a split."""
+    parts = Path(name).name.split("_")
+    return parts[1] if len(parts) > 2 else "unknown"
+
+
+def bitdepth_tissue(name: str) -> str:
+    """The tissue of a BitDepth_NucSeg image (``liver_40x_oil_3`` -> ``liver``): the same
+    tissue is imaged at every magnification, so it must stay on one side of a split."""
+    return Path(name).name.split("_")[0]
+
+
+def group_split(groups: Mapping[str, str], fraction: float, seed: int = 0
+                ) -> tuple[list[str], list[str]]:
+    """Hold out whole groups (name -> group), the lowest-ranked first, until at least
+    ``fraction`` of the images validate; returns sorted (train, val)."""
+    names = _unique_sorted(groups)
+    want = max(1, _n_of(fraction, len(names)))
+    val: list[str] = []
+    for g in sorted(set(groups.values()), key=lambda g: _rank(f"group:{g}", seed)):
+        if len(val) >= want:
+            break
+        val += [n for n in names if groups[n] == g]
+    held = set(val)
+    return [n for n in names if n not in held], sorted(val)
 
 
 def write_split(
