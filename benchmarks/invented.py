@@ -25,6 +25,7 @@ Run: ``.venv/bin/python benchmarks/invented.py --dataset monuseg --model sac-lit
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -34,7 +35,19 @@ from scipy import ndimage as ndi
 from sac.metrics import aggregate, evaluate_pair
 from sac.pipeline.segmenter import load_segmenter
 from sac.pipeline.size import MIN_DIAMETER, MIN_OBJECTS, label_diameters, weighted_median
-from sac.training.negatives import KINDS, Palette, synthetic_negative
+
+try:
+    from sac.training.negatives import KINDS, Palette, synthetic_negative
+except ImportError:  # scoring an older checkout (PYTHONPATH=old/src): this checkout's images
+    import importlib.util
+    from pathlib import Path
+
+    _file = Path(__file__).resolve().parents[1] / "src" / "sac" / "training" / "negatives.py"
+    _spec = importlib.util.spec_from_file_location("sac_negatives", _file)
+    _neg = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+    sys.modules["sac_negatives"] = _neg  # dataclasses look their module up
+    _spec.loader.exec_module(_neg)  # type: ignore[union-attr]
+    KINDS, Palette, synthetic_negative = _neg.KINDS, _neg.Palette, _neg.synthetic_negative
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
 

@@ -249,10 +249,10 @@ def _plan(path: Path, stem: str, settings: SegmentSettings, seg: Any) -> _Slide:
 def _chunk(client: Any, chunk_fn: Callable[..., Any], settings: SegmentSettings,
            state: _Slide, tile: Any) -> Any:
     """Submit one chunk, or settle it here (resumed, or no tissue: an empty part)."""
-    from sac.slides.parts import part_path, write_part
+    from sac.slides.parts import has_part, write_part
 
     plan = state.plan
-    if part_path(plan.parts, tile).is_file() and state.labels is None:
+    if state.labels is None and has_part(plan.parts, tile):
         state.resumed += 1
         return None
     if not plan.has_tissue(tile):

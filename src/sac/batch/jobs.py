@@ -10,6 +10,7 @@ in one process, the single-process path and a job-array shard.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,29 @@ def outputs_for(settings: SegmentSettings, stem: str, slide: bool) -> dict[str, 
         kinds = ["labels", *[k for k in ("semantic", "overlay", "geojson", "rois", "csv")
                              if k in settings.save]]
     return output_paths(settings.output, stem, kinds)
+
+
+def outputs_over_inputs(files: list[Path], stems: dict[Path, str],
+                        settings: SegmentSettings) -> dict[Path, SACError]:
+    """Inputs some of whose outputs would be written over an input of the same run (``a.png``
+    beside an earlier ``a_labels.tif`` given as an input, with ``-o`` their folder): each
+    such input fails, whatever ``--overwrite`` says, so that no input is ever written."""
+    from sac.core.errors import InputError
+
+    def key(p: Path) -> str:
+        return os.path.normcase(os.path.realpath(p))
+
+    inputs = {key(p): p for p in files}
+    bad: dict[Path, SACError] = {}
+    for path in files:
+        for out in outputs_for(settings, stems[path], is_slide(path, settings)).values():
+            hit = inputs.get(key(out))
+            if hit is not None:
+                bad[path] = InputError(
+                    f"{path}: its output {out.name} would replace the input {hit} of this "
+                    "run; choose another output folder (-o) or leave that file out")
+                break
+    return bad
 
 
 def outputs_complete(path: Path, stem: str, settings: SegmentSettings) -> bool:

@@ -78,6 +78,11 @@ def run_local(files: list[Path], stems: dict[Path, str], settings: SegmentSettin
             for out in written:  # no partial set of outputs for a failed image
                 out.unlink(missing_ok=True)
             progress.failed(path, exc, settings.output)
+        except BaseException:  # Ctrl-C or SIGTERM: the image in progress leaves nothing
+            for out in written:
+                out.unlink(missing_ok=True)
+            progress.close()
+            raise
         else:
             progress.done(path, n, where, time.perf_counter() - t)
         progress.advance()

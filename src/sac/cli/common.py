@@ -9,7 +9,7 @@ from typing import NoReturn
 
 EPILOG = (
     "exit codes: 0 ok, 1 failure, 2 bad input, 3 weights missing/invalid, 4 bad option, "
-    "130 interrupted"
+    "130 interrupted, 143 terminated (SIGTERM)"
 )
 
 

@@ -146,7 +146,7 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Segment every input (this shard's, or on a Dask cluster); report failures at the end."""
-    from sac.batch.jobs import is_slide, named, outputs_complete
+    from sac.batch.jobs import is_slide, named, outputs_complete, outputs_over_inputs
     from sac.batch.run import run_local, shard_inputs
     from sac.batch.settings import load_for
     from sac.batch.shard import Shard
@@ -175,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"sac segment: error: {exc}", file=sys.stderr)
         return 2
     stems = output_stems(files)  # distinct output names before any work
+    in_the_way = outputs_over_inputs(files, stems, settings)  # never write an input
+    failures += [(str(p), exc) for p, exc in in_the_way.items()]
+    files = [p for p in files if p not in in_the_way]
     _note_slide_options(args, [p for p in files if not is_slide(p, settings)])
     if shard is not None and shard.count > 1 and any(is_slide(p, settings) for p in files):
         if args.slide_labels:
@@ -209,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = run_local(files, stems, settings, shard, quiet=args.quiet, seg=seg)
     failures += report.failures
-    print(f"segmented {report.done} of {len(files) + len(missing)} input(s), "
+    print(f"segmented {report.done} of {len(files) + len(missing) + len(in_the_way)} input(s), "
           f"{report.nuclei} nuclei, {report.seconds:.1f} s"
           + (f"; {skipped} skipped, outputs present" if skipped else ""), file=sys.stderr)
     if failures:

@@ -25,3 +25,11 @@ class ConfigError(SACError):
     """An option, backbone name or model configuration is invalid."""
 
     exit_code = 4
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (``timeout``, SLURM, ``kill``): raised like Ctrl-C's
+    KeyboardInterrupt, so the work in progress is cleaned up the same way; the CLI exits
+    with 143 (128 + 15)."""
+
+    exit_code = 143

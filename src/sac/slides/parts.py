@@ -12,6 +12,7 @@ exactly one of them through an exclusive lock file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from sac.outputs.geojson import nucleus_feature, write_feature_collection
 from sac.outputs.table import CSV_COLUMNS, write_csv
 from sac.slides.grid import SlideTile
 
+log = logging.getLogger("sac.slides")
 PARTS_SUFFIX = ".sac-parts"
 PARTS_FORMAT = 2
 LOCK = "assemble.lock"
@@ -38,7 +40,15 @@ def open_parts(parts: Path, manifest: dict[str, Any], overwrite: bool) -> Path:
     mpath = parts / "manifest.json"
     want = json.loads(json.dumps({"parts_format": PARTS_FORMAT, **manifest}))
     if mpath.is_file():
-        if json.loads(mpath.read_text()) == want:
+        try:
+            found = json.loads(mpath.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if not overwrite:
+                raise InputError(f"{mpath}: the resume folder's manifest is damaged ({exc}); "
+                                 f"delete the folder {parts} or pass --overwrite to start the "
+                                 "slide again") from exc
+            found = None
+        if found == want:
             return parts
         if not overwrite:
             raise InputError(f"{parts} holds a run of {Path(manifest['slide']).name} with "
@@ -62,14 +72,48 @@ def write_part(parts: Path, tile: SlideTile, nuclei: list[dict[str, Any]], statu
         tmp.write_text(json.dumps({"status": status, "nuclei": nuclei}))
 
 
+def read_part(path: Path) -> list[dict[str, Any]]:
+    """The nuclei of a part file; :class:`InputError` naming it when it is damaged
+    (truncated or not a part: an interrupted copy, a full disk, a hand edit)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: damaged slide part ({exc}); delete it and run again to "
+                         "recompute that chunk") from exc
+    nuclei = doc.get("nuclei") if isinstance(doc, dict) else None
+    if not isinstance(nuclei, list) or not all(
+            isinstance(n, dict) and isinstance(n.get("row"), dict) and "shape" in n
+            and "area_px" in n["row"] and "score" in n for n in nuclei):
+        raise InputError(f"{path}: damaged slide part (not the nuclei records SAC writes); "
+                         "delete it and run again to recompute that chunk")
+    return nuclei
+
+
+def has_part(parts: Path, tile: SlideTile) -> bool:
+    """Whether the chunk has a whole part; a damaged one is removed (with a warning) so that
+    the chunk is computed again."""
+    path = part_path(parts, tile)
+    if not path.is_file():
+        return False
+    try:
+        read_part(path)
+    except InputError as exc:
+        log.warning("%s", str(exc).replace("delete it and run again to recompute",
+                                           "removed; recomputing"))
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def missing_parts(parts: Path, tiles: list[SlideTile]) -> list[SlideTile]:
-    """The chunks without a part yet."""
-    return [t for t in tiles if not part_path(parts, t).is_file()]
+    """The chunks without a whole part yet (damaged parts are removed, see
+    :func:`has_part`)."""
+    return [t for t in tiles if not has_part(parts, t)]
 
 
 def _read_parts(tiles: list[SlideTile], parts: Path) -> Iterator[dict[str, Any]]:
     for tile in tiles:
-        yield from json.loads(part_path(parts, tile).read_text())["nuclei"]
+        yield from read_part(part_path(parts, tile))
 
 
 def assemble(tiles: list[SlideTile], parts: Path, outputs: dict[str, Path], stem: str,

@@ -40,9 +40,9 @@ from sac.slides.grid import check_region
 from sac.slides.parts import (
     PARTS_SUFFIX,
     assemble,
+    has_part,
     missing_parts,
     open_parts,
-    part_path,
     write_part,
 )
 
@@ -86,7 +86,7 @@ class SlidePlan:
 
     def needs_work(self, tile: SlideTile) -> bool:
         """Whether the chunk has no part yet and holds tissue (or there is no mask)."""
-        return not part_path(self.parts, tile).is_file() and self.has_tissue(tile)
+        return not has_part(self.parts, tile) and self.has_tissue(tile)
 
     def has_tissue(self, tile: SlideTile) -> bool:
         return self.mask is None or tile_has_tissue(self.mask[0], self.mask[1], *tile.bounds0)
@@ -260,7 +260,7 @@ def segment_slide(
     mine = tiles if select is None else [t for t in tiles if select(t)]
     with open_slide(plan.path) as slide:
         for tile in tqdm(mine, disable=not progress, unit="chunk", desc=plan.path.name):
-            if part_path(plan.parts, tile).is_file() and labels is None:
+            if labels is None and has_part(plan.parts, tile):
                 resumed += 1
                 status = "resumed"
             elif not plan.has_tissue(tile):
@@ -295,13 +295,23 @@ def merge_parts(parts: str | Path, overwrite: bool = False) -> tuple[int, dict[s
     if not mpath.is_file():
         raise InputError(f"{parts}: not a slide's parts folder (no manifest.json); pass the "
                          f"<stem>{PARTS_SUFFIX} folder that sac segment --shard left")
-    m = json.loads(mpath.read_text())
-    with open_slide(m["slide"]) as slide:
-        ds = float(slide.level_downsamples[m["level"]])
+    try:
+        m = json.loads(mpath.read_text())
+        where, level = str(m["slide"]), int(m["level"])
+        dims, chunk, overlap = tuple(int(v) for v in m["dimensions"]), int(m["chunk"]), \
+            int(m["overlap"])
+        region = tuple(int(v) for v in m["region"]) if m["region"] else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+            ValueError) as exc:
+        raise InputError(f"{mpath}: damaged manifest ({type(exc).__name__}: {exc}); run sac "
+                         "segment on the slide again with --overwrite to start it anew") from exc
+    with open_slide(where) as slide:
+        if not 0 <= level < len(slide.level_downsamples):
+            raise InputError(f"{mpath}: level {level} is not a level of {where}; run sac "
+                             "segment on the slide again with --overwrite")
+        ds = float(slide.level_downsamples[level])
         pixel_um = None if slide.mpp is None else slide.mpp * ds
-        region = tuple(m["region"]) if m["region"] else None
-        tiles = slide_tiles(tuple(m["dimensions"]), m["chunk"], m["overlap"], region,
-                            downsample=ds)
+        tiles = slide_tiles(dims, chunk, overlap, region, downsample=ds)
     stem = parts.name[: -len(PARTS_SUFFIX)] if parts.name.endswith(PARTS_SUFFIX) else parts.name
     outputs = output_paths(parts.parent, stem, ["geojson", "csv"])
     for p in outputs.values():
