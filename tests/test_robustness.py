@@ -154,3 +154,106 @@ def test_merge_slide_names_a_damaged_manifest(tmp_path, slide_model, capsys, man
     mpath.write_bytes(manifest)
     code, err = _run(["merge-slide", str(parts)], capsys)
     assert code == 2 and said in err and str(mpath) in err and "Traceback" not in err
+
+
+# --- silent garbage: extreme floats, damaged or absurd model files -------------------------
+
+
+def test_extreme_float_images_scale_like_their_ordinary_copy() -> None:
+    """float64 beyond float32's range (x 1e39), float32 spanning -3e38..3e38: min-max
+    scaling overflowed (0 nuclei, RuntimeWarnings); the same image x 1 gave 11 nuclei."""
+    from sac.core.images import to_rgb_float
+
+    a = np.random.default_rng(0).random((16, 16))
+    ref = to_rgb_float(a)
+    with np.errstate(all="raise"):
+        big = to_rgb_float(a * 1e39)
+        wide = to_rgb_float(((a * 2 - 1) * 3e38).astype(np.float32))
+    np.testing.assert_allclose(big, ref, atol=1e-6)
+    np.testing.assert_allclose(wide, ref, atol=1e-6)
+
+
+def _saved_tiny(tmp_path: Path, seed: int = 0, name: str = "m") -> Path:
+    torch.manual_seed(seed)
+    return save_model(create_model(tiny=True), tmp_path / name)
+
+
+def _without_digests(folder: Path) -> None:
+    doc = json.loads((folder / "config.json").read_text())
+    doc.pop("file_sha256")
+    (folder / "config.json").write_text(json.dumps(doc))
+
+
+def _rewrite(folder: Path, part: str, fn) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / f"{part}.safetensors"))
+    save_file({k: fn(v) for k, v in state.items()}, str(folder / f"{part}.safetensors"))
+
+
+@pytest.mark.parametrize("case, said", [
+    ("nan", "recorded in config.json"), ("nan unrecorded", "NaN or infinite"),
+    ("inf unrecorded", "NaN or infinite"), ("int16 unrecorded", "stored as torch.int16"),
+    ("other model's part", "recorded in config.json")])
+def test_damaged_model_parts_are_refused(tmp_path, capsys, case, said) -> None:
+    """All-NaN generator, all-Inf LoRA, a part stored as int16, another model's part: all
+    loaded and gave 0-1 nuclei, saying nothing."""
+    folder = _saved_tiny(tmp_path)
+    if "unrecorded" in case:  # a model saved before the digests were recorded
+        _without_digests(folder)
+    if case.startswith("nan"):
+        _rewrite(folder, "generator", lambda v: torch.full_like(v, float("nan")))
+    elif case.startswith("inf"):
+        _rewrite(folder, "lora", lambda v: torch.full_like(v, float("inf")))
+    elif case.startswith("int16"):
+        _rewrite(folder, "mask_decoder", lambda v: v.to(torch.int16))
+    else:
+        other = _saved_tiny(tmp_path, seed=1, name="other")
+        (folder / "generator.safetensors").write_bytes(
+            (other / "generator.safetensors").read_bytes())
+    image = tmp_path / "x.png"
+    iio.imwrite(image, disk_image((64, 64), [(30, 30, 8)])[0])
+    code, err = _run(["segment", str(image), "-o", str(tmp_path / "o"), "--model",
+                      str(folder)], capsys)
+    assert code == 3 and said in err and "Traceback" not in err, err
+
+
+HUGE_INT = "1" * 5001
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+@pytest.mark.parametrize("edit, said", [
+    ({"size_head": {"factors": [-4, 0]}}, "size_head.factors"),
+    ({"size_head": {"factors": "abc"}}, "size_head.factors"),
+    ({"nucleus_diameter": 1e-300}, "nucleus_diameter"),
+    ({"nucleus_diameter": 1e300}, "nucleus_diameter"),
+    ({"nucleus_diameter": 10.0, "nucleus_diameter_range": [1e-300, 1e300]},
+     "nucleus_diameter_range"),
+    ({"backbone_overrides": {"encoder": {"img_size": "x"}}}, "img_size"),
+    ({"backbone_overrides": {"encoder": {"img_size": -256}}}, "img_size"),
+    ({"lora_blocks": [999]}, "lora_blocks"),
+    ("huge", "config.json"), ("deep", "config.json"),
+], ids=lambda v: str(v)[:40])
+def test_absurd_config_values_are_refused_by_name(tmp_path, capsys, edit, said) -> None:
+    """Values that passed the checks but were absurd (8 nuclei instead of 17), and configs
+    that raised ValueError, RecursionError or TypeError tracebacks."""
+    folder = _saved_tiny(tmp_path)
+    path = folder / "config.json"
+    doc = json.loads(path.read_text())
+    if edit == "huge":
+        text = json.dumps(doc).replace('"lora_rank": 4', f'"lora_rank": {HUGE_INT}')
+    elif edit == "deep":
+        text = json.dumps(doc).replace('"training": {}', f'"training": {{"x": {DEEP}}}')
+    else:
+        if "backbone_overrides" in edit:
+            over = doc["backbone_overrides"]
+            over["encoder"].update(edit["backbone_overrides"]["encoder"])
+            edit = {"backbone_overrides": over}
+        doc.update(edit)
+        text = json.dumps(doc)
+    path.write_text(text)
+    image = tmp_path / "x.png"
+    iio.imwrite(image, disk_image((64, 64), [(30, 30, 8)])[0])
+    code, err = _run(["segment", str(image), "-o", str(tmp_path / "o"), "--model",
+                      str(folder)], capsys)
+    assert code == 4 and said in err and "Traceback" not in err and "a bug" not in err, err

@@ -63,9 +63,13 @@ def to_rgb_float(image: np.ndarray, source: str = "image") -> np.ndarray:
         image = image[..., :1]
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
-    out = image.astype(np.float32)
-    lo, hi = float(out.min()), float(out.max())
-    out = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
+    # float64 for the scaling: float32 overflows on data near its range (x 1e38, or spanning
+    # -3e38..3e38, where hi - lo is infinite) and float64 data may lie beyond it altogether
+    wide = image.astype(np.float64) if image.dtype.itemsize >= 4 else image.astype(np.float32)
+    lo, hi = float(wide.min()), float(wide.max())
+    if not hi > lo:
+        return np.zeros(image.shape, np.float32)
+    out = ((wide - lo) / (hi - lo)).astype(np.float32)
     return np.ascontiguousarray(out)
 
 

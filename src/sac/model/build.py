@@ -32,12 +32,32 @@ def spec_for(config: SACConfig) -> BackboneSpec:
     if unknown:
         raise ConfigError(f"backbone_overrides: unknown section(s) {unknown}")
 
-    def fix(values: dict[str, Any]) -> dict[str, Any]:
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    def fix(section: str, default: Any) -> dict[str, Any]:
+        """The section's overrides, each of its field's type; sizes and counts positive."""
+        values = over.get(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"backbone_overrides.{section}: expected an object")
+        out = {}
+        for k, v in values.items():
+            if not hasattr(default, k):
+                raise ConfigError(f"backbone_overrides.{section}: unknown key {k!r}")
+            want = getattr(default, k)
+            v = tuple(v) if isinstance(v, list) else v
+            items = v if isinstance(v, tuple) else (v,)
+            kinds = want if isinstance(want, tuple) else (want,)
+            numeric = all(isinstance(x, int | float) and not isinstance(x, bool)
+                          for x in kinds)
+            if isinstance(want, tuple) != isinstance(v, tuple) or (numeric and not all(
+                    isinstance(x, int | float) and not isinstance(x, bool) and x > 0
+                    for x in items)) or (not numeric and type(v) is not type(want)):
+                raise ConfigError(f"backbone_overrides.{section}.{k}: {v!r} is not a valid "
+                                  f"value (like {want!r}: positive numbers)")
+            out[k] = v
+        return out
 
     try:
-        enc = dataclasses.replace(spec.encoder, **fix(over.get("encoder", {})))
-        dec = dataclasses.replace(spec.decoder, **fix(over.get("decoder", {})))
+        enc = dataclasses.replace(spec.encoder, **fix("encoder", spec.encoder))
+        dec = dataclasses.replace(spec.decoder, **fix("decoder", spec.decoder))
     except TypeError as exc:
         raise ConfigError(f"backbone_overrides: {exc}") from None
     return dataclasses.replace(spec, encoder=enc, decoder=dec)
@@ -112,8 +132,11 @@ def build_model(config: SACConfig, base_state: dict[str, torch.Tensor] | None,
     for p in sam.parameters():
         p.requires_grad_(False)
     if config.lora_rank > 0:
-        apply_lora(sam.image_encoder,
-                   LoRAConfig(config.lora_rank, config.lora_alpha, config.lora_blocks))
+        try:
+            apply_lora(sam.image_encoder,
+                       LoRAConfig(config.lora_rank, config.lora_alpha, config.lora_blocks))
+        except ValueError as exc:  # e.g. lora_blocks beyond the encoder's blocks
+            raise ConfigError(f"lora_blocks {list(config.lora_blocks or ())}: {exc}") from None
     generator = PromptGenerator(GeneratorConfig(widths=config.generator_widths,
                                                 hv=config.centre_target == "hv"))
     return SACModel(config, sam, generator, spec)

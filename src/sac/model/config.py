@@ -23,9 +23,11 @@ from sac.core.errors import ConfigError
 FORMAT = "sac-model"
 # keys config.json may leave out, and what leaving them out means: no recorded nucleus size
 # (no automatic scale), no training record, no version note, the backbone as registered
+#: nucleus sizes (px at the model's input) a config may record
+NUCLEUS_PX = (0.5, 10000.0)
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
                            "sac_version", "backbone_overrides", "centre_target",
-                           "size_head", "mask_logit", "min_fg"})
+                           "size_head", "mask_logit", "min_fg", "file_sha256"})
 FORMAT_VERSION = 1
 MASK_LOGIT_LIMIT = 8.0  # |mask_logit| beyond this keeps (or drops) nearly every pixel
 
@@ -161,6 +163,9 @@ class SACConfig:
     dtype: str = "float32"  # storage dtype of the trained tensors
     parts: tuple[str, ...] = ("lora", "mask_decoder", "generator")  # safetensors files
     training: dict[str, Any] = field(default_factory=dict)  # data summary, command, metrics
+    # sha256 of each stored file (parts, size head) when saved; checked at load (models saved
+    # before it was recorded have none and load unchecked)
+    file_sha256: dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     sac_version: str = ""
@@ -181,15 +186,23 @@ class SACConfig:
         if self.lora_blocks is not None:
             for block in self.lora_blocks:
                 number("lora_blocks", block, 0, 1000, integer=True)
+        lo, hi = NUCLEUS_PX
         if self.nucleus_diameter is not None and not (
-                math.isfinite(self.nucleus_diameter) and self.nucleus_diameter > 0):
-            raise ConfigError(f"nucleus_diameter must be a positive number of pixels; got "
-                              f"{self.nucleus_diameter}")
+                math.isfinite(self.nucleus_diameter) and lo <= self.nucleus_diameter <= hi):
+            raise ConfigError(f"nucleus_diameter must be a nucleus size in pixels, {lo}-{hi}; "
+                              f"got {self.nucleus_diameter}")
         rng = self.nucleus_diameter_range
         if rng is not None and not (len(rng) == 2 and all(math.isfinite(v) for v in rng)
-                                    and 0 < rng[0] <= rng[1]):
-            raise ConfigError(f"nucleus_diameter_range must be [low, high] with 0 < low <= "
-                              f"high; got {list(rng)}")
+                                    and lo <= rng[0] <= rng[1] <= hi):
+            raise ConfigError(f"nucleus_diameter_range must be [low, high] with {lo} <= low "
+                              f"<= high <= {hi} pixels; got {list(rng)}")
+        if self.size_head is not None:
+            factors = self.size_head.get("factors")
+            if not (isinstance(factors, list) and factors and all(
+                    isinstance(f, int | float) and not isinstance(f, bool)
+                    and math.isfinite(f) and 0.01 <= f <= 100 for f in factors)):
+                raise ConfigError(f"size_head.factors must list the resampling factors the "
+                                  f"head was fitted at (numbers in 0.01-100); got {factors!r}")
         number("decode_window", self.decode_window, 4, 64, integer=True)
         bad = sorted(set(self.parts) - set(PARTS))
         if bad:

@@ -94,4 +94,9 @@ def read_size_head(path: Path, dim: int) -> SizeHead:
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"could not read {path}: {exc}; the file is corrupt or truncated"
                            ) from None
+    import torch
+
+    if not all(bool(torch.isfinite(v).all()) for v in state.values()):
+        raise WeightsError(f"{path}: NaN or infinite values; the file is damaged; restore the "
+                           "model folder")
     return SizeHead.from_state(state, dim, str(path))

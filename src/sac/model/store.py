@@ -140,6 +140,9 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
             save_file(model.size_head.state(), str(tmp / SIZE_HEAD_FILE), metadata=meta)
         elif config.size_head is not None:
             raise ConfigError("the config records a size head but the model has none")
+        stored = [f"{part}.safetensors" for part in config.parts] + (
+            [SIZE_HEAD_FILE] if config.size_head is not None else [])
+        config = replace(config, file_sha256={f: sha256_of(tmp / f) for f in stored})
         if config.base.source == "included":
             base = {k: v.detach().contiguous().cpu() for k, v in model.base_state().items()}
             save_file(base, str(tmp / BASE_FILE), metadata={"format": "sac-base"})
@@ -202,6 +205,9 @@ def read_config(folder: Path) -> SACConfig:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting 200,000 deep
+        raise ConfigError(f"{path} is not a SAC config ({type(exc).__name__}: "
+                          f"{str(exc)[:120]}); restore the model folder") from None
     return SACConfig.from_dict(data, str(path))
 
 
@@ -244,6 +250,7 @@ def load_model(model: str | Path, device: str | torch.device = "cpu",
     folder = resolve_model(model)
     config = read_config(folder)
     spec_for(config)  # checks the backbone name and overrides before reading any weights
+    _check_files(config, folder)
     state, base_path = _base_state(config, folder, checkpoint)
     sac = build_model(config, state, str(base_path))
     for part in config.parts:
@@ -280,6 +287,20 @@ def load_for_training(model: str | Path, parts: tuple[str, ...] = (),
     return sac.train()
 
 
+def _check_files(config: SACConfig, folder: Path) -> None:
+    """Each stored file's sha256 against the one recorded at saving (a part replaced by
+    another model's, or edited, is refused)."""
+    for name, want in config.file_sha256.items():
+        path = folder / name
+        if not path.is_file():
+            raise WeightsError(f"{folder}: {name} is missing (config.json records it)")
+        got = sha256_of(path)
+        if got != want:
+            raise WeightsError(f"{path} has sha256 {got}, not the {want} recorded in "
+                               "config.json when the model was saved: it was changed or "
+                               "replaced; restore the model folder")
+
+
 def _load_part(model: SACModel, part: str, path: Path) -> None:
     """Load one part file strictly, naming missing, unexpected and wrong-shape tensors."""
     from safetensors import SafetensorError
@@ -300,6 +321,16 @@ def _load_part(model: SACModel, part: str, path: Path) -> None:
         raise WeightsError(
             f"{path} does not match the architecture in config.json: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shape {shapes[:5]}")
+    want = DTYPES[model.config.dtype]
+    wrong = sorted(k for k, v in state.items() if v.dtype != want)
+    if wrong:
+        raise WeightsError(f"{path}: tensors stored as {state[wrong[0]].dtype}, not the "
+                           f"{model.config.dtype} config.json records (first: {wrong[0]}); "
+                           "the file was not written by sac for this model")
+    bad = sorted(k for k, v in state.items() if not bool(torch.isfinite(v).all()))
+    if bad:
+        raise WeightsError(f"{path}: NaN or infinite values in {bad[:3]}; the file is damaged "
+                           "(or the training diverged); restore the model folder")
     with torch.no_grad():
         for key, target in own.items():
             target.copy_(state[key].to(target.dtype))

@@ -142,6 +142,10 @@ def write_size_head(folder: Path, head: SizeHead, record: dict[str, Any]) -> Non
     path = folder / CONFIG_FILE
     doc = json.loads(path.read_text())
     doc["size_head"] = record
+    if "file_sha256" in doc:  # the new file's digest, as save_model records it
+        from sac.sam.weights import sha256_of
+
+        doc["file_sha256"][SIZE_HEAD_FILE] = sha256_of(folder / SIZE_HEAD_FILE)
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
     load_model(folder)
