@@ -257,3 +257,70 @@ def test_absurd_config_values_are_refused_by_name(tmp_path, capsys, edit, said) 
     code, err = _run(["segment", str(image), "-o", str(tmp_path / "o"), "--model",
                       str(folder)], capsys)
     assert code == 4 and said in err and "Traceback" not in err and "a bug" not in err, err
+
+
+class _Payload:
+    """A pickle that would run a command when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_pickle_with_code_is_named_as_such_and_never_run(tmp_path, protocol) -> None:
+    """A checkpoint whose payload calls ``os.system`` got the generic "corrupt or
+    truncated" message: torch's wording was not matched."""
+    import pickle
+
+    from sac.core.errors import WeightsError
+    from sac.sam.weights import read_state_dict
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as f:
+        pickle.dump({"w": _Payload(marker)}, f, protocol=protocol)
+    with pytest.raises(WeightsError, match="holds pickled Python objects"):
+        read_state_dict(path)
+    assert not marker.exists()
+
+
+def test_image_files_read_as_a_user_sees_them(tmp_path) -> None:
+    """EXIF Orientation=6 (labels came out in the stored grid), a z-stack of 150 pages of
+    128 x 128 read as channels-last with --channel 3, --channel 0 refused on a gray image,
+    an unreadable file called corrupt, a large valid PNG called corrupt by Pillow's check."""
+    from PIL import Image
+
+    from sac.core import checks
+    from sac.core.errors import InputError
+    from sac.data.images import read_image
+
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:5, :10] = 255
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    shown = read_image(tmp_path / "r.jpg")
+    assert shown.shape == (40, 20, 3) and shown[:10, -5:].mean() > 200  # top right, upright
+    stack = np.arange(150 * 128 * 128, dtype=np.uint16).reshape(150, 128, 128)
+    tifffile.imwrite(tmp_path / "z.tif", stack)
+    page = read_image(tmp_path / "z.tif", channel=3)
+    assert page.shape == (128, 128) and np.array_equal(page, stack[3])
+    gray = tmp_path / "g.png"
+    iio.imwrite(gray, a[..., 0])
+    assert read_image(gray, channel=0).shape == (20, 40)
+    with pytest.raises(InputError, match="one channel"):
+        read_image(gray, channel=1)
+    big = tmp_path / "big.png"
+    Image.new("L", (15000, 13000)).save(big)  # 195 MP: over Pillow's 179 MP, under SAC's 400
+    assert read_image(big).shape == (13000, 15000)
+    old = checks.MAX_PIXELS
+    checks.MAX_PIXELS = 100_000_000
+    try:
+        with pytest.raises(InputError, match="megapixels"):
+            read_image(big)
+    finally:
+        checks.MAX_PIXELS = old

@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     files, missing, ignored = expand_inputs(args.inputs)
     failures: list[tuple[str, SACError]] = [
-        (m, InputError(f"{m}: no such file, or no image files in that folder/pattern"))
-        for m in missing]
+        (m, InputError(f"{m}: no such file, or no image files in that folder/pattern"
+                       if "(cannot list" not in m else m)) for m in missing]
     if ignored and not args.quiet:
         print(f"left out {ignored} file(s) named like SAC outputs (*_labels.tif, "
               "*_semantic.png, *_overlay.png) in the input folder(s); name them to segment "

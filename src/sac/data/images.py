@@ -1,6 +1,7 @@
 """Reading one image or label file, and normalising images to RGB uint8.
 
-Files: PNG and JPEG are read with imageio's Pillow plugin (what scikit-image uses), TIFF
+Files: PNG and JPEG are read with imageio's Pillow plugin (what scikit-image uses; turned upright
+by their EXIF orientation, as every viewer shows them), TIFF
 (``.tif``/``.tiff``) with tifffile.
 Every failure becomes an :class:`~sac.core.errors.InputError` that names the file, says what is
 wrong and what to do: missing file, 0-byte file, unsupported extension, undecodable (corrupt) file,
@@ -71,9 +72,13 @@ def _squeeze_leading(arr: np.ndarray) -> np.ndarray:
 def _pick_channel(arr: np.ndarray, channel: int, path: Path) -> np.ndarray:
     """One page of a stack (first axis) or one channel of a channels-last image."""
     if arr.ndim == 2:
-        raise InputError(f"{path}: --channel {channel} given, but the image has one channel")
+        if channel == 0:  # its only channel: a folder mixing gray and multi-channel files
+            return arr
+        raise InputError(f"{path}: --channel {channel} given, but the image has one channel "
+                         "(0)")
     # (H, W, C) when the last axis is the short one, else pages first: (P, H, W[, C])
-    channels_last = arr.ndim == 3 and arr.shape[2] < arr.shape[0]
+    # a z-stack of 150 pages of 128 x 128 is pages first: the last axis must be the shortest
+    channels_last = arr.ndim == 3 and arr.shape[2] < min(arr.shape[0], arr.shape[1])
     n = arr.shape[2] if channels_last else arr.shape[0]
     if not 0 <= channel < n:
         raise InputError(f"{path}: --channel {channel} is out of range; the image has {n} "
@@ -95,24 +100,40 @@ def _tiff_pages(tif: object) -> np.ndarray:
 
 def _read_pillow(path: Path) -> np.ndarray:
     """PNG/JPEG pixels, up to :data:`sac.core.checks.MAX_PIXELS` (Pillow's own "decompression
-    bomb" limit, about 179 megapixels, would refuse a valid 20000 x 20000 image)."""
+    bomb" limit, about 179 megapixels, would refuse a valid 20000 x 20000 image), turned
+    upright by their EXIF orientation."""
     import imageio.v3 as iio
     from PIL import Image
 
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # SAC's own limit below (Pillow's fires on opening)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+        check_pixels(path, h, w)
+        # EXIF orientation applied (as Pillow's exif_transpose): labels in the grid every
+        # viewer shows, not the stored one
+        return np.asarray(iio.imread(path, plugin="pillow", rotate=True))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_pixels(path: Path, h: int, w: int) -> None:
+    """Refuse an image over :data:`sac.core.checks.MAX_PIXELS` from its declared size,
+    before decoding it."""
     from sac.core import checks
 
-    with Image.open(path) as im:
-        w, h = im.size
-    if w * h > checks.MAX_PIXELS:
+    if h * w > checks.MAX_PIXELS:
         raise InputError(f"{path}: the image is {w} x {h} = {w * h / 1e6:,.0f} megapixels, "
                          f"more than the {checks.MAX_PIXELS / 1e6:,.0f} SAC reads into memory; "
                          "save it as a tiled pyramidal TIFF and segment it with --wsi")
-    limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # checked above
-    try:
-        return np.asarray(iio.imread(path, plugin="pillow"))
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _max_pixels() -> int:
+    from sac.core import checks
+
+    return int(checks.MAX_PIXELS)
 
 
 def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
@@ -143,6 +164,12 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
+                shape = tif.series[0].shape
+                page = tif.pages.first
+                check_pixels(path, int(page.imagelength), int(page.imagewidth))
+                if int(np.prod(shape, dtype=np.float64)) > 4 * _max_pixels():
+                    raise InputError(f"{path}: the file holds {shape} values, more than SAC "
+                                     "reads into memory; pick a plane with another tool")
                 arr = _tiff_pages(tif)
                 page = tif.pages.first
                 planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
@@ -153,6 +180,9 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
             arr = _read_pillow(path)
     except InputError:
         raise
+    except PermissionError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror}); check its "
+                         "permissions") from exc
     except Exception as exc:  # decoders raise many different types for corrupt data
         raise InputError(
             f"{path}: cannot decode the file as {suffix.lstrip('.').upper()} "

@@ -23,8 +23,12 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str], int]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
+            try:
+                found = sorted(p for p in path.iterdir()
+                               if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
+            except OSError as exc:  # unreadable folder: reported as missing, with why
+                missing.append(f"{item} (cannot list the folder: {exc.strerror or exc})")
+                continue
             ours = [p for p in found if p.name.lower().endswith(IMAGE_OUTPUT_ENDINGS)]
             ignored += len(ours)
             found = [p for p in found if p not in ours]

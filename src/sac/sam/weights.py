@@ -99,7 +99,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/safetensors raise many types for damaged files
         text = str(exc)
-        if "Unsupported global" in text:  # torch's safe loader met pickled objects
+        low = text.lower()
+        # torch's safe loader met pickled objects: "Unsupported global: GLOBAL posix.system",
+        # or an opcode it does not take (a plain pickle of protocol 4 or 5)
+        if "unsupported global" in low or (
+                "weightsunpickler error" in low and "unsupported operand" in low):
             raise WeightsError(
                 f"checkpoint {path} holds pickled Python objects besides tensors, which SAC "
                 "never unpickles (they can run arbitrary code); convert it to safetensors or "
