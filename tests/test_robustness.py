@@ -324,3 +324,75 @@ def test_image_files_read_as_a_user_sees_them(tmp_path) -> None:
             read_image(big)
     finally:
         checks.MAX_PIXELS = old
+
+
+# --- training and tuning on empty labels, damaged run folders ------------------------------
+
+
+def _train(data: Path, run: Path, capsys, *extra: str) -> tuple[int, str]:
+    return _run(["train", "--data", str(data), "--format", "folder", "-o", str(run), "--tiny",
+                 "--epochs", "1", "--steps-per-epoch", "2", "--quiet", "--no-tune",
+                 "--no-size-head", *extra], capsys)
+
+
+def test_labels_without_nuclei_are_refused(tmp_path, capsys) -> None:
+    """``sac train`` on all-zero labels reported "pixel_dice 1.000, aji 1.000 (best,
+    saved)"; ``sac tune`` reported F1 1.000 and saved; a prompts CSV holding only its header
+    changed the result (8 nuclei became 14)."""
+    from synthetic import write_disk_folder
+
+    data = write_disk_folder(tmp_path / "d", n=3, size=96)
+    for f in (data / "labels").iterdir():
+        tifffile.imwrite(f.with_suffix(".tif"), np.zeros((96, 96), np.uint16))
+        if f.suffix != ".tif":
+            f.unlink()
+    code, err = _train(data, tmp_path / "r", capsys)
+    assert code == 2 and "hold no nucleus" in err and not (tmp_path / "r" / "model").exists()
+
+
+def test_a_header_only_prompts_file_is_no_prompts(tmp_path, model_dir, capsys) -> None:
+    image = tmp_path / "x.png"
+    iio.imwrite(image, disk_image((64, 72), [(30, 30, 8), (40, 55, 7)])[0])
+    (tmp_path / "p.csv").write_text("x,y,label\n")
+    outs = []
+    for extra in ([], ["--prompts", str(tmp_path / "p.csv")]):
+        out = tmp_path / f"o{len(extra)}"
+        assert _run(["segment", str(image), "-o", str(out), "--model", str(model_dir),
+                     *extra], capsys)[0] == 0
+        outs.append(tifffile.imread(out / "x_labels.tif"))
+    assert np.array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("damage, code, said", [
+    ("pickle", 3, "pickled Python objects"), ("random", 2, "corrupt or truncated"),
+    ("empty", 2, "empty (0 bytes)"), ("structure", 2, "does not hold a SAC training state"),
+    ("config", 2, "train_config.json is damaged"), ("settings", 4, "train.lr")])
+def test_resume_names_a_damaged_run(tmp_path, capsys, damage, code, said) -> None:
+    """A pickled ``state.pt`` relayed torch's advice to set weights_only=False (exit 2, not
+    3); random bytes the same; 0 bytes an empty reason; a wrong structure and a truncated
+    ``train_config.json`` tracebacks; "settings differ" did not say which."""
+    import pickle
+
+    from synthetic import write_disk_folder
+
+    data = write_disk_folder(tmp_path / "d", n=3, size=96)
+    run = tmp_path / "r"
+    assert _train(data, run, capsys)[0] == 0
+    state = run / "last" / "state.pt"
+    extra: list[str] = []
+    if damage == "pickle":
+        with state.open("wb") as f:
+            pickle.dump({"w": _Payload(tmp_path / "ran")}, f, protocol=2)
+    elif damage == "random":
+        state.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif damage == "empty":
+        state.write_bytes(b"")
+    elif damage == "structure":
+        torch.save({"step": 3}, state)
+    elif damage == "config":
+        (run / "train_config.json").write_text('{"train": {"ep')
+    else:
+        extra = ["--lr", "1e-3"]
+    got, err = _train(data, run, capsys, "--resume", *extra)
+    assert got == code and said in err and "Traceback" not in err, err
+    assert "weights_only=False" not in err and not (tmp_path / "ran").exists()

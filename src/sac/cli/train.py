@@ -222,7 +222,7 @@ def _train(args: argparse.Namespace) -> int:
     from sac.training.distributed import init_distributed, local_device
     from sac.training.generator_stage import GeneratorStageConfig
     from sac.training.negatives import NegativeConfig
-    from sac.training.sampler import load_images
+    from sac.training.sampler import load_images, require_nuclei
     from sac.training.step import StepConfig
     from sac.training.trainer import TrainConfig, Trainer
 
@@ -274,6 +274,8 @@ def _train(args: argparse.Namespace) -> int:
     if not train:
         raise InputError(f"the training set is empty: no usable image/label pairs in "
                          f"{args.data} ({len(problems)} problem(s) listed above)")
+    require_nuclei(train, "training")
+    require_nuclei(val, "validation")
     torch.manual_seed(args.seed)
     pixel = None if args.pixel_size is None else args.pixel_size / scale
     if pixel is None and init is not None and scale == init.input_scale:

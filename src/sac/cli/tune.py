@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the validation images, tune, save."""
     from sac.model import read_config, resolve_model
     from sac.model.store import is_shipped
-    from sac.training.sampler import load_images
+    from sac.training.sampler import load_images, require_nuclei
     from sac.training.tune import DEFAULT_SETTINGS, at_own_size, describe, tune_model_folder
 
     folder = resolve_model(args.model)
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"sac tune: skipped {msg}", file=sys.stderr)
     if not images:
         raise InputError("no usable validation images to tune on")
+    require_nuclei(images, "validation")
     if args.no_mask and args.settings:
         raise ConfigError("--no-mask tunes no whole-pipeline settings; drop it or --settings")
     settings = () if args.no_mask else tuple(args.settings or DEFAULT_SETTINGS)

@@ -105,10 +105,15 @@ def apply_expert(det: np.ndarray, expert: ExpertPrompts, radius: float | None = 
 
 def expert_for(prompts: Path | None, stem: str) -> ExpertPrompts | None:
     """The clicks for the input whose outputs are named ``stem``: from ``prompts``, one CSV
-    file, or ``<stem>.csv`` in a folder of them (None when that file is not there)."""
+    file, or ``<stem>.csv`` in a folder of them (None when that file is not there or holds
+    no click)."""
     if prompts is None:
         return None
     if prompts.is_dir():
         csv_file = prompts / f"{stem}.csv"
-        return read_expert_csv(csv_file) if csv_file.is_file() else None
-    return read_expert_csv(prompts)
+        if not csv_file.is_file():
+            return None
+        prompts = csv_file
+    clicks = read_expert_csv(prompts)
+    # a header without clicks is no clicks: the image is segmented as without --prompts
+    return clicks if len(clicks.points) else None

@@ -99,11 +99,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/safetensors raise many types for damaged files
         text = str(exc)
-        low = text.lower()
-        # torch's safe loader met pickled objects: "Unsupported global: GLOBAL posix.system",
-        # or an opcode it does not take (a plain pickle of protocol 4 or 5)
-        if "unsupported global" in low or (
-                "weightsunpickler error" in low and "unsupported operand" in low):
+        if holds_pickle(path, exc):
             raise WeightsError(
                 f"checkpoint {path} holds pickled Python objects besides tensors, which SAC "
                 "never unpickles (they can run arbitrary code); convert it to safetensors or "
@@ -122,6 +118,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"checkpoint {path} is not a dictionary of tensors")
     return state
+
+
+def holds_pickle(path: Path, exc: BaseException) -> bool:
+    """Whether torch's safe loader failed on ``path`` because it holds pickled objects
+    ("Unsupported global: GLOBAL posix.system"), or an opcode it does not take in what is
+    a plain pickle (protocol 2-5 header), rather than on damaged bytes."""
+    low = str(exc).lower()
+    if "unsupported global" in low:
+        return True
+    if "unsupported operand" not in low:
+        return False
+    try:
+        with Path(path).open("rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def load_state_dict_checked(

@@ -87,6 +87,15 @@ def load_images(dataset: SampleDataset, names: list[str] | None, scale: float,
     return out, problems
 
 
+def require_nuclei(images: list[TrainImage], what: str) -> None:
+    """Refuse labels without a single nucleus: training would learn that there are none,
+    and every score on them is a vacuous 1.0 (both empty)."""
+    if images and not any(im.labels.any() for im in images):
+        raise InputError(f"the {what} labels hold no nucleus: all {len(images)} label images "
+                         "are empty (0 everywhere), so there is nothing to learn or score; "
+                         "check the labels folder (wrong files, or masks that are all 0)")
+
+
 class CropSampler:
     """Draws augmented ``size`` x ``size`` crops, images chosen in proportion to their area.
 

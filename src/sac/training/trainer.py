@@ -36,6 +36,7 @@ from sac.training.augment import AugmentConfig
 from sac.training.distributed import barrier, broadcast_from_main, wrap
 from sac.training.generator_stage import GeneratorStageConfig, train_generator, warmup_cosine
 from sac.training.negatives import NegativeConfig
+from sac.training.resume import damaged_advice, read_state, setting_changes
 from sac.training.sampler import CropSampler, TrainImage, first_per_source
 from sac.training.step import StepConfig
 from sac.training.sync import Sync
@@ -198,10 +199,16 @@ class Trainer:
             torch.save(state, tmp)
 
     def _load_state(self) -> None:
+        state = read_state(self.state_path)
         try:
-            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(f"cannot resume from {self.state_path}: {exc}") from None
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise InputError(f"cannot resume from {self.state_path}: it does not hold a SAC "
+                             f"training state ({type(exc).__name__}: {str(exc)[:100]})"
+                             f"{damaged_advice(self.state_path)}") from None
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Put a checkpoint's weights, optimiser, schedule and counters in place."""
         with torch.no_grad():
             for part, tensors in state["parts"].items():
                 own = self.model.part_state(part)
@@ -239,9 +246,17 @@ class Trainer:
         if resume:
             if not self.state_path.is_file():
                 raise InputError(f"nothing to resume: {self.state_path} does not exist")
-            if cfg_path.is_file() and json.loads(cfg_path.read_text()) != json.loads(text):
-                raise ConfigError(f"--resume needs the same settings as the interrupted run; "
-                                  f"they differ from {cfg_path}")
+            if cfg_path.is_file():
+                try:
+                    before = json.loads(cfg_path.read_text())
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                    raise InputError(f"cannot resume: {cfg_path} is damaged ({exc}); start "
+                                     "the run again with --overwrite") from None
+                changed = setting_changes(before, json.loads(text))
+                if changed:
+                    raise ConfigError(f"--resume needs the same settings as the interrupted "
+                                      f"run; these differ from {cfg_path}: "
+                                      f"{', '.join(changed[:6])}")
             self._load_state()
             return
         if self.out.exists() and any(self.out.iterdir()) and not overwrite:
