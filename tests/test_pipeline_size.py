@@ -14,7 +14,7 @@ from sac.core.images import as_model_rgb
 from sac.core.resample import resample_image, resample_labels
 from sac.model import PromptConfig, SACConfig, create_model, load_model, save_model
 from sac.model.size_head import SizeHead
-from sac.pipeline import segmenter as segmenter_module
+from sac.pipeline import scale as scale_module
 from sac.pipeline.result import SegmentResult
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import (
@@ -332,7 +332,7 @@ def test_a_size_head_reading_outside_its_fitted_sizes_is_dropped(head_px, read,
     reading is used as before (60 px, against the mask's 20: the image would be shrunk 3x).
     One round only, the one that reads the head (later rounds re-measure the mask and could
     undo a wrong first step, at up to 64x the pixels)."""
-    monkeypatch.setattr(segmenter_module, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(scale_module, "MAX_ROUNDS", 1)
     model = create_model(tiny=True, nucleus_diameter=20.0, nucleus_diameter_range=(14.0, 28.0),
                          size_head={"factors": [0.25, 4.0]})
     model.generator = OracleGenerator()

@@ -396,3 +396,77 @@ def test_resume_names_a_damaged_run(tmp_path, capsys, damage, code, said) -> Non
     got, err = _train(data, run, capsys, "--resume", *extra)
     assert got == code and said in err and "Traceback" not in err, err
     assert "weights_only=False" not in err and not (tmp_path / "ran").exists()
+
+
+# --- slides, long names, the Python API -----------------------------------------------------
+
+
+def test_a_corrupt_thumbnail_read_says_how_to_do_without(tmp_path, slide_model,
+                                                         monkeypatch) -> None:
+    """A corrupt tile anywhere stopped the tissue mask's thumbnail read, so a --region far
+    from it failed too, with no hint that --no-tissue-mask avoids it."""
+    import sac.slides.segment as slide_segment
+    from sac.core.errors import InputError
+
+    image, _ = disk_image((300, 300), [(60, 60, 10)])
+    path = write_pyramid(tmp_path / "s.tif", image)
+
+    def broken(slide):
+        raise OSError("TIFF tile 7: decoding failed")
+
+    monkeypatch.setattr(slide_segment, "slide_tissue_mask", broken)
+    with pytest.raises(InputError, match="--no-tissue-mask"):
+        segment_slide(slide_model, path, tmp_path / "o", chunk=128, overlap=32,
+                      progress=False)
+    res = segment_slide(slide_model, path, tmp_path / "o", chunk=128, overlap=32,
+                        tissue=False, progress=False)
+    assert res.outputs
+
+
+def test_a_long_input_name_is_written(tmp_path, model_dir, capsys) -> None:
+    """A 240-character input name failed after the work was done: the temporary file's name
+    passed 255 bytes, and the message blamed the output folder."""
+    name = "n" * 236 + ".png"
+    iio.imwrite(tmp_path / name, disk_image((64, 64), [(30, 30, 8)])[0])
+    code, err = _run(["segment", str(tmp_path / name), "-o", str(tmp_path / "o"), "--model",
+                      str(model_dir)], capsys)
+    assert code == 0, err
+    assert (tmp_path / "o" / f"{'n' * 236}_labels.tif").is_file()
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda seg, m, im: Segmenter(m, tile_size=0), "tile_size"),
+    (lambda seg, m, im: Segmenter(m, thresholds="x"), "thresholds"),
+    (lambda seg, m, im: Segmenter(None), "SAC model"),
+    (lambda seg, m, im: seg.segment(im, scale=0), "scale"),
+    (lambda seg, m, im: seg.segment(im, scale=float("nan")), "scale"),
+    (lambda seg, m, im: seg.segment(im, diameter=0), "diameter"),
+])
+def test_the_python_api_checks_its_arguments(call, said) -> None:
+    """``tile_size=0``, ``thresholds="x"`` were accepted; ``Segmenter(None)``, ``scale=0``
+    (ZeroDivisionError), ``scale=nan``, ``diameter=0`` raised untyped errors."""
+    from sac.core.errors import ConfigError
+
+    torch.manual_seed(0)
+    model = create_model(tiny=True, nucleus_diameter=10.0)
+    seg = Segmenter(model)
+    image = disk_image((64, 64), [(30, 30, 8)])[0]
+    with pytest.raises(ConfigError, match=said):
+        call(seg, model, image)
+
+
+def test_api_files_refuse_what_they_cannot_hold(tmp_path, slide_model) -> None:
+    from sac.core.errors import ConfigError, InputError
+    from sac.data.images import read_image
+    from sac.outputs.images import write_labels_tif
+
+    for bad in (np.ones((4, 4), np.float32), -np.ones((4, 4), np.int32),
+                np.ones((2, 4, 4), np.uint16)):
+        with pytest.raises(InputError, match="2-D array of non-negative integer"):
+            write_labels_tif(tmp_path / "l.tif", bad)
+    assert not (tmp_path / "l.tif").exists()
+    iio.imwrite(tmp_path / "x.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ConfigError, match="channel"):
+        read_image(tmp_path / "x.png", channel="a")
+    with pytest.raises(ConfigError, match="chunk"):
+        segment_slide(slide_model, tmp_path / "x.png", tmp_path, chunk=0, progress=False)

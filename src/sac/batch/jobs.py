@@ -203,6 +203,10 @@ def as_sac_error(exc: BaseException, path: Path | str, out: Path) -> SACError:
     if isinstance(exc, SACError):
         return exc
     if isinstance(exc, OSError):
+        if exc.errno == errno.ENAMETOOLONG:
+            return SACError(f"{path}: an output name is too long for the file system "
+                            f"({exc.filename or 'its name'}); rename the input to something "
+                            "shorter")
         advice = {errno.ENOSPC: "free some space or choose another output folder (-o)",
                   errno.EACCES: "choose an output folder (-o) you may write to",
                   errno.EROFS: "the file system is read-only; choose another output folder"}

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sac evaluate: skipped {report.n_skipped} of "
               f"{report.n_scored + report.n_skipped} image(s):", file=sys.stderr)
         for s in report.skipped[:MAX_LISTED]:
-            print(f"  {s.name}: {s.message}", file=sys.stderr)
+            text = s.message if s.message.startswith(s.name) else f"{s.name}: {s.message}"
+            print(f"  {text}", file=sys.stderr)  # messages often name the file already
         if report.n_skipped > MAX_LISTED:
             print(f"  ... and {report.n_skipped - MAX_LISTED} more (all are listed in the JSON "
                   "report)", file=sys.stderr)

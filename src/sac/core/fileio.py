@@ -41,7 +41,9 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     path = Path(path)
     check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the temporary name must fit the file system's 255 bytes where the final one does
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp",
+                                    dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sac.core.errors import InputError
+from sac.core.errors import ConfigError, InputError
 from sac.core.images import SUPPORTED, supported_shape, to_rgb_uint8
 from sac.core.labels import check_label_image
 
@@ -144,6 +144,10 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     channels-last image (H, W, C), which is returned as a gray (H, W) image.
     """
     path = Path(path)
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)
+                                or channel < 0):
+        raise ConfigError(f"channel must be an integer >= 0 (a page or channel index); got "
+                          f"{channel!r}")
     if not path.exists():
         raise InputError(f"{path}: file not found; check the path and that the data is in place")
     if not path.is_file():

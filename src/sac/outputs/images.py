@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sac.core.checks import check_pixel_size
+from sac.core.errors import InputError
 from sac.core.fileio import atomic_path
 from sac.core.labels import label_dtype
 from sac.data.images import UM_PER_TIFF_UNIT
@@ -29,6 +30,11 @@ def write_labels_tif(
     import tifffile
 
     path = Path(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iub" or (
+            labels.dtype.kind == "i" and labels.size and labels.min() < 0):
+        raise InputError(f"{path}: labels must be a 2-D array of non-negative integer ids "
+                         f"(0 = background); got {labels.dtype} of shape {labels.shape}")
     extra = {}
     pixel_size_um = check_pixel_size(pixel_size_um)
     if pixel_size_um is not None:

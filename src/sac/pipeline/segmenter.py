@@ -24,7 +24,6 @@ scale (chosen per image by :mod:`sac.pipeline.size`):
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,6 @@ from sac.core.resample import resample_image, resample_labels
 from sac.core.tiles import owned_tiles, stitch
 from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
-from sac.model.size_head import image_style
 from sac.pipeline.autoprompt import instance_sets, semantic_set
 from sac.pipeline.complete import complete_from_semantic
 from sac.pipeline.decode import decode_sets, encoded_tiles
@@ -52,15 +50,12 @@ from sac.pipeline.merge import drop_off_foreground, merge_scored
 from sac.pipeline.nuclei import detect, extents
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
+from sac.pipeline.scale import estimated_scale
 from sac.pipeline.size import (
-    MAX_ROUNDS,
     SizeEstimate,
     diameter_scale,
     head_span,
     next_scale,
-    plausible_scales,
-    size_evidence,
-    trusted_head,
 )
 from sac.sam.predictor import EmbeddingCache, SamPredictor
 
@@ -85,6 +80,14 @@ class Segmenter:
         ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`).
         ``embeddings``: SAM embeddings shared with other segmenters of the same model (for
         segmenting the same images under several settings, as ``sac tune`` does)."""
+        if not isinstance(model, SACModel):
+            raise ConfigError(f"Segmenter needs a SAC model (sac.load_model(name or folder)); "
+                              f"got {type(model).__name__}")
+        if thresholds is not None and not isinstance(thresholds, Thresholds):
+            raise ConfigError(f"thresholds must be a sac.model.Thresholds; got "
+                              f"{type(thresholds).__name__}")
+        if tile_size is not None:
+            number("tile_size", tile_size, 32, model.spec.image_size, integer=True)
         if tta not in TTA_CHOICES:
             raise ConfigError(f"tta must be one of {TTA_CHOICES}; got {tta}")
         self.tta = tta
@@ -146,6 +149,10 @@ class Segmenter:
         ``progress(stage, done, total)`` hears of each step (a GUI's bar); an exception it
         raises stops the work there (cancelling), leaving nothing behind.
         """
+        if scale is not None:
+            number("scale", scale, 0.05, 20)
+        if diameter is not None:
+            number("diameter", diameter, 0.5, 1e4)
         if expert is None and nuclei is None and not normalized:
             guess = scale if scale is not None else self.config.input_scale
             if diameter is not None and self.config.nucleus_diameter is not None:
@@ -257,19 +264,19 @@ class Segmenter:
         if model_d is None:
             return SizeEstimate(diameter, 0, scale, source)
         new, d, n, _ = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
-                                    self._smallest())
+                                    self.smallest())
         note = ""
         if new is not None:
             note = (f"at this scale the nuclei look {scale / new:.2g}x the model's training "
                     f"size; the estimate would resample by {new:.3g}")
         return SizeEstimate(diameter if diameter is not None else d, n, scale, source, note)
 
-    def _smallest(self) -> float | None:
+    def smallest(self) -> float | None:
         """The low end of the model's training-size range (see :func:`next_scale`)."""
         rng = self.config.nucleus_diameter_range
         return None if rng is None else rng[0]
 
-    def _head_span(self) -> tuple[float, float] | None:
+    def head_span(self) -> tuple[float, float] | None:
         """Where the size head's reading is trusted (:func:`sac.pipeline.size.head_span`)."""
         fit = self.config.size_head or {}
         return head_span(self.config.nucleus_diameter_range, fit.get("factors"))
@@ -304,60 +311,7 @@ class Segmenter:
             est = self._given_scale(maps, scale, "model", None)
             note = "; ".join(x for x in ("automatic scale off", est.note) if x)
             return rgb, maps, dataclasses.replace(est, note=note)
-        return self._estimated(rgb0, rgb, maps, scale, model_d)
-
-    def _estimated(self, rgb0: np.ndarray, rgb: np.ndarray, maps: Maps, base: float,
-                   model_d: float) -> tuple[np.ndarray, Maps, SizeEstimate]:
-        """The automatic scale's rounds from the model's scale ``base`` (see
-        :mod:`sac.pipeline.size`): a reading resamples the image only when the evidence
-        under it holds (:meth:`SizeEvidence.weakness`), an enlargement must make the objects
-        grow with the image, and the scale stays within the plausible band of the model's
-        modality (:func:`plausible_scales`)."""
-        first = (rgb, maps)
-        best, chosen, note, scale = None, first, "", base
-        lo, hi = plausible_scales(self.config.modality, base)
-        grown: tuple[float, float] | None = None  # (diameter read, enlargement) last round
-        bound_note = ""  # a bounded round's note holds for the rounds after it
-        for k in range(MAX_ROUNDS):
-            # the size head reads the first round (the map saturates near the model's size);
-            # the map's statistic, accurate near that size, refines the later ones
-            head = self.model.size_head
-            measured = (None if head is None or k else trusted_head(
-                head.predict(image_style(self.model.generator, rgb)), self._head_span()))
-            mask = maps.fg >= self.thresholds.fg
-            new, d, n, note = next_scale(model_d, scale, mask, self._smallest(), measured,
-                                         first=k == 0)
-            if d is None:  # no estimate at this scale: keep the last one that had one
-                break
-            if grown is not None and d * scale < grown[0] * grown[1] / 2:
-                # enlarged by f, nuclei read about f times larger; texture does not grow
-                msg = (f"objects read {grown[0]:.1f} px did not grow with the image "
-                       f"enlarged {grown[1]:.2g}x (texture, not nuclei): the model's scale")
-                return (*first, SizeEstimate(None, n, base, "model", msg))
-            weak = "" if new is None else size_evidence(mask, measured, d * scale).weakness()
-            if weak:  # keep the scale this round reads at (the model's, or a confident one)
-                msg = f"too little evidence to resample ({weak}): kept scale {scale:.3g}"
-                return rgb, maps, SizeEstimate(d, n, scale, "estimated" if k else "model", msg)
-            chosen = (rgb, maps)
-            if new is not None and not lo <= new <= hi:
-                bounded = min(max(new, lo), hi)
-                note = (f"the reading asked for scale {new:.3g}, beyond the plausible "
-                        f"{lo:.3g}-{hi:.3g} for {self.config.modality} images; bounded (give "
-                        "--diameter or --scale to go further)")
-                new = None if math.isclose(bounded, scale) else bounded
-                bound_note = note
-            if new is not None and k == MAX_ROUNDS - 1:
-                note = f"the estimate had not settled after {MAX_ROUNDS} rounds"
-            best = SizeEstimate(d, n, scale, "estimated", note or bound_note)
-            if new is None or k == MAX_ROUNDS - 1:
-                break
-            grown = (d * scale, new / scale) if new > scale * 1.2 else None
-            scale = new
-            rgb = resample_image(rgb0, scale)
-            maps = self.generator_maps(rgb)
-        if best is None:
-            return (*chosen, SizeEstimate(None, n, base, "model", note))
-        return (*chosen, best)
+        return estimated_scale(self, rgb0, rgb, maps, scale, model_d)
 
     def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],
                 ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: Clock,

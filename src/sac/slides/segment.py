@@ -19,6 +19,7 @@ optionally on a subset of the chunks (``select``, for job-array shards).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from sac.core.checks import number
 from sac.core.errors import ConfigError, InputError
 from sac.core.fileio import check_writable, output_paths
 from sac.core.labels import relabel_sequential
@@ -47,6 +49,7 @@ from sac.slides.parts import (
 )
 
 MAX_REGION_LABEL_PIXELS = 400_000_000  # a full label image is only offered below this
+log = logging.getLogger("sac.slides")
 SIZE_SAMPLES = 4  # tissue chunks sampled for a slide's nucleus size (unknown pixel size)
 
 
@@ -177,12 +180,12 @@ def plan_slide(
         chunk, overlap = fit_chunk(slide.dimensions, region, ds, chunk, overlap)
         tiles = slide_tiles(slide.dimensions, chunk, overlap, region, downsample=ds)
         pixel_um = None if slide.mpp is None else slide.mpp * ds
-        mask = slide_tissue_mask(slide) if tissue else None
+        mask = _tissue(slide, path) if tissue else None
         if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
-                                        for t in tiles):
+                                        for t in tiles):  # a blank slide: 0 nuclei, said
             where = "in the region" if region else "on the slide"
-            raise InputError(f"{path}: no tissue found {where} by the thumbnail tissue mask; "
-                             "for fluorescence or unusual stains pass --no-tissue-mask")
+            log.warning("%s: no tissue found %s by the thumbnail tissue mask, so no nuclei; "
+                        "for fluorescence or unusual stains pass --no-tissue-mask", path, where)
         size = None
         known = level is not None or (slide.mpp is not None and cfg.pixel_size_um is not None)
         if scale is None and not known and seg.auto_scale and cfg.nucleus_diameter:
@@ -195,6 +198,18 @@ def plan_slide(
     parts = open_parts(out_dir / f"{stem}{PARTS_SUFFIX}", manifest, overwrite)
     return SlidePlan(path, stem, lvl, ds, res_scale, tiles, pixel_um, parts, outputs, mask,
                      size)
+
+
+def _tissue(slide: Any, path: Path) -> Any:
+    """The slide's tissue mask, or an error that says how to do without it: it reads the
+    whole slide's thumbnail, so one corrupt tile anywhere stops it, even for a region far
+    from that tile."""
+    try:
+        return slide_tissue_mask(slide)
+    except Exception as exc:  # readers raise many types for damaged tiles
+        raise InputError(f"{path}: cannot read the slide's thumbnail for the tissue mask "
+                         f"({exc}); --no-tissue-mask segments without it, reading only the "
+                         "chunks (with --region, only those near it)") from exc
 
 
 def segment_chunk(seg: Segmenter, plan: SlidePlan, tile: SlideTile, slide: Any = None
@@ -250,6 +265,8 @@ def segment_slide(
     if select is not None and return_labels:
         raise ConfigError("a label image of a slide needs every chunk in one process; "
                           "leave out --slide-labels when the chunks are split over shards")
+    number("chunk", chunk, 64, 16384, integer=True)
+    number("overlap", overlap, 0, chunk // 2 - 1, integer=True)
     t0 = time.perf_counter()
     plan = plan_slide(seg, path, out_dir, level=level, region=region, chunk=chunk,
                       overlap=overlap, tissue=tissue, save_geojson=save_geojson,
