@@ -286,7 +286,11 @@ def test_slurm_cluster_is_built_from_the_config_file(tmp_path: Path, monkeypatch
     monkeypatch.setitem(__import__("sys").modules, "dask_jobqueue",
                         types.SimpleNamespace(SLURMCluster=FakeSLURM))
     monkeypatch.setattr(distributed, "Client", lambda cluster: types.SimpleNamespace(
-        close=lambda: made.setdefault("client_closed", True), cluster=cluster))
+        close=lambda: made.setdefault("client_closed", True), cluster=cluster,
+        wait_for_workers=lambda n, timeout: None))
+    import sac.batch.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module.shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
     cfg = tmp_path / "slurm.yaml"
     cfg.write_text("cores: 4\nmemory: 16GB\nqueue: normal\njobs: 3\ntorch_threads: 4\n")
     c = open_cluster("slurm", cfg)
@@ -294,3 +298,85 @@ def test_slurm_cluster_is_built_from_the_config_file(tmp_path: Path, monkeypatch
     assert made["jobs"] == 3 and c.threads == 4
     c.close()
     assert made["closed"] and made["client_closed"]
+
+
+@pytest.mark.parametrize("text, which, waits, said", [
+    ("jobs: abc\n", True, True, "jobs"),
+    ("cores: 4\nbogus_key: 1\n", True, True, "bogus_key"),
+    ("cores: 4\n", False, True, "sbatch"),
+    ("cores: 4\nworker_timeout: 1\n", True, False, "no worker joined within 1 s"),
+])
+def test_cluster_configs_and_schedulers_are_checked(tmp_path: Path, monkeypatch, text,
+                                                    which, waits, said) -> None:
+    """``jobs: abc`` and unknown keys gave tracebacks; ``--cluster slurm`` without sbatch an
+    asyncio traceback and then a wait for workers that never ended."""
+    distributed = pytest.importorskip("distributed")
+    import types
+
+    import sac.batch.cluster as cluster_module
+    from sac.batch.cluster import open_cluster
+
+    class FakeSLURM:
+        def __init__(self, cores=1, memory="1GB"):
+            pass
+
+        def scale(self, jobs):
+            pass
+
+        def close(self):
+            pass
+
+    def wait(n, timeout):
+        if not waits:
+            raise TimeoutError
+
+    monkeypatch.setitem(__import__("sys").modules, "dask_jobqueue",
+                        types.SimpleNamespace(SLURMCluster=FakeSLURM))
+    monkeypatch.setattr(distributed, "Client", lambda cluster: types.SimpleNamespace(
+        close=lambda: None, wait_for_workers=wait))
+    monkeypatch.setattr(cluster_module.shutil, "which",
+                        lambda cmd: f"/usr/bin/{cmd}" if which else None)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=said):
+        open_cluster("slurm", cfg)
+
+
+def test_local_cluster_is_bounded_by_the_cores(monkeypatch, caplog) -> None:
+    """``--cluster local:99999`` on 2 cores started nothing for 300 s."""
+    distributed = pytest.importorskip("distributed")
+    import types
+
+    from sac.batch.cluster import open_cluster
+
+    made: dict[str, int] = {}
+
+    def local(n_workers, **kwargs):
+        made["n"] = n_workers
+        return types.SimpleNamespace(close=lambda: None)
+
+    monkeypatch.setattr(distributed, "LocalCluster", local)
+    monkeypatch.setattr(distributed, "Client", lambda c: types.SimpleNamespace(
+        close=lambda: None))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    c = open_cluster("local:99999")
+    assert made["n"] == 2 and c.threads == 1 and "2 cores" in caplog.text
+
+
+def test_a_bad_file_on_a_cluster_prints_no_worker_traceback(cluster, inputs: Path,
+                                                            tmp_path: Path, capfd) -> None:
+    """One truncated PNG among the inputs: the batch went on and the summary was right, but
+    a Dask worker's traceback reached the terminal."""
+    from sac.batch.cluster import run_dask
+
+    c, _ = cluster
+    bad = tmp_path / "in" / "broken.png"
+    bad.parent.mkdir()
+    bad.write_bytes((inputs / "img0.png").read_bytes()[:200])
+    files, stems = files_of(inputs)
+    files = [*[p for p in files if p.suffix == ".png"][:2], bad]
+    stems = {p: p.stem for p in files}
+    report = run_dask(c, files, stems, settings(tmp_path / "out"), quiet=True)
+    err = capfd.readouterr().err
+    assert report.done == 2 and len(report.failures) == 1
+    assert "broken.png" in err and "Traceback" not in err and "Compute Failed" not in err

@@ -14,7 +14,9 @@ Dask and dask-jobqueue are an optional extra: ``pip install 'segment-any-cell[di
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ import numpy as np
 
 from sac.batch.jobs import (
     ImageOutcome,
+    as_sac_error,
     check_image_outputs,
     is_slide,
     outputs_for,
@@ -35,10 +38,14 @@ from sac.batch.jobs import (
 )
 from sac.batch.run import BatchReport, Progress
 from sac.batch.settings import SegmentSettings, cached_segmenter, load_count
-from sac.core.errors import ConfigError
+from sac.core.checks import number
+from sac.core.errors import ConfigError, SACError
 
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster",
             "sge": "SGECluster"}
+#: the command each scheduler's jobs are submitted with
+SUBMIT = {"slurm": "sbatch", "pbs": "qsub", "lsf": "bsub", "sge": "qsub"}
+log = logging.getLogger("sac.batch")
 
 
 def _need_dask() -> Any:
@@ -78,7 +85,12 @@ def open_cluster(spec: str, config: Path | None = None) -> Cluster:
                 raise ValueError
         except ValueError:
             raise ConfigError(f"--cluster {spec!r}: expected local:N with N >= 1") from None
-        threads = max(1, (os.cpu_count() or 1) // n)
+        cores = os.cpu_count() or 1
+        if n > cores:  # more worker processes than cores only slow each other down
+            log.warning("--cluster local:%d: this machine has %d cores; starting %d workers",
+                        n, cores, cores)
+            n = cores
+        threads = max(1, cores // n)
         import dask
 
         env = worker_environment(threads)
@@ -99,11 +111,32 @@ def open_cluster(spec: str, config: Path | None = None) -> Cluster:
         except ImportError:
             raise ConfigError(f"--cluster {spec} needs dask-jobqueue: pip install "
                               "'segment-any-cell[distributed]'") from None
-        jobs = int(settings.pop("jobs", 1))
+        jobs = number("jobs", settings.pop("jobs", 1), 1, 100_000, integer=True)
         threads = settings.pop("torch_threads", None)
-        cluster = getattr(dask_jobqueue, JOBQUEUE[spec])(**settings)
+        if threads is not None:
+            threads = number("torch_threads", threads, 1, 1024, integer=True)
+        wait = number("worker_timeout", settings.pop("worker_timeout", 600), 1, 86_400)
+        submit = SUBMIT[spec]
+        if shutil.which(submit) is None:
+            raise ConfigError(f"--cluster {spec} submits jobs with {submit}, which is not on "
+                              "this machine's PATH; run sac on the cluster's login node")
+        try:
+            cluster = getattr(dask_jobqueue, JOBQUEUE[spec])(**settings)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--cluster-config {config}: {exc} (the keys are "
+                              f"dask_jobqueue.{JOBQUEUE[spec]}'s arguments plus jobs, "
+                              "torch_threads and worker_timeout)") from None
         cluster.scale(jobs=jobs)
-        return Cluster(distributed.Client(cluster), cluster, threads)
+        client = distributed.Client(cluster)
+        try:
+            client.wait_for_workers(1, timeout=wait)
+        except (TimeoutError, OSError):
+            client.close()
+            cluster.close()
+            raise ConfigError(f"--cluster {spec}: no worker joined within {wait:g} s; check "
+                              "the queue (is the job pending or failed?) or raise "
+                              "worker_timeout in --cluster-config") from None
+        return Cluster(client, cluster, threads)
     raise ConfigError(f"--cluster {spec!r}: expected local:N, tcp://HOST:PORT or one of "
                       f"{', '.join(JOBQUEUE)}")
 
@@ -139,17 +172,39 @@ def read_cluster_config(path: Path | None, kind: str) -> dict[str, Any]:
     return dict(data)
 
 
-def image_task(path: Path, stem: str, settings: SegmentSettings) -> ImageOutcome:
+@dataclass
+class Failed:
+    """A task's failure, returned as a value: raised on a worker, it would be logged there
+    with its traceback (a bad file is the user's business, reported once by the client)."""
+
+    error: SACError
+
+
+def _result(fut: Any) -> Any:
+    """A finished task's value, raising the error of a :class:`Failed` one."""
+    value = fut.result()
+    if isinstance(value, Failed):
+        raise value.error
+    return value
+
+
+def image_task(path: Path, stem: str, settings: SegmentSettings) -> ImageOutcome | Failed:
     """Worker side: segment one image with this worker's cached model."""
-    return segment_image(path, stem, settings, cached_segmenter(settings))
+    try:
+        return segment_image(path, stem, settings, cached_segmenter(settings))
+    except Exception as exc:
+        return Failed(as_sac_error(exc, path, settings.output))
 
 
 def chunk_task(settings: SegmentSettings, plan: Any, tile: Any
-               ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+               ) -> tuple[list[dict[str, Any]], np.ndarray | None] | Failed:
     """Worker side: one slide chunk's nuclei (and kept labels for ``--slide-labels``)."""
     from sac.slides.segment import segment_chunk
 
-    nuclei, kept = segment_chunk(slide_segmenter(cached_segmenter(settings)), plan, tile)
+    try:
+        nuclei, kept = segment_chunk(slide_segmenter(cached_segmenter(settings)), plan, tile)
+    except Exception as exc:
+        return Failed(as_sac_error(exc, plan.path, settings.output))
     return nuclei, kept if settings.slide_labels else None
 
 
@@ -266,7 +321,7 @@ def _image_done(fut: Any, path: Path, stem: str, settings: SegmentSettings,
                 progress: Progress, t: float) -> None:
     written: list[Path] = []
     try:
-        n, where = write_image(fut.result(), stem, settings, written)
+        n, where = write_image(_result(fut), stem, settings, written)
     except Exception as exc:
         for out in written:
             out.unlink(missing_ok=True)
@@ -283,7 +338,7 @@ def _chunk_done(fut: Any, state: _Slide, tile: Any, settings: SegmentSettings,
     if state.failed:
         return
     try:
-        nuclei, kept = fut.result()
+        nuclei, kept = _result(fut)
         write_part(state.plan.parts, tile, nuclei, "done")
     except Exception as exc:
         state.failed = True
