@@ -26,12 +26,12 @@ def disks() -> tuple[np.ndarray, np.ndarray]:
     return disk_image((160, 192), DISKS, seed=3)
 
 
-def _segment(viewer, qtbot, image: np.ndarray):
+def _segment(viewer, qtbot, image: np.ndarray, model: str = MODEL):
     from sac.gui.segment_widget import SegmentWidget
 
     viewer.add_image(image, name="cells", rgb=True)
     w = SegmentWidget(viewer)
-    w.model.setCurrentText(MODEL)
+    w.model.setCurrentText(model)
     w.prompts.setChecked(True)
     w.run()
     qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
@@ -63,7 +63,7 @@ def test_model_list_is_the_shipped_models_default_first(make_napari_viewer) -> N
     from sac.model import shipped_models
 
     names = session.shipped_names()
-    assert names[0] == DEFAULT_MODEL and sorted(names) == sorted(shipped_models())
+    assert names[0] == DEFAULT_MODEL and sorted(names) == sorted([*shipped_models(), "auto"])
     w = SegmentWidget(make_napari_viewer())
     assert [w.model.itemText(i) for i in range(w.model.count())] == names
 
@@ -83,6 +83,18 @@ def test_segment_widget_adds_one_label_per_disk(make_napari_viewer, qtbot, disks
     prompts = viewer.layers["cells prompts"].data
     assert len(prompts) >= len(DISKS)  # a positive per nucleus (and any negatives)
     assert "5 nuclei" in w.status.text()
+
+
+def test_auto_segments_with_the_specialist_and_records_it(make_napari_viewer, qtbot,
+                                                          disks) -> None:
+    """``auto`` in the model list: the bright disks on a dark background are a fluorescence
+    image, so the DSB model segments them, and the layer records that model (the Correct
+    widget then works with it)."""
+    viewer = make_napari_viewer()
+    w = _segment(viewer, qtbot, disks[0], model="auto")
+    layer = viewer.layers["cells nuclei"]
+    assert len(np.unique(layer.data)) - 1 == len(DISKS)
+    assert layer.metadata["sac"]["model"] == MODEL and MODEL in w.status.text()
 
 
 def test_clicks_add_and_remove_nuclei(make_napari_viewer, qtbot, disks) -> None:

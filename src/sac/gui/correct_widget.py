@@ -86,6 +86,7 @@ class CorrectWidget(QWidget):
             image = np.asarray(source.data[0][y : y + h, x : x + w])
         else:
             image = layer_image(source)
+        seg, _ = session.concrete(seg, image)  # auto: the specialist for this image
         self.corrector = Corrector(seg, image, np.asarray(self.target.data),
                                    meta.get("scale"))
         self.ready = False

@@ -220,8 +220,9 @@ class SegmentWidget(QWidget):
             src = self.viewer.layers[name]
             scale = np.asarray(src.scale[-2:])
             place = {"scale": scale, "translate": np.asarray(src.translate[-2:]) + at * scale}
-        meta = {"sac": {**opts, "scale": out.scale, "image": name, "scores": out.scores,
-                        "region": region}}
+        used = {"model": out.model} if out.model else {}  # auto: the model it chose
+        meta = {"sac": {**opts, **used, "scale": out.scale, "image": name,
+                        "scores": out.scores, "region": region}}
         self._put(f"{name} nuclei", out.labels, "labels", meta, place)
         if out.semantic is not None:
             self._put(f"{name} semantic", out.semantic.astype(np.uint8), "labels", {}, place)
@@ -231,7 +232,8 @@ class SegmentWidget(QWidget):
             self._put(f"{name} prompts", pts, "points", {}, {**place, "face_color": colours,
                                                               "size": 5})
         n = len(np.unique(out.labels)) - 1
-        self.status.setText(f"{n} nuclei (scale {out.scale:.3g})")
+        by = f", model {out.model}" if out.model else ""
+        self.status.setText(f"{n} nuclei (scale {out.scale:.3g}{by})")
 
     def _put(self, layer_name: str, data: np.ndarray, kind: str, meta: dict[str, Any],
              kwargs: dict[str, Any]) -> None:

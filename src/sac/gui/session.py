@@ -22,12 +22,24 @@ _SEGMENTERS: dict[tuple[Any, ...], Any] = {}
 
 
 def shipped_names() -> list[str]:
-    """The models installed with the package, for the widgets' model lists: the default of
-    ``sac segment`` first, then the others by name (a newly shipped model appears by itself)."""
+    """The widgets' model lists: ``auto`` (per image, the shipped specialist for its type)
+    and the models installed with the package, the default of ``sac segment`` first, then the
+    others by name (a newly shipped model appears by itself)."""
     from sac.batch.settings import DEFAULT_MODEL
     from sac.model import shipped_models
+    from sac.pipeline.choose import AUTO
 
-    return sorted(shipped_models(), key=lambda n: (n != DEFAULT_MODEL, n))
+    return sorted([AUTO, *shipped_models()], key=lambda n: (n != DEFAULT_MODEL, n != AUTO, n))
+
+
+def concrete(seg: Any, image: np.ndarray) -> tuple[Any, str | None]:
+    """The segmenter that works on ``image`` and, for ``auto``, the model it chose."""
+    from sac.pipeline.choose import AutoSegmenter
+
+    if isinstance(seg, AutoSegmenter):
+        chosen, name, _ = seg.pick(image, "layer")
+        return chosen, name
+    return seg, None
 
 
 class Cancelled(SACError):
@@ -59,6 +71,7 @@ class SegmentOutput:
     scale: float
     positives: np.ndarray  # (N, 2) row, col in image pixels
     negatives: np.ndarray
+    model: str | None = None  # the model ``auto`` chose for this image
 
 
 def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: bool = False,
@@ -71,6 +84,7 @@ def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: b
     ``scale`` or ``pixel_size`` (um per image pixel) set the resampling, as ``sac segment``'s
     options do; with neither, the file's own ``file_pixel_size`` (a slide's) sets it as in
     ``sac segment`` when the model records its pixel size, else it is estimated."""
+    seg, chosen = concrete(seg, image)
     cfg = seg.config
     if pixel_size is not None and scale is None:
         from sac.core.resample import input_scale
@@ -93,7 +107,7 @@ def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: b
     pos = neg = np.zeros((0, 2), np.float32)
     if prompts:
         pos, neg = prompt_points(seg, image, used)
-    return SegmentOutput(res.labels, res.semantic, res.scores, used, pos, neg)
+    return SegmentOutput(res.labels, res.semantic, res.scores, used, pos, neg, chosen)
 
 
 def prompt_points(seg: Any, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
