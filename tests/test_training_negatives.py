@@ -96,7 +96,7 @@ def test_random_crop_least_takes_the_emptiest_place() -> None:
     assert (least > 0).mean() < 0.1
 
 
-def _sampler(negatives: NegativeConfig) -> CropSampler:
+def _sampler(negatives: NegativeConfig, augment: AugmentConfig | None = None) -> CropSampler:
     lab = disk_labels((160, 160), [(y, x, 7) for y in range(12, 160, 24)
                                    for x in range(12, 160, 24)])
     rgb = np.where(lab[..., None] > 0, 0.3, 0.85).astype(np.float32).repeat(3, 2)
@@ -105,7 +105,8 @@ def _sampler(negatives: NegativeConfig) -> CropSampler:
     rgb2 = rgb.copy()
     rgb2[:, 80:] = 0.85
     images = [TrainImage("a", rgb, lab), TrainImage("b", rgb2, lab2)]
-    return CropSampler(images, 64, AugmentConfig.for_modality("he"), negatives=negatives)
+    return CropSampler(images, 64, augment or AugmentConfig.for_modality("he"),
+                       negatives=negatives)
 
 
 def test_sampler_draws_the_asked_share_of_empty_crops() -> None:
@@ -119,3 +120,57 @@ def test_sampler_draws_the_asked_share_of_empty_crops() -> None:
     assert fg[1] < fg[0] / 2  # sparse crops hold far less foreground
     again = _sampler(NegativeConfig(0.0, 0.3)).batch(seed=0, step=0, batch_size=200)
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(crops, again, strict=True))
+
+
+def test_hard_crops_hold_the_mined_false_detection() -> None:
+    from sac.training.augment import crop_at
+
+    plain = AugmentConfig(flips_rotations=False, intensity=False)  # pixels as they are
+    sampler = _sampler(NegativeConfig(0.0, 0.0, hard=1.0), plain)
+    marked = sampler.images[1].rgb.copy()
+    marked[40, 130] = 1.0  # the one pure-white pixel: where the model invented a nucleus
+    sampler.images[1].rgb = marked
+    before = sampler.batch(seed=0, step=0, batch_size=20)  # nothing mined yet: sparse crops
+    assert all(c.rgb.shape == (64, 64, 3) for c in before)
+    sampler.set_hard([np.zeros((0, 2)), np.array([[40, 130]])])
+    crops = sampler.batch(seed=0, step=1, batch_size=20)
+    assert all((c.rgb >= 0.99).all(axis=2).any() for c in crops)  # every one holds it
+    with pytest.raises(ValueError, match="the sampler has 2"):
+        sampler.set_hard([np.zeros((0, 2))])
+    img = np.zeros((100, 100, 3), np.float32)
+    _, _, valid = crop_at(img, np.zeros((100, 100), np.int32), 64, np.array([99, 0]),
+                          np.random.default_rng(0))
+    assert valid.all()  # clipped inside the image
+
+
+def test_false_detections_are_the_unlabelled_objects() -> None:
+    from sac.model import create_model
+    from sac.training.mining import false_detections
+
+    from oracle import OracleGenerator
+
+    lab = disk_labels((128, 128), [(30, 30, 8), (90, 90, 9), (30, 100, 8)])
+    rgb = np.where(lab[..., None] > 0, 0.9, 0.1).astype(np.float32).repeat(3, 2)
+    labelled = np.where(lab == 3, 0, lab)  # the third disk has no label: a false detection
+    model = create_model(tiny=True)
+    model.generator = OracleGenerator()
+    got = false_detections(model, [TrainImage("a", rgb, labelled)])
+    assert len(got) == 1 and got[0].shape == (1, 2)
+    assert abs(got[0][0, 0] - 30) <= 2 and abs(got[0][0, 1] - 100) <= 2
+
+
+def test_training_with_hard_negatives_keeps_them_for_a_resume(tmp_path) -> None:
+    import torch
+
+    from sac.cli import main
+
+    from synthetic import write_disk_folder
+
+    data = write_disk_folder(tmp_path / "d", n=3, size=96)
+    run = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--format", "folder", "-o", str(run), "--tiny",
+                 "--epochs", "2", "--steps-per-epoch", "2", "--quiet", "--no-tune",
+                 "--no-size-head", "--hard-negatives", "0.3"]) == 0
+    state = torch.load(run / "last" / "state.pt", weights_only=True)
+    assert len(state["hard"]) == 2  # one entry per training image (mined, maybe empty)
+    assert all(t.ndim == 2 and t.shape[1] == 2 for t in state["hard"])

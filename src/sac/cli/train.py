@@ -119,6 +119,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "colours, default %(default)s (0 with --sparse-crops 0: only crops with "
                    "nuclei, the sampling of earlier SAC models); half of both kinds are "
                    "min-max stretched as an image holding only such tissue would be")
+    o.add_argument("--hard-negatives", type=option("--hard-negatives", 0, 1), default=0.0,
+                   help="share of training crops centred on the model's own false "
+                        "detections, mined on the training images after each epoch "
+                        "(default %(default)s: off)")
     o.add_argument("--generator-steps", type=option("--generator-steps", 0, integer=True),
                    default=0,
                    help="steps of standalone generator training before the joint stage "
@@ -262,7 +266,8 @@ def _train(args: argparse.Namespace) -> int:
         step=StepConfig(prompts_per_crop=args.prompts_per_crop,
                         generator_prompt_prob=args.generator_prompt_prob, bf16=args.bf16),
         augment=augment(modality, stain_bias=0.02), source_augment=by_source,
-        negatives=NegativeConfig(args.sparse_crops, args.synthetic_negatives),
+        negatives=NegativeConfig(args.sparse_crops, args.synthetic_negatives,
+                                 hard=args.hard_negatives),
         generator_stage=GeneratorStageConfig(steps=args.generator_steps,
                                              batch_size=args.generator_batch,
                                              lr=args.generator_lr, bf16=args.bf16),

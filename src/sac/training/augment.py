@@ -141,6 +141,24 @@ def random_crop(
     return out_img, out_lab, valid
 
 
+def crop_at(image: np.ndarray, labels: np.ndarray, size: int, centre: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` crop (as :func:`random_crop` makes them) holding the pixel
+    ``centre`` (row, col), placed at a random offset of up to a quarter side from it."""
+    h, w = labels.shape
+    ch, cw = min(h, size), min(w, size)
+    jitter = rng.integers(-(size // 4), size // 4 + 1, 2)
+    y = int(np.clip(int(centre[0]) - ch // 2 + int(jitter[0]), 0, h - ch))
+    x = int(np.clip(int(centre[1]) - cw // 2 + int(jitter[1]), 0, w - cw))
+    out_img = np.zeros((size, size, image.shape[2]), np.float32)
+    out_lab = np.zeros((size, size), labels.dtype)
+    valid = np.zeros((size, size), bool)
+    out_img[:ch, :cw] = image[y:y + ch, x:x + cw]
+    out_lab[:ch, :cw] = labels[y:y + ch, x:x + cw]
+    valid[:ch, :cw] = True
+    return out_img, out_lab, valid
+
+
 def dihedral(
     image: np.ndarray, labels: np.ndarray, k: int, flip: bool, valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -40,21 +40,22 @@ class NegativeConfig:
     sparse: float = 0.15
     synthetic: float = 0.1
     stretch: float = 0.5  # of those, the share min-max stretched as a whole image would be
+    hard: float = 0.0  # crops centred on the model's own false detections (mining.py)
 
     def __post_init__(self) -> None:
-        for name in ("sparse", "synthetic", "stretch"):
+        for name in ("sparse", "synthetic", "stretch", "hard"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"the share of {name} negative crops must be in [0, 1]; "
                                   f"got {v}")
-        if self.sparse + self.synthetic > 1.0:
-            raise ConfigError(f"sparse ({self.sparse}) and synthetic ({self.synthetic}) "
-                              "negative crops together must be at most 1")
+        if self.sparse + self.synthetic + self.hard > 1.0:
+            raise ConfigError(f"sparse ({self.sparse}), synthetic ({self.synthetic}) and hard "
+                              f"({self.hard}) negative crops together must be at most 1")
 
     @property
     def off(self) -> bool:
         """Whether every crop is an ordinary one."""
-        return self.sparse == 0.0 and self.synthetic == 0.0
+        return self.sparse == 0.0 and self.synthetic == 0.0 and self.hard == 0.0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sac.core.images import to_rgb_float
 from sac.core.resample import resample_image, resample_labels, scaled_shape
 from sac.data.base import SampleDataset
 from sac.training.appearance import rescaled_crop
-from sac.training.augment import AugmentConfig, augment, random_crop
+from sac.training.augment import AugmentConfig, augment, crop_at, random_crop
 from sac.training.negatives import NegativeConfig, palette, stretched, synthetic_negative
 
 log = logging.getLogger("sac.training")
@@ -125,6 +125,7 @@ class CropSampler:
                               f"training image comes from")
         self.min_foreground = min_foreground
         self.negatives = negatives or NegativeConfig(0.0, 0.0)
+        self.hard: list[np.ndarray] = [np.zeros((0, 2), np.int32) for _ in images]
         self.palettes = [] if self.negatives.synthetic == 0 else [
             palette(im.rgb, im.labels) for im in images]
         area = np.array([max(im.labels.size, size * size) for im in images], np.float64)
@@ -164,13 +165,19 @@ class CropSampler:
                 lo, hi = np.log(cfg.scale_range)
                 side = max(16, round(self.size / float(np.exp(rng.uniform(lo, hi)))))
             kind = "" if self.negatives.off else self._kind(rng.random())
-            if kind == "synthetic":
+            if kind == "hard":  # centred on one of the model's own false detections
+                k, point = self._hard_point(rng, k)
+                im = self.images[k]
+                cfg = self.augment_of(im.source)
+            if kind == "hard" and point is not None:
+                rgb, lab, valid = crop_at(im.rgb, im.labels, side, point, rng)
+            elif kind == "synthetic":
                 rgb = synthetic_negative(side, self.palettes[k], rng)
                 lab, valid = np.zeros((side, side), im.labels.dtype), np.ones((side, side), bool)
             else:
                 rgb, lab, valid = random_crop(im.rgb, im.labels, side, rng,
                                               min_foreground=self.min_foreground,
-                                              least=kind == "sparse")
+                                              least=kind in ("sparse", "hard"))
             if kind and rng.random() < self.negatives.stretch:
                 rgb = stretched(rgb, valid)
             rgb, lab, valid = rescaled_crop(rgb, lab, valid, self.size)
@@ -179,7 +186,30 @@ class CropSampler:
         return out
 
     def _kind(self, u: float) -> str:
-        """Which kind of crop a uniform draw ``u`` picks: "synthetic", "sparse" or ""."""
-        if u < self.negatives.synthetic:
+        """Which kind of crop a uniform draw ``u`` picks: "synthetic", "sparse", "hard" or
+        "" (an ordinary crop)."""
+        neg = self.negatives
+        if u < neg.synthetic:
             return "synthetic"
-        return "sparse" if u < self.negatives.synthetic + self.negatives.sparse else ""
+        if u < neg.synthetic + neg.sparse:
+            return "sparse"
+        return "hard" if u < neg.synthetic + neg.sparse + neg.hard else ""
+
+    def set_hard(self, points: list[np.ndarray]) -> None:
+        """The (row, col) centres of false detections per image (:mod:`.mining`), for the
+        "hard" crops; until the first mining they are sparse crops."""
+        if len(points) != len(self.images):
+            raise ValueError(f"hard negatives for {len(points)} images; the sampler has "
+                             f"{len(self.images)}")
+        self.hard = [np.asarray(p, np.int32).reshape(-1, 2) for p in points]
+
+    def _hard_point(self, rng: np.random.Generator, k: int) -> tuple[int, np.ndarray | None]:
+        """An image with false detections (drawn by the same weights) and one of them;
+        ``(k, None)`` while there are none."""
+        counts = np.array([len(p) for p in self.hard], np.float64)
+        if counts.sum() == 0:
+            return k, None
+        w = self.weights * (counts > 0)
+        k = int(rng.choice(len(self.images), p=w / w.sum()))
+        pts = self.hard[k]
+        return k, pts[int(rng.integers(len(pts)))]

@@ -35,6 +35,7 @@ from sac.model import SACModel, save_model
 from sac.training.augment import AugmentConfig
 from sac.training.distributed import barrier, broadcast_from_main, wrap
 from sac.training.generator_stage import GeneratorStageConfig, train_generator, warmup_cosine
+from sac.training.mining import false_detections
 from sac.training.negatives import NegativeConfig
 from sac.training.resume import damaged_advice, read_state, setting_changes
 from sac.training.sampler import CropSampler, TrainImage, first_per_source
@@ -194,6 +195,7 @@ class Trainer:
                           self.model.part_state(p).items()} for p in self.parts},
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "seconds": dict(self.seconds), "epoch": self.epoch.state(),
+            "hard": [torch.from_numpy(p) for p in self.sampler.hard],
         }
         with atomic_path(self.state_path, overwrite=True) as tmp:
             torch.save(state, tmp)
@@ -220,6 +222,8 @@ class Trainer:
         self.seconds.update({k: float(v) for k, v in state.get("seconds", {}).items()})
         self.epoch = _EpochSoFar.from_state(state["epoch"]) if "epoch" in state else \
             _EpochSoFar()  # written before checkpoints kept the epoch's progress
+        if "hard" in state:  # mined false detections (runs before mining kept none)
+            self.sampler.set_hard([t.numpy() for t in state["hard"]])
         best = float(state["best"])
         self.best = None if math.isnan(best) else best
         self.best_epoch = None if int(state["best_epoch"]) < 0 else int(state["best_epoch"])
@@ -303,6 +307,7 @@ class Trainer:
             if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
                 epoch = math.ceil(self.step / self.steps_per_epoch)
                 done, self.epoch = self.epoch, _EpochSoFar()  # saved states start afresh
+                self._mine()  # before the epoch's state is saved, so a resume has them
                 rec = self._end_epoch(epoch, done.sums, done.steps, done.elapsed(), command)
                 history.append(rec)
                 if self.sync.main:
@@ -335,6 +340,13 @@ class Trainer:
         broadcast_from_main(self.model.generator, self.sync)
         self.seconds["generator_stage"] += time.perf_counter() - t0
         self._save_state()
+
+    def _mine(self) -> None:
+        """The model's false detections on the training images, for the next epoch's hard
+        crops (every process mines the same weights, so all agree)."""
+        if self.cfg.negatives.hard > 0:
+            self.sampler.set_hard(false_detections(self.model, self.sampler.images,
+                                                   self.cfg.step.bf16))
 
     def _one_step(self) -> dict[str, float]:
         """One step on this process's share of the crops: SAM crops ``rank * B ..`` of
