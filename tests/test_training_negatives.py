@@ -172,5 +172,5 @@ def test_training_with_hard_negatives_keeps_them_for_a_resume(tmp_path) -> None:
                  "--epochs", "2", "--steps-per-epoch", "2", "--quiet", "--no-tune",
                  "--no-size-head", "--hard-negatives", "0.3"]) == 0
     state = torch.load(run / "last" / "state.pt", weights_only=True)
-    assert len(state["hard"]) == 2  # one entry per training image (mined, maybe empty)
+    assert len(state["hard"]) == 3  # one entry per training image (mined, maybe empty)
     assert all(t.ndim == 2 and t.shape[1] == 2 for t in state["hard"])
