@@ -251,7 +251,7 @@ def test_builtin_splits_disjoint_and_deterministic() -> None:
     assert split_dsb(types_, fraction=dsb.meta["fraction"], seed=dsb.meta["seed"]) == (
         dsb.train, dsb.val,
     )  # fmt: skip
-    assert set(BUILTIN_SPLITS) == {"monuseg", "dsb2018", "monuseg-organs"}
+    assert set(BUILTIN_SPLITS) == {"monuseg", "dsb2018", "monuseg-organs", "bbbc039", "bitdepth"}
     organs = load_builtin_split("monuseg-organs")
     assert sorted(organs.train + organs.val) == sorted(mon.train + mon.val)
     assert split_monuseg_organs(organs.train + organs.val) == (organs.train, organs.val)

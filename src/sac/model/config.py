@@ -196,8 +196,8 @@ class SACConfig:
                                     and lo <= rng[0] <= rng[1] <= hi):
             raise ConfigError(f"nucleus_diameter_range must be [low, high] with {lo} <= low "
                               f"<= high <= {hi} pixels; got {list(rng)}")
-        if self.size_head is not None:
-            factors = self.size_head.get("factors")
+        if self.size_head is not None and "factors" in self.size_head:
+            factors = self.size_head["factors"]
             if not (isinstance(factors, list) and factors and all(
                     isinstance(f, int | float) and not isinstance(f, bool)
                     and math.isfinite(f) and 0.01 <= f <= 100 for f in factors)):

@@ -250,7 +250,6 @@ def load_model(model: str | Path, device: str | torch.device = "cpu",
     folder = resolve_model(model)
     config = read_config(folder)
     spec_for(config)  # checks the backbone name and overrides before reading any weights
-    _check_files(config, folder)
     state, base_path = _base_state(config, folder, checkpoint)
     sac = build_model(config, state, str(base_path))
     for part in config.parts:
@@ -258,6 +257,7 @@ def load_model(model: str | Path, device: str | torch.device = "cpu",
     if config.size_head is not None:
         sac.size_head = read_size_head(folder / SIZE_HEAD_FILE,
                                        style_dim(config.generator_widths))
+    _check_files(config, folder)  # after reading them: a truncated file is named as such
     return sac.to(dev).eval()
 
 

@@ -266,7 +266,7 @@ def segment_slide(
         raise ConfigError("a label image of a slide needs every chunk in one process; "
                           "leave out --slide-labels when the chunks are split over shards")
     number("chunk", chunk, 64, 16384, integer=True)
-    number("overlap", overlap, 0, chunk // 2 - 1, integer=True)
+    number("overlap", overlap, 0, chunk - 1, integer=True)
     t0 = time.perf_counter()
     plan = plan_slide(seg, path, out_dir, level=level, region=region, chunk=chunk,
                       overlap=overlap, tissue=tissue, save_geojson=save_geojson,

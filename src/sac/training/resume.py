@@ -37,13 +37,13 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def setting_changes(before: Any, now: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two settings documents (``before -> now``).
-    A key only ``now`` has, holding an empty value (a field added by a later SAC version
-    with an empty default), is no change."""
+    A key only ``now`` has, holding an empty or off value (a field a later SAC version added
+    with a default that keeps the old behaviour: ``{}``, ``0``, ``False``), is no change."""
     if isinstance(before, dict) and isinstance(now, dict):
         out = []
         for k in sorted(set(before) | set(now)):
             key = f"{prefix}{k}"
-            if k not in before and now[k] in ({}, [], None, ""):
+            if k not in before and (now[k] is None or now[k] in ({}, [], "", 0, False)):
                 continue
             if k not in before or k not in now:
                 out.append(key)
