@@ -16,7 +16,9 @@ as a new user would run ``sac segment``):
   tissue) and fluorescence (black background, dim autofluorescence), ``--size`` pixels
   square, uint8 as a file would hold them. Models trained with synthetic negatives saw
   crops of the same generator (other seeds, their own training images' colours), so the
-  real rows are the fairer test for them.
+  real rows are the fairer test for them. ``invented_area_pct`` is the share of the
+  nucleus-free pixels they cover, ``median_invented_px`` their median area in input pixels
+  (a scale estimate fooled into shrinking the image shows here as giant blobs).
 
 Run: ``.venv/bin/python benchmarks/invented.py --dataset monuseg --model sac-lite-monuseg
 [--model NAME=MODEL_DIR ...] --bf16 [--tag T]``. Writes ``results/invented_<dataset>[_<tag>]
@@ -52,8 +54,8 @@ except ImportError:  # scoring an older checkout (PYTHONPATH=old/src): this chec
 from bench_common import machine_info, validation_parser, validation_set, write_results
 
 COLUMNS = ["model", "set", "images", "free_mpx", "true_nuclei", "predicted",
-           "invented_per_mpx", "invented_area_pct", "aji", "pq", "dsb_score", "f1_obj",
-           "pixel_dice", "scale_notes", "seconds"]
+           "invented_per_mpx", "invented_area_pct", "median_invented_px", "aji", "pq",
+           "dsb_score", "f1_obj", "pixel_dice", "scale_notes", "seconds"]
 PALETTES = {
     "he": Palette(glass=np.array([0.96, 0.95, 0.97], np.float32),
                   tissue=np.array([0.85, 0.45, 0.65], np.float32), bright=True),
@@ -117,17 +119,23 @@ def synthetic_rows(name: str, seg: Any, count: int, size: int) -> list[dict[str,
     rows = []
     for pal_name, pal in PALETTES.items():
         for kind in KINDS:
-            t0, found = time.perf_counter(), 0
+            t0, found, pix, areas = time.perf_counter(), 0, 0, []
             for i in range(count):
                 rng = np.random.default_rng([2026, KINDS.index(kind), i])
                 rgb = synthetic_negative(size, pal, rng, kind)
                 img = np.rint(rgb * 255).astype(np.uint8)
-                found += int(len(np.unique(seg.segment(img, f"{kind}{i}").labels)) - 1)
+                labels = seg.segment(img, f"{kind}{i}").labels
+                found += int(len(np.unique(labels)) - 1)
+                pix += int((labels > 0).sum())
+                counts = np.bincount(labels.ravel())[1:]
+                areas += counts[counts > 0].tolist()
             mpx = count * size * size / 1e6
             rows.append({"model": name, "set": f"synthetic {pal_name} {kind}",
                          "images": count, "free_mpx": round(mpx, 3), "true_nuclei": 0,
                          "predicted": found, "invented_per_mpx": round(found / mpx, 1),
-                         "seconds": round(time.perf_counter() - t0, 1)})
+                         "invented_area_pct": round(100 * pix / (count * size * size), 2),
+                         "median_invented_px": round(float(np.median(areas)), 1) if areas
+                         else None, "seconds": round(time.perf_counter() - t0, 1)})
     return rows
 
 
