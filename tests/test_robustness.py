@@ -470,3 +470,59 @@ def test_api_files_refuse_what_they_cannot_hold(tmp_path, slide_model) -> None:
         read_image(tmp_path / "x.png", channel="a")
     with pytest.raises(ConfigError, match="chunk"):
         segment_slide(slide_model, tmp_path / "x.png", tmp_path, chunk=0, progress=False)
+
+
+def test_an_output_path_that_is_a_folder_is_named(tmp_path, model_dir, capsys) -> None:
+    """``--overwrite`` where an output path was an existing folder: the message named -o,
+    not the path in the way."""
+    iio.imwrite(tmp_path / "a.png", disk_image((64, 64), [(30, 30, 8)])[0])
+    out = tmp_path / "o"
+    (out / "a_labels.tif").mkdir(parents=True)
+    code, err = _run(["segment", str(tmp_path / "a.png"), "-o", str(out), "--model",
+                      str(model_dir), "--overwrite"], capsys)
+    assert code == 2 and f"{out / 'a_labels.tif'} is a folder" in err
+
+
+def test_unreadable_files_and_folders_are_named_as_such(tmp_path_factory) -> None:
+    """An unreadable input folder gave a traceback from expand_inputs, an unreadable file
+    "the file is corrupt or not really this format". Run as an unprivileged user (root
+    reads any file whatever its mode), with setpriv where the machine has it."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run a check as an unprivileged user")
+    base = Path(tempfile.mkdtemp(prefix="sac-perm-"))
+    try:
+        base.chmod(0o777)
+        closed = base / "closed"
+        closed.mkdir()
+        iio.imwrite(closed / "a.png", np.zeros((8, 8), np.uint8))
+        closed.chmod(0o000)
+        secret = base / "secret.png"
+        iio.imwrite(secret, np.zeros((8, 8), np.uint8))
+        secret.chmod(0o000)
+        code = ("from sac.data.inputs import expand_inputs\n"
+                "from sac.data.images import read_image\n"
+                f"print(expand_inputs([{str(closed)!r}])[1])\n"
+                f"try:\n    read_image({str(secret)!r})\n"
+                "except Exception as e:\n    print(type(e).__name__, e)\n")
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                sys.executable, "-c"]
+        env = {**os.environ, "HOME": str(base)}
+        probe = subprocess.run([*user, "import sac.data.images"], capture_output=True,
+                               text=True, timeout=120, env=env)
+        if probe.returncode != 0:  # this checkout is not readable by other users
+            pytest.skip(f"an unprivileged user cannot import sac here: {probe.stderr[-200:]}")
+        out = subprocess.run([*user, code], capture_output=True, text=True, timeout=120,
+                             env=env)
+        assert out.returncode == 0, out.stderr
+        assert "cannot list the folder: Permission denied" in out.stdout
+        assert "InputError" in out.stdout and "cannot read the file (Permission denied)" \
+            in out.stdout and "corrupt" not in out.stdout
+    finally:
+        for p in (base / "closed", base / "secret.png"):
+            p.chmod(0o755)
+        shutil.rmtree(base)

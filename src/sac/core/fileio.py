@@ -12,7 +12,11 @@ from sac.core.errors import InputError
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing output unless ``overwrite`` is set."""
+    """Refuse to replace an existing output unless ``overwrite`` is set; a folder where the
+    output file goes is refused either way, by its path."""
+    if path.is_dir():
+        raise InputError(f"{path} is a folder where an output file goes; move or rename it "
+                         "(--overwrite replaces files, never folders)")
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it")
 
