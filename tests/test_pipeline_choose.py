@@ -40,6 +40,11 @@ def test_image_type_tells_the_three_apart() -> None:
     assert image_type(_fluorescence().astype(np.uint16) * 200) == "fluorescence"
     assert image_type(_he()) == "histology"
     assert image_type(_gray_brightfield()) == "brightfield"
+    dense = _he()
+    dense[:] = (120, 80, 130)  # a dense, dark H&E tile: median gray 110 -> 98 below
+    dense[::2] = (110, 60, 120)
+    dense = (dense.astype(np.float32) * 0.85).astype(np.uint8)
+    assert image_type(dense) == "histology"  # MoNuSeg's TCGA-NH-A8F7 was "fluorescence"
 
 
 class _Fake:
