@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "sac-lite-monuseg"
+DEFAULT_MODEL = "auto"  # per image, the shipped specialist for its type (sac.pipeline.choose)
 CHUNK = 2048  # default whole-slide chunk side
 
 #: kinds of output a plain image can have, by the flag that asks for it

@@ -34,8 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help=f"model folder, shipped model name, or auto (per image, the shipped "
                    "specialist for its type: sac-lite-monuseg for stained bright-field "
-                   "images, sac-lite-dsb2018 for fluorescence and gray bright-field; the "
-                   f"summary says which) (default: {DEFAULT_MODEL})")
+                   "images, sac-lite-dsb2018 for fluorescence and gray bright-field, "
+                   "sac-lite-monuseg for whole slides; the summary says which) "
+                   f"(default: {DEFAULT_MODEL})")
     p.add_argument("--sam-checkpoint", type=Path, default=None,
                    help="base SAM checkpoint, for models trained on one that is not bundled")
     p.add_argument("--save-semantic", action="store_true",
