@@ -132,6 +132,14 @@ def random_crop(
         if not least and frac >= min_foreground:
             break
     y, x = best
+    return _cut(image, labels, y, x, size)
+
+
+def _cut(image: np.ndarray, labels: np.ndarray, y: int, x: int, size: int
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``size`` x ``size`` crop at (y, x), padded at the bottom/right (image 0, labels 0,
+    ``valid`` False) where the image is smaller; new arrays, never views."""
+    ch, cw = min(labels.shape[0], size), min(labels.shape[1], size)
     out_img = np.zeros((size, size, image.shape[2]), np.float32)
     out_lab = np.zeros((size, size), labels.dtype)
     valid = np.zeros((size, size), bool)
@@ -150,13 +158,7 @@ def crop_at(image: np.ndarray, labels: np.ndarray, size: int, centre: np.ndarray
     jitter = rng.integers(-(size // 4), size // 4 + 1, 2)
     y = int(np.clip(int(centre[0]) - ch // 2 + int(jitter[0]), 0, h - ch))
     x = int(np.clip(int(centre[1]) - cw // 2 + int(jitter[1]), 0, w - cw))
-    out_img = np.zeros((size, size, image.shape[2]), np.float32)
-    out_lab = np.zeros((size, size), labels.dtype)
-    valid = np.zeros((size, size), bool)
-    out_img[:ch, :cw] = image[y:y + ch, x:x + cw]
-    out_lab[:ch, :cw] = labels[y:y + ch, x:x + cw]
-    valid[:ch, :cw] = True
-    return out_img, out_lab, valid
+    return _cut(image, labels, y, x, size)
 
 
 def dihedral(
