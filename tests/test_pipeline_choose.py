@@ -53,6 +53,9 @@ class _Fake:
     def __init__(self, name: str) -> None:
         self.name, self.seen = name, 0
 
+    def config_dict(self) -> dict[str, str]:
+        return {"name": self.name}
+
     def segment(self, image: np.ndarray, source: str = "image", **_: object) -> SegmentResult:
         self.seen += 1
         return SegmentResult(np.zeros(image.shape[:2], np.uint32), None, {}, 0,
@@ -75,6 +78,7 @@ def test_auto_picks_per_image_loads_once_and_says_which() -> None:
     assert "sac-lite-monuseg" in res[1].size.note and "histology" in res[1].size.note
     assert "brightfield image" in res[3].size.note
     assert auto.for_slides() is auto.pick(_he())[0]  # slides: the bright-field stain model
+    assert auto.config_dict()["routing"] == MODEL_FOR  # what sac evaluate reports
 
 
 @pytest.mark.weights

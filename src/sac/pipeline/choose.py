@@ -46,6 +46,12 @@ class AutoSegmenter:
                 self._segmenters[name] = self._load(name)
             return self._segmenters[name], name, kind
 
+    def config_dict(self) -> dict[str, Any]:
+        """The routing and the settings of each specialist loaded so far (for reports)."""
+        with self._lock:
+            loaded = {n: seg.config_dict() for n, seg in self._segmenters.items()}
+        return {"model": AUTO, "routing": dict(MODEL_FOR), "loaded": loaded}
+
     def for_slides(self) -> Any:
         """The segmenter whole slides get: slides are read as bright-field stains (the
         tissue mask is made for them), so the histology model."""
