@@ -106,9 +106,10 @@ def has_part(parts: Path, tile: SlideTile) -> bool:
 
 
 def missing_parts(parts: Path, tiles: list[SlideTile]) -> list[SlideTile]:
-    """The chunks without a whole part yet (damaged parts are removed, see
-    :func:`has_part`)."""
-    return [t for t in tiles if not has_part(parts, t)]
+    """The chunks without a part file yet. Existence only: a run validates each part once,
+    where it decides to resume it (:func:`has_part`), and :func:`read_part` names a damaged
+    one at assembly, so parts are not read whole once more here."""
+    return [t for t in tiles if not part_path(parts, t).is_file()]
 
 
 def _read_parts(tiles: list[SlideTile], parts: Path) -> Iterator[dict[str, Any]]:
