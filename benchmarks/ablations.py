@@ -33,13 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sac.cli.common import add_precision
 from sac.data.open import open_dataset
 from sac.data.splits import load_builtin_split
 from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, load_model
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import RESULTS, machine_info, write_results
+from bench_common import RESULTS, bf16_of, machine_info, write_results
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monuseg" / "train"
 KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "semantic_pixel_dice"]
@@ -63,7 +64,7 @@ SPLITS = ("monuseg", "monuseg-organs")
 
 
 def evaluate(model: SACModel, names: list[str], dataset: Any, bf16: bool) -> dict[str, float]:
-    seg = Segmenter(model, bf16=bf16)
+    seg = Segmenter(model, precision="bf16" if bf16 else "fp32")
     rows, sem = [], []
     for name in names:
         s = dataset[name]
@@ -189,7 +190,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--only", nargs="*", default=None, help="train variants to run")
     p.add_argument("--limit", type=int, default=None, help="validation images")
-    p.add_argument("--bf16", action="store_true")
+    add_precision(p)
     p.add_argument("--seeds", type=int, default=1,
                    help="train runs per variant, seeds 0..N-1 (seed 0 reuses the old folder)")
     p.add_argument("--tag", default="", help="suffix of the results' file name")
@@ -207,7 +208,7 @@ def main() -> None:
         if recorded_split != args.split:
             raise SystemExit(f"{previous} holds runs on split {recorded_split!r}, not "
                              f"{args.split!r}: give this study its own --tag")
-    info.update(mode=args.mode, model=args.model or "", images=len(names), bf16=args.bf16,
+    info.update(mode=args.mode, model=args.model or "", images=len(names), bf16=bf16_of(args),
                 split=args.split,
                 note="pixel_dice: mean over images; semantic_pixel_dice: the one-set-per-"
                      "tile semantic mask; commit and date per row: where that run was "
@@ -216,11 +217,11 @@ def main() -> None:
     if args.mode == "inference":
         if not args.model:
             raise SystemExit("--mode inference needs --model")
-        rows = inference_rows(args.model, names, dataset, args.bf16)
+        rows = inference_rows(args.model, names, dataset, bf16_of(args))
         cols = ["variant", *KEYS, "seconds"]
     else:
         cols = ["variant", "seed", "steps", *KEYS, "train_min", "commit"]
-        rows = train_rows(args.runs, args.steps, names, dataset, args.bf16, args.only,
+        rows = train_rows(args.runs, args.steps, names, dataset, bf16_of(args), args.only,
                           args.seeds, recorded["rows"] if recorded else [],
                           lambda done: write_results(name, info, done, cols, title),
                           str(info["commit"]), args.split)

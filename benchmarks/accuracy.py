@@ -42,7 +42,7 @@ from sac.pipeline.classical import classical_instances
 from sac.pipeline.nuclei import detect
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import DATASETS, machine_info, validation_parser, write_results
+from bench_common import DATASETS, bf16_of, machine_info, validation_parser, write_results
 
 KEYS = ["pixel_dice", "pixel_dice_sum", "pixel_iou", "f1_obj", "aji", "pq", "dsb_score"]
 
@@ -101,12 +101,12 @@ def main() -> None:
     names = split.val[: args.limit]
     classical = tune_classical(dataset, split.train, args.classical_images)
     model = load_model(args.model)
-    segs: dict[str, Segmenter] = {"sac_instance": Segmenter(model, bf16=args.bf16),
+    segs: dict[str, Segmenter] = {"sac_instance": Segmenter(model, precision=args.precision),
                                   "sam_zero_shot_boxes": Segmenter(zero_shot(model),
-                                                                   bf16=args.bf16)}
+                                                                   precision=args.precision)}
     for item in args.ablation:
         name, _, path = item.partition("=")
-        segs[name] = Segmenter(load_model(path), bf16=args.bf16)
+        segs[name] = Segmenter(load_model(path), precision=args.precision)
     rows: dict[str, list[dict[str, Any]]] = {}
     seconds: dict[str, float] = {}
 
@@ -149,7 +149,7 @@ def main() -> None:
             table.append(row)
     info = machine_info()
     info.update(dataset=args.dataset, split="built-in val", model=str(args.model),
-                bf16=args.bf16, classical=classical,
+                bf16=bf16_of(args), classical=classical,
                 model_training=model.config.training.get("command", ""),
                 note="pixel_dice: mean over images; pixel_dice_sum: from summed counts; "
                      "sac_semantic object metrics use connected components")

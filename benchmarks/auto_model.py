@@ -26,7 +26,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.pipeline.choose import MODEL_FOR
 from sac.pipeline.segmenter import load_segmenter
 
-from bench_common import machine_info, validation_parser, validation_set, write_results
+from bench_common import bf16_of, machine_info, validation_parser, validation_set, write_results
 
 KEYS = ["aji", "pq", "dsb_score", "f1_obj", "pixel_dice"]
 COLUMNS = ["option", "type", "images", *KEYS]
@@ -40,7 +40,7 @@ def main() -> None:
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     own = OWN[args.dataset]
     models = dict.fromkeys([own, GENERALIST, *MODEL_FOR.values()])
-    segs = {m: load_segmenter(m, bf16=args.bf16) for m in models}
+    segs = {m: load_segmenter(m, precision=args.precision) for m in models}
     per: dict[str, dict[str, dict[str, float]]] = {}  # image -> model -> scores
     kinds: dict[str, str] = {}
     t0 = time.perf_counter()
@@ -68,7 +68,7 @@ def main() -> None:
             rows.append({"option": opt, "type": kind, "images": len(sel),
                          **{k: round(float(agg[k]), 4) for k in KEYS}})
     info = machine_info()
-    info.update(dataset=args.dataset, images=len(names), bf16=args.bf16,
+    info.update(dataset=args.dataset, images=len(names), bf16=bf16_of(args),
                 seconds=round(time.perf_counter() - t0, 1),
                 routing=", ".join(f"{k} -> {v}" for k, v in MODEL_FOR.items()))
     tag = f"_{args.tag}" if args.tag else ""

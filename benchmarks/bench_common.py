@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from sac.cli.common import add_precision
 from sac.core.fileio import atomic_path
 
 RESULTS = Path(__file__).parent / "results"
@@ -24,15 +25,22 @@ DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
 
 
 def validation_parser(doc: str) -> argparse.ArgumentParser:
-    """The options every validation-set benchmark takes: --dataset, --data, --limit, --bf16,
+    """The options every validation-set benchmark takes: --dataset, --data, --limit, --precision,
     --tag (each script adds its own --model and the rest)."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
     p.add_argument("--data", type=Path, default=None, help="default: ../shared/data/...")
     p.add_argument("--limit", type=int, default=None, help="first N validation images")
-    p.add_argument("--bf16", action="store_true")
+    add_precision(p)
     p.add_argument("--tag", default="")
     return p
+
+
+def bf16_of(args: argparse.Namespace) -> bool:
+    """Whether ``--precision`` means bf16 on this machine's CPU (see sac.core.device)."""
+    from sac.core.device import resolve_device, use_bf16
+
+    return use_bf16(args.precision, resolve_device("cpu"))
 
 
 def validation_set(name: str, data: Path | None = None, limit: int | None = None

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from sac.cli.common import add_precision
 from sac.metrics import evaluate_pair
 from sac.pipeline.interactive import EMBEDDINGS, Corrector
 from sac.pipeline.segmenter import load_segmenter
@@ -94,14 +95,14 @@ def main() -> None:
                    help="'model' (the model's own setting) and/or counts")
     p.add_argument("--clicks", type=int, default=10, help="positive and negative, per image")
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--bf16", action="store_true")
+    add_precision(p)
     p.add_argument("--tag", default="")
     args = p.parse_args()
     settings = [None if v == "model" else int(v) for v in args.neighbour_negatives]
     dataset, names = validation_set("monuseg", limit=args.limit)
     rows: list[dict[str, Any]] = []
     for model in args.model:
-        seg = load_segmenter(model, bf16=args.bf16)
+        seg = load_segmenter(model, precision=args.precision)
         own = seg.config.prompts.neighbour_negatives  # 'model' and its count: one setting
         counts = list(dict.fromkeys(own if v is None else v for v in settings))
         pooled: dict[int, dict[str, list[Any]]] = {}
@@ -151,7 +152,7 @@ def main() -> None:
                              p90_click_s=round(float(np.percentile(
                                  acc["add"] + acc["remove"], 90)), 3)))
     info = {**machine_info(), "models": ", ".join(args.model), "images": len(names),
-            "bf16": args.bf16,
+            "precision": args.precision,
             "note": "embed_s: all SAM tiles of the image embedded once (the Correct widget's "
                     "Start); click times after that (median_add_s: positive clicks, which decode "
                     "and paste one nucleus; median_remove_s: negative clicks, which remove or "

@@ -40,7 +40,7 @@ def main() -> None:
     args = p.parse_args()
     rows: list[dict[str, Any]] = []
     for name in args.model:
-        seg = Segmenter(load_model(name), bf16=True)
+        seg = Segmenter(load_model(name), precision="bf16")
         for dark in (False, True):
             for r in args.radii:
                 n_side = max(3, math.ceil(160 / (3.2 * r)))

@@ -51,6 +51,7 @@ from sac.training.tune import tune_detection
 
 from bench_common import (
     DATASETS,
+    bf16_of,
     machine_info,
     seed_summary,
     validation_parser,
@@ -97,8 +98,8 @@ def score(model: SACModel, val: list[tuple[str, np.ndarray, np.ndarray]], bf16: 
     may come from another resolution than SAM's, and SAM's own maps (prompt sets,
     completion) stay those of ``sam``.
     """
-    seg = Segmenter(model, bf16=bf16)
-    runner = seg if sam is None else Segmenter(sam, bf16=bf16)
+    seg = Segmenter(model, precision="bf16" if bf16 else "fp32")
+    runner = seg if sam is None else Segmenter(sam, precision="bf16" if bf16 else "fp32")
     at = model.config.input_scale if generator_scale is None else generator_scale
     rows: dict[str, list[dict[str, float]]] = {"generator_only": [], "sac": []}
     t_sac = 0.0
@@ -149,7 +150,7 @@ def main() -> None:
     val_small, _ = load_images(dataset, val_names, scale)
     val = [(n, dataset[n].image, dataset[n].labels) for n in val_names]
     augment = AugmentConfig.for_modality(base.config.modality, stain_bias=0.02)
-    stage = GeneratorStageConfig(steps=args.steps, bf16=args.bf16)
+    stage = GeneratorStageConfig(steps=args.steps, bf16=bf16_of(args))
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
     table: list[dict[str, Any]] = []
 
@@ -161,7 +162,7 @@ def main() -> None:
         table.append(row)
         print(row, flush=True)
 
-    add("model_as_is", "-", score(base, val, args.bf16),
+    add("model_as_is", "-", score(base, val, bf16_of(args)),
         {"centre": base.config.centre_target, "widths": list(base.config.generator_widths),
          "steps": "-", "train_s": "-"})
     for seed in args.seeds:  # seeds outermost, so a cut-off run still compares the variants
@@ -179,7 +180,7 @@ def main() -> None:
                 model.config = dataclasses.replace(model.config, thresholds=dataclasses.replace(
                     th, min_distance=round(th.min_distance * zoom),
                     min_area=round(th.min_area * zoom**2)))
-            tuned = tune_detection(model, val_small, bf16=args.bf16)
+            tuned = tune_detection(model, val_small, bf16=bf16_of(args))
             model.config = dataclasses.replace(
                 model.config, thresholds=dataclasses.replace(
                     model.config.thresholds, fg=tuned.fg, centre=tuned.centre,
@@ -192,7 +193,7 @@ def main() -> None:
                 save_model(model, args.save / f"{name}_seed{seed}", dtype="float16",
                            training={**base.config.training, "generator_replaced": record})
             sam = None if args.generator_scale is None else base
-            add(name, seed, score(model, val, args.bf16, sam, args.generator_scale),
+            add(name, seed, score(model, val, bf16_of(args), sam, args.generator_scale),
                 {"centre": centre, "widths": list(widths), "steps": args.steps,
                  "train_s": train_s, "params": sum(q.numel() for q in gen.parameters()),
                  "fg": tuned.fg, "centre_th": tuned.centre, "min_distance": tuned.min_distance})
@@ -206,7 +207,7 @@ def write(table: list[dict[str, Any]], args: Any, n_train: int, n_val: int,
                                    "sac_pixel_dice", "sac_pq"))
     info = {**started, "rows_written": machine_info()["date"], "dataset": args.dataset,
             "model": args.model,
-            "bf16": args.bf16, "steps": args.steps, "seeds": args.seeds,
+            "precision": args.precision, "steps": args.steps, "seeds": args.seeds,
             "generator_scale": args.generator_scale or "the model's",
             "val_images": n_val, "train_images": n_train,
             "note": "generator trained from scratch per row; SAM part (LoRA, decoder) of "

@@ -54,6 +54,7 @@ from sac.training.tune import tune_detection_maps
 
 from bench_common import (
     DATASETS,
+    bf16_of,
     machine_info,
     seed_summary,
     validation_parser,
@@ -203,10 +204,10 @@ def main() -> None:
     val_small, _ = load_images(dataset, val_names, scale)
     truth = [dataset[n].labels for n in val_names]
     t0 = time.perf_counter()
-    crops = crop_set(model, train_images, args.crop_stride, args.views, args.bf16)
+    crops = crop_set(model, train_images, args.crop_stride, args.views, bf16_of(args))
     embed_s = round(time.perf_counter() - t0, 1)
     print(f"{len(crops.x)} crops embedded in {embed_s} s", flush=True)
-    stage = GeneratorStageConfig(steps=args.steps, bf16=args.bf16)
+    stage = GeneratorStageConfig(steps=args.steps, bf16=bf16_of(args))
     table: list[dict[str, Any]] = []
 
     def add(row: dict[str, Any]) -> None:
@@ -215,7 +216,7 @@ def main() -> None:
         write(table, args, started, len(train_images), len(val_names), len(crops.x), embed_s)
 
     add({"variant": "model_as_is", "seed": "-", "embedding": False,
-         **score(model.generator, model, val_small, truth, args.bf16)})
+         **score(model.generator, model, val_small, truth, bf16_of(args))})
     widths = tuple(model.generator.config.widths)
     for seed in args.seeds:
         for name, chans in (("image_only", 0), ("image_and_embedding", int(crops.emb.shape[1]))):
@@ -225,7 +226,7 @@ def main() -> None:
             add({"variant": name, "seed": seed, "embedding": chans > 0, "steps": args.steps,
                  "train_s": round(train_s, 1), "params": sum(q.numel() for q in
                                                              gen.parameters()),
-                 **score(gen, model, val_small, truth, args.bf16)})
+                 **score(gen, model, val_small, truth, bf16_of(args))})
 
 
 def write(table: list[dict[str, Any]], args: Any, started: dict[str, Any], n_train: int,
@@ -233,7 +234,8 @@ def write(table: list[dict[str, Any]], args: Any, started: dict[str, Any], n_tra
     """The result files so far: every row, then mean +- half-range per variant."""
     summary = seed_summary([r for r in table if r["seed"] != "-"], [f"gen_{k}" for k in KEYS])
     info = {**started, "rows_written": machine_info()["date"], "dataset": args.dataset,
-            "model": args.model, "bf16": args.bf16, "steps": args.steps, "seeds": args.seeds,
+            "model": args.model, "precision": args.precision, "steps": args.steps,
+            "seeds": args.seeds,
             "views": args.views, "crop_stride": args.crop_stride, "train_images": n_train,
             "train_crops": n_crops, "embedding_seconds": embed_s, "val_images": n_val,
             "note": "both probe generators from scratch on the same fixed crops and batches; "

@@ -92,7 +92,7 @@ def main() -> None:
     args = p.parse_args()
     started = machine_info()
     dataset, names = validation_set(args.dataset, args.data, args.limit)
-    seg = load_segmenter(args.model, bf16=args.bf16)
+    seg = load_segmenter(args.model, precision=args.precision)
     folders = {}
     for item in args.predictions:
         method, _, folder = item.partition("=")
@@ -131,7 +131,7 @@ def main() -> None:
         row["counts"] = {k: int(v) for k, v in total.items() if not k.endswith("_share")}
         rows.append(row)
         print(row, flush=True)
-    info = {**started, "dataset": args.dataset, "model": args.model, "bf16": args.bf16,
+    info = {**started, "dataset": args.dataset, "model": args.model, "precision": args.precision,
             "val_images": len(names), "predictions": {m: str(f) for m, f in folders.items()},
             "note": "matched..poor: shares of all true nuclei (each in one class: matched "
                     "IoU > 0.5; merged with a neighbour; split in 2+ pieces; missed; poor "

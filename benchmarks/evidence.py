@@ -45,7 +45,7 @@ def main() -> None:
                                          round(float(snrs[len(snrs) // 2][0]), 1)),
                  "images_below_threshold": int(sum(s < MIN_IMAGE_SNR for s, _ in snrs))})
     model = args.model or MODELS[args.dataset]
-    seg = Segmenter(load_model(model), bf16=args.bf16, check_evidence=False)
+    seg = Segmenter(load_model(model), precision=args.precision, check_evidence=False)
     info.update({"model": model, "validation_images": len(names)})
     types = load_builtin_split(DATASETS[args.dataset][0]).meta.get("types", {})
     per: list[dict[str, Any]] = []

@@ -51,7 +51,7 @@ except ImportError:  # scoring an older checkout (PYTHONPATH=old/src): this chec
     _spec.loader.exec_module(_neg)  # type: ignore[union-attr]
     KINDS, Palette, synthetic_negative = _neg.KINDS, _neg.Palette, _neg.synthetic_negative
 
-from bench_common import machine_info, validation_parser, validation_set, write_results
+from bench_common import bf16_of, machine_info, validation_parser, validation_set, write_results
 
 COLUMNS = ["model", "set", "images", "free_mpx", "true_nuclei", "predicted",
            "invented_per_mpx", "invented_area_pct", "median_invented_px", "aji", "pq",
@@ -150,11 +150,11 @@ def main() -> None:
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     info = machine_info()
     info.update(dataset=args.dataset, validation_images=len(names), free_factor=args.free,
-                bf16=args.bf16, synthetic_per_kind=args.synthetic, synthetic_size=args.size)
+                bf16=bf16_of(args), synthetic_per_kind=args.synthetic, synthetic_size=args.size)
     rows: list[dict[str, Any]] = []
     for item in args.model:
         name, _, path = item.rpartition("=")
-        seg = load_segmenter(path, bf16=args.bf16)
+        seg = load_segmenter(path, precision=args.precision)
         name = name or path
         rows.append(real_rows(name, seg, dataset, names, args.free))
         print(rows[-1], flush=True)

@@ -114,7 +114,7 @@ def main() -> None:
 
     model = SHIPPED[args.dataset]
     if "sac" in args.only:
-        seg = load_segmenter(model, bf16=args.bf16)
+        seg = load_segmenter(model, precision=args.precision)
         report = evaluate_dataset(dataset, predict=lambda im, n: seg.segment(im, n),
                                   names=names, progress=False)
         tr = seg.config.training
@@ -128,7 +128,7 @@ def main() -> None:
                      f"{alone / 60:.1f} min)")
             train_s += alone
         rows += rows_of("sac", report, types, train_s, {"note": note})
-        provenance["sac"] = here | {"model": model, "bf16": args.bf16}
+        provenance["sac"] = here | {"model": model, "precision": args.precision}
 
     for tool in peers:
         record, pred = peer_run(args.runs, tool, args.dataset)

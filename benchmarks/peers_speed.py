@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sac.cli.common import add_precision
+
 from bench_common import machine_info, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +34,7 @@ def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
     """The predict command of each tool."""
     peers = HERE / "peers"
     cmd = {"sac": [sys.executable, str(peers / "sac_predict.py"), "--model", args.model,
-                   *(["--bf16"] if args.bf16 else [])]}
+                   "--precision", args.precision]}
     for tool in ("stardist", "cellpose"):
         cmd[tool] = [str(args.envs / tool / "bin" / "python"), str(peers / f"{tool}_run.py"),
                      "--run", str(args.runs / f"{tool}-monuseg")]
@@ -52,7 +54,7 @@ def main() -> None:
     p.add_argument("--classical", default='{"sigma": 1.0, "min_distance": 8}',
                    help="classical baseline parameters (accuracy.py's tuned ones)")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--bf16", action="store_true")
+    add_precision(p)
     p.add_argument("--tag", default="")
     args = p.parse_args()
     results: dict[str, dict[str, Any]] = {}
@@ -91,7 +93,7 @@ def main() -> None:
                      "ratio_to_sac": None if not sac_median else round(med / sac_median, 2),
                      "error": res.get("error")})
     meta = machine_info() | {"images_folder": str(args.images), "rounds": args.rounds,
-                             "sac_model": args.model, "bf16": args.bf16,
+                             "sac_model": args.model, "precision": args.precision,
                              "note": "seconds per image: reading the file to writing labels; "
                                      "each process loads its model once (load_s)"}
     write_results(f"peers_speed{args.tag}", meta, rows,

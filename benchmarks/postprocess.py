@@ -31,7 +31,7 @@ from sac.training.tune import (
     tune_model_folder,
 )
 
-from bench_common import machine_info, validation_parser, validation_set, write_results
+from bench_common import bf16_of, machine_info, validation_parser, validation_set, write_results
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
         raise SystemExit("unreadable validation images: " + "; ".join(problems))
     full = at_own_size(dataset, images, scale)
     t0 = time.perf_counter()
-    s = tune_model_folder(folder, images, args.output, args.bf16, fill=True, full=full,
+    s = tune_model_folder(folder, images, args.output, bf16_of(args), fill=True, full=full,
                           settings=tuple(args.settings))
     seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
@@ -69,7 +69,7 @@ def main() -> None:
     fill = s["fill"]
     info.update({
         "dataset": args.dataset, "model": str(args.model), "output": str(args.output),
-        "bf16": args.bf16, "images": len(images), "tune_seconds": round(seconds, 1),
+        "precision": args.precision, "images": len(images), "tune_seconds": round(seconds, 1),
         "settings": [n for n in SETTINGS if n in args.settings],
         "criterion": s["fill"]["metric"],
         "detection": {k: s[k] for k in ("fg", "centre", "min_distance")},

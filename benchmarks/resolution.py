@@ -39,7 +39,7 @@ def main() -> None:
     for path in args.model:
         model = load_model(path)
         for res in MASK_RESOLUTIONS:
-            seg = Segmenter(model, bf16=args.bf16, mask_resolution=res)
+            seg = Segmenter(model, precision=args.precision, mask_resolution=res)
             rows, seconds = [], 0.0
             for name, s in zip(names, samples, strict=True):
                 t0 = time.perf_counter()
@@ -51,7 +51,7 @@ def main() -> None:
                           **{k: round(float(agg[k]), 4) for k in KEYS},
                           "s_per_image": round(seconds / len(rows), 2)})
             print(table[-1], flush=True)
-    info.update(dataset=args.dataset, split="built-in val", bf16=args.bf16,
+    info.update(dataset=args.dataset, split="built-in val", precision=args.precision,
                 note="pixel_dice: mean over images; seconds: segmentation of an image in "
                      "memory, end to end")
     name = f"resolution_{args.dataset}" + (f"_{args.tag}" if args.tag else "")

@@ -31,6 +31,7 @@ from sac.pipeline.segmenter import Segmenter
 
 from bench_common import (
     RESULTS,
+    bf16_of,
     machine_info,
     validation_parser,
     validation_set,
@@ -75,8 +76,8 @@ def main() -> None:
     info = machine_info()  # at the start: the commit whose code runs
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     model = load_model(args.model)
-    segs = {"automatic": Segmenter(model, bf16=args.bf16),
-            "model scale": Segmenter(model, bf16=args.bf16, auto_scale=False)}
+    segs = {"automatic": Segmenter(model, precision=args.precision),
+            "model scale": Segmenter(model, precision=args.precision, auto_scale=False)}
     info["nucleus_diameter"] = model.config.nucleus_diameter
     info["nucleus_diameter_range"] = model.config.nucleus_diameter_range
     table: list[dict[str, Any]] = []
@@ -117,7 +118,7 @@ def main() -> None:
 
 def save(table: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace) -> Path:
     """Write the table (JSON, markdown) and the plot; returns the markdown file."""
-    info = dict(info, dataset=args.dataset, model=str(args.model), bf16=args.bf16,
+    info = dict(info, dataset=args.dataset, model=str(args.model), bf16=bf16_of(args),
                 images=args.limit or "all", factors_asked=args.factors)
     name = f"scale_{args.dataset}" + (f"_{args.tag}" if args.tag else "")
     _, md = write_results(name, info, table, ["factor", "mode", "images", *KEYS,

@@ -40,7 +40,7 @@ def measure(args: Any, rows_file: Path) -> None:
     done = {(r["factor"], r["name"]) for r in read_rows(rows_file)}
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     model = load_model(args.model)
-    seg = Segmenter(model, bf16=args.bf16, auto_scale=False)
+    seg = Segmenter(model, precision=args.precision, auto_scale=False)
     median = model.config.nucleus_diameter
     if median is None:
         raise SystemExit(f"{args.model} records no nucleus size")
@@ -122,7 +122,7 @@ def main() -> None:
     median = load_model(args.model).config.nucleus_diameter
     table = summarize(rows, median)
     info |= {"note": args.note, "rows": str(args.rows), "dataset": args.dataset,
-             "model": args.model, "bf16": args.bf16,
+             "model": args.model, "precision": args.precision,
              "nucleus_diameter": median, "images_per_factor": {
                  f: sum(r["factor"] == f for r in rows) for f in sorted(
                      {r["factor"] for r in rows})}}

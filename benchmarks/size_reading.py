@@ -121,12 +121,12 @@ def main() -> None:
     info = machine_info()
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     info.update(dataset=args.dataset, models=args.model, factors=args.factors,
-                val_images=len(names), bf16=args.bf16)
+                val_images=len(names), precision=args.precision)
     summary: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for name_model in args.model:
-        seg = Segmenter(load_model(name_model), bf16=args.bf16)
+        seg = Segmenter(load_model(name_model), precision=args.precision)
         for factor in args.factors:
             rows = []
             for name in names:

@@ -43,7 +43,14 @@ from sac.pipeline.size import (
     weighted_median,
 )
 
-from bench_common import RESULTS, machine_info, validation_parser, validation_set, write_results
+from bench_common import (
+    RESULTS,
+    bf16_of,
+    machine_info,
+    validation_parser,
+    validation_set,
+    write_results,
+)
 
 COLUMNS = ["model", "factor", "tiles", "nuclei_per_tile", "scale_ok", "in_band",
            "kept_and_said",
@@ -88,7 +95,7 @@ def main() -> None:
     p.add_argument("--tolerance", type=float, default=1.3)
     args = p.parse_args()
     dataset, names = validation_set(args.dataset, args.data, args.limit)
-    seg = load_segmenter(args.model, bf16=args.bf16)
+    seg = load_segmenter(args.model, precision=args.precision)
     cfg = seg.config
     model_d = float(cfg.nucleus_diameter)
     side = args.side or max(96, int(8 * model_d / cfg.input_scale))
@@ -150,7 +157,7 @@ def main() -> None:
                      "seconds": round(float(sum(t["seconds"] for t in sel)), 1)})
     info = machine_info()
     info.update(dataset=args.dataset, images=len(names), skipped_no_sparse_window=skipped,
-                side=side, most=args.most, tolerance=args.tolerance, bf16=args.bf16,
+                side=side, most=args.most, tolerance=args.tolerance, bf16=bf16_of(args),
                 seconds=round(time.perf_counter() - t0, 1))
     tag = f"_{args.tag}" if args.tag else ""
     write_results(f"sparse_{args.dataset}{tag}", info, rows, COLUMNS,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sac.cli.common import add_precision
 from sac.core.images import to_rgb_float
 from sac.core.labels import InstanceMask, crop_to_content
 from sac.core.resample import resample_image, resample_labels
@@ -35,7 +36,7 @@ from sac.outputs.images import write_labels_tif
 from sac.pipeline.merge import merge_instances
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import machine_info, write_results
+from bench_common import bf16_of, machine_info, write_results
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monuseg" / "train"
 AMG_GRID = 32
@@ -50,7 +51,7 @@ def amg_labels(seg: Segmenter, image: np.ndarray, batch: int = 64) -> tuple[np.n
     shape = rgb.shape[:2]
     pred = seg.predictor
     masks: list[InstanceMask] = []
-    for owned in owned_tiles(shape, seg.tile_size, seg.overlap):
+    for owned in owned_tiles(shape, seg.sam_tile, seg.overlap):
         ys, xs = owned.tile.slices(shape)
         pred.set_image(rgb[ys, xs], normalized=True, upscale=False)
         h, w = ys.stop - ys.start, xs.stop - xs.start
@@ -73,7 +74,7 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--limit", type=int, default=2, help="validation images to time")
-    p.add_argument("--bf16", action="store_true")
+    add_precision(p)
     p.add_argument("--no-amg", action="store_true", help="skip the (slow) AMG comparison")
     p.add_argument("--amg-limit", type=int, default=1,
                    help="run AMG on the first N timed images only (it takes minutes each)")
@@ -81,7 +82,7 @@ def main() -> None:
     args = p.parse_args()
     ds = MoNuSegDataset(args.data)
     names = load_builtin_split("monuseg").val[: args.limit]
-    seg = Segmenter(load_model(args.model), bf16=args.bf16)
+    seg = Segmenter(load_model(args.model), precision=args.precision)
     seg.segment(np.zeros((256, 256, 3), np.uint8) + 128)  # warm-up
     rows = []
     with tempfile.TemporaryDirectory() as out:
@@ -111,7 +112,7 @@ def main() -> None:
             rows.append(row)
             print(row, flush=True)
     info = machine_info()
-    info.update(model=str(args.model), bf16=args.bf16,
+    info.update(model=str(args.model), bf16=bf16_of(args),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 amg=f"{AMG_GRID}x{AMG_GRID} points per tile, predicted IoU >= {AMG_MIN_IOU}")
     cols = ["image", "size", "nuclei", "sac_s", "read_s", "preprocess_s", "generator_s",

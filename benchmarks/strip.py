@@ -65,7 +65,7 @@ def main() -> None:
         maps_module.pad_faded = _mirror  # type: ignore[assignment]
     info = machine_info() | {"model": args.model, "margins": args.margins}
     model = load_model(args.model)
-    seg = Segmenter(model, bf16=True)
+    seg = Segmenter(model, precision="bf16")
     plan = segment_module.fold_plan
     rows = []
     for kind in ("bright", "dark"):
@@ -80,7 +80,7 @@ def main() -> None:
     image, truth = disk_strip(20, 1600)
     for cut in CUTS:
         th = dataclasses.replace(model.config.thresholds, min_fg=cut)
-        rows.append(_row(Segmenter(model, bf16=True, thresholds=th), image, truth,
+        rows.append(_row(Segmenter(model, precision="bf16", thresholds=th), image, truth,
                          kind="bright", shape="20x1600", mode="default", cut=cut))
     name = f"strip_{Path(args.model).name.removeprefix('sac-lite-')}"
     name += "_mirror" if args.margins == "mirror" else ""

@@ -20,7 +20,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.model import load_model
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import machine_info, validation_parser, validation_set, write_results
+from bench_common import bf16_of, machine_info, validation_parser, validation_set, write_results
 
 KEYS = ["pixel_dice", "aji", "pq", "f1_obj", "dsb_score"]
 
@@ -33,7 +33,7 @@ def main() -> None:
     info = machine_info()  # at the start: the commit whose code runs
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     model = load_model(args.model)
-    segs = {n: Segmenter(model, bf16=args.bf16, tta=n) for n in args.tta}
+    segs = {n: Segmenter(model, precision=args.precision, tta=n) for n in args.tta}
     rows: dict[int, list[dict[str, float]]] = {n: [] for n in segs}
     seconds = {n: [0.0, 0.0] for n in segs}  # total, generator stage
     for i, name in enumerate(names):
@@ -61,7 +61,7 @@ def main() -> None:
                 row["generator_s"] = round(seconds[n][1] / len(rs), 3)
             table.append(row)
     info.update(dataset=args.dataset, split="built-in val", model=str(args.model),
-                bf16=args.bf16, images=len(names),
+                bf16=bf16_of(args), images=len(names),
                 note="generator_s: the generator stage, size estimate included")
     name = f"tta_{args.dataset}" + (f"_{args.tag}" if args.tag else "")
     _, md = write_results(name, info, table, ["tta", "image_type", "images", *KEYS,

@@ -22,6 +22,15 @@ def _seed() -> None:
     np.random.seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--precision auto`` means fp32 in tests on every CPU, so results do not depend on the
+    machine's bf16 support (tests of bf16 ask for it; test_core_device tests the choice)."""
+    from sac.core import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset())
+
+
 @pytest.fixture(scope="session")
 def lite_medsam():
     """The real LiteMedSAM model. The test command installs its weights package, so a missing

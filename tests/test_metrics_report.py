@@ -220,7 +220,7 @@ def test_model_option_runs_a_model(tmp_path: Path, capsys: pytest.CaptureFixture
          "--semantic", "-o", str(report)], capsys)  # fmt: skip
     assert code == 0
     doc = json.loads(report.read_text())
-    assert doc["model"]["model"] == str(folder) and doc["model"]["bf16"] is False
+    assert doc["model"]["model"] == str(folder) and doc["model"]["precision"] == "auto"
     assert doc["model"]["config"]["model"]["backbone"] == "lite_medsam"
     assert doc["n_scored"] == len(doc["images"]) > 0
     assert "semantic_pixel_dice" in doc["images"][0]

@@ -111,6 +111,28 @@ def test_full_grid_window_equals_full_decode() -> None:
     assert torch.allclose(full, win, atol=1e-5) and torch.allclose(iou, iou_w, atol=1e-5)
 
 
+def test_window_of_a_big_embedding_decodes_as_in_a_model_sized_one() -> None:
+    """``pe_origins``: a window cut from a larger grid, its prompts given in a virtual
+    model-sized tile, decodes exactly as the same window placed there in a model-sized grid."""
+    spec = tiny_spec("lite_medsam")
+    model = build_sam(spec).eval()
+    grid = model.image_encoder.embedding_size
+    stride = spec.image_size / grid
+    gen = torch.Generator().manual_seed(0)
+    big = torch.randn(1, model.prompt_encoder.embed_dim, 2 * grid, 2 * grid, generator=gen)
+    size, at, virtual = 8, (grid + 3, grid - 5), (grid // 2 - 4, grid // 2 - 4)
+    native = torch.zeros(1, big.shape[1], grid, grid)
+    native[..., virtual[0]:virtual[0] + size, virtual[1]:virtual[1] + size] = \
+        big[..., at[0]:at[0] + size, at[1]:at[1] + size]
+    local = torch.tensor([[[virtual[1] + 3.5, virtual[0] + 4.0]]]) * stride  # (x, y) pixels
+    labels = torch.ones(1, 1, dtype=torch.long)
+    with torch.no_grad():
+        want, iou_w = model.decode_windows(native, torch.tensor([virtual]), size, local, labels)
+        got, iou_g = model.decode_windows(big, torch.tensor([at]), size, local, labels,
+                                          pe_origins=torch.tensor([virtual]))
+    assert torch.allclose(want, got, atol=1e-5) and torch.allclose(iou_w, iou_g, atol=1e-5)
+
+
 def test_window_origins_stay_inside_grid() -> None:
     from sac.modeling.sam import window_origins
 

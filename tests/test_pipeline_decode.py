@@ -7,19 +7,25 @@ import numpy as np
 
 from sac.core.labels import InstanceMask
 from sac.core.tiles import assign_boxes, make_tiles
-from sac.pipeline.decode import decode_sets, encoded_tiles
+from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile
 from sac.pipeline.prompts import PromptSet
 
 
 class FakePredictor:
     """Records what is embedded and returns one mask per prompt set at its box."""
 
+    class spec:
+        image_size = 256
+
     def __init__(self) -> None:
         self.images: list[tuple[int, int]] = []
+        self.sizes: list[int | None] = []
 
-    def set_image(self, image: np.ndarray, normalized: bool, upscale: bool) -> None:
+    def set_image(self, image: np.ndarray, normalized: bool, upscale: bool,
+                  input_size: int | None = None) -> None:
         assert normalized and not upscale
         self.images.append(image.shape[:2])
+        self.sizes.append(input_size)
 
     def predict_instances(self, points, labels, boxes, window, batch_size, extents, offset,
                           upsample, threshold):
@@ -48,3 +54,28 @@ def test_every_set_decoded_once_in_its_tile() -> None:
     every = FakePredictor()
     assert len(list(encoded_tiles(every, rgb, boxes[:1], 256, 64, every_tile=True))) == \
         len(make_tiles((300, 500), 256, 64))
+
+
+def test_big_tiles_cover_the_image_in_as_few_small_passes_as_possible() -> None:
+    assert encoder_tile((200, 300), 1024, 64, 256) == 304  # one pass, padded to 16
+    assert encoder_tile((100, 120), 1024, 64, 256) == 256  # never below the model's size
+    assert encoder_tile((500, 500), 200, 50, 256) == 200  # model-sized tiles as asked
+    assert encoder_tile((1000, 1000), 1024, 64, 256) == 1008
+    side = encoder_tile((1100, 900), 1024, 64, 256)  # two passes a side, not 2 x 1024
+    assert side == 592 and len(make_tiles((1100, 900), side, 64)) == 4
+    for length in range(257, 3000, 37):  # never more tiles than the largest size gives
+        side = encoder_tile((length, 40), 1024, 64, 256)
+        assert side % 16 == 0 and 256 <= side <= 1024
+        assert len(make_tiles((length, 40), side, 64)) == len(make_tiles((length, 40), 1024, 64))
+        assert (side - 64) * len(make_tiles((length, 40), side, 64)) + 64 >= length
+
+
+def test_big_tile_embedded_in_one_pass() -> None:
+    rgb = np.zeros((300, 500, 3), np.float32)
+    boxes = np.array([[10, 10, 20, 20], [480, 280, 495, 295]], np.float32)
+    pred = FakePredictor()
+    tiles = list(encoded_tiles(pred, rgb, boxes, 1024, 64))
+    assert len(tiles) == 1 and pred.images == [(300, 500)] and pred.sizes == [512]
+    small = FakePredictor()
+    list(encoded_tiles(small, rgb[:200, :200], boxes[:1], 1024, 64))
+    assert small.sizes == [None]  # at the model's own size: the model-sized path

@@ -91,7 +91,7 @@ def test_segmenter_finds_nothing_in_flat_images(name: str) -> None:
 @pytest.mark.weights
 @pytest.mark.parametrize("model", ["sac-lite-monuseg", "sac-lite-dsb2018"])
 def test_shipped_models_find_nothing_in_blank_images_and_faint_nuclei_still(model) -> None:
-    seg = Segmenter(load_model(model), bf16=True)
+    seg = Segmenter(load_model(model), precision="bf16")
     for name in ("zeros", "white", "near-white noise", "dark noise"):
         assert seg.segment(FLAT[name], name).n_nuclei == 0, name
     if model == "sac-lite-dsb2018":  # faint fluorescence: 12 grey levels above background

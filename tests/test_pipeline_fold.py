@@ -55,7 +55,7 @@ def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
     from sac.model import load_model
 
     strip, truth = disk_strip(40, 3000)
-    seg = Segmenter(load_model("sac-lite-dsb2018"), bf16=True)
+    seg = Segmenter(load_model("sac-lite-dsb2018"), precision="bf16")
     folded = seg.segment(strip)
     monkeypatch.setattr(segment_module, "fold_plan", lambda *a: [])
     plain = seg.segment(strip)
@@ -73,7 +73,7 @@ def test_strip_filled_by_its_nuclei_keeps_the_model_scale() -> None:
     from sac.model import load_model
 
     strip, truth = disk_strip(20, 4000)
-    res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(strip)
+    res = Segmenter(load_model("sac-lite-dsb2018"), precision="bf16").segment(strip)
     assert res.size.source == "model" and "too thin" in res.size.note
     assert res.size.scale == 1.0
     assert evaluate_pair(truth, res.labels)["f1_obj"] >= 0.98
@@ -96,5 +96,5 @@ def test_the_strictest_foreground_cut_the_tuner_may_choose_keeps_cut_nuclei() ->
     strip, truth = disk_strip(20, 4000)
     model = load_model("sac-lite-dsb2018")
     strictest = dataclasses.replace(model.config.thresholds, min_fg=max(SETTINGS["min_fg"]))
-    res = Segmenter(model, bf16=True, thresholds=strictest).segment(strip[:, :1600])
+    res = Segmenter(model, precision="bf16", thresholds=strictest).segment(strip[:, :1600])
     assert evaluate_pair(truth[:, :1600], res.labels)["f1_obj"] >= 0.98

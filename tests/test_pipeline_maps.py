@@ -78,6 +78,6 @@ def test_a_thin_image_of_cut_nuclei_keeps_them(kind: str, rows: int) -> None:
     from synthetic import blob_strip, disk_strip
 
     image, truth = blob_strip(rows, 600) if kind == "blobs" else disk_strip(rows, 600, dark=True)
-    res = Segmenter(load_model("sac-lite-dsb2018"), bf16=True).segment(image)
+    res = Segmenter(load_model("sac-lite-dsb2018"), precision="bf16").segment(image)
     assert "folded" not in (res.size.note or "")
     assert evaluate_pair(truth, res.labels)["f1_obj"] >= 0.95

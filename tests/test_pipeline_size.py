@@ -208,7 +208,7 @@ def _segment_grid(model: str, radius: int, ellipse: bool, dark: bool,
     """A grid of at least 160 px of nuclei segmented by ``model``: (result, truth, count)."""
     n_side = max(3, math.ceil(160 / (3.2 * radius)))
     image, truth = grid_disks(radius, n_side=n_side, ellipse=ellipse, dark=dark)
-    res = Segmenter(load_model(model), bf16=True).segment(image, diameter=diameter)
+    res = Segmenter(load_model(model), precision="bf16").segment(image, diameter=diameter)
     return res, truth, n_side**2
 
 
@@ -270,7 +270,7 @@ def test_resampled_validation_image_gives_the_same_nuclei() -> None:
     ids = [n for n in load_builtin_split("dsb2018").val if n.startswith(name)]
     sample = DSB2018Dataset(root)[ids[0]]
     rgb = sample.image[..., :3].astype(np.float32) / 255
-    seg = Segmenter(load_model("sac-lite-dsb2018"), bf16=True)
+    seg = Segmenter(load_model("sac-lite-dsb2018"), precision="bf16")
     ref = seg.segment(sample.image[..., :3]).labels
     for factor in (0.5, 2.0, 3.0):
         shown = (resample_image(rgb, factor) * 255).astype(np.uint8)

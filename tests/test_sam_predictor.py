@@ -157,6 +157,42 @@ def test_predict_instances_crops_match_ground_truth(lite_medsam, shape) -> None:
 
 
 @pytest.mark.weights
+def test_big_input_embedded_once_segments_like_model_sized_tiles(lite_medsam) -> None:
+    """A 480-px image embedded in one 480-px pass: each box-prompted disk comes out at least
+    as well as in a model-sized tile around it (windows decoded in a virtual model-sized
+    tile), and whole-grid decoding is refused."""
+    disks = [(40, 40, 12), (60, 420, 16), (240, 240, 14), (430, 100, 11), (300, 380, 18),
+             (150, 300, 9)]
+    image, labels = disk_image((480, 480), disks)
+    boxes = disk_boxes(disks)
+
+    def iou(inst: object, i: int, y0: int = 0, x0: int = 0) -> float:
+        assert inst is not None
+        full = np.zeros((480, 480), bool)
+        h, w = inst.mask.shape  # type: ignore[attr-defined]
+        full[y0 + inst.y0 : y0 + inst.y0 + h, x0 + inst.x0 : x0 + inst.x0 + w] = \
+            inst.mask  # type: ignore[attr-defined]
+        gt = labels == i + 1
+        return float((full & gt).sum() / (full | gt).sum())
+
+    predictor = SamPredictor(lite_medsam, get_spec("lite_medsam"))
+    predictor.set_image(image, upscale=False, input_size=480)
+    assert predictor.embedding is not None and predictor.embedding.shape[-1] == 120
+    big = [iou(m, i) for i, m in enumerate(predictor.predict_instances(boxes=boxes, window=16))]
+    with pytest.raises(RuntimeError, match="predict_instances"):
+        predictor.predict(boxes=boxes[:1])
+    with pytest.raises(ValueError, match="multiple of 16"):
+        predictor.set_image(image, input_size=250)
+    tiles = []
+    for i, (y, x, _) in enumerate(disks):
+        y0, x0 = min(max(0, y - 128), 224), min(max(0, x - 128), 224)
+        predictor.set_image(image[y0 : y0 + 256, x0 : x0 + 256], upscale=False)
+        tile = predictor.predict_instances(boxes=boxes[i : i + 1] - [x0, y0, x0, y0], window=16)
+        tiles.append(iou(tile[0], i, y0, x0))
+    assert min(big) >= 0.9 and np.mean(big) >= np.mean(tiles) - 0.02, (big, tiles)
+
+
+@pytest.mark.weights
 def test_predict_instances_offset_and_upsample(lite_medsam) -> None:
     """Crops shifted by a tile offset and decoded on a 2x finer grid land where they belong."""
     image, labels = disk_image((256, 256), DEFAULT_DISKS)

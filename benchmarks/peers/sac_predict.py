@@ -18,6 +18,8 @@ from typing import Any
 
 from peer_common import time_predictions
 
+from sac.cli.common import add_precision
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -27,7 +29,7 @@ def main() -> int:
                         '\'{"sigma": 1.0, "min_distance": 8}\'')
     p.add_argument("--predict", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--bf16", action="store_true")
+    add_precision(p)
     args = p.parse_args()
     from sac.data.images import read_image
 
@@ -44,7 +46,7 @@ def main() -> int:
     else:
         from sac.pipeline.segmenter import load_segmenter
 
-        seg = load_segmenter(args.model, bf16=args.bf16)
+        seg = load_segmenter(args.model, precision=args.precision)
 
         def segment(image: Any) -> Any:
             return seg.segment(image).labels

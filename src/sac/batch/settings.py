@@ -27,7 +27,7 @@ class SegmentSettings:
     output: Path
     model: str = DEFAULT_MODEL
     device: str = "cpu"
-    bf16: bool = False
+    precision: str = "auto"  # of sac.core.device.PRECISIONS
     sam_checkpoint: Path | None = None
     tile_size: int | None = None
     overlap: int | None = None
@@ -58,7 +58,7 @@ class SegmentSettings:
     def model_key(self) -> tuple[Any, ...]:
         """What the segmenter depends on (settings that differ only in outputs share one),
         with the model folder's file stamps, so a folder rewritten in place is reloaded."""
-        return (self.model, _stamp(self.model), self.device, self.bf16, self.sam_checkpoint,
+        return (self.model, _stamp(self.model), self.device, self.precision, self.sam_checkpoint,
                 self.tile_size, self.overlap, self.batch_size, self.mask_resolution,
                 self.auto_scale, self.fill, self.threads)
 
@@ -107,7 +107,7 @@ def load_for(settings: SegmentSettings) -> Any:
     the same settings on first use)."""
     from sac.pipeline.segmenter import load_segmenter
 
-    return load_segmenter(settings.model, settings.device, settings.bf16,
+    return load_segmenter(settings.model, settings.device, settings.precision,
                           settings.sam_checkpoint, tile_size=settings.tile_size,
                           overlap=settings.overlap, batch_size=settings.batch_size,
                           mask_resolution=settings.mask_resolution,

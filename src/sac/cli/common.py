@@ -22,7 +22,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """--backbone, --sam-checkpoint, --device and --bf16."""
+    """--backbone, --sam-checkpoint, --device and --precision."""
     from sac.sam.backbones import BACKBONES, DEFAULT_BACKBONE
 
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES),
@@ -31,4 +31,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="base SAM checkpoint (.pth/.pt or .safetensors); default: bundled "
                         "LiteMedSAM weights for lite_medsam")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on some CPUs/GPUs)")
+    add_precision(p)
+
+
+def add_precision(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--precision (and --bf16, its older spelling): the one declaration for every command."""
+    from sac.core.device import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): bf16 where the CPU computes it natively (AVX512-BF16 "
+                        "or AMX; about 2x faster there) or on a GPU, fp32 elsewhere (bf16 is "
+                        "emulated on AVX2-only CPUs, most laptops, and several times slower)")
+    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
+                   help="same as --precision bf16")

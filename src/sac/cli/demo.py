@@ -61,7 +61,7 @@ def _segment(args: argparse.Namespace, image: np.ndarray, source: str, model_nam
     """Labels from a trained model, what was found, and the seconds it took (not loading)."""
     from sac.pipeline.segmenter import load_segmenter
 
-    seg = load_segmenter(model_name, args.device, args.bf16, args.sam_checkpoint,
+    seg = load_segmenter(model_name, args.device, args.precision, args.sam_checkpoint,
                          fill=args.fill)
     t0 = time.perf_counter()
     res = seg.segment(image, source, scale=args.scale)
@@ -72,11 +72,13 @@ def _zero_shot(args: argparse.Namespace, image: np.ndarray, source: str
                ) -> tuple[np.ndarray, str, float]:
     """Labels from classical box prompts and the base SAM, what was found, and the seconds
     it took (not loading)."""
+    from sac.core.device import resolve_device, use_bf16
     from sac.pipeline.zeroshot import zero_shot_instances
     from sac.sam import SamPredictor, get_spec, load_sam
 
     model = load_sam(args.backbone, args.sam_checkpoint, device=args.device)
-    predictor = SamPredictor(model, get_spec(args.backbone), bf16=args.bf16)
+    predictor = SamPredictor(model, get_spec(args.backbone),
+                             bf16=use_bf16(args.precision, resolve_device(args.device)))
     t0 = time.perf_counter()
     result = zero_shot_instances(predictor, image, source=source)
     n = int(np.count_nonzero(np.unique(result.labels)))

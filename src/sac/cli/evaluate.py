@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sac.cli.common import EPILOG
+from sac.cli.common import EPILOG, add_precision
 from sac.core.checks import option
 from sac.core.errors import ConfigError
 from sac.data.open import FORMATS, open_dataset, resolve_split
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="JSON report to write (per-image and aggregate values)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--device", default="cpu", help="torch device for --model (default: cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for --model")
+    add_precision(p)
     p.add_argument("--semantic", action="store_true",
                    help="with --model, also score the semantic mask (semantic_pixel_* keys)")
     p.add_argument("--sam-checkpoint", type=Path, default=None,
@@ -73,12 +73,13 @@ def select_names(
     return sorted(names), {"split": split, "subset": subset}
 
 
-def load_model_predict(model: str, device: str, bf16: bool, semantic: bool = False,
+def load_model_predict(model: str, device: str, precision: str, semantic: bool = False,
                        checkpoint: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """Load ``model`` and return its ``predict(image, name)`` function and its config."""
     from sac.pipeline.segmenter import load_segmenter
 
-    segmenter = load_segmenter(model, device=device, bf16=bf16, checkpoint=checkpoint)
+    segmenter = load_segmenter(model, device=device, precision=precision,
+                               checkpoint=checkpoint)
 
     def predict(image: Any, name: str) -> Any:
         return segmenter.segment(image, name, semantic=semantic)
@@ -99,10 +100,11 @@ def run(args: argparse.Namespace) -> int:
     names, selection = select_names(dataset, args.split, args.subset)
     predict, model_config = None, None
     if args.model is not None:
-        predict, config = load_model_predict(args.model, args.device, args.bf16, args.semantic,
+        predict, config = load_model_predict(args.model, args.device, args.precision,
+                                             args.semantic,
                                              args.sam_checkpoint)
-        model_config = {"model": str(args.model), "device": args.device, "bf16": args.bf16,
-                        "config": config}
+        model_config = {"model": str(args.model), "device": args.device,
+                        "precision": args.precision, "config": config}
     report = evaluate_dataset(
         dataset,
         predict=predict,

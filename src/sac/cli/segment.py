@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from sac.batch.settings import CHUNK, DEFAULT_MODEL
-from sac.cli.common import EPILOG
+from sac.cli.common import EPILOG, add_precision
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError, SACError
+from sac.core.tiles import ENCODER_MULTIPLE, ENCODER_TILE, MAX_ENCODER_TILE
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,14 +92,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=option("--channel", 0, integer=True), default=None,
                    help="for multi-page/multi-channel TIFFs (or one colour of an RGB image): "
                         "the page or channel holding the nuclei, from 0")
-    p.add_argument("--tile-size", type=option("--tile-size", 32, integer=True),
-                   default=None, help="default: the model input size")
+    p.add_argument("--tile-size", type=option("--tile-size", 32, MAX_ENCODER_TILE, integer=True),
+                   default=None, help="largest side in pixels (at the model's scale) of one "
+                   f"encoder pass (default {ENCODER_TILE}; above the model's input size a "
+                   f"multiple of {ENCODER_MULTIPLE}); smaller uses less memory")
     p.add_argument("--overlap", type=option("--overlap", 0, integer=True),
                    default=None, help="tile overlap in pixels")
     p.add_argument("--batch-size", type=option("--batch-size", 1, 4096, integer=True),
                    default=64, help="prompt sets per decoder batch")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on CPU)")
+    add_precision(p)
     p.add_argument("--mask-resolution", choices=("input", "model"), default="input",
                    help="input: decode each mask's edges at the input image's resolution "
                         "(default); model: at the model's scale, labels resized (a little "
@@ -135,7 +138,7 @@ def settings_from(args: argparse.Namespace) -> Any:
                                  ("csv", args.save_csv)) if on)
     return SegmentSettings(
         output=args.output, model=args.model or DEFAULT_MODEL, device=args.device,
-        bf16=args.bf16, sam_checkpoint=args.sam_checkpoint, tile_size=args.tile_size,
+        precision=args.precision, sam_checkpoint=args.sam_checkpoint, tile_size=args.tile_size,
         overlap=args.overlap, batch_size=args.batch_size, mask_resolution=args.mask_resolution,
         auto_scale=not args.no_auto_scale, fill=not args.no_fill, save=save,
         prompts=args.prompts, scale=args.scale, pixel_size=args.pixel_size,

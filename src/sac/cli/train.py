@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from sac.cli.common import EPILOG
+from sac.cli.common import EPILOG, add_precision
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError
 from sac.data.open import FORMATS, dataset_keys, open_training_data
@@ -142,8 +142,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--val-limit", type=option("--val-limit", 1, integer=True),
                    default=None, help="validate on N images only")
     o.add_argument("--device", default="cpu")
-    o.add_argument("--bf16", action="store_true",
-                   help="bf16 autocast in the image encoder (about 1.5x faster on CPU)")
+    add_precision(o)
     o.add_argument("--no-tune", action="store_true",
                    help="keep the default detection thresholds instead of choosing them on "
                         "the validation images after training (see sac tune)")
@@ -218,7 +217,7 @@ def _train(args: argparse.Namespace) -> int:
     """Train in this process (one of several under torchrun, or alone)."""
     import torch
 
-    from sac.core.device import resolve_device
+    from sac.core.device import resolve_device, use_bf16
     from sac.model import PromptConfig, create_model, load_for_training
     from sac.modeling import LoRAConfig
     from sac.pipeline.size import training_size
@@ -239,6 +238,7 @@ def _train(args: argparse.Namespace) -> int:
     scale = args.scale if args.scale is not None else init.input_scale if init else 1.0
     args.device = local_device(args.device)
     sync = init_distributed(resolve_device(args.device))
+    bf16 = use_bf16(args.precision, resolve_device(args.device))
     if not sync.main:
         args.quiet = True
     kinds = {MODALITY_OF_FORMAT[f] for f in args.format}
@@ -264,13 +264,13 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr, generator_lr=args.generator_lr, seed=args.seed,
         select_metric=args.select_metric, val_limit=args.val_limit,
         step=StepConfig(prompts_per_crop=args.prompts_per_crop,
-                        generator_prompt_prob=args.generator_prompt_prob, bf16=args.bf16),
+                        generator_prompt_prob=args.generator_prompt_prob, bf16=bf16),
         augment=augment(modality, stain_bias=0.02), source_augment=by_source,
         negatives=NegativeConfig(args.sparse_crops, args.synthetic_negatives,
                                  hard=args.hard_negatives),
         generator_stage=GeneratorStageConfig(steps=args.generator_steps,
                                              batch_size=args.generator_batch,
-                                             lr=args.generator_lr, bf16=args.bf16),
+                                             lr=args.generator_lr, bf16=bf16),
     )
     train, problems = load_images(dataset, train_names, scale, args.limit)
     val, val_problems = load_images(dataset, val_names, scale, args.val_limit)
@@ -317,7 +317,7 @@ def _train(args: argparse.Namespace) -> int:
         from sac.training.tune import at_own_size, describe, tune_model_folder
 
         full = None if args.no_fill else at_own_size(dataset, val, scale)
-        s = tune_model_folder(result.model_dir, val, None, args.bf16, fill=not args.no_fill,
+        s = tune_model_folder(result.model_dir, val, None, bf16, fill=not args.no_fill,
                               full=full)
         print(f"tuned on the validation images: {describe(s)}", file=sys.stderr)
     if diameter is not None and not args.no_size_head:

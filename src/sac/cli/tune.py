@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sac.cli.common import EPILOG
+from sac.cli.common import EPILOG, add_precision
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError
 from sac.data.open import FORMATS, open_dataset, resolve_split
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "models are read-only and need -o)")
     p.add_argument("--limit", type=option("--limit", 1, integer=True),
                    default=None, help="use N validation images")
-    p.add_argument("--bf16", action="store_true")
+    add_precision(p)
     p.add_argument("--no-fill", action="store_true",
                    help="tune only the detection thresholds, not the completion of the "
                    "instance labels from the semantic mask (0 = off, the default)")
@@ -60,6 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the validation images, tune, save."""
+    from sac.core.device import resolve_device, use_bf16
     from sac.model import read_config, resolve_model
     from sac.model.store import is_shipped
     from sac.training.sampler import load_images, require_nuclei
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     settings = () if args.no_mask else tuple(args.settings or DEFAULT_SETTINGS)
     whole = settings or not args.no_fill  # whole-pipeline stages score at own size
     full = at_own_size(dataset, images, scale) if whole else None
-    s = tune_model_folder(folder, images, args.output, args.bf16, fill=not args.no_fill,
+    bf16 = use_bf16(args.precision, resolve_device("cpu"))
+    s = tune_model_folder(folder, images, args.output, bf16, fill=not args.no_fill,
                           full=full, settings=settings, target=args.metric)
     print(f"{describe(s)}; saved {args.output or folder}")
     return 1 if problems else 0

@@ -17,6 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: default largest side (px, at the model's scale) of one encoder pass
+ENCODER_TILE = 1024
+#: the largest side a caller may ask for (memory grows with its square)
+MAX_ENCODER_TILE = 2048
+#: encoder inputs are padded to a multiple of this
+ENCODER_MULTIPLE = 16
+
 
 @dataclass(frozen=True)
 class Tile:

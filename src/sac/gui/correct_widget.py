@@ -77,7 +77,8 @@ class CorrectWidget(QWidget):
             self.status.setText(f"the image layer {image_name!r} is not in the viewer")
             return
         model = meta.get("model", self.model.currentText())
-        seg = session.segmenter(model, meta.get("device", "cpu"), meta.get("bf16", False),
+        seg = session.segmenter(model, meta.get("device", "cpu"),
+                                meta.get("precision", "auto"),
                                 meta.get("tile_size"), meta.get("fill", True))
         source = self.viewer.layers[image_name]
         region = meta.get("region")

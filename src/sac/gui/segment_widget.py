@@ -23,6 +23,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from sac.core.device import PRECISIONS
+from sac.core.tiles import MAX_ENCODER_TILE
 from sac.gui import session
 
 
@@ -80,9 +82,13 @@ class SegmentWidget(QWidget):
         self.pixel.setSingleStep(0.05)
         self.pixel.setSpecialValueText("unknown")
         self.tile = QSpinBox()
-        self.tile.setRange(0, 1024)
-        self.tile.setSpecialValueText("model's")
-        self.bf16 = QCheckBox("bf16 (faster on CPU)")
+        self.tile.setRange(0, MAX_ENCODER_TILE)
+        self.tile.setSpecialValueText("default")
+        self.precision = QComboBox()  # auto: bf16 only where the CPU computes it natively
+        self.precision.addItems(PRECISIONS)
+        self.precision.setToolTip("auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX) "
+                                  "or on a GPU, else fp32; bf16 is several times slower on "
+                                  "CPUs without it")
         self.no_fill = QCheckBox("no completion from the semantic mask")
         self.device = QComboBox()
         self.device.addItems(self._devices())
@@ -109,7 +115,7 @@ class SegmentWidget(QWidget):
         form.addRow("pixel size (um)", self.pixel)
         form.addRow("tile size", self.tile)
         form.addRow("device", self.device)
-        form.addRow("", self.bf16)
+        form.addRow("precision", self.precision)
         form.addRow("", self.no_fill)
         form.addRow("also add", self.semantic)
         form.addRow("", self.prompts)
@@ -168,7 +174,7 @@ class SegmentWidget(QWidget):
         else:
             image = layer_image(layer)
         opts = {"model": self.model.currentText(), "device": self.device.currentText(),
-                "bf16": self.bf16.isChecked(), "tile_size": self.tile.value() or None,
+                "precision": self.precision.currentText(), "tile_size": self.tile.value() or None,
                 "fill": not self.no_fill.isChecked()}
         scale = self.scale.value() or None
         pixel = self.pixel.value() or None

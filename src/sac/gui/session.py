@@ -46,17 +46,17 @@ class Cancelled(SACError):
     """The user stopped a run; nothing was added or written."""
 
 
-def segmenter(model: str, device: str = "cpu", bf16: bool = False,
+def segmenter(model: str, device: str = "cpu", precision: str = "auto",
               tile_size: int | None = None, fill: bool = True) -> Any:
     """A segmenter for these settings, loaded once per session and then reused (the click
     corrector's embedding cache is keyed by it). ``fill=False``: no completion from the
     semantic mask (``sac segment --no-fill``), for images unlike the model's training data."""
     from sac.pipeline.segmenter import load_segmenter
 
-    key = (str(model), device, bf16, tile_size, fill)
+    key = (str(model), device, precision, tile_size, fill)
     with _LOCK:
         if key not in _SEGMENTERS:
-            _SEGMENTERS[key] = load_segmenter(model, device, bf16, tile_size=tile_size,
+            _SEGMENTERS[key] = load_segmenter(model, device, precision, tile_size=tile_size,
                                               fill=fill)
         return _SEGMENTERS[key]
 

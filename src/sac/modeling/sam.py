@@ -67,6 +67,7 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         multimask: bool = False,
         image_index: torch.Tensor | None = None,
+        pe_origins: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode each prompt set on a ``size`` x ``size`` window of the embedding grid.
 
@@ -76,6 +77,11 @@ class Sam(nn.Module):
         the positional encoding is cut from the full grid, so geometry is unchanged. Returns
         logits (B, K, 4*size, 4*size) covering input pixels ``[4*row, 4*(row+size))`` (times
         the input/grid ratio / 4 for other backbones) and IoU (B, K).
+
+        ``pe_origins`` (B, 2): where each window sits in the decoder's own grid when the
+        embedding came from a larger input than the model's (one encoding of a big tile): the
+        positional encoding is cut there instead, and the prompts must be given relative to
+        that virtual model-sized tile (see :meth:`SamPredictor.predict_instances`).
         """
         if (points is None) != (labels is None):
             raise ValueError("points and labels go together")
@@ -92,6 +98,9 @@ class Sam(nn.Module):
             raise ValueError(f"windows of {size} tokens at {origins.tolist()} leave the grid")
         win = embeddings[image_index[:, None, None], :, rows[:, :, None], cols[:, None, :]]
         win = win.permute(0, 3, 1, 2)
+        if pe_origins is not None:
+            rows = pe_origins[:, 0, None] + span
+            cols = pe_origins[:, 1, None] + span
         pe = self.prompt_encoder.get_dense_pe()[0][:, rows[:, :, None], cols[:, None, :]]
         pe = pe.permute(1, 0, 2, 3).to(win.dtype)
         pts = (points, labels) if points is not None and labels is not None else None

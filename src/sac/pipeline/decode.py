@@ -1,9 +1,11 @@
 """Stage 4, prompt sets to masks: windowed SAM decoding, one SAM tile at a time.
 
-Images larger than SAM's input are cut into overlapping model-sized tiles at their own scale.
-Each prompt set is decoded in the one tile where its extent sits furthest from a seam
-(:func:`sac.core.tiles.assign_boxes`), on a window of that tile's embedding around it, so a
-nucleus crossing a seam still comes out whole. SAC and the zero-shot baseline share this loop.
+Images are cut into overlapping tiles at their own scale, each embedded in one pass of the
+encoder (:func:`encoder_tile`, up to :data:`sac.core.tiles.ENCODER_TILE` px: far fewer pixels
+encoded than in model-sized tiles with their overlaps). Each prompt set is decoded in
+the one tile where its extent sits furthest from a seam (:func:`sac.core.tiles.assign_boxes`),
+on a window of that tile's embedding around it, so a nucleus crossing a seam still comes out
+whole. SAC and the zero-shot baseline share this loop.
 """
 
 from __future__ import annotations
@@ -15,10 +17,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from sac.core.labels import InstanceMask
-from sac.core.tiles import OwnedTile, assign_boxes, owned_tiles
+from sac.core.tiles import ENCODER_MULTIPLE, OwnedTile, assign_boxes, owned_tiles
 from sac.pipeline.prompts import PromptSet, batch_prompt_sets
 from sac.pipeline.result import Clock
 from sac.sam.predictor import SamPredictor
+
+
+def encoder_tile(shape: tuple[int, int], tile_size: int, overlap: int, native: int) -> int:
+    """The side of the square tiles an image of ``shape`` is encoded in: ``tile_size`` at most,
+    the model's ``native`` input size at least, else as small as covers the image in as few
+    tiles as ``tile_size`` would (so a 1100-px image takes four 592-px tiles, not four of 1024
+    px); a multiple of :data:`ENCODER_MULTIPLE`."""
+    if tile_size <= native:
+        return tile_size
+    side = max(shape)
+    n = max(1, -(-(side - overlap) // (tile_size - overlap)))
+    need = -(-(side + (n - 1) * overlap) // n)
+    need = -(-need // ENCODER_MULTIPLE) * ENCODER_MULTIPLE
+    return max(native, min(tile_size, need))
 
 
 @dataclass(frozen=True)
@@ -38,8 +54,12 @@ def encoded_tiles(predictor: SamPredictor, rgb: np.ndarray, extents: np.ndarray,
                   tile_size: int, overlap: int, every_tile: bool = False,
                   clock: Clock | None = None) -> Iterator[EncodedTile]:
     """Embed each tile of a float (H, W, 3) image that has prompt sets to decode (each tile
-    with ``every_tile``) and yield it; ``extents`` (N, 4) ``x0, y0, x1, y1`` place the sets."""
+    with ``every_tile``) and yield it; ``extents`` (N, 4) ``x0, y0, x1, y1`` place the sets.
+    Tiles larger than the model's input are embedded whole (see :func:`encoder_tile`)."""
     shape = rgb.shape[:2]
+    native = predictor.spec.image_size
+    tile_size = encoder_tile(shape, tile_size, overlap, native)
+    big = tile_size if tile_size > native else None  # else the model-sized path
     tiles = owned_tiles(shape, tile_size, overlap)
     owner = assign_boxes(extents, [o.tile for o in tiles], shape)
     for k, owned in enumerate(tiles):
@@ -48,7 +68,7 @@ def encoded_tiles(predictor: SamPredictor, rgb: np.ndarray, extents: np.ndarray,
             continue
         t = time.perf_counter()
         ys, xs = owned.tile.slices(shape)
-        predictor.set_image(rgb[ys, xs], normalized=True, upscale=False)
+        predictor.set_image(rgb[ys, xs], normalized=True, upscale=False, input_size=big)
         if clock is not None:
             clock.add("encoder", t)
         yield EncodedTile(owned, chosen, np.array([xs.start, ys.start], np.float32))

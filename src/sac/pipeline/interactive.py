@@ -66,7 +66,7 @@ class Corrector:
         self.scale = float(segmenter.config.input_scale if scale is None else scale)
         self.rgb = resample_image(rgb0, self.scale)
         self.up = (self.shape0[0] / self.rgb.shape[0], self.shape0[1] / self.rgb.shape[1])
-        self.tiles = owned_tiles(self.rgb.shape[:2], segmenter.tile_size, segmenter.overlap)
+        self.tiles = owned_tiles(self.rgb.shape[:2], segmenter.sam_tile, segmenter.overlap)
         self.key = (image_digest(rgb0), id(segmenter.model), round(self.scale, 6))
         d = segmenter.config.nucleus_diameter
         self.radius = 0.5 * (d if d else 2 * self._median_radius())  # model pixels

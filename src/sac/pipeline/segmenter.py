@@ -32,16 +32,23 @@ from typing import Any
 import numpy as np
 
 from sac.core.checks import number
+from sac.core.device import use_bf16
 from sac.core.errors import ConfigError, InputError
 from sac.core.images import as_model_rgb, check_image
 from sac.core.labels import InstanceMask, drop_missing_ids
 from sac.core.resample import resample_image, resample_labels
-from sac.core.tiles import owned_tiles, stitch
+from sac.core.tiles import (
+    ENCODER_MULTIPLE,
+    ENCODER_TILE,
+    MAX_ENCODER_TILE,
+    owned_tiles,
+    stitch,
+)
 from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
 from sac.pipeline.autoprompt import instance_sets, semantic_set
 from sac.pipeline.complete import complete_from_semantic
-from sac.pipeline.decode import decode_sets, encoded_tiles
+from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile
 from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
 from sac.pipeline.expert import ExpertPrompts, apply_expert
 from sac.pipeline.fold import fold_plan, fold_segment
@@ -70,12 +77,14 @@ SCORE_DECIMALS = 4
 class Segmenter:
     """Runs a :class:`SACModel` on images; see the module docstring for the steps."""
 
-    def __init__(self, model: SACModel, bf16: bool = False, tile_size: int | None = None,
+    def __init__(self, model: SACModel, precision: str = "auto", tile_size: int | None = None,
                  overlap: int | None = None, batch_size: int = 64,
                  mask_resolution: str = "input", auto_scale: bool = True,
                  check_evidence: bool = True, thresholds: Thresholds | None = None,
                  tta: int = 1, embeddings: EmbeddingCache | None = None) -> None:
-        """``thresholds``: detection and merge settings to use instead of the model's own
+        """``precision``: one of :data:`sac.core.device.PRECISIONS` (``auto``: bf16 where the
+        device computes it natively, else fp32).
+        ``thresholds``: detection and merge settings to use instead of the model's own
         (e.g. ``model.config.thresholds.without_fill()``); the model is left unchanged.
         ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`).
         ``embeddings``: SAM embeddings shared with other segmenters of the same model (for
@@ -86,12 +95,15 @@ class Segmenter:
         if thresholds is not None and not isinstance(thresholds, Thresholds):
             raise ConfigError(f"thresholds must be a sac.model.Thresholds; got "
                               f"{type(thresholds).__name__}")
+        native = model.spec.image_size
         if tile_size is not None:
-            number("tile_size", tile_size, 32, model.spec.image_size, integer=True)
+            number("tile_size", tile_size, 32, MAX_ENCODER_TILE, integer=True)
+            if tile_size > native and tile_size % ENCODER_MULTIPLE:
+                raise ConfigError(f"a tile size above the model's input ({native}) must be a "
+                                  f"multiple of {ENCODER_MULTIPLE}; got {tile_size}")
         if tta not in TTA_CHOICES:
             raise ConfigError(f"tta must be one of {TTA_CHOICES}; got {tta}")
         self.tta = tta
-        size = model.spec.image_size
         if mask_resolution not in MASK_RESOLUTIONS:
             raise ConfigError(f"mask resolution must be one of {MASK_RESOLUTIONS}; got "
                               f"{mask_resolution!r}")
@@ -99,34 +111,39 @@ class Segmenter:
         self.auto_scale = auto_scale
         self.check_evidence = check_evidence  # sac.pipeline.evidence: no nuclei from flat data
         number("batch_size", batch_size, 1, 4096, integer=True)
-        self.tile_size = tile_size or size
-        if not 32 <= self.tile_size <= size:
-            raise ConfigError(f"tile size must be in [32, {size}] for this model; got "
-                              f"{self.tile_size}")
-        overlap = self.tile_size // 4 if overlap is None else overlap
-        if not 0 <= overlap < self.tile_size // 2:
-            raise ConfigError(f"overlap must be in [0, tile size / 2 = {self.tile_size // 2}); "
+        # the encoder's tiles (one pass each, up to ENCODER_TILE px) and the model-sized
+        # tiles of the paths that decode whole embeddings (the semantic mask, clicks)
+        self.tile_size = tile_size or max(ENCODER_TILE, native)
+        self.sam_tile = min(self.tile_size, native)
+        overlap = self.sam_tile // 4 if overlap is None else overlap
+        if not 0 <= overlap < self.sam_tile // 2:
+            raise ConfigError(f"overlap must be in [0, tile size / 2 = {self.sam_tile // 2}); "
                               f"got {overlap}")
         self.model = model.eval()
         self.config = model.config
         self.thresholds = model.config.thresholds if thresholds is None else thresholds
         self.overlap = overlap
         self.batch_size = batch_size
-        self.bf16 = bf16
-        self.predictor = SamPredictor(model.sam, model.spec, bf16=bf16, cache=embeddings)
+        self.bf16 = use_bf16(precision, model.device)
+        self.predictor = SamPredictor(model.sam, model.spec, bf16=self.bf16, cache=embeddings)
 
     def config_dict(self) -> dict[str, Any]:
         """The model config (with the thresholds used) plus the inference settings (for
         reports)."""
         used = dataclasses.replace(self.config, thresholds=self.thresholds)
         return {"model": used.to_dict(), "tile_size": self.tile_size,
-                "overlap": self.overlap, "bf16": self.bf16,
+                "overlap": self.overlap, "precision": self.precision,
                 "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale,
                 "check_evidence": self.check_evidence, "tta": self.tta}
 
+    @property
+    def precision(self) -> str:
+        """The precision in use: ``bf16`` or ``fp32``."""
+        return "bf16" if self.bf16 else "fp32"
+
     def generator_maps(self, rgb: np.ndarray) -> Maps:
         """Stitched generator probabilities for a float (H, W, 3) image at the model's scale."""
-        return generator_maps(self.model.generator, rgb, max(GENERATOR_TILE, self.tile_size),
+        return generator_maps(self.model.generator, rgb, max(GENERATOR_TILE, self.sam_tile),
                               self.model.device, self.bf16, self.tta)
 
     def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
@@ -158,7 +175,7 @@ class Segmenter:
             if diameter is not None and self.config.nucleus_diameter is not None:
                 guess = diameter_scale(self.config.nucleus_diameter, diameter)
             check_image(image, source)
-            pieces = fold_plan(image.shape[:2], self.tile_size / guess, self.overlap / guess)
+            pieces = fold_plan(image.shape[:2], self.sam_tile / guess, self.overlap / guess)
             if pieces:  # a long thin strip: segmented folded into a near-square image
                 thin = scale is None and diameter is None and self._too_thin(image.shape)
                 use = self.config.input_scale if thin else scale
@@ -322,8 +339,11 @@ class Segmenter:
         shape = rgb.shape[:2]
         instances: list[InstanceMask] = []
         sem_parts: list[tuple[Any, np.ndarray]] = []
-        total = len(owned_tiles(shape, self.tile_size, self.overlap))
-        tiles = encoded_tiles(self.predictor, rgb, ext, self.tile_size, self.overlap,
+        # the semantic mask decodes whole embeddings: model-sized tiles
+        size = self.sam_tile if semantic else self.tile_size
+        total = len(owned_tiles(shape, encoder_tile(shape, size, self.overlap,
+                                                    self.model.spec.image_size), self.overlap))
+        tiles = encoded_tiles(self.predictor, rgb, ext, size, self.overlap,
                               every_tile=semantic, clock=clock)
         for done, tile in enumerate(tiles):
             if progress is not None:
@@ -336,7 +356,7 @@ class Segmenter:
                                          self.thresholds.mask_logit)
             if semantic:
                 mask = self._decode_semantic(det, maps, tile.region(shape), expert, tile.offset)
-                full = np.zeros((self.tile_size, self.tile_size), bool)
+                full = np.zeros((size, size), bool)
                 full[: mask.shape[0], : mask.shape[1]] = mask
                 sem_parts.append((tile.owned, full))
             clock.add("decoder", t)
@@ -363,7 +383,7 @@ class Segmenter:
         return pred.masks[0, 0]
 
 
-def load_segmenter(model: str | Path, device: str = "cpu", bf16: bool = False,
+def load_segmenter(model: str | Path, device: str = "cpu", precision: str = "auto",
                    checkpoint: str | Path | None = None, fill: bool = True, **kwargs: Any
                    ) -> Any:
     """Load a model folder or shipped model name and wrap it in a :class:`Segmenter`.
@@ -375,9 +395,9 @@ def load_segmenter(model: str | Path, device: str = "cpu", bf16: bool = False,
     from sac.pipeline.choose import AUTO, AutoSegmenter
 
     if str(model) == AUTO:
-        return AutoSegmenter(lambda name: load_segmenter(name, device, bf16, checkpoint, fill,
-                                                         **kwargs))
+        return AutoSegmenter(lambda name: load_segmenter(name, device, precision, checkpoint,
+                                                         fill, **kwargs))
     sac_model = load_model(model, device, checkpoint)
     if not fill:
         kwargs["thresholds"] = sac_model.config.thresholds.without_fill()
-    return Segmenter(sac_model, bf16=bf16, **kwargs)
+    return Segmenter(sac_model, precision=precision, **kwargs)

@@ -48,7 +48,7 @@ class EmbeddingCache:
         """A digest of the encoder's input, with the model object and the precision."""
         data = batch.detach().cpu().contiguous().numpy().tobytes()
         digest = hashlib.blake2b(data, digest_size=20).hexdigest()
-        return f"{id(model)}:{digest}:{'bf16' if bf16 else 'fp32'}"
+        return f"{id(model)}:{tuple(batch.shape)}:{digest}:{'bf16' if bf16 else 'fp32'}"
 
     def get(self, key: str) -> tuple[torch.Tensor, Geometry] | None:
         item = self._items.get(key)
@@ -89,16 +89,24 @@ class SamPredictor:
     @torch.no_grad()
     def set_image(
         self, image: np.ndarray, source: str = "image", normalized: bool = False,
-        upscale: bool = True,
+        upscale: bool = True, input_size: int | None = None,
     ) -> None:
         """Validate, pre-process and embed ``image`` (any size; gray, RGB or RGBA).
 
         ``normalized=True`` takes a float (H, W, 3) image already in [0, 1] as is (a tile of an
         image normalised once as a whole); ``upscale=False`` pads a small image instead of
-        enlarging it.
+        enlarging it. ``input_size`` (a multiple of 16, at least the model's input size)
+        embeds the image padded to that square, at its own scale, in one pass: a big tile
+        whose nuclei are then decoded on windows (:meth:`predict_instances` only).
         """
+        size = self.spec.image_size
+        if input_size is not None:
+            if input_size < size or input_size % 16:
+                raise ValueError(f"input_size must be a multiple of 16 >= {size}; got "
+                                 f"{input_size}")
+            size, upscale = input_size, False
         rgb = as_model_rgb(image, source, normalized)
-        batch, geos = prepare_batch([rgb], self.spec.image_size, self.spec.normalization, upscale)
+        batch, geos = prepare_batch([rgb], size, self.spec.normalization, upscale)
         key = EmbeddingCache.key(self.model, batch, self.bf16) if self.cache is not None else ""
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
@@ -110,6 +118,11 @@ class SamPredictor:
         self.geometry = geos[0]
         if self.cache is not None:
             self.cache.put(key, self.embedding, self.geometry)
+
+    @property
+    def native_grid(self) -> int:
+        """Side of the embedding grid of a model-sized input (the decoder's own grid)."""
+        return int(self.model.prompt_encoder.image_embedding_size[0])
 
     def _prompt_tensors(
         self,
@@ -149,6 +162,10 @@ class SamPredictor:
         set may drop the leading N axis. Sets are decoded ``batch_size`` at a time.
         """
         emb, geo = self._require_image()
+        if emb.shape[-1] != self.native_grid:
+            raise RuntimeError("whole-embedding decoding needs a model-sized input; this "
+                               "image was embedded at input_size > the model's: use "
+                               "predict_instances")
         pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
         n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
         masks, ious, lows = [], [], []
@@ -190,21 +207,26 @@ class SamPredictor:
         logits are interpolated straight to that finer grid before thresholding, so masks
         for an image that was shrunk for the model come back with full-resolution edges.
         ``threshold`` is the logit above which a pixel is in a mask (SAM's own: 0).
+
+        On an embedding of a larger input (``set_image(input_size=...)``) each window is
+        decoded as if it sat in the middle of a model-sized tile: the positional encoding of
+        that place, the prompts shifted to match; windows are at most the model's grid.
         """
         if min(upsample) <= 0:
             raise InputError(f"upsample factors must be > 0; got {upsample}")
         emb, geo = self._require_image()
         pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
-        grid = emb.shape[-1]
+        grid, native = emb.shape[-1], self.native_grid
         stride = geo.input_size / grid  # input pixels per token
         n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
         if extents is not None:
             ext = torch.from_numpy(boxes_to_model(np.asarray(extents, np.float32).reshape(n, 4),
                                                   geo))
-            sizes = window_sizes((ext[:, 2:] - ext[:, :2]).amax(1) + 1, stride, window, grid)
+            sizes = window_sizes((ext[:, 2:] - ext[:, :2]).amax(1) + 1, stride, window,
+                                 min(grid, native))
             centres_all = (ext[:, :2] + ext[:, 2:]) / 2
         else:
-            sizes = torch.full((n,), min(window, grid), dtype=torch.long)
+            sizes = torch.full((n,), min(window, grid, native), dtype=torch.long)
             centres_all = None
         out: list[InstanceMask | None] = [None] * n
         for size in torch.unique(sizes).tolist():
@@ -219,8 +241,15 @@ class SamPredictor:
                 else:  # the first positive point of each set
                     centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]  # type: ignore
                 origins = window_origins(centres, size, grid, stride)
+                pe_origins = None
+                if grid != native:  # a big tile: each window in a virtual model-sized tile
+                    pe_origins = torch.full_like(origins, (native - size) // 2)
+                    shift = ((origins - pe_origins) * stride).flip(1).to(torch.float32)
+                    p = p - shift[:, None, :] if p is not None else None
+                    b = b - shift.repeat(1, 2) if b is not None else None
                 with autocast_context(self.device, self.bf16):
-                    low, iou = self.model.decode_windows(emb, origins, size, p, l_, b)
+                    low, iou = self.model.decode_windows(emb, origins, size, p, l_, b,
+                                                         pe_origins=pe_origins)
                 masks = _window_masks(low[:, 0].float(), iou[:, 0].float(), origins, stride, geo,
                                       offset, upsample, threshold)
                 for k, m in zip(sel.tolist(), masks, strict=True):
