@@ -1,125 +1,159 @@
-"""Speed and memory: seconds per 1000x1000 H&E image end to end, against SAM-style automatic
-mask generation (AMG) with the same encoder, on this CPU.
+"""Speed and accuracy of inference settings, side by side: seconds per image from file to
+written labels, per stage, megapixels per second at the model's scale, and the accuracy of
+the same run, for H&E (MoNuSeg) or fluorescence (DSB 2018) validation images.
 
-For each image (MoNuSeg validation images, 1000x1000): read the file, segment, write
-``<stem>_labels.tif``; time each stage (read, generator, prompts, encoder, decoder,
-post-processing, write). AMG runs on the same tiles with the same encoder and decoder: a
-32x32 grid of single-point prompts per tile, every mask decoded on the full embedding grid,
-masks under a predicted IoU of 0.7 dropped, the rest de-duplicated by the same merge. Both
-results are scored against the ground truth. Peak memory is the process's maximum resident
-set size.
+Each ``--variant LABEL:key=value,...`` is a set of :class:`~sac.pipeline.segmenter.Segmenter`
+settings: ``tile`` (largest side of one encoder pass; 256 = model-sized tiles, the code
+before issue 47), ``precision`` (auto, fp32, bf16), ``batch`` (prompt sets per decoder batch),
+``window`` (the smallest decoder window in embedding tokens, the model's ``decode_window``),
+``runtime`` (where the encoder runs: torch or onnx; ONNX files are exported before timing).
+The variants segment every image in turn (alternating, so a change of machine load hits all
+alike): read the file, segment, write ``<stem>_labels.tif`` to a temporary folder. Rows:
+per variant, mean and median seconds per image, the mean of each stage (generator includes
+the size estimate), megapixels at the model's scale per second, accuracy, and the process's
+peak resident memory at the end of the run.
 
-Run: ``.venv/bin/python benchmarks/speed.py --model PATH [--limit 2] [--bf16]``.
+To time a CPU without native bf16 (AVX2 only, most laptops) on one with it, run with
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``: torch's kernels then use only AVX2 (the
+environment is recorded; ``precision=auto`` still reads the CPU's flags, so name the
+precision in each variant there).
+
+Run: ``.venv/bin/python benchmarks/speed.py --dataset monuseg --model sac-lite-monuseg
+--variant before:tile=256 --variant now:tile=1024``.
+Writes ``results/speed_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from sac.cli.common import add_precision
-from sac.core.images import to_rgb_float
-from sac.core.labels import InstanceMask, crop_to_content
-from sac.core.resample import resample_image, resample_labels
-from sac.core.tiles import owned_tiles
-from sac.data import MoNuSegDataset
+from sac.core.device import native_bf16, resolve_device
 from sac.data.images import read_image
-from sac.data.splits import load_builtin_split
-from sac.metrics import evaluate_pair
-from sac.model import load_model
+from sac.metrics import aggregate, evaluate_pair
+from sac.model import SACModel, load_model
 from sac.outputs.images import write_labels_tif
-from sac.pipeline.merge import merge_instances
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import bf16_of, machine_info, write_results
+from bench_common import machine_info, validation_parser, validation_set, write_results
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monuseg" / "train"
-AMG_GRID = 32
-AMG_MIN_IOU = 0.7
+KEYS = ["aji", "dsb_score", "pixel_dice", "f1_obj"]
+STAGES = ["read", "generator", "prompts", "encoder", "decoder", "postprocess", "write"]
+#: variant keys -> (Segmenter argument, type)
+SETTINGS = {"tile": ("tile_size", int), "precision": ("precision", str),
+            "batch": ("batch_size", int), "window": ("decode_window", int),
+            "runtime": ("runtime", str)}
 
 
-def amg_labels(seg: Segmenter, image: np.ndarray, batch: int = 64) -> tuple[np.ndarray, float]:
-    """SAM-style automatic mask generation with the segmenter's encoder and decoder."""
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``"now:tile=1024,precision=bf16"`` -> ``("now", {"tile_size": 1024, ...})``."""
+    label, _, rest = text.partition(":")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in SETTINGS:
+            raise SystemExit(f"--variant {text!r}: unknown setting {key!r}; known: "
+                             f"{sorted(SETTINGS)}")
+        name, kind = SETTINGS[key]
+        kwargs[name] = kind(value)
+    return label, kwargs
+
+
+def with_window(model: SACModel, window: int | None) -> SACModel:
+    """The same networks under a config with another ``decode_window`` (``None``: as is)."""
+    if window is None:
+        return model
+    other = SACModel(dataclasses.replace(model.config, decode_window=window), model.sam,
+                     model.generator, model.spec)
+    other.size_head = model.size_head
+    return other.eval()
+
+
+def timed_run(seg: Segmenter, path: Path, name: str, out: Path) -> tuple[Any, dict[str, float]]:
+    """Read, segment and write one image; the result and the seconds of each stage."""
     t0 = time.perf_counter()
-    rgb0 = to_rgb_float(image)
-    rgb = resample_image(rgb0, seg.config.input_scale)
-    shape = rgb.shape[:2]
-    pred = seg.predictor
-    masks: list[InstanceMask] = []
-    for owned in owned_tiles(shape, seg.sam_tile, seg.overlap):
-        ys, xs = owned.tile.slices(shape)
-        pred.set_image(rgb[ys, xs], normalized=True, upscale=False)
-        h, w = ys.stop - ys.start, xs.stop - xs.start
-        gy, gx = np.meshgrid((np.arange(AMG_GRID) + 0.5) * h / AMG_GRID,
-                             (np.arange(AMG_GRID) + 0.5) * w / AMG_GRID, indexing="ij")
-        pts = np.stack([gx.ravel(), gy.ravel()], 1)[:, None].astype(np.float32)
-        lbl = np.ones((len(pts), 1), np.int64)
-        for start in range(0, len(pts), batch):
-            p = pred.predict(points=pts[start : start + batch], labels=lbl[start : start + batch])
-            for m, iou in zip(p.masks[:, 0], p.iou[:, 0], strict=True):
-                if iou >= AMG_MIN_IOU and (inst := crop_to_content(m, ys.start, xs.start,
-                                                                   float(iou))):
-                    masks.append(inst)
-    labels = merge_instances(masks, shape, min_area=seg.config.thresholds.min_area)
-    return resample_labels(labels, rgb0.shape[:2]), time.perf_counter() - t0
+    image = read_image(path)
+    t1 = time.perf_counter()
+    res = seg.segment(image, name)
+    t2 = time.perf_counter()
+    write_labels_tif(out / f"{name}_labels.tif", res.labels)
+    t3 = time.perf_counter()
+    times = {"total": t3 - t0, "read": t1 - t0, "write": t3 - t2}
+    times.update({k: v for k, v in res.timings.items() if k not in times})
+    h, w = image.shape[:2]
+    scale = res.size.scale if res.size is not None else seg.config.input_scale
+    times["mpx_model"] = h * w * scale * scale / 1e6
+    return res, times
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = validation_parser(__doc__)
     p.add_argument("--model", required=True)
-    p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--limit", type=int, default=2, help="validation images to time")
-    add_precision(p)
-    p.add_argument("--no-amg", action="store_true", help="skip the (slow) AMG comparison")
-    p.add_argument("--amg-limit", type=int, default=1,
-                   help="run AMG on the first N timed images only (it takes minutes each)")
-    p.add_argument("--tag", default="")
+    p.add_argument("--variant", action="append", default=None,
+                   help="LABEL:key=value,... (keys: tile, precision, batch, window, runtime); "
+                        "repeat "
+                        "it. "
+                        "Default: before:tile=256 and now (the defaults)")
     args = p.parse_args()
-    ds = MoNuSegDataset(args.data)
-    names = load_builtin_split("monuseg").val[: args.limit]
-    seg = Segmenter(load_model(args.model), precision=args.precision)
-    seg.segment(np.zeros((256, 256, 3), np.uint8) + 128)  # warm-up
-    rows = []
-    with tempfile.TemporaryDirectory() as out:
+    info = machine_info()  # at the start: the commit whose code runs
+    dataset, names = validation_set(args.dataset, args.data, args.limit)
+    model = load_model(args.model)
+    variants = dict(parse_variant(v) for v in (args.variant or ["before:tile=256", "now:"]))
+    segs = {label: Segmenter(with_window(model, kw.pop("decode_window", None)),
+                             **{"precision": args.precision, **kw})
+            for label, kw in variants.items()}
+    shapes = {dataset[n].image.shape: n for n in names}  # one image of each size
+    for seg in segs.values():  # warm-up: first calls allocate, pick kernels, export ONNX
+        seg.segment(dataset[names[0]].image[:256, :256], "warm-up")
+        if seg.predictor.runtime == "onnx":
+            for name in shapes.values():
+                seg.segment(dataset[name].image, name)
+    scores: dict[str, list[dict[str, float]]] = {v: [] for v in segs}
+    times: dict[str, list[dict[str, float]]] = {v: [] for v in segs}
+    with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(names):
-            gt = ds[name].labels
-            path = ds.item(name).image
-            t0 = time.perf_counter()
-            image = read_image(path)
-            t_read = time.perf_counter() - t0
-            res = seg.segment(image, name)
-            t1 = time.perf_counter()
-            write_labels_tif(Path(out) / f"{name}_labels.tif", res.labels)
-            t_write = time.perf_counter() - t1
-            total = time.perf_counter() - t0
-            row = {"image": name, "size": f"{image.shape[1]}x{image.shape[0]}",
-                   "nuclei": res.n_nuclei, "sac_s": round(total, 2), "read_s": round(t_read, 2)}
-            row.update({f"{k}_s": round(v, 2) for k, v in res.timings.items()})
-            row["write_s"] = round(t_write, 2)
-            m = evaluate_pair(gt, res.labels)
-            row.update(sac_aji=round(m["aji"], 4), sac_dice=round(m["pixel_dice"], 4))
-            if not args.no_amg and i < args.amg_limit:
-                amg, t_amg = amg_labels(seg, image)
-                a = evaluate_pair(gt, amg)
-                row.update(amg_s=round(t_amg, 2), amg_nuclei=int(amg.max()),
-                           amg_aji=round(a["aji"], 4), amg_dice=round(a["pixel_dice"], 4),
-                           speedup=round(t_amg / total, 1))
-            rows.append(row)
-            print(row, flush=True)
-    info = machine_info()
-    info.update(model=str(args.model), bf16=bf16_of(args),
-                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                amg=f"{AMG_GRID}x{AMG_GRID} points per tile, predicted IoU >= {AMG_MIN_IOU}")
-    cols = ["image", "size", "nuclei", "sac_s", "read_s", "preprocess_s", "generator_s",
-            "prompts_s", "encoder_s", "decoder_s", "postprocess_s", "write_s", "sac_aji",
-            "amg_s", "amg_nuclei", "amg_aji", "speedup"]
-    name = "speed" + (f"_{args.tag}" if args.tag else "")
-    _, md = write_results(name, info, rows, cols, "End-to-end speed on 1000x1000 H&E images")
+            truth = dataset[name].labels
+            for label, seg in segs.items():
+                res, t = timed_run(seg, dataset.item(name).image, name, Path(tmp))
+                times[label].append(t)
+                scores[label].append(evaluate_pair(truth, res.labels))
+            print(f"[{i + 1}/{len(names)}] {name}: " + ", ".join(
+                f"{v} {times[v][-1]['total']:.2f} s AJI {scores[v][-1]['aji']:.3f}"
+                for v in segs), flush=True)
+    rows = []
+    for label, seg in segs.items():
+        ts = times[label]
+        total = [t["total"] for t in ts]
+        mpx = sum(t["mpx_model"] for t in ts)
+        agg = aggregate(scores[label])
+        row: dict[str, Any] = {
+            "variant": label, "tile": seg.tile_size, "precision": seg.precision,
+            "window": seg.config.decode_window, "runtime": seg.predictor.runtime,
+            "images": len(ts), "s_per_image": round(statistics.fmean(total), 2),
+            "median_s": round(statistics.median(total), 2),
+            **{f"{k}_s": round(statistics.fmean(t.get(k, 0.0) for t in ts), 2)
+               for k in STAGES},
+            "mpx_model": round(mpx, 2), "mpx_per_s": round(mpx / sum(total), 3),
+            "s_per_mpx": round(sum(total) / mpx, 2),
+            **{k: round(float(agg[k]), 4) for k in KEYS}}
+        rows.append(row)
+    info.update(dataset=args.dataset, model=str(args.model), images=len(names),
+                native_bf16=native_bf16(resolve_device("cpu")),
+                isa_env={k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+                         if k in os.environ},
+                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    cols = ["variant", "tile", "precision", "window", "runtime", "images", "s_per_image",
+            "median_s",
+            *[f"{k}_s" for k in STAGES], "mpx_model", "mpx_per_s", "s_per_mpx", *KEYS]
+    out = "speed_" + args.dataset + (f"_{args.tag}" if args.tag else "")
+    _, md = write_results(out, info, rows, cols,
+                          f"Speed and accuracy per inference setting ({args.dataset})")
     print(md.read_text())
 
 

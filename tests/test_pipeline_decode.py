@@ -14,8 +14,11 @@ from sac.pipeline.prompts import PromptSet
 class FakePredictor:
     """Records what is embedded and returns one mask per prompt set at its box."""
 
-    class spec:
+    class spec:  # a BackboneSpec's size
         image_size = 256
+
+    class encoder:  # a TorchEncoder's input step
+        multiple = 16
 
     def __init__(self) -> None:
         self.images: list[tuple[int, int]] = []
@@ -60,6 +63,8 @@ def test_big_tiles_cover_the_image_in_as_few_small_passes_as_possible() -> None:
     assert encoder_tile((200, 300), 1024, 64, 256) == 304  # one pass, padded to 16
     assert encoder_tile((100, 120), 1024, 64, 256) == 256  # never below the model's size
     assert encoder_tile((500, 500), 200, 50, 256) == 200  # model-sized tiles as asked
+    assert encoder_tile((500, 500), 1024, 64, 256, 256) == 512  # the ONNX runtime's sizes
+    assert encoder_tile((1000, 300), 1000, 64, 256, 256) == 768  # at most the tile asked for
     assert encoder_tile((1000, 1000), 1024, 64, 256) == 1008
     side = encoder_tile((1100, 900), 1024, 64, 256)  # two passes a side, not 2 x 1024
     assert side == 592 and len(make_tiles((1100, 900), side, 64)) == 4

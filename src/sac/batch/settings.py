@@ -28,6 +28,7 @@ class SegmentSettings:
     model: str = DEFAULT_MODEL
     device: str = "cpu"
     precision: str = "auto"  # of sac.core.device.PRECISIONS
+    runtime: str = "torch"  # of sac.sam.runtime.RUNTIMES
     sam_checkpoint: Path | None = None
     tile_size: int | None = None
     overlap: int | None = None
@@ -58,9 +59,9 @@ class SegmentSettings:
     def model_key(self) -> tuple[Any, ...]:
         """What the segmenter depends on (settings that differ only in outputs share one),
         with the model folder's file stamps, so a folder rewritten in place is reloaded."""
-        return (self.model, _stamp(self.model), self.device, self.precision, self.sam_checkpoint,
-                self.tile_size, self.overlap, self.batch_size, self.mask_resolution,
-                self.auto_scale, self.fill, self.threads)
+        return (self.model, _stamp(self.model), self.device, self.precision, self.runtime,
+                self.sam_checkpoint, self.tile_size, self.overlap, self.batch_size,
+                self.mask_resolution, self.auto_scale, self.fill, self.threads)
 
     def replace(self, **changes: Any) -> SegmentSettings:
         return dataclasses.replace(self, **changes)
@@ -110,7 +111,7 @@ def load_for(settings: SegmentSettings) -> Any:
     return load_segmenter(settings.model, settings.device, settings.precision,
                           settings.sam_checkpoint, tile_size=settings.tile_size,
                           overlap=settings.overlap, batch_size=settings.batch_size,
-                          mask_resolution=settings.mask_resolution,
+                          mask_resolution=settings.mask_resolution, runtime=settings.runtime,
                           auto_scale=settings.auto_scale, fill=settings.fill)
 
 

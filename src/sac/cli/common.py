@@ -34,6 +34,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     add_precision(p)
 
 
+def add_runtime(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--runtime: where the image encoder runs."""
+    from sac.sam.runtime import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="where the image encoder runs: torch (default) or onnx (ONNX "
+                        "Runtime, CPU only, needs segment-any-cell[onnx]; exported once per "
+                        "input size to ~/.cache/sac or $SAC_CACHE)")
+
+
 def add_precision(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--precision (and --bf16, its older spelling): the one declaration for every command."""
     from sac.core.device import PRECISIONS

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sac.batch.settings import CHUNK, DEFAULT_MODEL
-from sac.cli.common import EPILOG, add_precision
+from sac.cli.common import EPILOG, add_precision, add_runtime
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError, SACError
 from sac.core.tiles import ENCODER_MULTIPLE, ENCODER_TILE, MAX_ENCODER_TILE
@@ -102,6 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=64, help="prompt sets per decoder batch")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_precision(p)
+    add_runtime(p)
     p.add_argument("--mask-resolution", choices=("input", "model"), default="input",
                    help="input: decode each mask's edges at the input image's resolution "
                         "(default); model: at the model's scale, labels resized (a little "
@@ -138,7 +139,8 @@ def settings_from(args: argparse.Namespace) -> Any:
                                  ("csv", args.save_csv)) if on)
     return SegmentSettings(
         output=args.output, model=args.model or DEFAULT_MODEL, device=args.device,
-        precision=args.precision, sam_checkpoint=args.sam_checkpoint, tile_size=args.tile_size,
+        precision=args.precision, runtime=args.runtime, sam_checkpoint=args.sam_checkpoint,
+        tile_size=args.tile_size,
         overlap=args.overlap, batch_size=args.batch_size, mask_resolution=args.mask_resolution,
         auto_scale=not args.no_auto_scale, fill=not args.no_fill, save=save,
         prompts=args.prompts, scale=args.scale, pixel_size=args.pixel_size,

@@ -23,18 +23,19 @@ from sac.pipeline.result import Clock
 from sac.sam.predictor import SamPredictor
 
 
-def encoder_tile(shape: tuple[int, int], tile_size: int, overlap: int, native: int) -> int:
+def encoder_tile(shape: tuple[int, int], tile_size: int, overlap: int, native: int,
+                 multiple: int = ENCODER_MULTIPLE) -> int:
     """The side of the square tiles an image of ``shape`` is encoded in: ``tile_size`` at most,
     the model's ``native`` input size at least, else as small as covers the image in as few
     tiles as ``tile_size`` would (so a 1100-px image takes four 592-px tiles, not four of 1024
-    px); a multiple of :data:`ENCODER_MULTIPLE`."""
-    if tile_size <= native:
-        return tile_size
+    px); a multiple of ``multiple`` (the encoder's input step) where above ``native``."""
+    cap = tile_size // multiple * multiple
+    if cap <= native:
+        return min(tile_size, native)
     side = max(shape)
-    n = max(1, -(-(side - overlap) // (tile_size - overlap)))
+    n = max(1, -(-(side - overlap) // (cap - overlap)))
     need = -(-(side + (n - 1) * overlap) // n)
-    need = -(-need // ENCODER_MULTIPLE) * ENCODER_MULTIPLE
-    return max(native, min(tile_size, need))
+    return max(native, min(cap, -(-need // multiple) * multiple))
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def encoded_tiles(predictor: SamPredictor, rgb: np.ndarray, extents: np.ndarray,
     Tiles larger than the model's input are embedded whole (see :func:`encoder_tile`)."""
     shape = rgb.shape[:2]
     native = predictor.spec.image_size
-    tile_size = encoder_tile(shape, tile_size, overlap, native)
+    tile_size = encoder_tile(shape, tile_size, overlap, native, predictor.encoder.multiple)
     big = tile_size if tile_size > native else None  # else the model-sized path
     tiles = owned_tiles(shape, tile_size, overlap)
     owner = assign_boxes(extents, [o.tile for o in tiles], shape)

@@ -81,14 +81,16 @@ class Segmenter:
                  overlap: int | None = None, batch_size: int = 64,
                  mask_resolution: str = "input", auto_scale: bool = True,
                  check_evidence: bool = True, thresholds: Thresholds | None = None,
-                 tta: int = 1, embeddings: EmbeddingCache | None = None) -> None:
+                 tta: int = 1, embeddings: EmbeddingCache | None = None,
+                 runtime: str = "torch") -> None:
         """``precision``: one of :data:`sac.core.device.PRECISIONS` (``auto``: bf16 where the
         device computes it natively, else fp32).
         ``thresholds``: detection and merge settings to use instead of the model's own
         (e.g. ``model.config.thresholds.without_fill()``); the model is left unchanged.
         ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`).
         ``embeddings``: SAM embeddings shared with other segmenters of the same model (for
-        segmenting the same images under several settings, as ``sac tune`` does)."""
+        segmenting the same images under several settings, as ``sac tune`` does).
+        ``runtime``: where the image encoder runs (:data:`sac.sam.runtime.RUNTIMES`)."""
         if not isinstance(model, SACModel):
             raise ConfigError(f"Segmenter needs a SAC model (sac.load_model(name or folder)); "
                               f"got {type(model).__name__}")
@@ -125,7 +127,8 @@ class Segmenter:
         self.overlap = overlap
         self.batch_size = batch_size
         self.bf16 = use_bf16(precision, model.device)
-        self.predictor = SamPredictor(model.sam, model.spec, bf16=self.bf16, cache=embeddings)
+        self.predictor = SamPredictor(model.sam, model.spec, bf16=self.bf16, cache=embeddings,
+                                      runtime=runtime)
 
     def config_dict(self) -> dict[str, Any]:
         """The model config (with the thresholds used) plus the inference settings (for
@@ -133,6 +136,7 @@ class Segmenter:
         used = dataclasses.replace(self.config, thresholds=self.thresholds)
         return {"model": used.to_dict(), "tile_size": self.tile_size,
                 "overlap": self.overlap, "precision": self.precision,
+                "runtime": self.predictor.runtime,
                 "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale,
                 "check_evidence": self.check_evidence, "tta": self.tta}
 
@@ -341,8 +345,9 @@ class Segmenter:
         sem_parts: list[tuple[Any, np.ndarray]] = []
         # the semantic mask decodes whole embeddings: model-sized tiles
         size = self.sam_tile if semantic else self.tile_size
-        total = len(owned_tiles(shape, encoder_tile(shape, size, self.overlap,
-                                                    self.model.spec.image_size), self.overlap))
+        side = encoder_tile(shape, size, self.overlap, self.model.spec.image_size,
+                            self.predictor.encoder.multiple)
+        total = len(owned_tiles(shape, side, self.overlap))
         tiles = encoded_tiles(self.predictor, rgb, ext, size, self.overlap,
                               every_tile=semantic, clock=clock)
         for done, tile in enumerate(tiles):

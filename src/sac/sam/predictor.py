@@ -18,6 +18,7 @@ from sac.modeling import Sam
 from sac.modeling.mask_decoder import upscale_logits
 from sac.modeling.sam import window_origins, window_sizes
 from sac.sam.backbones import BackboneSpec
+from sac.sam.runtime import make_encoder
 from sac.sam.transforms import Geometry, boxes_to_model, prepare_batch, to_model_coords
 
 
@@ -75,14 +76,17 @@ class SamPredictor:
     """Cache one image's embedding and answer prompts in the original image's pixel frame."""
 
     def __init__(self, model: Sam, spec: BackboneSpec, bf16: bool = False,
-                 cache: EmbeddingCache | None = None) -> None:
+                 cache: EmbeddingCache | None = None, runtime: str = "torch") -> None:
         """``cache``: embeddings shared across images and predictors (see
-        :class:`EmbeddingCache`); without it each :meth:`set_image` runs the encoder."""
+        :class:`EmbeddingCache`); without it each :meth:`set_image` runs the encoder.
+        ``runtime``: where the image encoder runs (:data:`sac.sam.runtime.RUNTIMES`)."""
         self.model = model.eval()
         self.spec = spec
         self.bf16 = bf16
         self.cache = cache
         self.device = next(model.parameters()).device
+        self.runtime = runtime
+        self.encoder = make_encoder(runtime, self.model, self.device)
         self.embedding: torch.Tensor | None = None
         self.geometry: Geometry | None = None
 
@@ -95,26 +99,28 @@ class SamPredictor:
 
         ``normalized=True`` takes a float (H, W, 3) image already in [0, 1] as is (a tile of an
         image normalised once as a whole); ``upscale=False`` pads a small image instead of
-        enlarging it. ``input_size`` (a multiple of 16, at least the model's input size)
-        embeds the image padded to that square, at its own scale, in one pass: a big tile
-        whose nuclei are then decoded on windows (:meth:`predict_instances` only).
+        enlarging it. ``input_size`` (a multiple of ``self.encoder.multiple``, at least the
+        model's input size) embeds the image padded to that square, at its own scale, in one
+        pass: a big tile whose nuclei are then decoded on windows (:meth:`predict_instances`
+        only).
         """
         size = self.spec.image_size
         if input_size is not None:
-            if input_size < size or input_size % 16:
-                raise ValueError(f"input_size must be a multiple of 16 >= {size}; got "
+            step = self.encoder.multiple
+            if input_size < size or input_size % step:
+                raise ValueError(f"input_size must be a multiple of {step} >= {size}; got "
                                  f"{input_size}")
             size, upscale = input_size, False
         rgb = as_model_rgb(image, source, normalized)
         batch, geos = prepare_batch([rgb], size, self.spec.normalization, upscale)
-        key = EmbeddingCache.key(self.model, batch, self.bf16) if self.cache is not None else ""
+        key = ""
+        if self.cache is not None:
+            key = EmbeddingCache.key(self.model, batch, self.bf16) + ":" + self.runtime
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             self.embedding, self.geometry = hit
             return
-        with autocast_context(self.device, self.bf16):
-            emb = self.model.encode(batch.to(self.device))
-        self.embedding = emb.float()
+        self.embedding = self.encoder(batch.to(self.device), self.bf16)
         self.geometry = geos[0]
         if self.cache is not None:
             self.cache.put(key, self.embedding, self.geometry)
