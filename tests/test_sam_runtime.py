@@ -11,7 +11,13 @@ import torch
 from sac.core.errors import ConfigError
 from sac.model import create_model
 from sac.pipeline.segmenter import Segmenter
-from sac.sam.runtime import ONNX_MULTIPLE, OnnxEncoder, TorchEncoder, make_encoder
+from sac.sam.runtime import (
+    ONNX_MULTIPLE,
+    OnnxEncoder,
+    OpenVinoEncoder,
+    TorchEncoder,
+    make_encoder,
+)
 
 from synthetic import DEFAULT_DISKS, disk_image
 
@@ -20,16 +26,40 @@ def test_torch_is_the_default_and_names_are_checked() -> None:
     model = create_model(tiny=True)
     assert isinstance(make_encoder("torch", model.sam, torch.device("cpu")), TorchEncoder)
     assert Segmenter(model).config_dict()["runtime"] == "torch"
-    with pytest.raises(ConfigError, match="torch, onnx"):
+    with pytest.raises(ConfigError, match="torch, openvino, onnx"):
         make_encoder("tensorrt", model.sam, torch.device("cpu"))
     with pytest.raises(ConfigError, match="CPU"):
         make_encoder("onnx", model.sam, torch.device("cuda"))
 
 
-def test_missing_onnxruntime_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    with pytest.raises(ConfigError, match=r"segment-any-cell\[onnx\]"):
-        Segmenter(create_model(tiny=True), runtime="onnx")
+@pytest.mark.parametrize(("runtime", "module"), [("onnx", "onnxruntime"),
+                                                 ("openvino", "openvino")])
+def test_missing_runtime_says_what_to_install(monkeypatch: pytest.MonkeyPatch, runtime: str,
+                                              module: str) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=rf"segment-any-cell\[{runtime}\]"):
+        Segmenter(create_model(tiny=True), runtime=runtime)
+
+
+def test_openvino_encoder_matches_torch_at_any_size_and_converts_once(tmp_path,
+                                                                      monkeypatch) -> None:
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("SAC_CACHE", str(tmp_path))
+    model = create_model(tiny=True).eval()
+    image, _ = disk_image((200, 300), DEFAULT_DISKS)
+    seg = Segmenter(model, precision="fp32", runtime="openvino")
+    ref = Segmenter(model, precision="fp32")
+    for size in (None, 320, 512):  # one converted file serves every size
+        for s in (seg, ref):
+            s.predictor.set_image(image.astype(np.float32) / 255, normalized=True,
+                                  upscale=False, input_size=size)
+        assert seg.predictor.embedding is not None and ref.predictor.embedding is not None
+        assert torch.allclose(seg.predictor.embedding, ref.predictor.embedding, atol=1e-4)
+    assert sorted(f.name for f in tmp_path.rglob("*") if f.is_file()) == \
+        ["encoder.bin", "encoder.xml"]  # nothing temporary left
+    again = OpenVinoEncoder(model.sam)  # a new process finds the files: no second conversion
+    monkeypatch.setattr(again, "convert", lambda: pytest.fail("converted twice"))
+    again.model(False)
 
 
 def test_onnx_encoder_matches_torch_and_is_exported_once(tmp_path, monkeypatch) -> None:

@@ -39,9 +39,9 @@ def add_runtime(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     from sac.sam.runtime import RUNTIMES
 
     p.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                   help="where the image encoder runs: torch (default) or onnx (ONNX "
-                        "Runtime, CPU only, needs segment-any-cell[onnx]; exported once per "
-                        "input size to ~/.cache/sac or $SAC_CACHE)")
+                   help="where the image encoder runs: torch (default), openvino or onnx "
+                        "(ONNX Runtime): CPU only, from the extras of the same names, "
+                        "converted once into ~/.cache/sac (or $SAC_CACHE)")
 
 
 def add_precision(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -1,12 +1,14 @@
-"""Where the image encoder runs: torch (always there) or ONNX Runtime (an optional extra).
+"""Where the image encoder runs: torch (always there), OpenVINO or ONNX Runtime (optional
+extras, CPU only).
 
-The encoder is most of SAC's time on a CPU. ONNX Runtime runs the same fp32 network about
-twice as fast as torch eager on CPUs without native bf16 (``benchmarks/speed.py``). The
-network is exported once per input size, with its LoRA, to ``<cache>/<digest>/`` (the
-digest is of the encoder's weights, so a retrained model never meets a stale file), written
-to a temporary name and then renamed; later runs load it. Nothing is shipped twice: the files
-are built from the model's own weights on first use. Inputs are padded to a multiple of
-:data:`ONNX_MULTIPLE` there, so a handful of sizes covers every image.
+The encoder is most of SAC's time on a CPU; a runtime made for CPU inference runs the same
+network faster than torch eager (``benchmarks/speed.py`` measures each). The network, with
+its LoRA, is converted on first use from the model's own weights (nothing is shipped twice)
+into ``<cache>/<runtime>/<digest>/``, the digest being of the encoder's weights, so a
+retrained model never meets a stale file; files are written under temporary names and then
+renamed, and later runs load them. OpenVINO takes one file for every input size and computes
+in bf16 where the CPU has it natively; ONNX Runtime takes one file per input size (inputs are
+padded to a multiple of :data:`ONNX_MULTIPLE`) and computes in fp32.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from torch import nn
 from sac.core.errors import ConfigError
 
 #: ``--runtime`` choices
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "openvino", "onnx")
 #: with ONNX Runtime, encoder inputs are padded to a multiple of this (one file per size)
 ONNX_MULTIPLE = 256
 #: extras that the onnx runtime needs (to run, and to export the network once)
 ONNX_EXTRA = "pip install 'segment-any-cell[onnx]' (onnxruntime, onnx, onnxscript)"
+OPENVINO_EXTRA = "pip install 'segment-any-cell[openvino]'"
 
 
 class Encoder(Protocol):
@@ -130,6 +133,66 @@ class OnnxEncoder:
         return torch.from_numpy(out).to(pixels.device)
 
 
+class OpenVinoEncoder:
+    """The encoder in OpenVINO (CPU), converted once for inputs of any size; bf16 where asked
+    (OpenVINO then uses the CPU's native bf16, fp32 elsewhere)."""
+
+    multiple = 16
+
+    def __init__(self, sam: nn.Module, cache: Path | None = None,
+                 threads: int | None = None) -> None:
+        try:
+            import openvino
+        except ImportError:
+            raise ConfigError(f"--runtime openvino needs OpenVINO: {OPENVINO_EXTRA}") from None
+        self.ov = openvino
+        self.sam = sam
+        self.folder = (cache or cache_root() / "openvino") / weights_digest(sam.image_encoder)
+        self.threads = threads or torch.get_num_threads()
+        self.compiled: dict[bool, Any] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "encoder.xml"
+
+    def convert(self) -> Path:
+        """Convert the encoder (dynamic height and width) into the cache, atomically: the
+        weights file first, the graph file, whose presence means both are whole, last."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        encoder = self.sam.image_encoder.eval()
+        tmp = Path(tempfile.mkdtemp(prefix=".convert_", dir=self.folder))
+        try:
+            with torch.no_grad():
+                model = self.ov.convert_model(encoder, example_input=torch.zeros(1, 3, 256, 256),
+                                              input=[1, 3, -1, -1])
+            self.ov.save_model(model, tmp / "encoder.xml", compress_to_fp16=False)
+            os.replace(tmp / "encoder.bin", self.folder / "encoder.bin")
+            os.replace(tmp / "encoder.xml", self.path)
+        except Exception as exc:
+            raise ConfigError(f"converting the image encoder to OpenVINO failed ({exc}); use "
+                              "--runtime torch") from exc
+        finally:
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+        return self.path
+
+    def model(self, bf16: bool) -> Any:
+        """The compiled encoder at the asked precision (converted first if not cached)."""
+        if bf16 not in self.compiled:
+            if not self.path.is_file():
+                self.convert()
+            core = self.ov.Core()
+            config = {"INFERENCE_NUM_THREADS": self.threads,
+                      "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
+            self.compiled[bf16] = core.compile_model(core.read_model(self.path), "CPU", config)
+        return self.compiled[bf16]
+
+    def __call__(self, pixels: torch.Tensor, bf16: bool) -> torch.Tensor:
+        out = self.model(bf16)(pixels.detach().float().cpu().contiguous().numpy())[0]
+        return torch.from_numpy(out).to(pixels.device)
+
+
 def _import_onnxruntime() -> Any:
     try:
         import onnxruntime
@@ -145,6 +208,6 @@ def make_encoder(runtime: str, sam: nn.Module, device: torch.device) -> Encoder:
     if runtime == "torch":
         return TorchEncoder(sam)
     if device.type != "cpu":
-        raise ConfigError(f"--runtime onnx runs on the CPU; got device {device}: use "
+        raise ConfigError(f"--runtime {runtime} runs on the CPU; got device {device}: use "
                           "--runtime torch there")
-    return OnnxEncoder(sam)
+    return OpenVinoEncoder(sam) if runtime == "openvino" else OnnxEncoder(sam)
