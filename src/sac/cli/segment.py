@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.batch.run import run_local, shard_inputs
     from sac.batch.settings import load_for
     from sac.batch.shard import Shard
-    from sac.core.device import resolve_device
+    from sac.core.device import describe_precision, resolve_device
     from sac.core.fileio import check_output_folder, output_stems
     from sac.data.inputs import expand_inputs
 
@@ -218,8 +218,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = run_local(files, stems, settings, shard, quiet=args.quiet, seg=seg)
     failures += report.failures
+    how = describe_precision(settings.precision, resolve_device(settings.device))
+    if settings.runtime != "torch":
+        how += f", encoder in {settings.runtime}"
     print(f"segmented {report.done} of {len(files) + len(missing) + len(in_the_way)} input(s), "
-          f"{report.nuclei} nuclei, {report.seconds:.1f} s"
+          f"{report.nuclei} nuclei, {report.seconds:.1f} s, {how}"
           + (f"; {skipped} skipped, outputs present" if skipped else ""), file=sys.stderr)
     if failures:
         print(f"{len(failures)} failure(s):", file=sys.stderr)

@@ -73,6 +73,15 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
+def describe_precision(precision: str, device: torch.device) -> str:
+    """What ``precision`` means on ``device``, for run summaries: ``"bf16 (auto: native
+    bf16)"``, ``"fp32 (auto: no native bf16)"``, ``"fp32"``."""
+    used = "bf16" if use_bf16(precision, device) else "fp32"
+    if precision != "auto":
+        return used
+    return f"{used} (auto: {'native' if native_bf16(device) else 'no native'} bf16)"
+
+
 def autocast_context(device: torch.device, bf16: bool) -> AbstractContextManager[object]:
     """bf16 autocast on the given device when asked, else a no-op."""
     if not bf16:
