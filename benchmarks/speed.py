@@ -120,7 +120,9 @@ def main() -> None:
         for i, name in enumerate(names):
             truth = dataset[name].labels
             for label, seg in segs.items():
-                res, t = timed_run(seg, dataset.item(name).image, name, Path(tmp))
+                out = Path(tmp) / label
+                out.mkdir(exist_ok=True)
+                res, t = timed_run(seg, dataset.item(name).image, name, out)
                 times[label].append(t)
                 scores[label].append(evaluate_pair(truth, res.labels))
             print(f"[{i + 1}/{len(names)}] {name}: " + ", ".join(
