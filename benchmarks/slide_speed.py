@@ -10,7 +10,7 @@ segmenter loaded once. Rows: seconds, level-0 megapixels of tissue per second (t
 images' area), of the whole slide per second, chunks segmented and skipped, and nuclei found.
 
 Run: ``.venv/bin/python benchmarks/slide_speed.py --model sac-lite-monuseg
---variant before:tile=256 --variant now:``. Writes ``results/slide_speed[_<tag>].{json,md}``.
+``. Writes ``results/slide_speed[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from speed import parse_variant, with_window
+from speed import BEFORE, parse_variant
 
 from sac.cli.common import add_precision
 from sac.model import load_model
@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--grid", type=int, default=4, help="cells per side (1000 px each)")
     p.add_argument("--tissue", type=int, default=6, help="cells holding tissue")
     p.add_argument("--variant", action="append", default=None,
-                   help="LABEL:key=value,... as in speed.py; default before:tile=256 and now:")
+                   help=f"LABEL:key=value,... as in speed.py; default {BEFORE} and now:")
     add_precision(p)
     p.add_argument("--tag", default="")
     args = p.parse_args()
@@ -71,15 +71,14 @@ def main() -> None:
     dataset, names = validation_set("monuseg", None, args.tissue)
     images = [dataset[n].image for n in names]
     model = load_model(args.model)
-    variants = dict(parse_variant(v) for v in (args.variant or ["before:tile=256", "now:"]))
+    variants = dict(parse_variant(v) for v in (args.variant or [BEFORE, "now:"]))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         slide = Path(tmp) / "mosaic.tif"
         tissue = build_slide(slide, images, args.grid, 1000)
         total = (args.grid * 1000) ** 2
         for label, kw in variants.items():
-            seg = Segmenter(with_window(model, kw.pop("decode_window", None)),
-                            **{"precision": args.precision, **kw})
+            seg = Segmenter(model, **{"precision": args.precision, **kw})
             seg.segment(images[0][:256, :256], "warm-up")
             res = segment_slide(seg, slide, Path(tmp) / label, progress=False)
             rows.append({"variant": label, "tile": seg.tile_size, "precision": seg.precision,

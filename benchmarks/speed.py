@@ -5,8 +5,9 @@ the same run, for H&E (MoNuSeg) or fluorescence (DSB 2018) validation images.
 Each ``--variant LABEL:key=value,...`` is a set of :class:`~sac.pipeline.segmenter.Segmenter`
 settings: ``tile`` (largest side of one encoder pass; 256 = model-sized tiles, the code
 before issue 47), ``precision`` (auto, fp32, bf16), ``batch`` (prompt sets per decoder batch),
-``window`` (the smallest decoder window in embedding tokens, the model's ``decode_window``),
-``runtime`` (where the encoder runs: torch or onnx; ONNX files are exported before timing).
+``window`` (the smallest decoder window in embedding tokens), ``runtime`` (where the encoder
+runs: torch or openvino, converted before timing). :data:`BEFORE` names the settings of the
+code before issue 47; each variant leaves the rest at the defaults.
 The variants segment every image in turn (alternating, so a change of machine load hits all
 alike): read the file, segment, write ``<stem>_labels.tif`` to a temporary folder. Rows:
 per variant, mean and median seconds per image, the mean of each stage (generator includes
@@ -25,7 +26,6 @@ Writes ``results/speed_<dataset>[_<tag>].{json,md}``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
 import statistics
@@ -37,7 +37,7 @@ from typing import Any
 from sac.core.device import native_bf16, resolve_device
 from sac.data.images import read_image
 from sac.metrics import aggregate, evaluate_pair
-from sac.model import SACModel, load_model
+from sac.model import load_model
 from sac.outputs.images import write_labels_tif
 from sac.pipeline.segmenter import Segmenter
 
@@ -49,6 +49,8 @@ STAGES = ["read", "generator", "prompts", "encoder", "decoder", "postprocess", "
 SETTINGS = {"tile": ("tile_size", int), "precision": ("precision", str),
             "batch": ("batch_size", int), "window": ("decode_window", int),
             "runtime": ("runtime", str)}
+#: the inference settings of the code before issue 47
+BEFORE = "before:tile=256,window=16,runtime=torch"
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -63,16 +65,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
         name, kind = SETTINGS[key]
         kwargs[name] = kind(value)
     return label, kwargs
-
-
-def with_window(model: SACModel, window: int | None) -> SACModel:
-    """The same networks under a config with another ``decode_window`` (``None``: as is)."""
-    if window is None:
-        return model
-    other = SACModel(dataclasses.replace(model.config, decode_window=window), model.sam,
-                     model.generator, model.spec)
-    other.size_head = model.size_head
-    return other.eval()
 
 
 def timed_run(seg: Segmenter, path: Path, name: str, out: Path) -> tuple[Any, dict[str, float]]:
@@ -97,23 +89,19 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--variant", action="append", default=None,
                    help="LABEL:key=value,... (keys: tile, precision, batch, window, runtime); "
-                        "repeat "
-                        "it. "
-                        "Default: before:tile=256 and now (the defaults)")
+                        f"repeat it. Default: {BEFORE} and now: (the defaults)")
     args = p.parse_args()
     info = machine_info()  # at the start: the commit whose code runs
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     model = load_model(args.model)
-    variants = dict(parse_variant(v) for v in (args.variant or ["before:tile=256", "now:"]))
-    segs = {label: Segmenter(with_window(model, kw.pop("decode_window", None)),
-                             **{"precision": args.precision, **kw})
+    variants = dict(parse_variant(v) for v in (args.variant or [BEFORE, "now:"]))
+    segs = {label: Segmenter(model, **{"precision": args.precision, **kw})
             for label, kw in variants.items()}
     shapes = {dataset[n].image.shape: n for n in names}  # one image of each size
-    for seg in segs.values():  # warm-up: first calls allocate, pick kernels, export ONNX
+    for seg in segs.values():  # warm-up: first calls convert, allocate, pick kernels
         seg.segment(dataset[names[0]].image[:256, :256], "warm-up")
-        if seg.predictor.runtime == "onnx":
-            for name in shapes.values():
-                seg.segment(dataset[name].image, name)
+        for name in shapes.values():
+            seg.segment(dataset[name].image, name)
     scores: dict[str, list[dict[str, float]]] = {v: [] for v in segs}
     times: dict[str, list[dict[str, float]]] = {v: [] for v in segs}
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +124,7 @@ def main() -> None:
         agg = aggregate(scores[label])
         row: dict[str, Any] = {
             "variant": label, "tile": seg.tile_size, "precision": seg.precision,
-            "window": seg.config.decode_window, "runtime": seg.predictor.runtime,
+            "window": seg.decode_window, "runtime": seg.predictor.runtime,
             "images": len(ts), "s_per_image": round(statistics.fmean(total), 2),
             "median_s": round(statistics.median(total), 2),
             **{f"{k}_s": round(statistics.fmean(t.get(k, 0.0) for t in ts), 2)

@@ -31,6 +31,15 @@ def _no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset())
 
 
+@pytest.fixture(autouse=True)
+def _torch_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--runtime auto`` means torch in tests whether or not OpenVINO is installed (no
+    conversions into the user's cache; tests of OpenVINO ask for it, with their own cache)."""
+    from sac.sam import runtime
+
+    monkeypatch.setattr(runtime, "has_openvino", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def lite_medsam():
     """The real LiteMedSAM model. The test command installs its weights package, so a missing

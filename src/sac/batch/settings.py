@@ -28,7 +28,7 @@ class SegmentSettings:
     model: str = DEFAULT_MODEL
     device: str = "cpu"
     precision: str = "auto"  # of sac.core.device.PRECISIONS
-    runtime: str = "torch"  # of sac.sam.runtime.RUNTIMES
+    runtime: str = "auto"  # of sac.sam.runtime.RUNTIMES
     sam_checkpoint: Path | None = None
     tile_size: int | None = None
     overlap: int | None = None

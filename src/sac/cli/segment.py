@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.core.device import describe_precision, resolve_device
     from sac.core.fileio import check_output_folder, output_stems
     from sac.data.inputs import expand_inputs
+    from sac.sam.runtime import resolve_runtime
 
     resolve_device(args.device)
     if args.region is not None and min(args.region[2:]) < 1:
@@ -218,9 +219,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = run_local(files, stems, settings, shard, quiet=args.quiet, seg=seg)
     failures += report.failures
-    how = describe_precision(settings.precision, resolve_device(settings.device))
-    if settings.runtime != "torch":
-        how += f", encoder in {settings.runtime}"
+    device = resolve_device(settings.device)
+    how = (f"{describe_precision(settings.precision, device)}, encoder in "
+           f"{resolve_runtime(settings.runtime, device)}")
     print(f"segmented {report.done} of {len(files) + len(missing) + len(in_the_way)} input(s), "
           f"{report.nuclei} nuclei, {report.seconds:.1f} s, {how}"
           + (f"; {skipped} skipped, outputs present" if skipped else ""), file=sys.stderr)

@@ -148,7 +148,7 @@ class SACConfig:
     centre_target: CentreTarget = "gaussian"  # what the generator's centre map was trained on
     prompts: PromptConfig = PromptConfig()
     thresholds: Thresholds = Thresholds()
-    decode_window: int = 16  # embedding tokens per side for per-nucleus decoding
+    decode_window: int = 16  # embedding tokens a side for per-nucleus decoding in training
     input_scale: float = 1.0  # resampling applied to images of the training data's scale
     pixel_size_um: float | None = None  # pixel size at the model's input, when known
     # median nucleus diameter of the training data at the model's input (px); None: unknown,

@@ -161,7 +161,7 @@ class Corrector:
         offset = self._embed(pos[0])
         up = (1.0, 1.0) if self.seg.mask_resolution == "model" else self.up
         masks = decode_sets(self.seg.predictor, [PromptSet(points, labels)], ext, offset,
-                            self.seg.config.decode_window, 1, up,
+                            self.seg.decode_window, 1, up,
                             self.seg.thresholds.mask_logit)
         if not masks or masks[0].score < self.seg.thresholds.min_score:
             return None

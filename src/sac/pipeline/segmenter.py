@@ -48,7 +48,7 @@ from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
 from sac.pipeline.autoprompt import instance_sets, semantic_set
 from sac.pipeline.complete import complete_from_semantic
-from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile
+from sac.pipeline.decode import DECODE_WINDOW, decode_sets, encoded_tiles, encoder_tile
 from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
 from sac.pipeline.expert import ExpertPrompts, apply_expert
 from sac.pipeline.fold import fold_plan, fold_segment
@@ -82,7 +82,7 @@ class Segmenter:
                  mask_resolution: str = "input", auto_scale: bool = True,
                  check_evidence: bool = True, thresholds: Thresholds | None = None,
                  tta: int = 1, embeddings: EmbeddingCache | None = None,
-                 runtime: str = "torch") -> None:
+                 runtime: str = "auto", decode_window: int = DECODE_WINDOW) -> None:
         """``precision``: one of :data:`sac.core.device.PRECISIONS` (``auto``: bf16 where the
         device computes it natively, else fp32).
         ``thresholds``: detection and merge settings to use instead of the model's own
@@ -90,7 +90,9 @@ class Segmenter:
         ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`).
         ``embeddings``: SAM embeddings shared with other segmenters of the same model (for
         segmenting the same images under several settings, as ``sac tune`` does).
-        ``runtime``: where the image encoder runs (:data:`sac.sam.runtime.RUNTIMES`)."""
+        ``runtime``: where the image encoder runs (:data:`sac.sam.runtime.RUNTIMES`; ``auto``:
+        OpenVINO on a CPU where it is installed, else torch). ``decode_window``: the smallest
+        decoder window, in embedding tokens a side (larger nuclei get larger ones)."""
         if not isinstance(model, SACModel):
             raise ConfigError(f"Segmenter needs a SAC model (sac.load_model(name or folder)); "
                               f"got {type(model).__name__}")
@@ -113,6 +115,8 @@ class Segmenter:
         self.auto_scale = auto_scale
         self.check_evidence = check_evidence  # sac.pipeline.evidence: no nuclei from flat data
         number("batch_size", batch_size, 1, 4096, integer=True)
+        number("decode_window", decode_window, 4, 64, integer=True)
+        self.decode_window = decode_window
         # the encoder's tiles (one pass each, up to ENCODER_TILE px) and the model-sized
         # tiles of the paths that decode whole embeddings (the semantic mask, clicks)
         self.tile_size = tile_size or max(ENCODER_TILE, native)
@@ -136,7 +140,7 @@ class Segmenter:
         used = dataclasses.replace(self.config, thresholds=self.thresholds)
         return {"model": used.to_dict(), "tile_size": self.tile_size,
                 "overlap": self.overlap, "precision": self.precision,
-                "runtime": self.predictor.runtime,
+                "runtime": self.predictor.runtime, "decode_window": self.decode_window,
                 "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale,
                 "check_evidence": self.check_evidence, "tta": self.tta}
 
@@ -357,7 +361,7 @@ class Segmenter:
             if tile.chosen.size:
                 instances += decode_sets(self.predictor, [sets[i] for i in tile.chosen],
                                          ext[tile.chosen], tile.offset,
-                                         self.config.decode_window, self.batch_size, up,
+                                         self.decode_window, self.batch_size, up,
                                          self.thresholds.mask_logit)
             if semantic:
                 mask = self._decode_semantic(det, maps, tile.region(shape), expert, tile.offset)

@@ -18,7 +18,7 @@ from sac.modeling import Sam
 from sac.modeling.mask_decoder import upscale_logits
 from sac.modeling.sam import window_origins, window_sizes
 from sac.sam.backbones import BackboneSpec
-from sac.sam.runtime import make_encoder
+from sac.sam.runtime import make_encoder, resolve_runtime
 from sac.sam.transforms import Geometry, boxes_to_model, prepare_batch, to_model_coords
 
 
@@ -85,8 +85,8 @@ class SamPredictor:
         self.bf16 = bf16
         self.cache = cache
         self.device = next(model.parameters()).device
-        self.runtime = runtime
-        self.encoder = make_encoder(runtime, self.model, self.device)
+        self.runtime = resolve_runtime(runtime, self.device)
+        self.encoder = make_encoder(self.runtime, self.model, self.device)
         self.embedding: torch.Tensor | None = None
         self.geometry: Geometry | None = None
 

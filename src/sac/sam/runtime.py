@@ -1,19 +1,20 @@
-"""Where the image encoder runs: torch (always there), OpenVINO or ONNX Runtime (optional
-extras, CPU only).
+"""Where the image encoder runs: OpenVINO where it is installed (the ``openvino`` extra), else
+torch.
 
-The encoder is most of SAC's time on a CPU; a runtime made for CPU inference runs the same
-network faster than torch eager (``benchmarks/speed.py`` measures each). The network, with
-its LoRA, is converted on first use from the model's own weights (nothing is shipped twice)
-into ``<cache>/<runtime>/<digest>/``, the digest being of the encoder's weights, so a
-retrained model never meets a stale file; files are written under temporary names and then
-renamed, and later runs load them. OpenVINO takes one file for every input size and computes
-in bf16 where the CPU has it natively; ONNX Runtime takes one file per input size (inputs are
-padded to a multiple of :data:`ONNX_MULTIPLE`) and computes in fp32.
+The encoder is most of SAC's time on a CPU. OpenVINO runs the same network about twice as
+fast as torch eager, in bf16 where the CPU has it natively and in fp32 elsewhere
+(``benchmarks/speed.py``; ONNX Runtime, also measured, was slower than OpenVINO and needs one
+exported file per input size, so it is not offered). The network, with its LoRA, is
+converted once from the model's own weights (nothing is shipped twice) into
+``<cache>/openvino/<digest>/`` for inputs of any size; the digest is of the encoder's
+weights, so a retrained model never meets a stale file. Files are written under temporary
+names and then renamed; later runs load them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -24,12 +25,8 @@ from torch import nn
 
 from sac.core.errors import ConfigError
 
-#: ``--runtime`` choices
-RUNTIMES = ("torch", "openvino", "onnx")
-#: with ONNX Runtime, encoder inputs are padded to a multiple of this (one file per size)
-ONNX_MULTIPLE = 256
-#: extras that the onnx runtime needs (to run, and to export the network once)
-ONNX_EXTRA = "pip install 'segment-any-cell[onnx]' (onnxruntime, onnx, onnxscript)"
+#: ``--runtime`` choices: ``auto`` = openvino on a CPU where it is installed, else torch
+RUNTIMES = ("auto", "torch", "openvino")
 OPENVINO_EXTRA = "pip install 'segment-any-cell[openvino]'"
 
 
@@ -73,64 +70,6 @@ def weights_digest(module: nn.Module) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-class OnnxEncoder:
-    """The encoder in ONNX Runtime (fp32, CPU), exported per input size on first use."""
-
-    multiple = ONNX_MULTIPLE
-
-    def __init__(self, sam: nn.Module, cache: Path | None = None,
-                 threads: int | None = None) -> None:
-        self.ort = _import_onnxruntime()
-        self.sam = sam
-        self.folder = (cache or cache_root() / "onnx") / weights_digest(sam.image_encoder)
-        self.threads = threads or torch.get_num_threads()
-        self.sessions: dict[int, Any] = {}
-
-    def path(self, size: int) -> Path:
-        return self.folder / f"encoder_{size}.onnx"
-
-    def session(self, size: int) -> Any:
-        """The ORT session for ``size`` x ``size`` inputs (exported first if not cached)."""
-        if size not in self.sessions:
-            path = self.path(size)
-            if not path.is_file():
-                self.export(size)
-            options = self.ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            self.sessions[size] = self.ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"])
-        return self.sessions[size]
-
-    def export(self, size: int) -> Path:
-        """Export the encoder for ``size`` x ``size`` inputs to the cache (atomically)."""
-        path = self.path(size)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        encoder = self.sam.image_encoder.eval()
-        x = torch.zeros(1, 3, size, size)
-        fd, tmp = tempfile.mkstemp(prefix=".encoder_", suffix=".onnx", dir=self.folder)
-        os.close(fd)
-        try:
-            with torch.no_grad():
-                torch.onnx.export(encoder, (x,), tmp, dynamo=True, optimize=True,
-                                  external_data=False, verbose=False)
-            os.replace(tmp, path)
-        except Exception as exc:
-            raise ConfigError(f"exporting the image encoder to ONNX failed ({exc}); use "
-                              "--runtime torch") from exc
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return path
-
-    def __call__(self, pixels: torch.Tensor, bf16: bool) -> torch.Tensor:
-        if pixels.shape[0] != 1 or pixels.shape[-1] != pixels.shape[-2]:
-            raise ValueError(f"the ONNX encoder takes one square image; got {tuple(pixels.shape)}")
-        sess = self.session(int(pixels.shape[-1]))
-        name = sess.get_inputs()[0].name
-        out = sess.run(None, {name: pixels.detach().float().cpu().contiguous().numpy()})[0]
-        return torch.from_numpy(out).to(pixels.device)
 
 
 class OpenVinoEncoder:
@@ -193,21 +132,26 @@ class OpenVinoEncoder:
         return torch.from_numpy(out).to(pixels.device)
 
 
-def _import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError(f"--runtime onnx needs ONNX Runtime: {ONNX_EXTRA}") from None
-    return onnxruntime
+def has_openvino() -> bool:
+    """Whether OpenVINO can be imported here."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_runtime(runtime: str, device: torch.device) -> str:
+    """``torch`` or ``openvino`` for ``runtime`` (one of :data:`RUNTIMES`) on ``device``."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if runtime == "auto":
+        return "openvino" if device.type == "cpu" and has_openvino() else "torch"
+    if runtime == "openvino" and device.type != "cpu":
+        raise ConfigError(f"--runtime openvino runs on the CPU; got device {device}: use "
+                          "--runtime torch (or auto) there")
+    return runtime
 
 
 def make_encoder(runtime: str, sam: nn.Module, device: torch.device) -> Encoder:
-    """The encoder for ``runtime`` (one of :data:`RUNTIMES`); ONNX Runtime on CPU only."""
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
-    if runtime == "torch":
+    """The encoder for ``runtime`` (one of :data:`RUNTIMES`, resolved by
+    :func:`resolve_runtime`)."""
+    if resolve_runtime(runtime, device) == "torch":
         return TorchEncoder(sam)
-    if device.type != "cpu":
-        raise ConfigError(f"--runtime {runtime} runs on the CPU; got device {device}: use "
-                          "--runtime torch there")
-    return OpenVinoEncoder(sam) if runtime == "openvino" else OnnxEncoder(sam)
+    return OpenVinoEncoder(sam)

@@ -90,7 +90,7 @@ def tune_detection(model: SACModel, images: list[TrainImage], metric: str = "f1_
 
     if not images:
         raise ValueError("threshold tuning needs at least one validation image")
-    seg = Segmenter(model, precision="bf16" if bf16 else "fp32")
+    seg = Segmenter(model, precision="bf16" if bf16 else "fp32", runtime="torch")
     maps = [seg.generator_maps(im.rgb) for im in images]
     return tune_detection_maps(maps, images, model.config.thresholds, metric)
 
@@ -163,7 +163,7 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
     for value in sorted({*values, getattr(th0, name)}):
         value = int(value) if whole else float(value)
         th = dataclasses.replace(th0.without_fill(), **{name: value})
-        seg = Segmenter(model, precision="bf16" if bf16 else "fp32", thresholds=th,
+        seg = Segmenter(model, precision="bf16" if bf16 else "fp32", runtime="torch", thresholds=th,
                         embeddings=embeddings)
         rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name,
                                                      scale=None if full else 1.0).labels)
@@ -206,7 +206,7 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
     if not images:
         raise ValueError("tuning needs at least one validation image")
     th0 = model.config.thresholds
-    seg = Segmenter(model, precision="bf16" if bf16 else "fp32",
+    seg = Segmenter(model, precision="bf16" if bf16 else "fp32", runtime="torch",
                     thresholds=th0.without_fill(), embeddings=embeddings)
     results = [seg.segment(im.rgb, im.name, scale=None if full else 1.0, semantic=True)
                for im in images]

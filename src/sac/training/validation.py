@@ -19,7 +19,7 @@ def validate(model: SACModel, images: list[TrainImage], bf16: bool) -> dict[str,
     from sac.metrics import aggregate, aggregate_groups, evaluate_pair
     from sac.pipeline.segmenter import Segmenter
 
-    seg = Segmenter(model, precision="bf16" if bf16 else "fp32")
+    seg = Segmenter(model, precision="bf16" if bf16 else "fp32", runtime="torch")
     rows = []
     for im in images:
         pred = seg.segment(im.rgb, im.name, scale=1.0)

@@ -1,0 +1,133 @@
+"""The image encoder alone in each runtime and precision: milliseconds per pass and how far
+its embedding is from torch fp32's, on one validation image's encoder input.
+
+Rows: torch eager fp32 and bf16 autocast; ONNX Runtime fp32 and its dynamic int8
+quantization (weights int8, activations quantized on the fly: ``onnxruntime.quantization.
+quantize_dynamic``); OpenVINO with fp32 and bf16 precision hints. Each runs ``--repeats``
+passes after one warm-up on the same padded input (``--size`` px, a MoNuSeg validation image at
+the model's half resolution); ``cos_mean``/``cos_min`` are the cosine similarities of each
+embedding token to torch fp32's. Conversion times (export, quantization) are reported apart.
+Whole-pipeline accuracy of the kept runtimes is in ``speed.py``'s results.
+
+Run: ``.venv/bin/python benchmarks/encoder_runtimes.py --model sac-lite-monuseg``.
+Writes ``results/encoder_runtimes[_<tag>].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sac.core.resample import resample_image
+from sac.model import load_model
+from sac.sam.transforms import prepare_batch
+
+from bench_common import machine_info, validation_set, write_results
+
+
+def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float]:
+    out = fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    return out, (time.perf_counter() - t0) / repeats * 1000
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean and minimum per-token cosine similarity of two (1, C, h, w) embeddings."""
+    num = (a * b).sum(1)
+    cos = num / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return round(float(cos.mean()), 5), round(float(cos.min()), 5)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="sac-lite-monuseg")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+    info = machine_info()
+    model = load_model(args.model).eval()
+    dataset, names = validation_set("monuseg", None, 1)
+    rgb = resample_image(dataset[names[0]].image.astype(np.float32) / 255, 0.5)
+    x, _ = prepare_batch([rgb[: args.size, : args.size]], args.size, model.spec.normalization,
+                         upscale=False)
+    enc = model.sam.image_encoder.eval()
+    threads = torch.get_num_threads()
+    runs: dict[str, Callable[[], np.ndarray]] = {}
+    prep: dict[str, float] = {}
+
+    def torch_run(bf16: bool) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                return model.sam.encode(x).float().numpy()
+        return run
+
+    runs["torch fp32"] = torch_run(False)
+    runs["torch bf16"] = torch_run(True)
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            torch.onnx.export(enc, (x,), tmp / "e.onnx", dynamo=True, optimize=True)
+        prep["onnx export"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        quantize_dynamic(tmp / "e.onnx", tmp / "q.onnx", weight_type=QuantType.QInt8)
+        prep["int8 quantization"] = time.perf_counter() - t0
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        for label, f in (("onnxruntime fp32", "e.onnx"), ("onnxruntime int8", "q.onnx")):
+            sess = ort.InferenceSession(str(tmp / f), opts, providers=["CPUExecutionProvider"])
+            name = sess.get_inputs()[0].name
+            runs[label] = lambda s=sess, n=name: s.run(None, {n: x.numpy()})[0]
+    except ImportError as exc:
+        print(f"ONNX Runtime rows left out: {exc}")
+    try:
+        import openvino as ov
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ov_model = ov.convert_model(enc, example_input=x, input=[1, 3, -1, -1])
+        prep["openvino conversion"] = time.perf_counter() - t0
+        core = ov.Core()
+        for label, hint in (("openvino fp32", "f32"), ("openvino bf16", "bf16")):
+            compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                            "INFERENCE_PRECISION_HINT": hint})
+            runs[label] = lambda c=compiled: c(x.numpy())[0]
+    except ImportError as exc:
+        print(f"OpenVINO rows left out: {exc}")
+    ref = runs["torch fp32"]()
+    rows: list[dict[str, Any]] = []
+    for label, fn in runs.items():
+        out, ms = timed(fn, args.repeats)
+        mean, low = cosines(ref, out)
+        rows.append({"runtime": label, "ms_per_pass": round(ms), "cos_mean": mean,
+                     "cos_min": low})
+        print(rows[-1], flush=True)
+    for f in tmp.iterdir():
+        os.unlink(f)
+    tmp.rmdir()
+    info.update(model=args.model, input=f"{args.size}x{args.size}",
+                conversion_s={k: round(v, 1) for k, v in prep.items()},
+                isa_env={k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+                         if k in os.environ})
+    out = "encoder_runtimes" + (f"_{args.tag}" if args.tag else "")
+    _, md = write_results(out, info, rows, ["runtime", "ms_per_pass", "cos_mean", "cos_min"],
+                          "The image encoder in each runtime and precision")
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
