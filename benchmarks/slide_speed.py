@@ -7,7 +7,8 @@ pyramidal TIFF with its pixel size, in a temporary folder, never kept. The slide
 segmented as ``sac segment --wsi`` does (:func:`sac.slides.segment.segment_slide`: tissue
 mask, chunks, parts, GeoJSON and CSV written) with each ``--variant`` of settings in turn, on a
 segmenter loaded once. Rows: seconds, level-0 megapixels of tissue per second (the validation
-images' area), of the whole slide per second, chunks segmented and skipped, and nuclei found.
+images' area), of the whole slide per second, chunks segmented and skipped, nuclei found, and
+the mean AJI of the slide's labels over the validation images' cells against their labels.
 
 Run: ``.venv/bin/python benchmarks/slide_speed.py --model sac-lite-monuseg
 ``. Writes ``results/slide_speed[_<tag>].{json,md}``.
@@ -24,6 +25,7 @@ import numpy as np
 from speed import BEFORE, parse_variant
 
 from sac.cli.common import add_precision
+from sac.metrics import evaluate_pair
 from sac.model import load_model
 from sac.pipeline.segmenter import Segmenter
 from sac.slides.segment import segment_slide
@@ -35,7 +37,8 @@ PIXEL_UM = 0.25
 
 def build_slide(path: Path, images: list[np.ndarray], grid: int, cell: int, seed: int = 0
                 ) -> int:
-    """Write the mosaic slide; returns the level-0 pixels of tissue in it."""
+    """Write the mosaic slide (image ``k`` in cell ``divmod(k, grid)``); returns the level-0
+    pixels of tissue in it."""
     import tifffile
 
     rng = np.random.default_rng(seed)
@@ -60,7 +63,7 @@ def build_slide(path: Path, images: list[np.ndarray], grid: int, cell: int, seed
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="sac-lite-monuseg")
-    p.add_argument("--grid", type=int, default=4, help="cells per side (1000 px each)")
+    p.add_argument("--grid", type=int, default=6, help="cells per side (1000 px each)")
     p.add_argument("--tissue", type=int, default=6, help="cells holding tissue")
     p.add_argument("--variant", action="append", default=None,
                    help=f"LABEL:key=value,... as in speed.py; default {BEFORE} and now:")
@@ -70,6 +73,7 @@ def main() -> None:
     info = machine_info()
     dataset, names = validation_set("monuseg", None, args.tissue)
     images = [dataset[n].image for n in names]
+    truths = [dataset[n].labels for n in names]
     model = load_model(args.model)
     variants = dict(parse_variant(v) for v in (args.variant or [BEFORE, "now:"]))
     rows: list[dict[str, Any]] = []
@@ -80,19 +84,27 @@ def main() -> None:
         for label, kw in variants.items():
             seg = Segmenter(model, **{"precision": args.precision, **kw})
             seg.segment(images[0][:256, :256], "warm-up")
-            res = segment_slide(seg, slide, Path(tmp) / label, progress=False)
+            res = segment_slide(seg, slide, Path(tmp) / label, progress=False,
+                                return_labels=True)
+            assert res.labels is not None and res.downsample == 1.0
+            ajis = []
+            for k, truth in enumerate(truths):
+                r, c = divmod(k, args.grid)
+                h, w = truth.shape
+                cell = res.labels[r * 1000 : r * 1000 + h, c * 1000 : c * 1000 + w]
+                ajis.append(evaluate_pair(truth, cell)["aji"])
             rows.append({"variant": label, "tile": seg.tile_size, "precision": seg.precision,
                          "runtime": seg.predictor.runtime, "seconds": round(res.seconds, 1),
                          "tissue_mpx": round(tissue / 1e6, 2),
                          "tissue_mpx_per_s": round(tissue / 1e6 / res.seconds, 3),
                          "slide_mpx_per_s": round(total / 1e6 / res.seconds, 3),
                          "chunks": res.n_chunks, "skipped": res.n_skipped_no_tissue,
-                         "nuclei": res.n_nuclei})
+                         "nuclei": res.n_nuclei, "aji": round(float(np.mean(ajis)), 4)})
             print(rows[-1], flush=True)
     info.update(model=args.model, slide=f"{args.grid * 1000} px square at {PIXEL_UM} um/px, "
                 f"{args.tissue} validation images as tissue, the rest glass")
     cols = ["variant", "tile", "precision", "runtime", "seconds", "tissue_mpx",
-            "tissue_mpx_per_s", "slide_mpx_per_s", "chunks", "skipped", "nuclei"]
+            "tissue_mpx_per_s", "slide_mpx_per_s", "chunks", "skipped", "nuclei", "aji"]
     out = "slide_speed" + (f"_{args.tag}" if args.tag else "")
     _, md = write_results(out, info, rows, cols, "Whole-slide throughput (level 0, 40x)")
     print(md.read_text())

@@ -151,7 +151,7 @@ class Segmenter:
 
     def generator_maps(self, rgb: np.ndarray) -> Maps:
         """Stitched generator probabilities for a float (H, W, 3) image at the model's scale."""
-        return generator_maps(self.model.generator, rgb, max(GENERATOR_TILE, self.tile_size),
+        return generator_maps(self.model.generator, rgb, max(GENERATOR_TILE, self.sam_tile),
                               self.model.device, self.bf16, self.tta)
 
     def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
