@@ -14,30 +14,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")  # napari runs on the virtual screen of pytest-xvfb
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# --precision auto and --runtime auto mean fp32 and torch in every test, and in the processes
+# tests start (CLI runs, Dask workers), whatever the machine: results do not depend on its bf16
+# support, and nothing is converted into the user's cache. Tests of the choice clear these.
+os.environ["SAC_PRECISION"] = "fp32"
+os.environ["SAC_RUNTIME"] = "torch"
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
-
-
-@pytest.fixture(autouse=True)
-def _no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--precision auto`` means fp32 in tests on every CPU, so results do not depend on the
-    machine's bf16 support (tests of bf16 ask for it; test_core_device tests the choice)."""
-    from sac.core import device
-
-    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset())
-
-
-@pytest.fixture(autouse=True)
-def _torch_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--runtime auto`` means torch in tests whether or not OpenVINO is installed (no
-    conversions into the user's cache; tests of OpenVINO ask for it, with their own cache)."""
-    from sac.sam import runtime
-
-    monkeypatch.setattr(runtime, "has_openvino", lambda: False)
 
 
 @pytest.fixture(scope="session")

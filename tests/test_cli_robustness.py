@@ -70,7 +70,7 @@ def test_inputs_sharing_a_stem_get_distinct_names(tmp_path, model_dir, capsys) -
     code, err = segment([*map(str, ins), "-o", str(out), "--model", str(model_dir),
                          "--overwrite", "--quiet"], capsys)
     assert code == 0 and "segmented 5 of 5" in err
-    assert "fp32 (auto: no native bf16), encoder in torch" in err  # said (tests: fp32, torch)
+    assert "fp32 (auto: $SAC_PRECISION), encoder in torch" in err  # what ran, and why
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["a.png_labels.tif", "a.jpg_labels.tif", "a.tif_labels.tif", "x_img.png_labels.tif",
          "y_img.png_labels.tif"])

@@ -24,6 +24,7 @@ def test_flags_read_from_cpuinfo() -> None:
 @pytest.mark.parametrize(("cpuinfo", "auto"), [(XEON, True), (EPYC, False), ("", False)])
 def test_auto_is_bf16_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch, cpuinfo: str,
                                             auto: bool) -> None:
+    monkeypatch.delenv("SAC_PRECISION")  # tests set it: here the machine decides
     monkeypatch.setattr(device, "cpu_flags", lambda: device.flags_in(cpuinfo))
     cpu = torch.device("cpu")
     assert device.use_bf16("auto", cpu) is auto
@@ -31,6 +32,19 @@ def test_auto_is_bf16_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch, cpu
     seg = Segmenter(create_model(tiny=True))
     assert seg.precision == ("bf16" if auto else "fp32") == seg.config_dict()["precision"]
     assert Segmenter(create_model(tiny=True), precision="fp32").bf16 is False
+
+
+def test_sac_precision_decides_auto_for_a_machine_or_cluster(monkeypatch) -> None:
+    monkeypatch.setattr(device, "cpu_flags", lambda: device.flags_in(XEON))
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("SAC_PRECISION", "fp32")
+    assert not device.use_bf16("auto", cpu) and device.use_bf16("bf16", cpu)
+    assert device.describe_precision("auto", cpu) == "fp32 (auto: $SAC_PRECISION)"
+    monkeypatch.setenv("SAC_PRECISION", "fast")
+    with pytest.raises(ConfigError, match=r"\$SAC_PRECISION must be fp32 or bf16"):
+        device.use_bf16("auto", cpu)
+    monkeypatch.delenv("SAC_PRECISION")
+    assert device.describe_precision("auto", cpu) == "bf16 (auto: native bf16)"
 
 
 def test_unknown_precision_is_refused() -> None:

@@ -20,7 +20,9 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
 def test_auto_is_openvino_on_a_cpu_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_runtime("auto", CPU) == "torch"  # tests: as if OpenVINO were absent
+    monkeypatch.delenv("SAC_RUNTIME")  # tests set it: here the machine decides
+    monkeypatch.setattr(runtime, "has_openvino", lambda: False)
+    assert resolve_runtime("auto", CPU) == "torch"
     model = create_model(tiny=True)
     assert isinstance(make_encoder("auto", model.sam, CPU), TorchEncoder)
     assert Segmenter(model).config_dict()["runtime"] == "torch"
@@ -31,6 +33,12 @@ def test_auto_is_openvino_on_a_cpu_where_installed(monkeypatch: pytest.MonkeyPat
         resolve_runtime("onnx", CPU)
     with pytest.raises(ConfigError, match="CPU"):
         resolve_runtime("openvino", CUDA)
+    monkeypatch.setenv("SAC_RUNTIME", "torch")  # a machine's or cluster's choice
+    assert resolve_runtime("auto", CPU) == "torch" and resolve_runtime("openvino", CPU) == \
+        "openvino"
+    monkeypatch.setenv("SAC_RUNTIME", "onnx")
+    with pytest.raises(ConfigError, match=r"\$SAC_RUNTIME"):
+        resolve_runtime("auto", CPU)
 
 
 def test_missing_openvino_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

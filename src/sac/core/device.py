@@ -8,6 +8,7 @@ laptops), where it is emulated: ``auto`` therefore picks bf16 only where it is n
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -66,10 +67,16 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether to run in bf16 autocast for ``precision`` (one of :data:`PRECISIONS`)."""
+    """Whether to run in bf16 autocast for ``precision`` (one of :data:`PRECISIONS`);
+    ``auto`` follows ``$SAC_PRECISION`` (fp32 or bf16) where it is set, for a machine or a
+    cluster whose nodes should all compute alike."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got "
                           f"{precision!r}")
+    if precision == "auto" and os.environ.get("SAC_PRECISION"):
+        precision = os.environ["SAC_PRECISION"]
+        if precision not in PRECISIONS[1:]:
+            raise ConfigError(f"$SAC_PRECISION must be fp32 or bf16; got {precision!r}")
     return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
@@ -79,6 +86,8 @@ def describe_precision(precision: str, device: torch.device) -> str:
     used = "bf16" if use_bf16(precision, device) else "fp32"
     if precision != "auto":
         return used
+    if os.environ.get("SAC_PRECISION"):
+        return f"{used} (auto: $SAC_PRECISION)"
     return f"{used} (auto: {'native' if native_bf16(device) else 'no native'} bf16)"
 
 

@@ -138,9 +138,14 @@ def has_openvino() -> bool:
 
 
 def resolve_runtime(runtime: str, device: torch.device) -> str:
-    """``torch`` or ``openvino`` for ``runtime`` (one of :data:`RUNTIMES`) on ``device``."""
+    """``torch`` or ``openvino`` for ``runtime`` (one of :data:`RUNTIMES`) on ``device``;
+    ``auto`` follows ``$SAC_RUNTIME`` (torch or openvino) where it is set."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if runtime == "auto" and os.environ.get("SAC_RUNTIME"):
+        runtime = os.environ["SAC_RUNTIME"]
+        if runtime not in RUNTIMES[1:]:
+            raise ConfigError(f"$SAC_RUNTIME must be torch or openvino; got {runtime!r}")
     if runtime == "auto":
         return "openvino" if device.type == "cpu" and has_openvino() else "torch"
     if runtime == "openvino" and device.type != "cpu":
