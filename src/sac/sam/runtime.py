@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from sac.core.device import autocast_context
 from sac.core.errors import ConfigError
 
 #: ``--runtime`` choices: ``auto`` = openvino on a CPU where it is installed, else torch
@@ -47,10 +48,7 @@ class TorchEncoder:
         self.sam = sam
 
     def __call__(self, pixels: torch.Tensor, bf16: bool) -> torch.Tensor:
-        from sac.core.device import autocast_context
-
-        device = pixels.device
-        with autocast_context(device, bf16):
+        with autocast_context(pixels.device, bf16):
             return self.sam.encode(pixels).float()
 
 
