@@ -7,7 +7,8 @@ stays cheap):
   ``segment(image)`` returns instance labels) and :func:`load_model` / :func:`save_model`;
 - :func:`segment_slide` for whole slides, chunk by chunk;
 - :func:`load_sam` and :class:`SamPredictor` for SAM itself with your own prompts;
-- :func:`read_image` and :func:`write_labels_tif` for files.
+- :func:`read_image` and :func:`write_labels_tif` for files;
+- :func:`train` to train a model, or fine-tune one on a few of your own images.
 
 Everything else lives in the stage packages (``sac.core``, ``sac.modeling``, ``sac.sam``,
 ``sac.model``, ``sac.pipeline``, ``sac.slides``, ``sac.outputs``, ``sac.data``,
@@ -34,6 +35,7 @@ _API = {
     "SamPredictor": "sac.sam.predictor",
     "read_image": "sac.data.images",
     "write_labels_tif": "sac.outputs.images",
+    "train": "sac.training.run",
 }
 
 __all__ = ["__version__", *sorted(_API)]

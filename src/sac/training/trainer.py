@@ -91,6 +91,7 @@ class TrainResult:
     steps: int
     wall_time_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # input problems the run went past
 
 
 def _optimizer(model: SACModel, parts: tuple[str, ...], cfg: TrainConfig
