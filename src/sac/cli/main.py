@@ -16,13 +16,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from sac import __version__
-from sac.cli import backbones, demo, evaluate, merge_slide, segment, train, tune
+from sac.cli import backbones, demo, evaluate, merge_slide, refine, segment, train, tune
 from sac.cli.common import EPILOG, Parser
 from sac.core.errors import SACError, Terminated
 
 #: subcommands in the order ``sac --help`` lists them
 SUBCOMMANDS = {"demo": demo, "backbones": backbones, "train": train, "segment": segment,
-               "evaluate": evaluate, "tune": tune, "merge-slide": merge_slide}
+               "refine": refine, "evaluate": evaluate, "tune": tune,
+               "merge-slide": merge_slide}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,12 +86,21 @@ def decode_sets(predictor: SamPredictor, sets: list[PromptSet], extents: np.ndar
     """Masks of prompt sets (image pixels) on the predictor's current tile at ``offset``;
     empty masks are left out. ``upsample`` returns them on a finer grid, cut at mask logit
     ``threshold`` (see :meth:`SamPredictor.predict_instances`)."""
+    masks = decode_each(predictor, sets, extents, offset, window, batch_size, upsample,
+                        threshold)
+    return [m for m in masks if m is not None]
+
+
+def decode_each(predictor: SamPredictor, sets: list[PromptSet], extents: np.ndarray | None,
+                offset: np.ndarray, window: int, batch_size: int,
+                upsample: tuple[float, float] = (1.0, 1.0), threshold: float = 0.0
+                ) -> list[InstanceMask | None]:
+    """:func:`decode_sets` with one entry per set, ``None`` where its mask is empty."""
     pts, lbl, boxes = batch_prompt_sets(sets)
     has_points = pts.shape[1] > 0
     shift = np.tile(offset, 2)
-    masks = predictor.predict_instances(
+    return predictor.predict_instances(
         points=pts - offset if has_points else None, labels=lbl if has_points else None,
         boxes=boxes - shift if boxes is not None else None, window=window,
         batch_size=batch_size, extents=extents - shift if extents is not None else None,
         offset=(float(offset[0]), float(offset[1])), upsample=upsample, threshold=threshold)
-    return [m for m in masks if m is not None]

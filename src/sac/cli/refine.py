@@ -1,0 +1,90 @@
+"""``sac refine``: SAM's outlines for another tool's nuclei, ids kept."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sac.cli.common import EPILOG, add_precision, add_runtime
+from sac.core.checks import option
+from sac.core.errors import ConfigError
+
+#: outputs beside the labels TIFF, as ``sac segment`` writes them
+EXTRA_OUTPUTS = ("overlay", "geojson", "rois", "csv")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``refine`` on the ``sac`` subcommand parser."""
+    from sac.batch.settings import DEFAULT_MODEL
+    from sac.pipeline.refine import REFINE_PROMPTS, RefineSettings
+
+    p = sub.add_parser(
+        "refine", help="refine another tool's nuclei (labels, GeoJSON, ImageJ ROIs) with SAM",
+        description="Use each nucleus of LABELS (from StarDist, cellpose, QuPath, a threshold, "
+        "a hand drawing) as a prompt for SAM and write SAM's outline in its place, with the "
+        "same id, to OUTDIR/<stem>_labels.tif. A nucleus keeps its outline where SAM finds "
+        "nothing better (an empty or low-quality mask, or one that moved to another object).",
+        epilog=EPILOG)
+    p.add_argument("image", type=Path, help="the image the labels belong to")
+    p.add_argument("--labels", type=Path, required=True,
+                   help="its nuclei: a label image (TIFF/PNG), QuPath GeoJSON (.geojson/.json) "
+                        "or an ImageJ ROI file or ROI Manager zip (.roi/.zip)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="model folder, shipped name or auto (default: %(default)s)")
+    p.add_argument("--prompt", choices=REFINE_PROMPTS, default=RefineSettings.prompt,
+                   help="what each nucleus gives SAM: its inner point, its box, or both "
+                        "(default %(default)s)")
+    p.add_argument("--neighbour-negatives",
+                   type=option("--neighbour-negatives", 0, 16, integer=True),
+                   default=RefineSettings.neighbour_negatives,
+                   help="nearest neighbours' centres given as negative points "
+                        "(default %(default)s)")
+    p.add_argument("--min-iou", type=option("--min-iou", 0, 1), default=RefineSettings.min_iou,
+                   help="overlap with the given outline a new one needs to replace it "
+                        "(default %(default)s)")
+    p.add_argument("--scale", type=option("--scale", 0.05, 20), default=None,
+                   help="resample the image by this factor for SAM (default: the factor that "
+                        "gives the given nuclei the model's nucleus size)")
+    for kind in EXTRA_OUTPUTS:
+        p.add_argument(f"--save-{kind}", action="store_true",
+                       help=f"also write the {kind} output, as sac segment does")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_precision(p)
+    add_runtime(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the image and its labels, refine, write, and say how many nuclei changed."""
+    from sac.core.fileio import check_output_folder, output_paths
+    from sac.data.images import plausible_pixel_size, read_image
+    from sac.data.shapes import read_label_file
+    from sac.outputs.write import write_outputs
+    from sac.pipeline.refine import RefineSettings, refine_labels
+    from sac.pipeline.result import SegmentResult
+    from sac.pipeline.segmenter import load_segmenter
+
+    settings = RefineSettings(args.prompt, args.neighbour_negatives, args.min_iou, args.scale)
+    image = read_image(args.image)
+    labels = read_label_file(args.labels, image.shape[:2])
+    check_output_folder(args.output)
+    kinds = ["labels", *(k for k in EXTRA_OUTPUTS if getattr(args, f"save_{k}"))]
+    paths = output_paths(args.output, args.image.stem, kinds)
+    existing = [p for p in paths.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it or "
+                          "choose another -o folder")
+    seg = load_segmenter(args.model, args.device, args.precision, runtime=args.runtime)
+    name = str(args.model)
+    if hasattr(seg, "pick"):  # --model auto: the specialist for this image's type
+        seg, name, _ = seg.pick(image, str(args.image))
+    out = refine_labels(seg, image, labels, settings)
+    result = SegmentResult(out.labels, None, out.scores, out.nuclei)
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_outputs(paths, image, result, plausible_pixel_size(args.image), args.image.stem,
+                  overwrite=args.overwrite)
+    print(f"refined {args.labels} with {name} at scale {out.scale:.3g}: {out.summary()}; "
+          f"wrote {paths['labels']}", file=sys.stderr)
+    return 0

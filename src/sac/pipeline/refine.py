@@ -1,0 +1,219 @@
+"""Refining another tool's nuclei with SAM: each given nucleus prompts its own new mask.
+
+Every nucleus of the given labels becomes one prompt set (a positive point deep inside it,
+its box, negatives at its nearest neighbours as :class:`RefineSettings` says) decoded by the
+model's SAM on a window around it, at the scale where the given nuclei have the model's
+nucleus size. A new mask replaces the old one only where SAM found the same nucleus: not
+empty, scored at least the model's ``min_score``, holding the prompt point, and overlapping
+the old mask by ``min_iou``; otherwise the nucleus keeps its outline. Ids never change.
+Where new masks overlap, the surer one keeps the pixels; kept outlines are never cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+from sac.core.errors import ConfigError
+from sac.core.images import as_model_rgb
+from sac.core.labels import InstanceMask, largest_component
+from sac.core.resample import resample_image
+from sac.pipeline.decode import decode_each, encoded_tiles
+from sac.pipeline.prompts import PromptSet
+
+if TYPE_CHECKING:
+    from sac.pipeline.segmenter import Segmenter
+
+RefinePrompt = Literal["point", "box", "both"]
+REFINE_PROMPTS: tuple[RefinePrompt, ...] = ("point", "box", "both")
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """How each given nucleus prompts SAM and when its new mask is kept."""
+
+    prompt: RefinePrompt = "both"
+    neighbour_negatives: int = 0  # nearest neighbours' centres as negative points
+    min_iou: float = 0.3  # the new mask must overlap the old this much (same nucleus)
+    scale: float | None = None  # None: the given nuclei brought to the model's size
+
+    def __post_init__(self) -> None:
+        if self.prompt not in REFINE_PROMPTS:
+            raise ConfigError(f"refine prompt must be one of {REFINE_PROMPTS}, "
+                              f"got {self.prompt!r}")
+        if not 0 <= self.neighbour_negatives <= 16:
+            raise ConfigError("neighbour negatives must be between 0 and 16")
+        if not 0 <= self.min_iou <= 1:
+            raise ConfigError("min_iou must be between 0 and 1")
+        if self.scale is not None and not 0.05 <= self.scale <= 20:
+            raise ConfigError("the refine scale must be between 0.05 and 20")
+
+
+@dataclass
+class RefineResult:
+    """The refined labels (same ids as given) and what happened to the nuclei."""
+
+    labels: np.ndarray
+    scores: dict[int, float]  # SAM's predicted quality of each new mask
+    scale: float  # the resampling the nuclei were decoded at
+    nuclei: int = 0
+    changed: int = 0  # nuclei whose pixels differ from the given ones
+    kept: dict[str, int] = field(default_factory=dict)  # outlines kept, by reason
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.kept.items()) if n)
+        kept = sum(self.kept.values())
+        return (f"{self.changed} of {self.nuclei} nuclei changed; {kept} kept as given"
+                + (f" ({reasons})" if reasons else ""))
+
+
+def refine_scale(segmenter: Segmenter, labels: np.ndarray) -> float:
+    """The resampling that gives the median given nucleus the model's training diameter (the
+    model's input scale when it records no diameter)."""
+    want = segmenter.config.nucleus_diameter
+    areas = np.bincount(labels.ravel())[1:]
+    areas = areas[areas > 0]
+    if not want or areas.size == 0:
+        return float(segmenter.config.input_scale)
+    have = 2 * np.sqrt(np.median(areas) / np.pi)
+    return float(np.clip(want / have, 0.25, 4.0))
+
+
+def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
+                  settings: RefineSettings | None = None) -> RefineResult:
+    """SAM's masks for the nuclei of ``labels`` on ``image`` (see the module docstring)."""
+    settings = settings or RefineSettings()
+    rgb0 = as_model_rgb(image, "image")
+    shape0 = rgb0.shape[:2]
+    labels = np.asarray(labels)
+    if labels.shape != shape0:
+        raise ConfigError(f"labels {labels.shape} do not match the image {shape0}")
+    labels = labels.astype(np.uint32, copy=False)
+    scale = settings.scale or refine_scale(segmenter, labels)
+    ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
+    result = RefineResult(labels.copy(), {}, scale, nuclei=len(ids))
+    if not len(ids):
+        return result
+    rgb = resample_image(rgb0, scale)
+    up = (shape0[0] / rgb.shape[0], shape0[1] / rgb.shape[1])
+    boxes = ndi.find_objects(labels)
+    inside = np.array([_deepest(labels, k, boxes[k - 1]) for k in ids], np.float64)  # (y, x)
+    sets, ext = _prompt_sets(ids, boxes, inside, up, settings)
+    masks: list[InstanceMask | None] = [None] * len(ids)
+    for tile in encoded_tiles(segmenter.predictor, rgb, ext, segmenter.tile_size,
+                              segmenter.overlap):
+        got = decode_each(segmenter.predictor, [sets[i] for i in tile.chosen], ext[tile.chosen],
+                          tile.offset, segmenter.decode_window, segmenter.batch_size, up,
+                          segmenter.thresholds.mask_logit)
+        for i, m in zip(tile.chosen, got, strict=True):
+            masks[int(i)] = m
+    _compose(result, labels, ids, boxes, inside, masks, segmenter.thresholds.min_score,
+             settings.min_iou)
+    return result
+
+
+def _deepest(labels: np.ndarray, k: int, box: tuple[slice, slice]) -> tuple[float, float]:
+    """The pixel (y, x) of nucleus ``k`` furthest from its edge: inside it whatever its shape."""
+    own = np.pad(labels[box] == k, 1)
+    dist = ndi.distance_transform_edt(own)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(box[0].start + y), float(box[1].start + x)
+
+
+def _prompt_sets(ids: np.ndarray, boxes: list, inside: np.ndarray, up: tuple[float, float],
+                 settings: RefineSettings) -> tuple[list[PromptSet], np.ndarray]:
+    """One prompt set per nucleus and the extent its window must cover, in model pixels."""
+    sy, sx = 1 / up[0], 1 / up[1]
+    centres = inside[:, ::-1] * [sx, sy]  # (x, y) model pixels
+    tree = cKDTree(centres) if settings.neighbour_negatives else None
+    sets, ext = [], []
+    for i, k in enumerate(ids):
+        ys, xs = boxes[k - 1]
+        box = np.array([xs.start * sx, ys.start * sy, (xs.stop - 1) * sx, (ys.stop - 1) * sy],
+                       np.float32)
+        size = max(box[2] - box[0], box[3] - box[1]) + 1
+        points, point_labels = centres[i : i + 1], [1]
+        if tree is not None and len(ids) > 1:
+            n = min(settings.neighbour_negatives, len(ids) - 1)
+            dist, near = tree.query(centres[i], k=n + 1)
+            near = [int(j) for d, j in zip(np.atleast_1d(dist), np.atleast_1d(near), strict=True)
+                    if j != i and d <= 1.5 * size]
+            points = np.concatenate([points, centres[near]])
+            point_labels = point_labels + [0] * len(near)
+        use_point = settings.prompt != "box"
+        sets.append(PromptSet(
+            points=np.asarray(points if use_point else points[1:], np.float32).reshape(-1, 2),
+            labels=np.asarray(point_labels if use_point else point_labels[1:], np.int64),
+            box=box if settings.prompt != "point" else None, instance=int(k)))
+        pad = max(4.0, 0.5 * size)
+        ext.append(box + np.array([-pad, -pad, pad, pad], np.float32))
+    return sets, np.array(ext, np.float32)
+
+
+def _compose(result: RefineResult, labels: np.ndarray, ids: np.ndarray, boxes: list,
+             inside: np.ndarray, masks: list[InstanceMask | None], min_score: float,
+             min_iou: float) -> None:
+    """Place the accepted new masks (surest first) around the outlines kept as given."""
+    shape = labels.shape
+    out = np.zeros(shape, np.uint32)
+    kept = {"empty": 0, "low score": 0, "moved": 0, "lost in overlaps": 0}
+    accepted: list[tuple[float, int, InstanceMask]] = []
+    for i, k in enumerate(ids):
+        m = masks[i]
+        reason = _rejection(m, labels, int(k), boxes[k - 1], inside[i], min_score, min_iou)
+        if reason:
+            kept[reason] += 1
+            out[boxes[k - 1]][labels[boxes[k - 1]] == k] = k
+        else:  # one piece: SAM's stray blobs on other nuclei must not hole them
+            assert m is not None
+            accepted.append((m.score, int(k), InstanceMask(m.y0, m.x0,
+                                                           largest_component(m.mask), m.score)))
+    for score, k, m in sorted(accepted, key=lambda a: -a[0]):
+        ys, xs, crop = _clip(m, shape)
+        view = out[ys, xs]
+        view[crop & (view == 0)] = k
+        result.scores[k] = float(score)
+    for _, k, m in accepted:  # one piece per nucleus; a nucleus left with none is put back
+        ys, xs, _ = _clip(m, shape)
+        view = out[ys, xs]
+        own = view == k
+        if own.any():
+            view[own & ~largest_component(own)] = 0
+        else:
+            kept["lost in overlaps"] += 1
+            result.scores.pop(k, None)
+            old = out[boxes[k - 1]]
+            old[(labels[boxes[k - 1]] == k) & (old == 0)] = k
+    result.labels = out
+    result.kept = kept
+    diff = out != labels
+    moved = np.union1d(out[diff], labels[diff])
+    result.changed = int(np.count_nonzero(moved))
+
+
+def _rejection(m: InstanceMask | None, labels: np.ndarray, k: int, box: tuple[slice, slice],
+               point: np.ndarray, min_score: float, min_iou: float) -> str:
+    """Why SAM's mask for nucleus ``k`` is not taken ("" when it is)."""
+    if m is None or not m.mask.any():
+        return "empty"
+    if m.score < min_score:
+        return "low score"
+    y, x = int(point[0]) - m.y0, int(point[1]) - m.x0
+    holds = 0 <= y < m.mask.shape[0] and 0 <= x < m.mask.shape[1] and m.mask[y, x]
+    ys, xs, crop = _clip(m, labels.shape)
+    inter = int((crop & (labels[ys, xs] == k)).sum())
+    area = int((labels[box] == k).sum())
+    union = area + int(m.mask.sum()) - inter
+    return "" if holds and inter / union >= min_iou else "moved"
+
+
+def _clip(m: InstanceMask, shape: tuple[int, ...]) -> tuple[slice, slice, np.ndarray]:
+    """The part of a mask crop inside the image: its image slices and the cropped mask."""
+    y0, x0 = max(m.y0, 0), max(m.x0, 0)
+    y1, x1 = min(m.y0 + m.mask.shape[0], shape[0]), min(m.x0 + m.mask.shape[1], shape[1])
+    crop = m.mask[y0 - m.y0 : max(y1, y0) - m.y0, x0 - m.x0 : max(x1, x0) - m.x0]
+    return slice(y0, max(y1, y0)), slice(x0, max(x1, x0)), crop
