@@ -207,3 +207,49 @@ def test_whole_slide_opens_multiscale_and_a_drawn_region_is_segmented(make_napar
     assert len(np.unique(nuclei.data)) - 1 == 3  # the disks inside the rectangle
     for cy, cx, _ in disks[:3]:
         assert nuclei.data[cy - 20, cx - 20] > 0
+
+
+def test_train_widget_fine_tunes_on_painted_labels_and_lists_the_model(
+        make_napari_viewer, qtbot, disks, tmp_path, monkeypatch) -> None:
+    """Train: the viewer's image/labels pairs, cancel (no model), a short fine-tuning run
+    whose model joins the Segment widget's list at once and segments the image."""
+    from qtpy.QtCore import Qt
+
+    from sac.gui.train_widget import TrainWidget, training_pairs
+    from sac.training import run as run_module
+    from sac.training.run import FewShotRecipe
+
+    monkeypatch.setattr(run_module, "FEW_SHOT", FewShotRecipe(1, 2, 1))  # 2 steps, for speed
+    monkeypatch.setattr(session, "TRAINED", [])
+    monkeypatch.setattr(session, "MODEL_LISTENERS", [])
+    image, truth = disks
+    viewer = make_napari_viewer()
+    seg_widget = _segment(viewer, qtbot, image)  # adds "cells nuclei" (and prompts)
+    viewer.add_labels(truth.astype(np.int32), name="painted")
+    w = TrainWidget(viewer)
+    assert training_pairs(viewer) == {"cells nuclei": "cells", "painted": "cells"}
+    assert w.chosen() == [("cells nuclei", "cells"), ("painted", "cells")]  # all ticked
+    w.pairs.item(0).setCheckState(Qt.Unchecked)
+    assert w.chosen() == [("painted", "cells")]
+    w.base.setCurrentText(MODEL)
+
+    w.folder.setText(str(tmp_path / "cancelled"))
+    w.train()
+    w.cancel()
+    qtbot.waitUntil(lambda: not w.busy, timeout=300_000)
+    assert w.status.text() == "cancelled: no model added" and session.TRAINED == []
+
+    w.folder.setText(str(tmp_path / "ft"))
+    w.train()
+    qtbot.waitUntil(lambda: not w.busy, timeout=300_000)
+    assert w.model_dir == tmp_path / "ft" / "run" / "model", w.status.text()
+    assert [str(w.model_dir)] == session.TRAINED
+    names = [seg_widget.model.itemText(i) for i in range(seg_widget.model.count())]
+    assert names[-1] == str(w.model_dir)  # in the Segment widget's list at once
+    tifffile.imread(tmp_path / "ft" / "data" / "labels" / "layer000.tif")  # what it learnt
+    seg_widget.model.setCurrentText(str(w.model_dir))
+    seg_widget.run()
+    qtbot.waitUntil(lambda: not seg_widget.busy, timeout=120_000)
+    labels = viewer.layers["cells nuclei"].data
+    assert len(np.unique(labels)) - 1 >= 4  # 2 steps from the shipped model: still works
+    assert viewer.layers["cells nuclei"].metadata["sac"]["model"] == str(w.model_dir)

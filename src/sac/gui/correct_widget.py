@@ -47,6 +47,7 @@ class CorrectWidget(QWidget):
         self.clicks: Any = None
         self.target: Any = None
         self._seen = 0
+        session.MODEL_LISTENERS.append(self.model.addItem)  # models the Train widget makes
         follow_layers(self.viewer, self._refresh)
 
     @property

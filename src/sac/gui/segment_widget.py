@@ -127,6 +127,7 @@ class SegmentWidget(QWidget):
         self._cancel = threading.Event()
         self.worker: Any = None
         self.busy = False
+        session.MODEL_LISTENERS.append(self.model.addItem)  # models the Train widget makes
         follow_layers(self.viewer, self._refresh)
 
     # --- widgets -------------------------------------------------------------------------
@@ -231,7 +232,8 @@ class SegmentWidget(QWidget):
                         "scores": out.scores, "region": region}}
         self._put(f"{name} nuclei", out.labels, "labels", meta, place)
         if out.semantic is not None:
-            self._put(f"{name} semantic", out.semantic.astype(np.uint8), "labels", {}, place)
+            self._put(f"{name} semantic", out.semantic.astype(np.uint8), "labels",
+                      {"sac_semantic": True}, place)
         if self.prompts.isChecked():
             pts = np.concatenate([out.positives, out.negatives])
             colours = ["lime"] * len(out.positives) + ["magenta"] * len(out.negatives)

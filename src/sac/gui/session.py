@@ -19,17 +19,72 @@ from sac.core.errors import SACError
 
 _LOCK = threading.Lock()
 _SEGMENTERS: dict[tuple[Any, ...], Any] = {}
+#: model folders fine-tuned in this session (Train widget), newest last
+TRAINED: list[str] = []
+#: callbacks told of each newly trained model folder (the widgets' model lists)
+MODEL_LISTENERS: list[Callable[[str], None]] = []
 
 
 def shipped_names() -> list[str]:
     """The widgets' model lists: ``auto`` (per image, the shipped specialist for its type)
     and the models installed with the package, the default of ``sac segment`` first, then the
-    others by name (a newly shipped model appears by itself)."""
+    others by name (a newly shipped model appears by itself), then the models fine-tuned in
+    this session."""
     from sac.batch.settings import DEFAULT_MODEL
     from sac.model import shipped_models
     from sac.pipeline.choose import AUTO
 
-    return sorted([AUTO, *shipped_models()], key=lambda n: (n != DEFAULT_MODEL, n != AUTO, n))
+    return sorted([AUTO, *shipped_models()],
+                  key=lambda n: (n != DEFAULT_MODEL, n != AUTO, n)) + TRAINED
+
+
+def add_trained(folder: str) -> None:
+    """Make a fine-tuned model folder a choice in every model list, now."""
+    if folder not in TRAINED:
+        TRAINED.append(folder)
+        for tell in list(MODEL_LISTENERS):
+            try:
+                tell(folder)
+            except RuntimeError:  # its widget was closed (Qt deleted it)
+                MODEL_LISTENERS.remove(tell)
+
+
+def fine_tune(pairs: list[tuple[np.ndarray, np.ndarray]], base: str, run_dir: Path,
+              cancel: threading.Event | None = None,
+              progress: Callable[[int, int], None] | None = None,
+              say: Callable[[str], None] | None = None, **options: Any) -> Path:
+    """Fine-tune ``base`` on (image, labels) pairs with ``sac train --from``'s few-shot
+    schedule; returns the new model folder (``run_dir/run/model``). The pairs are written to
+    ``run_dir/data`` as an images/ + labels/ folder (kept, so the run can be repeated with
+    ``sac train``). ``cancel`` set by another thread stops at the next step (raising
+    :class:`Cancelled`; the run folder is kept and resumable), ``progress(step, total)``
+    hears of each step; ``options`` go to :func:`sac.train`."""
+    import tifffile
+
+    from sac.training.run import train
+
+    if not pairs:
+        raise Cancelled("no image/labels pairs to train on")
+    data = run_dir / "data"
+    (data / "images").mkdir(parents=True, exist_ok=True)
+    (data / "labels").mkdir(exist_ok=True)
+    for i, (image, labels) in enumerate(pairs):
+        if np.asarray(labels).shape != np.asarray(image).shape[:2]:
+            raise Cancelled(f"pair {i + 1}: labels {np.asarray(labels).shape} do not match "
+                            f"the image {np.asarray(image).shape[:2]}")
+        tifffile.imwrite(data / "images" / f"layer{i:03d}.tif", np.asarray(image))
+        tifffile.imwrite(data / "labels" / f"layer{i:03d}.tif",
+                         np.asarray(labels).astype(np.uint32))
+
+    def step(done: int, total: int, loss: dict[str, float]) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        if progress is not None:
+            progress(done, total)
+
+    result = train(data, run_dir / "run", init=base, quiet=True, on_step=step,
+                   say=say or (lambda message: None), **options)
+    return result.model_dir
 
 
 def concrete(seg: Any, image: np.ndarray) -> tuple[Any, str | None]:
