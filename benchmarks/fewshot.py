@@ -1,0 +1,200 @@
+"""Few-shot adaptation: how much a new target gains from 1, 2, 5 or 10 labelled images.
+
+The target is a set no shipped model trained on: ``bitdepth`` (DAPI tissue sections; the
+pool is the built-in split's training tissues, the evaluation its held-out tissue, kidney).
+(A MoNuSeg organ would need an H&E model trained without it; none is shipped.) For each
+number of shots and each of ``--draws``
+random draws from the pool, every ``--method`` trains on the same images:
+
+- ``sac-from:MODEL``: ``sac.train(init=MODEL)``, the few-shot schedule of ``sac train --from``;
+- ``sac-base``: SAC from LiteMedSAM alone (fresh LoRA, decoder and generator) with the same
+  number of steps;
+- ``unadapted:MODEL``: the model as shipped (trained once per draw-less row);
+- ``stardist`` / ``cellpose``: the peers' scripts (``benchmarks/peers/``) in their own
+  environments (``--peer-envs``), from scratch, with the wall time the ``sac-from`` run of the
+  same draw took; they validate on the training images themselves (there are no others).
+
+Each is scored on the evaluation images (AJI, PQ, object F1, pixel Dice) with the wall time it
+trained. Runs go to ``--runs`` (outside the repository) and are skipped when finished, so an
+interrupted benchmark continues where it stopped.
+
+Run: ``.venv/bin/python benchmarks/fewshot.py --target bitdepth --shots 1 2 5 10 --draws 3``.
+Writes ``results/fewshot_<target>[_<tag>].{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from sac.core.device import resolve_device, use_bf16
+from sac.data.open import open_dataset
+from sac.data.splits import load_builtin_split
+from sac.metrics import aggregate, evaluate_pair
+from sac.pipeline.segmenter import load_segmenter
+
+from bench_common import DATA, machine_info, write_results
+
+KEYS = ("aji", "pq", "f1_obj", "pixel_dice")
+DEFAULT_METHODS = ("sac-from:sac-lite-nuclei", "unadapted:sac-lite-nuclei", "sac-base",
+                   "stardist", "cellpose")
+
+
+def target_sets(target: str) -> tuple[Any, list[str], list[str], bool]:
+    """The dataset, its pool of training images, its evaluation images, and whether it is
+    fluorescence (grey input for the peers)."""
+    if target == "bitdepth":
+        split = load_builtin_split("bitdepth")
+        return (open_dataset(DATA / "bitdepth_nucseg", "folder"), list(split.train),
+                list(split.val), True)
+    raise SystemExit(f"unknown --target {target!r} (bitdepth)")
+
+
+def write_pairs(ds: Any, names: list[str], folder: Path) -> Path:
+    """``folder/images`` and ``folder/labels`` TIFFs of ``names`` (once)."""
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for n in names:
+        if not (folder / "labels" / f"{n}.tif").exists():
+            sample = ds[n]
+            tifffile.imwrite(folder / "images" / f"{n}.tif", sample.image)
+            tifffile.imwrite(folder / "labels" / f"{n}.tif", sample.labels.astype(np.uint32))
+    return folder
+
+
+def score_model(model: str, ds: Any, names: list[str], precision: str) -> dict[str, float]:
+    seg = load_segmenter(model, precision=precision)
+    per = [evaluate_pair(ds[n].labels, seg.segment(ds[n].image, n).labels) for n in names]
+    return {k: round(v, 4) for k, v in aggregate(per).items() if k in KEYS}
+
+
+def score_folder(folder: Path, ds: Any, names: list[str]) -> dict[str, float]:
+    per = [evaluate_pair(ds[n].labels, tifffile.imread(folder / f"{n}_labels.tif"))
+           for n in names]
+    return {k: round(v, 4) for k, v in aggregate(per).items() if k in KEYS}
+
+
+def run_sac(method: str, data: Path, run: Path, precision: str) -> tuple[Path, float]:
+    """Train (or find the finished run of) a SAC method; the model folder and minutes."""
+    from sac.training import run as training
+    from sac.training.run import train
+
+    done = run / "done.json"
+    if done.is_file():
+        rec = json.loads(done.read_text())
+        return Path(rec["model"]), rec["minutes"]
+    if run.exists():  # an interrupted run: start it again
+        import shutil
+
+        shutil.rmtree(run)
+    t0 = time.perf_counter()
+    if method.startswith("sac-from:"):
+        result = train(data, run, init=method.split(":", 1)[1], precision=precision,
+                       quiet=True, say=lambda m: None)
+    else:  # from the base SAM: the same number of steps as the few-shot schedule
+        recipe = training.FEW_SHOT
+        result = train(data, run, epochs=recipe.epochs, steps_per_epoch=recipe.steps_per_epoch,
+                       precision=precision, quiet=True, say=lambda m: None, size_head=False)
+    minutes = (time.perf_counter() - t0) / 60
+    done.write_text(json.dumps({"model": str(result.model_dir), "minutes": minutes}))
+    return result.model_dir, minutes
+
+
+def run_peer(tool: str, data: Path, run: Path, evaluation: Path, minutes: float, grey: bool,
+             envs: Path) -> Path | str:
+    """Train a peer on ``data`` within ``minutes`` and predict ``evaluation``; the folder of
+    its predictions, or why it did not run."""
+    python = envs / tool / "bin" / "python"
+    if not python.is_file():
+        return f"not run: no {tool} environment at {envs / tool} (benchmarks/peers/setup.sh)"
+    script = Path(__file__).parent / "peers" / f"{tool}_run.py"
+    out = run / "eval_predictions"
+    if not (run / "run.json").is_file():
+        cmd = [str(python), str(script), "--data", str(data), "--run", str(run),
+               "--minutes", f"{minutes:.2f}", *(["--grey"] if grey and tool == "stardist"
+                                                else [])]
+        if subprocess.run(cmd, check=False).returncode:
+            return f"{tool} training failed: see {run}/run.json"
+    if not out.is_dir():
+        cmd = [str(python), str(script), "--run", str(run), "--predict",
+               str(evaluation / "images"), "--out", str(out)]
+        if subprocess.run(cmd, check=False).returncode:
+            return f"{tool} prediction failed"
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--target", default="bitdepth")
+    p.add_argument("--shots", type=int, nargs="+", default=[1, 2, 5, 10])
+    p.add_argument("--draws", type=int, default=3)
+    p.add_argument("--method", action="append", default=None,
+                   help=f"default: {', '.join(DEFAULT_METHODS)}")
+    p.add_argument("--runs", type=Path, default=Path("../runs/fewshot"))
+    p.add_argument("--peer-envs", type=Path, default=Path("../peers"))
+    p.add_argument("--eval-limit", type=int, default=None)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+    info: dict[str, Any] = machine_info()
+    ds, pool, evaluation, grey = target_sets(args.target)
+    evaluation = evaluation[: args.eval_limit]
+    root = args.runs / args.target.replace(":", "-")
+    eval_dir = write_pairs(ds, evaluation, root / "eval")
+    precision = "bf16" if use_bf16(args.precision, resolve_device("cpu")) else "fp32"
+    rows: list[dict[str, Any]] = []
+    methods = args.method or list(DEFAULT_METHODS)
+    for method in (m for m in methods if m.startswith("unadapted:")):
+        t0 = time.perf_counter()
+        scores = score_model(method.split(":", 1)[1], ds, evaluation, precision)
+        rows.append({"method": method, "shots": 0, "draw": "-", **scores,
+                     "train_min": 0.0, "eval_s": round(time.perf_counter() - t0, 1)})
+        print(rows[-1], flush=True)
+    for k in args.shots:
+        for draw in range(args.draws):
+            picked = sorted(np.random.default_rng([k, draw]).choice(pool, k, replace=False))
+            data = write_pairs(ds, list(picked), root / f"k{k}_d{draw}" / "data")
+            budget = None
+            for method in methods:
+                if method.startswith("unadapted:"):
+                    continue
+                run = root / f"k{k}_d{draw}" / method.replace(":", "-")
+                row: dict[str, Any] = {"method": method, "shots": k, "draw": draw,
+                                       "images": " ".join(picked)}
+                if method.startswith("sac"):
+                    model, minutes = run_sac(method, data, run, precision)
+                    budget = budget if budget is not None else minutes
+                    row.update(score_model(str(model), ds, evaluation, precision),
+                               train_min=round(minutes, 2))
+                else:
+                    peer_data = root / f"k{k}_d{draw}" / "peer_data"
+                    for part in ("train", "val"):  # they validate on their training images
+                        write_pairs(ds, list(picked), peer_data / part)
+                    got = run_peer(method, peer_data, run, eval_dir,
+                                   budget or 10.0, grey, args.peer_envs)
+                    if isinstance(got, str):
+                        row["note"] = got
+                    else:
+                        row.update(score_folder(got, ds, evaluation), train_min=budget)
+                rows.append(row)
+                print(row, flush=True)
+    info.update(target=args.target, pool=len(pool), evaluation=len(evaluation),
+                precision=precision, methods=methods)
+    name = f"fewshot_{args.target.replace(':', '-')}{'_' + args.tag if args.tag else ''}"
+    _, md = write_results(name, info, rows, ["method", "shots", "draw", *KEYS, "train_min",
+                                             "note", "images"],
+                          f"Few-shot adaptation to {args.target}")
+    print(md.read_text())
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
