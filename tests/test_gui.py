@@ -253,3 +253,31 @@ def test_train_widget_fine_tunes_on_painted_labels_and_lists_the_model(
     labels = viewer.layers["cells nuclei"].data
     assert len(np.unique(labels)) - 1 >= 4  # 2 steps from the shipped model: still works
     assert viewer.layers["cells nuclei"].metadata["sac"]["model"] == str(w.model_dir)
+
+
+def test_refine_labels_layer_from_another_tool(make_napari_viewer, qtbot, disks) -> None:
+    """Correct > Refine labels layer: another tool's shrunk outlines come back as SAM's, ids
+    kept, in a new layer; the tool's layer is left as it was."""
+    from scipy import ndimage as ndi
+
+    from sac.gui.correct_widget import CorrectWidget
+
+    image, truth = disks
+    rough = np.zeros_like(truth)
+    for k in range(1, len(DISKS) + 1):
+        rough[ndi.binary_erosion(truth == k, iterations=3)] = k
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells", rgb=True)
+    viewer.add_labels(rough.astype(np.int32), name="other tool")
+    w = CorrectWidget(viewer)
+    w.labels.setCurrentText("other tool")
+    w.model.setCurrentText(MODEL)
+    w.refine()
+    qtbot.waitUntil(lambda: not w.refining, timeout=120_000)
+    assert "refined: 5 of 5 nuclei changed" in w.status.text(), w.status.text()
+    got = np.asarray(viewer.layers["other tool refined"].data)
+    assert np.unique(got).tolist() == list(range(len(DISKS) + 1))
+    for k in range(1, len(DISKS) + 1):
+        iou = ((got == k) & (truth == k)).sum() / ((got == k) | (truth == k)).sum()
+        assert iou > 0.85, (k, iou)
+    assert np.array_equal(viewer.layers["other tool"].data, rough)

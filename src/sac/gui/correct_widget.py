@@ -16,7 +16,7 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 
 from sac.gui import session
-from sac.gui.segment_widget import fill_combo, follow_layers, layer_image
+from sac.gui.segment_widget import fill_combo, follow_layers, image_for, layer_image
 
 COLOURS = {True: "lime", False: "magenta"}
 
@@ -34,6 +34,10 @@ class CorrectWidget(QWidget):
         self.mode.addItems(["positive (p)", "negative (n)"])
         start = QPushButton("Start")
         start.clicked.connect(self.start)
+        refine = QPushButton("Refine labels layer")
+        refine.setToolTip("SAM's outline for every nucleus of the layer (from SAC or any "
+                          "other tool), ids kept, as a new layer '<name> refined'")
+        refine.clicked.connect(self.refine)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         form = QFormLayout(self)
@@ -41,10 +45,12 @@ class CorrectWidget(QWidget):
         form.addRow("model", self.model)
         form.addRow("click mode", self.mode)
         form.addRow(start)
+        form.addRow(refine)
         form.addRow(self.status)
         self.corrector: Any = None
         self.ready = False  # the image's embedding is computed
         self.clicks: Any = None
+        self.refining = False
         self.target: Any = None
         self._seen = 0
         session.MODEL_LISTENERS.append(self.model.addItem)  # models the Train widget makes
@@ -148,3 +154,45 @@ class CorrectWidget(QWidget):
         what = "added" if positive else "removed or trimmed"
         self.status.setText(f"nucleus {k} {what}" if k else "no nucleus found there")
         return k
+
+    def refine(self) -> None:
+        """Refine the chosen Labels layer with SAM off the GUI thread; the result is added as
+        ``<name> refined`` (the layer itself is left as it is)."""
+        from napari.qt.threading import create_worker
+
+        name = self.labels.currentText()
+        if not name:
+            self.status.setText("choose a labels layer to refine")
+            return
+        target = self.viewer.layers[name]
+        image_name = image_for(self.viewer, target)
+        if image_name is None:
+            self.status.setText(f"no image layer of the size of {name!r} to refine it on")
+            return
+        meta = target.metadata.get("sac", {})
+        model = meta.get("model", self.model.currentText())
+        image = layer_image(self.viewer.layers[image_name])
+        labels = np.asarray(target.data)
+
+        def work() -> tuple[np.ndarray, str]:
+            seg = session.segmenter(model, meta.get("device", "cpu"),
+                                    meta.get("precision", "auto"), meta.get("tile_size"))
+            return session.refine(seg, image, labels)
+
+        def done(out: tuple[np.ndarray, str]) -> None:
+            new = f"{name} refined"
+            if new in self.viewer.layers:
+                self.viewer.layers.remove(new)
+            self.viewer.add_labels(out[0], name=new, scale=target.scale[-2:],
+                                   translate=target.translate[-2:],
+                                   metadata={"sac": {**meta, "model": model,
+                                                     "image": image_name}})
+            self.status.setText(f"refined: {out[1]}")
+
+        self.refining = True
+        self.status.setText(f"refining {name} with {model}…")
+        self.worker = create_worker(work)
+        self.worker.returned.connect(done)
+        self.worker.errored.connect(lambda exc: self.status.setText(f"error: {exc}"))
+        self.worker.finished.connect(lambda: setattr(self, "refining", False))
+        self.worker.start()

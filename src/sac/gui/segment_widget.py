@@ -54,6 +54,18 @@ def follow_layers(viewer: Any, refresh: Any) -> None:
     refresh()
 
 
+def image_for(viewer: Any, labels: Any) -> str | None:
+    """The Image layer a Labels layer belongs to: the one a Segment run recorded, else the
+    only (single-scale) image of the same size; None when there is no such layer."""
+    named = labels.metadata.get("sac", {}).get("image")
+    if named in viewer.layers:
+        return str(named)
+    shape = np.asarray(labels.data).shape[:2]
+    same = [im.name for im in image_layers(viewer)
+            if not im.multiscale and layer_image(im).shape[:2] == shape]
+    return same[0] if len(same) == 1 else None
+
+
 def layer_image(layer: Any) -> np.ndarray:
     """The layer's pixels as an array SAC reads: (H, W) or (H, W, 3|4); a multiscale layer
     gives its finest level."""

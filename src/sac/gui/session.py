@@ -186,6 +186,16 @@ def prompt_points(seg: Any, image: np.ndarray, scale: float) -> tuple[np.ndarray
     return rc[lab == 1], neg
 
 
+def refine(seg: Any, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+    """SAM's outlines for the nuclei of a Labels layer (``sac refine``), ids kept; the new
+    labels and a one-line summary."""
+    from sac.pipeline.refine import refine_labels
+
+    seg, _ = concrete(seg, image)
+    out = refine_labels(seg, image, np.asarray(labels))
+    return out.labels, out.summary()
+
+
 def export(labels: np.ndarray, image: np.ndarray | None, folder: Path, stem: str,
            kinds: list[str], pixel_size_um: float | None = None, overwrite: bool = False,
            scores: dict[int, float] | None = None) -> list[Path]:

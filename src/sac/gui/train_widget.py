@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 
 from sac.core.device import PRECISIONS
 from sac.gui import session
-from sac.gui.segment_widget import fill_combo, follow_layers, image_layers, layer_image
+from sac.gui.segment_widget import fill_combo, follow_layers, image_for, layer_image
 
 #: where fine-tuned models go unless the user names a folder
 DEFAULT_ROOT = Path.home() / "sac-models"
@@ -43,23 +43,16 @@ class _Signals(QObject):
 
 
 def training_pairs(viewer: Any) -> dict[str, str]:
-    """Labels layer name -> the name of its Image layer, for every Labels layer that has one:
-    the image a Segment run recorded in its metadata, else the only image of the same size."""
+    """Labels layer name -> the name of its Image layer (:func:`image_for`), for every Labels
+    layer that has one (semantic masks left out)."""
     import napari
 
-    images = image_layers(viewer)
     pairs = {}
     for ly in viewer.layers:
-        if not isinstance(ly, napari.layers.Labels) or ly.metadata.get("sac_semantic"):
-            continue
-        named = ly.metadata.get("sac", {}).get("image")
-        if named in viewer.layers:
-            pairs[ly.name] = named
-            continue
-        same = [im.name for im in images if not im.multiscale
-                and layer_image(im).shape[:2] == np.asarray(ly.data).shape[:2]]
-        if len(same) == 1:
-            pairs[ly.name] = same[0]
+        if isinstance(ly, napari.layers.Labels) and not ly.metadata.get("sac_semantic"):
+            image = image_for(viewer, ly)
+            if image is not None:
+                pairs[ly.name] = image
     return pairs
 
 
