@@ -15,8 +15,8 @@ import torch
 from sac.cli import main
 from sac.core.errors import InputError
 from sac.model import PromptConfig, Thresholds, create_model, load_model
-from sac.pipeline.autoprompt import positive_points, semantic_set
 from sac.pipeline.maps import Maps
+from sac.pipeline.prompt_sets import positive_points, semantic_set
 from sac.training.losses import dice_loss, generator_loss, mask_iou, mask_losses
 from sac.training.sampler import TrainImage
 from sac.training.step import match_targets

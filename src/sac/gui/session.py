@@ -169,8 +169,8 @@ def prompt_points(seg: Any, image: np.ndarray, scale: float) -> tuple[np.ndarray
     """The positive and negative points of SAC's instance prompt sets, (row, col) in image
     pixels, as the generator chose them at ``scale``."""
     from sac.core.images import as_model_rgb
-    from sac.pipeline.autoprompt import instance_sets
     from sac.pipeline.nuclei import detect
+    from sac.pipeline.prompt_sets import instance_sets
 
     _, maps, _ = seg.scaled_maps(as_model_rgb(image, "layer"), scale)
     det = detect(maps, seg.thresholds)

@@ -1,8 +1,9 @@
 """Prompts for SAM from the prompt generator's maps or from ground-truth instances (numpy only).
 
-Detections come from :mod:`sac.pipeline.autoprompt`; this module follows the SAC paper's prompt
-strategies. Positive points sit at nucleus
-centroids (:func:`centroid_points`) or the most probable pixels (:func:`probability_points`);
+Prompt sets for detected nuclei are built by :mod:`sac.pipeline.prompt_sets` from the
+primitives here (detections come from :mod:`sac.pipeline.nuclei`), which follow the SAC
+paper's prompt strategies. Positive points sit at nucleus centroids
+(:func:`centroid_points`) or the most probable pixels (:func:`probability_points`);
 negatives on confident background (:func:`background_points`) and, for one nucleus, at its
 nearest neighbours' centres (:func:`nearest_neighbours`), which teaches SAM to tell a nucleus
 from the one touching it. Prompts come one :class:`PromptSet` per nucleus

@@ -8,7 +8,7 @@ scale (chosen per image by :mod:`sac.pipeline.size`):
 2. :mod:`~sac.pipeline.nuclei`: nuclei are detected once on the whole stitched map, so no
    nucleus is split by a tile seam; :mod:`~sac.pipeline.expert` clicks add nuclei (positive)
    or remove them (negative);
-3. :mod:`~sac.pipeline.autoprompt`: each nucleus becomes a prompt set (points, box or both,
+3. :mod:`~sac.pipeline.prompt_sets`: each nucleus becomes a prompt set (points, box or both,
    per the model's config);
 4. :mod:`~sac.pipeline.decode`: each set is decoded in the one SAM tile where it sits furthest
    from a seam, on an embedding window;
@@ -46,7 +46,6 @@ from sac.core.tiles import (
 )
 from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
-from sac.pipeline.autoprompt import instance_sets, semantic_set
 from sac.pipeline.complete import complete_from_semantic
 from sac.pipeline.decode import DECODE_WINDOW, decode_sets, encoded_tiles, encoder_tile
 from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
@@ -55,6 +54,7 @@ from sac.pipeline.fold import fold_plan, fold_segment
 from sac.pipeline.maps import GENERATOR_TILE, TTA_CHOICES, Maps, generator_maps
 from sac.pipeline.merge import drop_off_foreground, merge_scored
 from sac.pipeline.nuclei import detect, extents
+from sac.pipeline.prompt_sets import instance_sets, semantic_set
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
 from sac.pipeline.scale import estimated_scale

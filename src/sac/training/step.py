@@ -23,12 +23,11 @@ from sac.model import PromptConfig, SACModel
 from sac.modeling.generator import map_probabilities
 from sac.modeling.sam import window_origins, window_sizes
 from sac.modeling.tiny_vit import TinyViT
-from sac.pipeline.autoprompt import instance_sets, semantic_set
 from sac.pipeline.maps import Maps
 from sac.pipeline.nuclei import detect, extents
+from sac.pipeline.prompt_sets import instance_sets, semantic_negatives, semantic_set, set_options
 from sac.pipeline.prompts import (
     PromptSet,
-    background_points,
     batch_prompt_sets,
     ground_truth_prompts,
     semantic_prompts,
@@ -127,19 +126,14 @@ def crop_prompts(model: SACModel, crop: Crop, maps: Maps | None, cfg: StepConfig
             sets = instance_sets(det, maps, pc, rng)
             targets = match_targets(det, gt).tolist()
             return sets, targets, extents(det), semantic_set(det, maps, pc, th, rng)
-    sets = ground_truth_prompts(
-        gt, rng, n_neg_neighbours=pc.neighbour_negatives if pc.use_points else 0,
-        n_neg_background=pc.background_negatives if pc.use_points else 0,
-        use_boxes=pc.use_boxes, use_points=pc.use_points, box_pad=pc.box_pad,
-        jitter=cfg.point_jitter, box_jitter=cfg.box_jitter)
+    sets = ground_truth_prompts(gt, rng, jitter=cfg.point_jitter, box_jitter=cfg.box_jitter,
+                                **set_options(pc))
     fg = (gt > 0).astype(np.float32)
     pos = np.array([s.points[0] for s in sets if len(s.points)], np.float32).reshape(-1, 2)
     if not pc.use_points:  # box-only sets: jittered box centres as positives
         pos = np.array([(s.box[:2] + s.box[2:]) / 2 for s in sets if s.box is not None],
                        np.float32).reshape(-1, 2)
-    n_neg = max(1, pc.semantic_points // 4)
-    neg = background_points(fg, n_neg, max(4.0, float(np.sqrt(fg.size / n_neg)) / 2), rng=rng)
-    semantic = semantic_prompts(pos, neg, pc.semantic_points, rng)
+    semantic = semantic_prompts(pos, semantic_negatives(fg, pc, rng), pc.semantic_points, rng)
     return sets, [s.instance for s in sets], extents(gt), semantic
 
 

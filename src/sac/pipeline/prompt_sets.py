@@ -1,12 +1,18 @@
-"""Stage 3, detected nuclei to SAM prompt sets, as training and inference both use it.
+"""Stage 3, nuclei to SAM prompt sets: the one prompt rule training and inference share.
 
-:func:`positive_points` places one positive point per nucleus by the configured strategy (the
-paper's centroid-based or probability-based selection); :func:`instance_sets` and
-:func:`semantic_set` build the prompt sets of the two outputs from the nuclei and the
-generator's maps (the primitives are in :mod:`sac.pipeline.prompts`).
+A model's :class:`PromptConfig` says what a prompt set holds; :func:`set_options` turns it into
+the options of the set builders (:func:`sac.pipeline.prompts.instance_prompts` for detected
+nuclei, :func:`~sac.pipeline.prompts.ground_truth_prompts` for training on the truth) and
+:func:`semantic_negatives` places the background negatives of a tile's semantic set, so that
+a change of the rule is made here once. :func:`positive_points` places one positive point per
+nucleus by the configured strategy (the paper's centroid-based or probability-based
+selection); :func:`instance_sets` and :func:`semantic_set` build the prompt sets of the two
+outputs from detected nuclei and the generator's maps.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -25,6 +31,23 @@ from sac.pipeline.prompts import (
 
 # Background negatives are sampled from a generator fixed per call, so inference is repeatable.
 INFERENCE_SEED = 0
+
+
+def set_options(cfg: PromptConfig) -> dict[str, Any]:
+    """What each nucleus's prompt set holds under ``cfg``, as the set builders' options:
+    negatives only where points are used at all."""
+    return {"n_neg_neighbours": cfg.neighbour_negatives if cfg.use_points else 0,
+            "n_neg_background": cfg.background_negatives if cfg.use_points else 0,
+            "use_boxes": cfg.use_boxes, "use_points": cfg.use_points, "box_pad": cfg.box_pad}
+
+
+def semantic_negatives(fg: np.ndarray, cfg: PromptConfig, rng: np.random.Generator
+                       ) -> np.ndarray:
+    """Background negatives of a semantic set: a quarter of its ``semantic_points`` budget,
+    spread over the confident background of ``fg`` (probabilities or a mask)."""
+    n_neg = max(1, cfg.semantic_points // 4)
+    spacing = max(4.0, float(np.sqrt(fg.size / n_neg)) / 2)
+    return background_points(fg, n_neg, spacing, rng=rng)
 
 
 def positive_points(labels: np.ndarray, maps: Maps, strategy: str) -> np.ndarray:
@@ -46,13 +69,8 @@ def instance_sets(labels: np.ndarray, maps: Maps, cfg: PromptConfig,
     if not labels.any():
         return []
     rng = rng if rng is not None else np.random.default_rng(INFERENCE_SEED)
-    return instance_prompts(
-        labels, positive_points(labels, maps, cfg.strategy),
-        n_neg_neighbours=cfg.neighbour_negatives if cfg.use_points else 0,
-        n_neg_background=cfg.background_negatives if cfg.use_points else 0,
-        use_boxes=cfg.use_boxes, use_points=cfg.use_points, box_pad=cfg.box_pad,
-        fg_prob=maps.fg, rng=rng,
-    )
+    return instance_prompts(labels, positive_points(labels, maps, cfg.strategy),
+                            fg_prob=maps.fg, rng=rng, **set_options(cfg))
 
 
 def semantic_points(labels: np.ndarray, maps: Maps, cfg: PromptConfig, fg_thresh: float,
@@ -72,7 +90,5 @@ def semantic_set(labels: np.ndarray, maps: Maps, cfg: PromptConfig, th: Threshol
     """
     rng = rng if rng is not None else np.random.default_rng(INFERENCE_SEED)
     pos = semantic_points(labels, maps, cfg, th.fg, max(th.min_distance, 2))
-    n_neg = max(1, cfg.semantic_points // 4)
-    spacing = max(4.0, float(np.sqrt(maps.fg.size / max(n_neg, 1))) / 2)
-    neg = background_points(maps.fg, n_neg, spacing, rng=rng)
-    return semantic_prompts(pos, neg, cfg.semantic_points, rng)
+    return semantic_prompts(pos, semantic_negatives(maps.fg, cfg, rng), cfg.semantic_points,
+                            rng)
