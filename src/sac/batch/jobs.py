@@ -20,8 +20,9 @@ import numpy as np
 
 from sac.batch.settings import SegmentSettings
 from sac.core.errors import SACError
-from sac.core.fileio import check_writable, output_paths
+from sac.core.fileio import check_writable
 from sac.data.images import SLIDE_SUFFIXES, TIFF_SUFFIXES
+from sac.outputs.kinds import KINDS, output_paths
 
 
 def is_slide(path: Path, settings: SegmentSettings) -> bool:
@@ -32,11 +33,11 @@ def is_slide(path: Path, settings: SegmentSettings) -> bool:
 
 def outputs_for(settings: SegmentSettings, stem: str, slide: bool) -> dict[str, Path]:
     """The files one input gets, by kind."""
-    if slide:
-        kinds = ["geojson", "csv", *(["labels"] if settings.slide_labels else [])]
+    if slide:  # the streamed kinds, and the labels only as asked (a slide-sized TIFF)
+        kinds = [k for k, kind in KINDS.items() if kind.slide and k != "labels"]
+        kinds += ["labels"] if settings.slide_labels else []
     else:
-        kinds = ["labels", *[k for k in ("semantic", "overlay", "geojson", "rois", "csv")
-                             if k in settings.save]]
+        kinds = [k for k in KINDS if k == "labels" or k in settings.save]
     return output_paths(settings.output, stem, kinds)
 
 

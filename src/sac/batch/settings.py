@@ -16,8 +16,6 @@ from typing import Any
 DEFAULT_MODEL = "auto"  # per image, the shipped specialist for its type (sac.pipeline.choose)
 CHUNK = 2048  # default whole-slide chunk side
 
-#: kinds of output a plain image can have, by the flag that asks for it
-IMAGE_OUTPUTS = ("semantic", "overlay", "geojson", "rois", "csv")
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class SegmentSettings:
     mask_resolution: str = "input"
     auto_scale: bool = True
     fill: bool = True
-    save: tuple[str, ...] = ()  # of IMAGE_OUTPUTS; the label TIFF is always written
+    save: tuple[str, ...] = ()  # of sac.outputs.kinds.OPTIONAL; the label TIFF always
     prompts: Path | None = None
     scale: float | None = None
     pixel_size: float | None = None
@@ -52,9 +50,11 @@ class SegmentSettings:
     threads: int | None = None  # torch threads per process (None: torch's default)
 
     def __post_init__(self) -> None:
-        bad = sorted(set(self.save) - set(IMAGE_OUTPUTS))
+        from sac.outputs.kinds import OPTIONAL
+
+        bad = sorted(set(self.save) - set(OPTIONAL))
         if bad:
-            raise ValueError(f"unknown output kind(s) {bad}; known: {IMAGE_OUTPUTS}")
+            raise ValueError(f"unknown output kind(s) {bad}; known: {OPTIONAL}")
 
     def model_key(self) -> tuple[Any, ...]:
         """What the segmenter depends on (settings that differ only in outputs share one),

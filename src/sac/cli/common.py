@@ -34,6 +34,21 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     add_precision(p)
 
 
+def add_save_flags(p: argparse.ArgumentParser, kinds: tuple[str, ...]) -> None:
+    """``--save-<kind>`` for each output kind of ``kinds`` (:mod:`sac.outputs.kinds`)."""
+    from sac.outputs.kinds import KINDS
+
+    for name in kinds:
+        kind = KINDS[name]
+        p.add_argument(f"--save-{name}", action="store_true",
+                       help=f"also write <stem>{kind.ending}: {kind.what}")
+
+
+def saved_kinds(args: argparse.Namespace, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The kinds of ``kinds`` whose ``--save-<kind>`` flag was given."""
+    return tuple(k for k in kinds if getattr(args, f"save_{k}"))
+
+
 def add_runtime(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--runtime: where the image encoder runs."""
     from sac.sam.runtime import RUNTIMES

@@ -89,10 +89,11 @@ def _zero_shot(args: argparse.Namespace, image: np.ndarray, source: str
 def run(args: argparse.Namespace) -> int:
     """Segment one image with a shipped SAC model (or zero-shot); writes labels + overlay."""
     from sac.core.device import resolve_device
-    from sac.core.fileio import check_writable, output_paths
+    from sac.core.fileio import check_writable
     from sac.core.images import to_rgb_float
     from sac.model import shipped_models
     from sac.outputs.images import outline_overlay, write_labels_tif, write_png
+    from sac.outputs.kinds import output_paths
 
     resolve_device(args.device)  # cheap option checks before any reading or loading
     image, stem = _load_image(args.image)

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from sac.cli.common import EPILOG, add_precision, add_runtime
+from sac.cli.common import EPILOG, add_precision, add_runtime, add_save_flags, saved_kinds
 from sac.core.checks import option
 from sac.core.errors import ConfigError
+from sac.outputs.kinds import KINDS, OPTIONAL
 
-#: outputs beside the labels TIFF, as ``sac segment`` writes them
-EXTRA_OUTPUTS = ("overlay", "geojson", "rois", "csv")
+#: outputs beside the labels TIFF, as ``sac segment`` writes them (no semantic mask here)
+EXTRA_OUTPUTS = tuple(k for k in OPTIONAL if not KINDS[k].needs_semantic)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=option("--scale", 0.05, 20), default=None,
                    help="resample the image by this factor for SAM (default: the factor that "
                         "gives the given nuclei the model's nucleus size)")
-    for kind in EXTRA_OUTPUTS:
-        p.add_argument(f"--save-{kind}", action="store_true",
-                       help=f"also write the {kind} output, as sac segment does")
+    add_save_flags(p, EXTRA_OUTPUTS)
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_precision(p)
     add_runtime(p)
@@ -58,9 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the image and its labels, refine, write, and say how many nuclei changed."""
-    from sac.core.fileio import check_output_folder, output_paths
+    from sac.core.fileio import check_output_folder
     from sac.data.images import plausible_pixel_size, read_image
     from sac.data.shapes import read_label_file
+    from sac.outputs.kinds import output_paths
     from sac.outputs.write import write_outputs
     from sac.pipeline.refine import RefineSettings, refine_labels
     from sac.pipeline.result import SegmentResult
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     labels = read_label_file(args.labels, image.shape[:2])
     check_output_folder(args.output)
-    kinds = ["labels", *(k for k in EXTRA_OUTPUTS if getattr(args, f"save_{k}"))]
+    kinds = ["labels", *saved_kinds(args, EXTRA_OUTPUTS)]
     paths = output_paths(args.output, args.image.stem, kinds)
     existing = [p for p in paths.values() if p.exists()]
     if existing and not args.overwrite:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sac.batch.settings import CHUNK, DEFAULT_MODEL
-from sac.cli.common import EPILOG, add_precision, add_runtime
+from sac.cli.common import EPILOG, add_precision, add_runtime, add_save_flags, saved_kinds
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError, SACError
 from sac.core.tiles import ENCODER_MULTIPLE, ENCODER_TILE, MAX_ENCODER_TILE
+from sac.outputs.kinds import IMAGE_ENDINGS, OPTIONAL
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,18 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    f"(default: {DEFAULT_MODEL})")
     p.add_argument("--sam-checkpoint", type=Path, default=None,
                    help="base SAM checkpoint, for models trained on one that is not bundled")
-    p.add_argument("--save-semantic", action="store_true",
-                   help="also write <stem>_semantic.png, the one-prompt-set-per-tile mask")
-    p.add_argument("--save-overlay", action="store_true",
-                   help="also write <stem>_overlay.png, the image with nucleus outlines")
-    p.add_argument("--save-geojson", action="store_true",
-                   help="also write <stem>.geojson, nucleus polygons QuPath imports as "
-                        "detections")
-    p.add_argument("--save-rois", action="store_true",
-                   help="also write <stem>_rois.zip, one ImageJ polygon ROI per nucleus")
-    p.add_argument("--save-csv", action="store_true",
-                   help="also write <stem>_nuclei.csv: id, centroid, area, perimeter, "
-                        "eccentricity, mean intensity, predicted quality")
+    add_save_flags(p, OPTIONAL)
     p.add_argument("--prompts", type=Path, default=None,
                    help="expert points: a CSV (x,y[,label]) for one input, or a folder of "
                         "<stem>.csv files")
@@ -133,10 +123,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     """The run's :class:`~sac.batch.settings.SegmentSettings` from the parsed options."""
     from sac.batch.settings import SegmentSettings
 
-    save = tuple(k for k, on in (("semantic", args.save_semantic),
-                                 ("overlay", args.save_overlay),
-                                 ("geojson", args.save_geojson), ("rois", args.save_rois),
-                                 ("csv", args.save_csv)) if on)
+    save = saved_kinds(args, OPTIONAL)
     return SegmentSettings(
         output=args.output, model=args.model or DEFAULT_MODEL, device=args.device,
         precision=args.precision, runtime=args.runtime, sam_checkpoint=args.sam_checkpoint,
@@ -169,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--shard splits the work between copies of the command; --cluster "
                           "hands it to Dask: use one or the other")
     settings = settings_from(args)
-    files, missing, ignored = expand_inputs(args.inputs)
+    files, missing, ignored = expand_inputs(args.inputs, IMAGE_ENDINGS)
     failures: list[tuple[str, SACError]] = [
         (m, InputError(f"{m}: no such file, or no image files in that folder/pattern"
                        if "(cannot list" not in m else m)) for m in missing]

@@ -96,14 +96,3 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
                      "same name; rename one of them or segment them into different -o folders")
 
 
-#: what SAC writes per input, by kind: ``<stem><ending>``
-OUTPUT_ENDINGS = {"labels": "_labels.tif", "semantic": "_semantic.png",
-                  "overlay": "_overlay.png", "geojson": ".geojson", "rois": "_rois.zip",
-                  "csv": "_nuclei.csv"}
-#: endings of SAC's image outputs, which a folder of inputs is not read from
-IMAGE_OUTPUT_ENDINGS = tuple(OUTPUT_ENDINGS[k] for k in ("labels", "semantic", "overlay"))
-
-
-def output_paths(folder: Path, stem: str, kinds: list[str]) -> dict[str, Path]:
-    """``folder/<stem><ending>`` for each kind of :data:`OUTPUT_ENDINGS` asked for."""
-    return {k: folder / f"{stem}{OUTPUT_ENDINGS[k]}" for k in kinds}

@@ -5,18 +5,19 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from sac.core.fileio import IMAGE_OUTPUT_ENDINGS
 from sac.data.images import IMAGE_SUFFIXES, SLIDE_SUFFIXES
 
 #: what a folder is searched for
 INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *SLIDE_SUFFIXES)
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str], int]:
+def expand_inputs(inputs: list[str], skip: tuple[str, ...] = ()
+                  ) -> tuple[list[Path], list[str], int]:
     """Image files named by ``inputs`` (files, folders, globs), the inputs matching none, and
-    how many files in named folders were left out as SAC's own outputs (``*_labels.tif``,
-    ``*_semantic.png``, ``*_overlay.png``; name such a file itself to segment it). A file
-    named twice (also through a link) is listed once, under its first name."""
+    how many files in named folders were left out for ending in one of ``skip`` (SAC's own
+    image outputs, :data:`sac.outputs.kinds.IMAGE_ENDINGS`; name such a file itself to
+    segment it). A file named twice (also through a link) is listed once, under its first
+    name."""
     files: list[Path] = []
     missing: list[str] = []
     ignored = 0
@@ -29,7 +30,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str], int]:
             except OSError as exc:  # unreadable folder: reported as missing, with why
                 missing.append(f"{item} (cannot list the folder: {exc.strerror or exc})")
                 continue
-            ours = [p for p in found if p.name.lower().endswith(IMAGE_OUTPUT_ENDINGS)]
+            ours = [p for p in found if skip and p.name.lower().endswith(skip)]
             ignored += len(ours)
             found = [p for p in found if p not in ours]
         elif path.exists():

@@ -21,9 +21,10 @@ from qtpy.QtWidgets import (
 
 from sac.gui import session
 from sac.gui.segment_widget import fill_combo, follow_layers, image_layers, layer_image
+from sac.outputs.kinds import KINDS as OUTPUT_KINDS
 
-KINDS = {"labels": "label TIFF", "geojson": "QuPath GeoJSON", "rois": "ImageJ ROIs",
-         "csv": "CSV table"}
+#: what the widget offers: the output kinds that describe a layer's nuclei, by GUI label
+KINDS = {k: kind.label for k, kind in OUTPUT_KINDS.items() if kind.gui_export}
 
 
 class ExportWidget(QWidget):

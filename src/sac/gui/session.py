@@ -203,8 +203,9 @@ def export(labels: np.ndarray, image: np.ndarray | None, folder: Path, stem: str
     CSV: ``kinds`` of ``labels``/``geojson``/``rois``/``csv``); returns the files. Nothing is
     half-written: every file goes through a temporary name, and a failure removes the files
     of this export already written."""
-    from sac.core.fileio import check_output_folder, check_writable, output_paths
+    from sac.core.fileio import check_output_folder, check_writable
     from sac.core.labels import check_label_image
+    from sac.outputs.kinds import output_paths
     from sac.outputs.write import write_outputs
     from sac.pipeline.result import SegmentResult
 

@@ -32,11 +32,12 @@ import numpy as np
 
 from sac import __version__
 from sac.core.errors import ConfigError, InputError, SACError
-from sac.core.fileio import OUTPUT_ENDINGS, atomic_path
+from sac.core.fileio import atomic_path
 from sac.data.base import Item, SampleDataset
 from sac.data.images import as_label_image, read_labels
 from sac.metrics import aggregate, evaluate_pair
 from sac.metrics.pixel import pixel_counts, scores_from_counts
+from sac.outputs.kinds import KINDS
 
 log = logging.getLogger("sac.metrics.report")
 
@@ -51,7 +52,7 @@ MAIN_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 SEMANTIC_KEYS: tuple[str, ...] = ("semantic_pixel_dice", "semantic_pixel_iou", "semantic_pixel_f1")
 _SEMANTIC_COUNTS = ("semantic_pixel_tp", "semantic_pixel_fp", "semantic_pixel_fn")
-PREDICTION_SUFFIX = OUTPUT_ENDINGS["labels"]  # what sac segment writes
+PREDICTION_SUFFIX = KINDS["labels"].ending  # what sac segment writes
 
 METRIC_NOTES: dict[str, str] = {
     "pixel_dice, pixel_iou, pixel_f1": (

@@ -31,8 +31,9 @@ import numpy as np
 
 from sac.core.checks import number
 from sac.core.errors import ConfigError, InputError
-from sac.core.fileio import check_writable, output_paths
+from sac.core.fileio import check_writable
 from sac.core.labels import relabel_sequential
+from sac.outputs.kinds import output_paths
 from sac.outputs.shapes import label_shapes
 from sac.outputs.table import measure_nuclei
 from sac.pipeline.segmenter import Segmenter
