@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "auto"  # per image, the shipped specialist for its type (sac.pipeline.choose)
+from sac.pipeline.choose import DEFAULT_MODEL
+
 CHUNK = 2048  # default whole-slide chunk side
 
 

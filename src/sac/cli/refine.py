@@ -17,7 +17,7 @@ EXTRA_OUTPUTS = tuple(k for k in OPTIONAL if not KINDS[k].needs_semantic)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``refine`` on the ``sac`` subcommand parser."""
-    from sac.batch.settings import DEFAULT_MODEL
+    from sac.pipeline.choose import DEFAULT_MODEL
     from sac.pipeline.refine import REFINE_PROMPTS, RefineSettings
 
     p = sub.add_parser(

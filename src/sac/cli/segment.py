@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sac.batch.settings import CHUNK, DEFAULT_MODEL
+from sac.batch.settings import CHUNK
 from sac.cli.common import EPILOG, add_precision, add_runtime, add_save_flags, saved_kinds
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError, SACError
 from sac.core.tiles import ENCODER_MULTIPLE, ENCODER_TILE, MAX_ENCODER_TILE
 from sac.outputs.kinds import IMAGE_ENDINGS, OPTIONAL
+from sac.pipeline.choose import DEFAULT_MODEL
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -17,8 +17,6 @@ import numpy as np
 
 from sac.core.errors import SACError
 
-_LOCK = threading.Lock()
-_SEGMENTERS: dict[tuple[Any, ...], Any] = {}
 #: model folders fine-tuned in this session (Train widget), newest last
 TRAINED: list[str] = []
 #: callbacks told of each newly trained model folder (the widgets' model lists)
@@ -30,9 +28,8 @@ def shipped_names() -> list[str]:
     and the models installed with the package, the default of ``sac segment`` first, then the
     others by name (a newly shipped model appears by itself), then the models fine-tuned in
     this session."""
-    from sac.batch.settings import DEFAULT_MODEL
     from sac.model import shipped_models
-    from sac.pipeline.choose import AUTO
+    from sac.pipeline.choose import AUTO, DEFAULT_MODEL
 
     return sorted([AUTO, *shipped_models()],
                   key=lambda n: (n != DEFAULT_MODEL, n != AUTO, n)) + TRAINED
@@ -104,16 +101,14 @@ class Cancelled(SACError):
 def segmenter(model: str, device: str = "cpu", precision: str = "auto",
               tile_size: int | None = None, fill: bool = True) -> Any:
     """A segmenter for these settings, loaded once per session and then reused (the click
-    corrector's embedding cache is keyed by it). ``fill=False``: no completion from the
+    corrector's embedding cache is keyed by it): the process's one model cache,
+    :func:`sac.batch.settings.cached_segmenter`. ``fill=False``: no completion from the
     semantic mask (``sac segment --no-fill``), for images unlike the model's training data."""
-    from sac.pipeline.segmenter import load_segmenter
+    from sac.batch.settings import SegmentSettings, cached_segmenter
 
-    key = (str(model), device, precision, tile_size, fill)
-    with _LOCK:
-        if key not in _SEGMENTERS:
-            _SEGMENTERS[key] = load_segmenter(model, device, precision, tile_size=tile_size,
-                                              fill=fill)
-        return _SEGMENTERS[key]
+    return cached_segmenter(SegmentSettings(output=Path("."), model=str(model), device=device,
+                                            precision=precision, tile_size=tile_size,
+                                            fill=fill))
 
 
 @dataclass

@@ -21,6 +21,8 @@ from sac.core.images import image_type
 from sac.pipeline.result import SegmentResult
 
 AUTO = "auto"
+#: the model of ``sac segment``, ``sac refine`` and the napari widgets when none is named
+DEFAULT_MODEL = AUTO
 #: image type -> the shipped model used for it by ``--model auto``
 MODEL_FOR = {"histology": "sac-lite-monuseg", "brightfield": "sac-lite-dsb2018",
              "fluorescence": "sac-lite-dsb2018"}
