@@ -12,7 +12,7 @@ stays cheap):
 
 Everything else lives in the stage packages (``sac.core``, ``sac.modeling``, ``sac.sam``,
 ``sac.model``, ``sac.pipeline``, ``sac.slides``, ``sac.outputs``, ``sac.data``,
-``sac.metrics``, ``sac.training``, ``sac.cli``; see the README's package layout).
+``sac.metrics``, ``sac.training``, ``sac.cli``; see docs/development.md).
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def read_cluster_config(path: Path | None, kind: str) -> dict[str, Any]:
 
     if path is None:
         raise ConfigError(f"--cluster {kind} needs --cluster-config FILE (the job settings: "
-                          "cores, memory, walltime, queue, jobs; see the README)")
+                          "cores, memory, walltime, queue, jobs; see docs/scaling.md)")
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:

@@ -105,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-existing", action="store_true",
                    help="skip inputs whose outputs all exist already (for reruns)")
     p.add_argument("--quiet", action="store_true", help="print only errors and the summary")
-    d = p.add_argument_group("many machines (see the README's 'Scaling out')")
+    d = p.add_argument_group("many machines (see docs/scaling.md)")
     d.add_argument("--shard", default=None, metavar="I/N",
                    help="do shard I (from 0) of N: every N-th image and every N-th chunk of "
                         "each slide, e.g. --shard $SLURM_ARRAY_TASK_ID/"

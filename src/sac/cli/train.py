@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    type=option("--neighbour-negatives", 0, 64, integer=True), default=None,
                    help="negative points at touching nuclei in each nucleus's prompt (default "
                         f"{PromptConfig.neighbour_negatives}: models trained without "
-                        "negatives scored higher, see the README)")
+                        "negatives scored higher, see docs/studies.md)")
     g.add_argument("--background-negatives",
                    type=option("--background-negatives", 0, 64, integer=True), default=None,
                    help="negative points on confident background in each nucleus's prompt "

@@ -64,7 +64,7 @@ MASK_SETTINGS: dict[str, tuple[float, ...]] = {
 SETTINGS: dict[str, tuple[float, ...]] = {**PROMPT_SETTINGS, **MASK_SETTINGS}
 #: those tuned unless asked otherwise: the detection thresholds refined on the whole pipeline
 #: and the duplicate share gained nothing on MoNuSeg and +0.005 (selection noise) on DSB, at
-#: twice the tuning time (README, ``results/postprocess_*_prompts.md``)
+#: twice the tuning time (docs/studies.md, ``results/postprocess_*_prompts.md``)
 DEFAULT_SETTINGS: tuple[str, ...] = ("mask_logit", "min_fg")
 #: a whole-pipeline setting changes only when pixel Dice + the target rises by more than this
 #: (differences below it are noise on a few validation images, not a reason to move)
