@@ -256,8 +256,8 @@ def run_dask(cluster: Cluster, files: list[Path], stems: dict[Path, str],
             if fut is not None:
                 work[fut] = ("chunk", state.path, tile)
     progress = Progress(len(work), "task", quiet)
-    for path, exc in early:
-        progress.failed(path, exc, settings.output)
+    for path, err in early:
+        progress.failed(path, err, settings.output)
     for state in slides.values():
         if not state.pending:
             _finish(state, settings, progress)

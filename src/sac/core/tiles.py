@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,9 +124,11 @@ def owned_tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[OwnedTi
 def stitch(parts: Iterator[tuple[OwnedTile, np.ndarray]], shape: tuple[int, ...],
            dtype: type = np.float32) -> np.ndarray:
     """Paste each tile's array (tile-sized in its last two axes) into its owned region."""
-    out = np.zeros(shape, dtype)
+    out: np.ndarray = np.zeros(shape, dtype)
     for owned, arr in parts:
-        out[(..., *owned.image)] = arr[(..., *owned.local)]
+        into: tuple[Any, ...] = (Ellipsis, *owned.image)
+        part: tuple[Any, ...] = (Ellipsis, *owned.local)
+        out[into] = arr[part]
     return out
 
 

@@ -186,9 +186,10 @@ class SegmentWidget(QWidget):
             image = np.asarray(layer.data[0][y : y + h, x : x + w])
         else:
             image = layer_image(layer)
-        opts = {"model": self.model.currentText(), "device": self.device.currentText(),
-                "precision": self.precision.currentText(), "tile_size": self.tile.value() or None,
-                "fill": not self.no_fill.isChecked()}
+        opts: dict[str, Any] = {
+            "model": self.model.currentText(), "device": self.device.currentText(),
+            "precision": self.precision.currentText(), "tile_size": self.tile.value() or None,
+            "fill": not self.no_fill.isChecked()}
         scale = self.scale.value() or None
         pixel = self.pixel.value() or None
         file_pixel = layer.metadata.get("sac_mpp")

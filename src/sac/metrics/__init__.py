@@ -131,11 +131,11 @@ def aggregate(results: Sequence[Mapping[str, Any]],
         raise MetricsInputError(f"aggregate: {len(groups)} groups for {len(results)} results; "
                                 "give one group name per result")
     if groups is not None and len(set(groups)) > 1:
-        out = aggregate(results)
+        pooled = aggregate(results)
         parts = aggregate_groups(results, groups).values()
-        out.update({k: float(np.mean([p[k] for p in parts], dtype=np.float64))
-                    for k in SCORE_KEYS})
-        return out
+        pooled.update({k: float(np.mean([p[k] for p in parts], dtype=np.float64))
+                       for k in SCORE_KEYS})
+        return pooled
     missing = [k for k in (*SCORE_KEYS, *COUNT_KEYS) if any(k not in r for r in results)]
     if missing:
         raise MetricsInputError(

@@ -100,10 +100,10 @@ def total_breakdown(counts: Iterable[Mapping[str, int]]) -> dict[str, float]:
     total: dict[str, float] = {}
     for c in counts:
         for k, v in c.items():
-            total[k] = total.get(k, 0) + v
+            total[k] = total.get(k, 0.0) + v
     shares = {}
-    for k, v in total.items():
+    for k, count in total.items():
         if k.startswith(("gt_", "pred_")):
-            n = total.get("n_gt" if k.startswith("gt_") else "n_pred", 0)
-            shares[f"{k}_share"] = round(v / n, 4) if n else 0.0
+            n = total.get("n_gt" if k.startswith("gt_") else "n_pred", 0.0)
+            shares[f"{k}_share"] = round(count / n, 4) if n else 0.0
     return total | shares

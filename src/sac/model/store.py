@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -94,7 +94,8 @@ def create_model(
     else:
         spec = get_spec(backbone)
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint(spec)
-        source = "bundled" if checkpoint is None and spec.bundled_weights else "file"
+        source: Literal["bundled", "file"] = \
+            "bundled" if checkpoint is None and spec.bundled_weights else "file"
         base, state, overrides = BaseWeights(source, sha256_of(path), path.name), \
             read_state_dict(path), {}
     config = SACConfig(

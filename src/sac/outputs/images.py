@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def write_labels_tif(
             labels.dtype.kind == "i" and labels.size and labels.min() < 0):
         raise InputError(f"{path}: labels must be a 2-D array of non-negative integer ids "
                          f"(0 = background); got {labels.dtype} of shape {labels.shape}")
-    extra = {}
+    extra: dict[str, Any] = {}
     pixel_size_um = check_pixel_size(pixel_size_um)
     if pixel_size_um is not None:
         per_cm = UM_PER_TIFF_UNIT[3] / pixel_size_um

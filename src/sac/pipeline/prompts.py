@@ -386,5 +386,6 @@ def batch_prompt_sets(
     for b, s in enumerate(sets):
         points[b, : len(s.points)] = s.points
         labels[b, : len(s.labels)] = s.labels
-    boxes = np.stack([s.box for s in sets]).astype(np.float32) if all(has_box) else None
+    boxes = np.stack([s.box for s in sets if s.box is not None]).astype(np.float32) \
+        if all(has_box) else None
     return points, labels, boxes

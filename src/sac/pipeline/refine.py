@@ -101,7 +101,7 @@ def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
     rgb = resample_image(rgb0, scale)
     up = (shape0[0] / rgb.shape[0], shape0[1] / rgb.shape[1])
     boxes = ndi.find_objects(labels)
-    inside = np.array([_deepest(labels, k, boxes[k - 1]) for k in ids], np.float64)  # (y, x)
+    inside = np.array([_deepest(labels, int(k), boxes[k - 1]) for k in ids], np.float64)  # y, x
     sets, ext = _prompt_sets(ids, boxes, inside, up, settings)
     masks: list[InstanceMask | None] = [None] * len(ids)
     for tile in encoded_tiles(segmenter.predictor, rgb, ext, segmenter.tile_size,

@@ -320,6 +320,7 @@ class Segmenter:
         if scale is not None or diameter is not None:
             if diameter is not None:
                 scale = self.diameter_scale(diameter)
+            assert scale is not None
             rgb = resample_image(rgb0, scale)
             maps = self.generator_maps(rgb)
             source = "diameter" if diameter is not None else "scale"

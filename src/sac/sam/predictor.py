@@ -173,7 +173,7 @@ class SamPredictor:
                                "image was embedded at input_size > the model's: use "
                                "predict_instances")
         pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
-        n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
+        n = len(pts) if pts is not None else len(bxs)
         masks, ious, lows = [], [], []
         for start in range(0, n, batch_size):
             p, l_, b = self._prompt_tensors(pts, lbl, bxs, slice(start, start + batch_size), geo)
@@ -224,7 +224,7 @@ class SamPredictor:
         pts, lbl, bxs = _normalise_prompts(points, labels, boxes)
         grid, native = emb.shape[-1], self.native_grid
         stride = geo.input_size / grid  # input pixels per token
-        n = len(pts) if pts is not None else len(bxs)  # type: ignore[arg-type]
+        n = len(pts) if pts is not None else len(bxs)
         if extents is not None:
             ext = torch.from_numpy(boxes_to_model(np.asarray(extents, np.float32).reshape(n, 4),
                                                   geo))
@@ -245,7 +245,7 @@ class SamPredictor:
                 elif b is not None:
                     centres = (b[:, :2] + b[:, 2:]) / 2
                 else:  # the first positive point of each set
-                    centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]  # type: ignore
+                    centres = p[torch.arange(len(p)), (l_ == 1).long().argmax(1)]
                 origins = window_origins(centres, size, grid, stride)
                 pe_origins = None
                 if grid != native:  # a big tile: each window in a virtual model-sized tile

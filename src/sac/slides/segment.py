@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -141,8 +141,9 @@ def _chunk_nuclei(seg: Segmenter, raw: np.ndarray, tile: SlideTile, scale: float
     out = []
     for label, shape in polys.items():
         row = dict(meas[label])
-        row["centroid_x"] = (float(row["centroid_x"]) + 0.5) * ds - 0.5  # level-0 pixels
-        row["centroid_y"] = (float(row["centroid_y"]) + 0.5) * ds - 0.5
+        x0, y0 = cast(float, row["centroid_x"]), cast(float, row["centroid_y"])
+        row["centroid_x"] = (x0 + 0.5) * ds - 0.5  # level-0 pixels
+        row["centroid_y"] = (y0 + 0.5) * ds - 0.5
         scaled = [[(ring * ds).tolist() for ring in polygon] for polygon in shape]
         out.append({"shape": scaled, "row": row, "score": res.scores.get(label)})
     return out, kept
@@ -316,9 +317,12 @@ def merge_parts(parts: str | Path, overwrite: bool = False) -> tuple[int, dict[s
     try:
         m = json.loads(mpath.read_text())
         where, level = str(m["slide"]), int(m["level"])
-        dims, chunk, overlap = tuple(int(v) for v in m["dimensions"]), int(m["chunk"]), \
-            int(m["overlap"])
-        region = tuple(int(v) for v in m["region"]) if m["region"] else None
+        width, height = (int(v) for v in m["dimensions"])
+        dims, chunk, overlap = (width, height), int(m["chunk"]), int(m["overlap"])
+        region = None
+        if m["region"]:
+            x, y, w, h = (int(v) for v in m["region"])
+            region = (x, y, w, h)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
             ValueError) as exc:
         raise InputError(f"{mpath}: damaged manifest ({type(exc).__name__}: {exc}); run sac "

@@ -23,7 +23,7 @@ their signal often gray): do not use this mask for them; process every tile inst
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def tile_has_tissue(
 
 
 def slide_tissue_mask(
-    slide: SlideReader, max_size: int = 2048, **options: float
+    slide: SlideReader, max_size: int = 2048, **options: Any
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Tissue mask of a slide's thumbnail and its (x, y) downsample for :func:`tile_has_tissue`.
 

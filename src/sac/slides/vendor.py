@@ -46,7 +46,8 @@ class OpenSlideSlide(SlideReader):
         self._errors: tuple[type[BaseException], ...] = (openslide.OpenSlideError, OSError)
         try:
             self._slide: Any = openslide.OpenSlide(str(self.path))
-            self.level_dimensions = tuple(tuple(map(int, d)) for d in self._slide.level_dimensions)
+            self.level_dimensions = tuple((int(d[0]), int(d[1]))
+                                          for d in self._slide.level_dimensions)
             self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         except (*self._errors, ValueError) as exc:
             raise InputError(f"{self.path}: OpenSlide cannot open it ({type(exc).__name__}: "
@@ -85,7 +86,8 @@ class TiffSlideSlide(RawSlide):
         check_slide_file(self.path)
         try:
             self._slide: Any = tiffslide.TiffSlide(self.path)
-            self.level_dimensions = tuple(tuple(map(int, d)) for d in self._slide.level_dimensions)
+            self.level_dimensions = tuple((int(d[0]), int(d[1]))
+                                          for d in self._slide.level_dimensions)
             self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         except Exception as exc:  # tifffile and zarr raise many types for bad files
             raise InputError(f"{self.path}: tiffslide cannot open it ({type(exc).__name__}: "

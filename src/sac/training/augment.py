@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -341,7 +342,7 @@ class AugmentConfig:
             )
 
     @classmethod
-    def for_modality(cls, name: str, **overrides: object) -> AugmentConfig:
+    def for_modality(cls, name: str, **overrides: Any) -> AugmentConfig:
         """Defaults for a modality: ``"he"`` (alias ``"histology"``) turns stain jitter on;
         ``"fluorescence"``, ``"brightfield"`` and ``"any"`` (mixed data) leave it off.
         Keyword ``overrides`` replace single fields."""
@@ -351,7 +352,7 @@ class AugmentConfig:
         return dataclasses.replace(cls(stain=key in ("he", "histology")), **overrides)
 
     @classmethod
-    def robust(cls, name: str, **overrides: object) -> AugmentConfig:
+    def robust(cls, name: str, **overrides: Any) -> AugmentConfig:
         """:meth:`for_modality` plus what users' images vary in: blur, noise, JPEG, +-25 %
         magnification, grey copies, and inverted contrast where the data mixes bright- and
         dark-nucleus images (``"any"``, ``"brightfield"``, ``"fluorescence"``)."""
@@ -378,11 +379,11 @@ def augment(
     (moved, never interpolated) and the moved ``valid`` mask (all True if None was given).
     Inputs are not modified.
     """
-    image, labels, valid = _check_pair(image, labels, valid)
-    if valid is None:
-        valid = np.ones(labels.shape, bool)
+    image, labels, given = _check_pair(image, labels, valid)
+    valid = np.ones(labels.shape, bool) if given is None else given
     if cfg.flips_rotations:
-        image, labels, valid = random_dihedral(image, labels, rng, valid)
+        image, labels, moved = random_dihedral(image, labels, rng, valid)
+        valid = valid if moved is None else moved
     else:
         labels, valid = labels.copy(), valid.copy()
     out = image.astype(np.float32)  # always a copy

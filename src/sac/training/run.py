@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sac.core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
+    from sac.model.config import PromptMode, PromptStrategy
     from sac.training.trainer import TrainConfig, TrainResult
 
 PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
@@ -68,8 +69,8 @@ class TrainOptions:
     lora_alpha: float | None = None
     lora_blocks: str | None = None
     train_parts: str = "mask_decoder,generator"
-    prompt_mode: str | None = None
-    prompt_strategy: str | None = None
+    prompt_mode: PromptMode | None = None
+    prompt_strategy: PromptStrategy | None = None
     neighbour_negatives: int | None = None
     background_negatives: int | None = None
     semantic_points: int | None = None

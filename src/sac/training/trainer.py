@@ -231,7 +231,8 @@ class Trainer:
 
     def _prepare_dir(self, resume: bool, overwrite: bool) -> None:
         cfg_path = self.out / "train_config.json"
-        settings = {"train": self.cfg.to_dict(), "model": self.model.config.to_dict()}
+        settings: dict[str, Any] = {"train": self.cfg.to_dict(),
+                                    "model": self.model.config.to_dict()}
         if self.sync.world > 1:  # a resumed run needs the same number of processes
             settings["processes"] = self.sync.world
         settings["model"].pop("training", None)

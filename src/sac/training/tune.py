@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sac.data.base import SampleDataset
 from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, Thresholds
@@ -162,7 +164,8 @@ def tune_setting(model: SACModel, images: list[TrainImage], name: str,
     whole = isinstance(getattr(th0, name), int)  # e.g. min_distance: keep it an integer
     for value in sorted({*values, getattr(th0, name)}):
         value = int(value) if whole else float(value)
-        th = dataclasses.replace(th0.without_fill(), **{name: value})
+        change: dict[str, Any] = {name: value}
+        th = dataclasses.replace(th0.without_fill(), **change)
         seg = Segmenter(model, precision="bf16" if bf16 else "fp32", runtime="torch", thresholds=th,
                         embeddings=embeddings)
         rows = [evaluate_pair(im.labels, seg.segment(im.rgb, im.name,
@@ -217,7 +220,7 @@ def tune_fill(model: SACModel, images: list[TrainImage], bf16: bool = False,
     for area, attach in itertools.product(sorted({*FILL_NEW_AREA, th0.fill_new_area}),
                                           FILL_ATTACH):
         rows = [evaluate_pair(im.labels, complete_from_semantic(
-                    r.labels, r.semantic, round(area * z), attach)[0])
+                    r.labels, _semantic(r), round(area * z), attach)[0])
                 for im, r, z in zip(images, results, zoom, strict=True)]
         agg = aggregate(rows, groups)
         table.append({"fill_new_area": area, "fill_attach": attach,
@@ -237,7 +240,8 @@ def apply_tuning(model: SACModel, result: TuneResult, fill: FillResult | None = 
     """Store the chosen thresholds in the model's config (saved with the model)."""
     th = dataclasses.replace(model.config.thresholds, fg=result.fg, centre=result.centre,
                              min_distance=result.min_distance)
-    th = dataclasses.replace(th, **{r.name: r.value for r in settings})
+    tuned: dict[str, Any] = {r.name: r.value for r in settings}
+    th = dataclasses.replace(th, **tuned)
     if fill is not None:
         th = dataclasses.replace(th, fill_new_area=fill.new_area, fill_attach=fill.attach)
     model.config = dataclasses.replace(model.config, thresholds=th)
@@ -357,3 +361,9 @@ def describe(s: dict) -> str:
                  f" attach {f['fill_attach']}): {f['metric']} {f['default_score']:.3f} -> "
                  f"{f['score']:.3f}")
     return line
+
+
+def _semantic(result: Any) -> np.ndarray:
+    """A result's semantic mask (fill tuning segments with it on)."""
+    assert result.semantic is not None, "fill tuning needs results with a semantic mask"
+    return result.semantic
