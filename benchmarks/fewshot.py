@@ -72,7 +72,10 @@ def write_pairs(ds: Any, names: list[str], folder: Path) -> Path:
 
 def score_model(model: str, ds: Any, names: list[str], precision: str) -> dict[str, float]:
     seg = load_segmenter(model, precision=precision)
-    per = [evaluate_pair(ds[n].labels, seg.segment(ds[n].image, n).labels) for n in names]
+    per = []
+    for n in names:
+        sample = ds[n]  # read once: its labels and its image
+        per.append(evaluate_pair(sample.labels, seg.segment(sample.image, n).labels))
     return {k: round(v, 4) for k, v in aggregate(per).items() if k in KEYS}
 
 

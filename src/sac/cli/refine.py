@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.data.shapes import read_label_file
     from sac.outputs.kinds import output_paths
     from sac.outputs.write import write_outputs
+    from sac.pipeline.choose import concrete
     from sac.pipeline.refine import RefineSettings, refine_labels
     from sac.pipeline.result import SegmentResult
     from sac.pipeline.segmenter import load_segmenter
@@ -76,10 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it or "
                           "choose another -o folder")
-    seg = load_segmenter(args.model, args.device, args.precision, runtime=args.runtime)
-    name = str(args.model)
-    if hasattr(seg, "pick"):  # --model auto: the specialist for this image's type
-        seg, name, _ = seg.pick(image, str(args.image))
+    seg, chosen = concrete(load_segmenter(args.model, args.device, args.precision,
+                                          runtime=args.runtime), image, str(args.image))
+    name = chosen or str(args.model)  # --model auto: the specialist for this image's type
     out = refine_labels(seg, image, labels, settings)
     result = SegmentResult(out.labels, None, out.scores, out.nuclei)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -12,12 +12,12 @@ from pathlib import Path
 from sac.cli.common import EPILOG, add_precision
 from sac.core.checks import option
 from sac.data.open import FORMATS
-from sac.training.run import FEW_SHOT, FEW_SHOT_MAX_IMAGES, PARTS, TrainOptions, run_training
+from sac.training.run import FEW_SHOT, FEW_SHOT_MAX_IMAGES, TrainOptions, run_training
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``train`` on the ``sac`` subcommand parser."""
-    from sac.model.config import PROMPT_MODES, PROMPT_STRATEGIES, PromptConfig
+    from sac.model.config import PARTS, PROMPT_MODES, PROMPT_STRATEGIES, PromptConfig
     from sac.sam.backbones import BACKBONES, DEFAULT_BACKBONE
     from sac.training.trainer import SELECT_METRICS
 

@@ -119,12 +119,18 @@ def rasterise(shapes: Iterable[tuple[int | None, list[Polygon]]], shape: tuple[i
     for key, polygons in items:
         if key is None:
             key, nxt = nxt, nxt + 1
-        mask = np.zeros(shape, bool)
-        for rings in polygons:
+        for rings in polygons:  # drawn on the exterior's box only, not the whole image
+            x0, y0 = np.floor(rings[0].min(0)).astype(int).clip(0)
+            x1, y1 = np.ceil(rings[0].max(0)).astype(int)
+            y1, x1 = min(y1, shape[0]), min(x1, shape[1])
+            if y1 <= y0 or x1 <= x0:
+                continue  # outside the image
+            mask = np.zeros((y1 - y0, x1 - x0), bool)
             for j, ring in enumerate(rings):
-                rr, cc = fill(ring[:, 1] - 0.5, ring[:, 0] - 0.5, shape)
+                rr, cc = fill(ring[:, 1] - 0.5 - y0, ring[:, 0] - 0.5 - x0, mask.shape)
                 mask[rr, cc] = j == 0  # holes clear what the exterior filled
-        labels[mask & (labels == 0)] = key
+            view = labels[y0:y1, x0:x1]
+            view[mask & (view == 0)] = key
     if not labels.any():
         raise InputError(f"{path}: no outline falls inside the {shape[1]} x {shape[0]} image; "
                          "check that the file belongs to this image")

@@ -86,12 +86,9 @@ def fine_tune(pairs: list[tuple[np.ndarray, np.ndarray]], base: str, run_dir: Pa
 
 def concrete(seg: Any, image: np.ndarray) -> tuple[Any, str | None]:
     """The segmenter that works on ``image`` and, for ``auto``, the model it chose."""
-    from sac.pipeline.choose import AutoSegmenter
+    from sac.pipeline.choose import concrete as for_image
 
-    if isinstance(seg, AutoSegmenter):
-        chosen, name, _ = seg.pick(image, "layer")
-        return chosen, name
-    return seg, None
+    return for_image(seg, image, "layer")
 
 
 class Cancelled(SACError):

@@ -28,6 +28,15 @@ MODEL_FOR = {"histology": "sac-lite-monuseg", "brightfield": "sac-lite-dsb2018",
              "fluorescence": "sac-lite-dsb2018"}
 
 
+def concrete(seg: Any, image: np.ndarray, source: str = "image") -> tuple[Any, str | None]:
+    """The segmenter that works on ``image`` and, for an :class:`AutoSegmenter`, the name of
+    the model it chose (None otherwise)."""
+    if isinstance(seg, AutoSegmenter):
+        chosen, name, _ = seg.pick(image, source)
+        return chosen, name
+    return seg, None
+
+
 class AutoSegmenter:
     """Segments each image with the model :data:`MODEL_FOR` gives its type.
 

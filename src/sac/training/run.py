@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from sac.model.config import PromptMode, PromptStrategy
     from sac.training.trainer import TrainConfig, TrainResult
 
-PARTS = ("lora", "mask_decoder", "prompt_encoder", "generator")
 MODALITY_OF_FORMAT = {"monuseg": "he", "dsb2018": "any", "folder": "any"}
 #: model options a trained starting model fixes (its weights were trained with its own)
 FIXED_BY_INIT = ("backbone", "tiny", "lora_rank", "lora_alpha", "lora_blocks", "prompt_mode",
@@ -118,6 +117,8 @@ class TrainOptions:
 
 
 def _parts(value: str, rank: int, fresh: bool = True) -> tuple[str, ...]:
+    from sac.model.config import PARTS
+
     parts = [p.strip() for p in value.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS[1:]]
     if bad:
