@@ -20,7 +20,8 @@ from typing import Any
 
 from sac.metrics import aggregate, evaluate_pair
 from sac.model import load_model
-from sac.pipeline.segmenter import MASK_RESOLUTIONS, Segmenter
+from sac.pipeline.options import MASK_RESOLUTIONS
+from sac.pipeline.segmenter import Segmenter
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
 

@@ -124,7 +124,7 @@ def main() -> None:
         agg = aggregate(scores[label])
         row: dict[str, Any] = {
             "variant": label, "tile": seg.tile_size, "precision": seg.precision,
-            "window": seg.decode_window, "runtime": seg.predictor.runtime,
+            "window": seg.options.decode_window, "runtime": seg.predictor.runtime,
             "images": len(ts), "s_per_image": round(statistics.fmean(total), 2),
             "median_s": round(statistics.median(total), 2),
             **{f"{k}_s": round(statistics.fmean(t.get(k, 0.0) for t in ts), 2)

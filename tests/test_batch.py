@@ -20,6 +20,8 @@ from sac.cli.main import main
 from sac.core.errors import ConfigError
 from sac.core.fileio import output_stems
 from sac.data.inputs import expand_inputs
+from sac.pipeline.options import SegmentOptions
+from sac.slides.options import SlideOptions
 
 from synthetic import disk_image, write_pyramid
 
@@ -54,8 +56,9 @@ def reference(inputs: Path, tmp_path_factory) -> Path:
 
 def settings(out: Path) -> SegmentSettings:
     """The library settings the CLI's FLAGS stand for."""
-    return SegmentSettings(output=out, model=MODEL, auto_scale=False, wsi=True,
-                           tissue_mask=False, chunk_size=256, save=("geojson", "csv"))
+    return SegmentSettings(output=out, model=MODEL, options=SegmentOptions(auto_scale=False),
+                           wsi=True, slide=SlideOptions(chunk=256, tissue=False),
+                           save=("geojson", "csv"))
 
 
 def files_of(inputs: Path) -> tuple[list[Path], dict[Path, str]]:

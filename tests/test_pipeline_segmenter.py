@@ -390,7 +390,7 @@ def test_segment_command_mask_resolution(tmp_path: Path, monkeypatch) -> None:
     real = Segmenter.segment
 
     def spy(self, *args, **kwargs):
-        seen.append(self.mask_resolution)
+        seen.append(self.options.mask_resolution)
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Segmenter, "segment", spy)

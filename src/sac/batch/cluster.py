@@ -31,8 +31,8 @@ from sac.batch.jobs import (
     check_image_outputs,
     is_slide,
     outputs_for,
+    scale_request,
     segment_image,
-    slide_options,
     slide_segmenter,
     write_image,
 )
@@ -292,7 +292,8 @@ def _plan(path: Path, stem: str, settings: SegmentSettings, seg: Any) -> _Slide:
         from sac.core.fileio import check_writable
 
         check_writable(out_labels, settings.overwrite)
-    plan = plan_slide(seg, path, settings.output, **slide_options(settings, seg, stem))
+    plan = plan_slide(seg, path, settings.output, settings.slide,
+                      overwrite=settings.overwrite, scale=scale_request(settings), stem=stem)
     state = _Slide(path, plan)
     if settings.slide_labels:
         from sac.slides.segment import region_canvas

@@ -23,6 +23,7 @@ from sac.core.errors import SACError
 from sac.core.fileio import check_writable
 from sac.data.images import SLIDE_SUFFIXES, TIFF_SUFFIXES
 from sac.outputs.kinds import KINDS, output_paths
+from sac.pipeline.scale import ScaleRequest, given_scale
 
 
 def is_slide(path: Path, settings: SegmentSettings) -> bool:
@@ -70,14 +71,12 @@ def outputs_complete(path: Path, stem: str, settings: SegmentSettings) -> bool:
                .values())
 
 
-def fixed_scale(settings: SegmentSettings, cfg: Any) -> float | None:
-    """The scale ``--scale`` or ``--pixel-size`` fix for every input, else None (estimated
-    per image, or the model's own)."""
-    from sac.core.resample import input_scale
-
-    if settings.scale is None and settings.pixel_size is None:
-        return None
-    return input_scale(cfg.input_scale, cfg.pixel_size_um, settings.scale, settings.pixel_size)
+def scale_request(settings: SegmentSettings, file_pixel_size: float | None = None
+                  ) -> ScaleRequest:
+    """What the run's options (and the input file) say of an input's scale, for the policy
+    :func:`sac.pipeline.scale.choose_scale`."""
+    return ScaleRequest(settings.scale, settings.pixel_size, settings.diameter,
+                        file_pixel_size)
 
 
 @dataclass
@@ -87,7 +86,7 @@ class ImageOutcome:
     image: np.ndarray
     result: Any  # sac.pipeline.result.SegmentResult
     pixel_size_um: float | None
-    note: str  # how the scale was chosen, for the summary line
+    note: str = ""  # what the file's pixel size did to the scale, for the summary line
 
 
 def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: Any
@@ -96,7 +95,6 @@ def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: Any
     from sac.data.images import plausible_pixel_size, read_image
     from sac.pipeline.choose import AutoSegmenter, with_model
     from sac.pipeline.expert import expert_for
-    from sac.pipeline.size import file_scale
 
     expert = expert_for(settings.prompts, stem)
     image = read_image(path, channel=settings.channel)
@@ -104,17 +102,15 @@ def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: Any
     if isinstance(seg, AutoSegmenter):  # --model auto: the specialist for this image
         seg, *chosen = seg.pick(image, str(path))
     # the pixel size goes into the outputs; it sets the scale when the user gave none
-    pixel = settings.pixel_size if settings.pixel_size is not None else \
-        plausible_pixel_size(path)
-    scale, why = fixed_scale(settings, seg.config), ""
-    if scale is None and settings.diameter is None:
-        cfg = seg.config
-        scale, why = file_scale(cfg.input_scale, cfg.pixel_size_um, pixel)
+    found = plausible_pixel_size(path)
+    pixel = settings.pixel_size if settings.pixel_size is not None else found
+    given = given_scale(seg.config, scale_request(settings, found))
+    scale = None if settings.diameter is not None else given.scale  # the diameter says it
     result = seg.segment(image, str(path), scale=scale, expert=expert,
                          semantic="semantic" in settings.save, diameter=settings.diameter)
     if chosen:
         result = with_model(result, *chosen)
-    return ImageOutcome(image, result, pixel, why)
+    return ImageOutcome(image, result, pixel, f" ({given.note})" if given.note else "")
 
 
 def check_image_outputs(settings: SegmentSettings, stem: str) -> dict[str, Path]:
@@ -146,16 +142,6 @@ def slide_segmenter(seg: Any) -> Any:
     return seg.for_slides() if isinstance(seg, AutoSegmenter) else seg
 
 
-def slide_options(settings: SegmentSettings, seg: Any, stem: str) -> dict[str, Any]:
-    """Keyword arguments of :func:`sac.slides.segment.plan_slide` for a slide input."""
-    scale = settings.scale  # else the slide's own pixel size decides its level and scale
-    if settings.diameter is not None:
-        scale = seg.diameter_scale(settings.diameter)
-    return {"level": settings.level, "region": settings.region, "chunk": settings.chunk_size,
-            "tissue": settings.tissue_mask, "overwrite": settings.overwrite, "scale": scale,
-            "stem": stem}
-
-
 def process_slide(path: Path, stem: str, settings: SegmentSettings, seg: Any,
                   progress: bool = True, select: Callable[[Any], bool] | None = None
                   ) -> tuple[int, str]:
@@ -168,9 +154,9 @@ def process_slide(path: Path, stem: str, settings: SegmentSettings, seg: Any,
     out_labels = outputs_for(settings, stem, slide=True).get("labels")  # --slide-labels
     if out_labels is not None:
         check_writable(out_labels, settings.overwrite)
-    opts = slide_options(settings, seg, stem)
-    res = segment_slide(seg, path, settings.output, return_labels=settings.slide_labels,
-                        progress=progress, select=select, **opts)
+    res = segment_slide(seg, path, settings.output, settings.slide,
+                        return_labels=settings.slide_labels, progress=progress, select=select,
+                        overwrite=settings.overwrite, scale=scale_request(settings), stem=stem)
     if res.labels is not None and out_labels is not None:
         res.outputs["labels"] = write_labels_tif(out_labels, res.labels, settings.overwrite,
                                                  res.pixel_size_um)

@@ -9,32 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sac.pipeline.choose import DEFAULT_MODEL
-
-CHUNK = 2048  # default whole-slide chunk side
-
+from sac.pipeline.options import SegmentOptions
+from sac.slides.options import SlideOptions
 
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    """Model, scale, outputs and whole-slide options of a segmentation run."""
+    """Model, inference options, scale, outputs and whole-slide options of a segmentation
+    run."""
 
     output: Path
     model: str = DEFAULT_MODEL
     device: str = "cpu"
-    precision: str = "auto"  # of sac.core.device.PRECISIONS
-    runtime: str = "auto"  # of sac.sam.runtime.RUNTIMES
+    options: SegmentOptions = field(default_factory=SegmentOptions)  # how the segmenter runs
     sam_checkpoint: Path | None = None
-    tile_size: int | None = None
-    overlap: int | None = None
-    batch_size: int = 64
-    mask_resolution: str = "input"
-    auto_scale: bool = True
-    fill: bool = True
     save: tuple[str, ...] = ()  # of sac.outputs.kinds.OPTIONAL; the label TIFF always
     prompts: Path | None = None
     scale: float | None = None
@@ -42,11 +35,8 @@ class SegmentSettings:
     diameter: float | None = None
     channel: int | None = None
     wsi: bool = False
-    level: int | None = None
-    region: tuple[int, int, int, int] | None = None
-    chunk_size: int = CHUNK
+    slide: SlideOptions = field(default_factory=SlideOptions)  # level, region, chunks, tissue
     slide_labels: bool = False
-    tissue_mask: bool = True
     overwrite: bool = False
     threads: int | None = None  # torch threads per process (None: torch's default)
 
@@ -60,9 +50,8 @@ class SegmentSettings:
     def model_key(self) -> tuple[Any, ...]:
         """What the segmenter depends on (settings that differ only in outputs share one),
         with the model folder's file stamps, so a folder rewritten in place is reloaded."""
-        return (self.model, _stamp(self.model), self.device, self.precision, self.runtime,
-                self.sam_checkpoint, self.tile_size, self.overlap, self.batch_size,
-                self.mask_resolution, self.auto_scale, self.fill, self.threads)
+        return (self.model, _stamp(self.model), self.device, self.options,
+                self.sam_checkpoint, self.threads)
 
     def replace(self, **changes: Any) -> SegmentSettings:
         return dataclasses.replace(self, **changes)
@@ -109,11 +98,8 @@ def load_for(settings: SegmentSettings) -> Any:
     the same settings on first use)."""
     from sac.pipeline.segmenter import load_segmenter
 
-    return load_segmenter(settings.model, settings.device, settings.precision,
-                          settings.sam_checkpoint, tile_size=settings.tile_size,
-                          overlap=settings.overlap, batch_size=settings.batch_size,
-                          mask_resolution=settings.mask_resolution, runtime=settings.runtime,
-                          auto_scale=settings.auto_scale, fill=settings.fill)
+    return load_segmenter(settings.model, settings.device, settings.options,
+                          settings.sam_checkpoint)
 
 
 def load_count() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EPILOG = (
     "exit codes: 0 ok, 1 failure, 2 bad input, 3 weights missing/invalid, 4 bad option, "
@@ -49,24 +49,47 @@ def saved_kinds(args: argparse.Namespace, kinds: tuple[str, ...]) -> tuple[str, 
     return tuple(k for k in kinds if getattr(args, f"save_{k}"))
 
 
+def add_segment_options(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                        names: tuple[str, ...] | None = None) -> None:
+    """The flags of the :class:`~sac.pipeline.options.SegmentOptions` fields ``names`` (default:
+    every field that has one), as that class declares them; :func:`options_from` reads them
+    back. ``--precision`` comes with ``--bf16``, its older spelling."""
+    from sac.core.checks import option
+    from sac.pipeline.options import SegmentOptions, option_flags
+
+    flags = option_flags()
+    for name in flags if names is None else names:
+        meta = flags[name]
+        default = SegmentOptions.__dataclass_fields__[name].default
+        kw: dict[str, Any] = {"dest": name, "help": meta["help"]}
+        if meta["off"]:
+            kw.update(action="store_false")
+        elif meta["choices"] is not None:
+            kw.update(choices=meta["choices"], default=default)
+        else:
+            lo, hi = meta["bounds"]
+            kw.update(type=option(meta["flag"], lo, hi, integer=meta["integer"]),
+                      default=default)
+        p.add_argument(meta["flag"], **kw)
+        if name == "precision":
+            p.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
+                           help="same as --precision bf16")
+
+
+def options_from(args: argparse.Namespace) -> Any:
+    """The :class:`~sac.pipeline.options.SegmentOptions` of the parsed flags (defaults for
+    those the command does not have)."""
+    from sac.pipeline.options import SegmentOptions, option_flags
+
+    return SegmentOptions(**{name: getattr(args, name) for name in option_flags()
+                             if hasattr(args, name)})
+
+
 def add_runtime(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--runtime: where the image encoder runs."""
-    from sac.sam.runtime import RUNTIMES
-
-    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                   help="where the image encoder runs: auto (default) = OpenVINO on a CPU "
-                        "where it is installed (pip install 'segment-any-cell[openvino]'; "
-                        "about 2x faster, converted once into ~/.cache/sac or $SAC_CACHE), "
-                        "else torch")
+    add_segment_options(p, ("runtime",))
 
 
 def add_precision(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--precision (and --bf16, its older spelling): the one declaration for every command."""
-    from sac.core.device import PRECISIONS
-
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default): bf16 where the CPU computes it natively (AVX512-BF16 "
-                        "or AMX; about 2x faster there) or on a GPU, fp32 elsewhere (bf16 is "
-                        "emulated on AVX2-only CPUs, most laptops, and several times slower)")
-    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
-                   help="same as --precision bf16")
+    add_segment_options(p, ("precision",))

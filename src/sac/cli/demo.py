@@ -61,8 +61,8 @@ def _segment(args: argparse.Namespace, image: np.ndarray, source: str, model_nam
     """Labels from a trained model, what was found, and the seconds it took (not loading)."""
     from sac.pipeline.segmenter import load_segmenter
 
-    seg = load_segmenter(model_name, args.device, args.precision, args.sam_checkpoint,
-                         fill=args.fill)
+    seg = load_segmenter(model_name, args.device, checkpoint=args.sam_checkpoint,
+                         precision=args.precision, fill=args.fill)
     t0 = time.perf_counter()
     res = seg.segment(image, source, scale=args.scale)
     return res.labels, f"{res.n_nuclei} nuclei", time.perf_counter() - t0

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from sac.cli.common import EPILOG, add_precision, add_runtime, add_save_flags, saved_kinds
+from sac.cli.common import (
+    EPILOG,
+    add_save_flags,
+    add_segment_options,
+    options_from,
+    saved_kinds,
+)
 from sac.core.checks import option
 from sac.core.errors import ConfigError
 from sac.outputs.kinds import KINDS, OPTIONAL
@@ -50,8 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "gives the given nuclei the model's nucleus size)")
     add_save_flags(p, EXTRA_OUTPUTS)
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    add_precision(p)
-    add_runtime(p)
+    add_segment_options(p, ("precision", "runtime"))
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -77,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it or "
                           "choose another -o folder")
-    seg, chosen = concrete(load_segmenter(args.model, args.device, args.precision,
-                                          runtime=args.runtime), image, str(args.image))
+    seg, chosen = concrete(load_segmenter(args.model, args.device,
+                                          options_from(args)), image, str(args.image))
     name = chosen or str(args.model)  # --model auto: the specialist for this image's type
     out = refine_labels(seg, image, labels, settings)
     result = SegmentResult(out.labels, None, out.scores, out.nuclei)

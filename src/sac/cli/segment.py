@@ -14,13 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sac.batch.settings import CHUNK
-from sac.cli.common import EPILOG, add_precision, add_runtime, add_save_flags, saved_kinds
+from sac.cli.common import (
+    EPILOG,
+    add_save_flags,
+    add_segment_options,
+    options_from,
+    saved_kinds,
+)
 from sac.core.checks import option
 from sac.core.errors import ConfigError, InputError, SACError
-from sac.core.tiles import ENCODER_MULTIPLE, ENCODER_TILE, MAX_ENCODER_TILE
 from sac.outputs.kinds import IMAGE_ENDINGS, OPTIONAL
 from sac.pipeline.choose import DEFAULT_MODEL
+from sac.slides.options import CHUNK, SlideOptions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,9 +65,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "--pixel-size or --diameter, each image's nucleus size is "
                             "estimated and images outside the model's training range are "
                             "resampled (see --no-auto-scale)")
-    p.add_argument("--no-auto-scale", action="store_true",
-                   help="use the model's own scale for every image, without estimating "
-                        "the nucleus size")
     w = p.add_argument_group("whole-slide images (SVS, NDPI, MRXS, SCN, BIF; pyramidal TIFF "
                              "with --wsi): processed in chunks, written as GeoJSON + CSV")
     w.add_argument("--wsi", action="store_true",
@@ -83,24 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=option("--channel", 0, integer=True), default=None,
                    help="for multi-page/multi-channel TIFFs (or one colour of an RGB image): "
                         "the page or channel holding the nuclei, from 0")
-    p.add_argument("--tile-size", type=option("--tile-size", 32, MAX_ENCODER_TILE, integer=True),
-                   default=None, help="largest side in pixels (at the model's scale) of one "
-                   f"encoder pass (default {ENCODER_TILE}; above the model's input size a "
-                   f"multiple of {ENCODER_MULTIPLE}); smaller uses less memory")
-    p.add_argument("--overlap", type=option("--overlap", 0, integer=True),
-                   default=None, help="tile overlap in pixels")
-    p.add_argument("--batch-size", type=option("--batch-size", 1, 4096, integer=True),
-                   default=64, help="prompt sets per decoder batch")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    add_precision(p)
-    add_runtime(p)
-    p.add_argument("--mask-resolution", choices=("input", "model"), default="input",
-                   help="input: decode each mask's edges at the input image's resolution "
-                        "(default); model: at the model's scale, labels resized (a little "
-                        "faster, blockier edges when the model shrinks the image)")
-    p.add_argument("--no-fill", action="store_true",
-                   help="do not complete the instance labels from the semantic mask even if "
-                        "the model's config asks for it (for images unlike its training data)")
+    add_segment_options(p.add_argument_group("inference (sac.SegmentOptions)"))
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--skip-existing", action="store_true",
                    help="skip inputs whose outputs all exist already (for reruns)")
@@ -127,14 +113,12 @@ def settings_from(args: argparse.Namespace) -> Any:
     save = saved_kinds(args, OPTIONAL)
     return SegmentSettings(
         output=args.output, model=args.model or DEFAULT_MODEL, device=args.device,
-        precision=args.precision, runtime=args.runtime, sam_checkpoint=args.sam_checkpoint,
-        tile_size=args.tile_size,
-        overlap=args.overlap, batch_size=args.batch_size, mask_resolution=args.mask_resolution,
-        auto_scale=not args.no_auto_scale, fill=not args.no_fill, save=save,
+        options=options_from(args), sam_checkpoint=args.sam_checkpoint, save=save,
         prompts=args.prompts, scale=args.scale, pixel_size=args.pixel_size,
-        diameter=args.diameter, channel=args.channel, wsi=args.wsi, level=args.level,
-        region=tuple(args.region) if args.region else None, chunk_size=args.chunk_size,
-        slide_labels=args.slide_labels, tissue_mask=not args.no_tissue_mask,
+        diameter=args.diameter, channel=args.channel, wsi=args.wsi,
+        slide=SlideOptions(args.level, tuple(args.region) if args.region else None,
+                           args.chunk_size, tissue=not args.no_tissue_mask),
+        slide_labels=args.slide_labels,
         overwrite=args.overwrite)
 
 
@@ -208,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
         report = run_local(files, stems, settings, shard, quiet=args.quiet, seg=seg)
     failures += report.failures
     device = resolve_device(settings.device)
-    how = (f"{describe_precision(settings.precision, device)}, encoder in "
-           f"{resolve_runtime(settings.runtime, device)}")
+    how = (f"{describe_precision(settings.options.precision, device)}, encoder in "
+           f"{resolve_runtime(settings.options.runtime, device)}")
     print(f"segmented {report.done} of {len(files) + len(missing) + len(in_the_way)} input(s), "
           f"{report.nuclei} nuclei, {report.seconds:.1f} s, {how}"
           + (f"; {skipped} skipped, outputs present" if skipped else ""), file=sys.stderr)

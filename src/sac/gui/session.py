@@ -102,10 +102,11 @@ def segmenter(model: str, device: str = "cpu", precision: str = "auto",
     :func:`sac.batch.settings.cached_segmenter`. ``fill=False``: no completion from the
     semantic mask (``sac segment --no-fill``), for images unlike the model's training data."""
     from sac.batch.settings import SegmentSettings, cached_segmenter
+    from sac.pipeline.options import SegmentOptions
 
+    options = SegmentOptions(precision=precision, tile_size=tile_size, fill=fill)
     return cached_segmenter(SegmentSettings(output=Path("."), model=str(model), device=device,
-                                            precision=precision, tile_size=tile_size,
-                                            fill=fill))
+                                            options=options))
 
 
 @dataclass
@@ -131,16 +132,11 @@ def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: b
     ``scale`` or ``pixel_size`` (um per image pixel) set the resampling, as ``sac segment``'s
     options do; with neither, the file's own ``file_pixel_size`` (a slide's) sets it as in
     ``sac segment`` when the model records its pixel size, else it is estimated."""
+    from sac.pipeline.scale import ScaleRequest
+
     seg, chosen = concrete(seg, image)
-    cfg = seg.config
-    if pixel_size is not None and scale is None:
-        from sac.core.resample import input_scale
-
-        scale = input_scale(cfg.input_scale, cfg.pixel_size_um, None, pixel_size)
-    elif file_pixel_size is not None and scale is None:
-        from sac.pipeline.size import file_scale
-
-        scale = file_scale(cfg.input_scale, cfg.pixel_size_um, file_pixel_size)[0]
+    request = ScaleRequest(scale, None if scale is not None else pixel_size,
+                           file_pixel_size=file_pixel_size)
 
     def report(stage: str, done: int, total: int) -> None:
         if cancel is not None and cancel.is_set():
@@ -148,7 +144,7 @@ def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: b
         if progress is not None:
             progress(stage, done, total)
 
-    res = seg.segment(image, "layer", scale=scale, semantic=semantic, progress=report)
+    res = seg.segment(image, "layer", scale=request, semantic=semantic, progress=report)
     report("done", 1, 1)
     used = res.size.scale if res.size is not None else seg.config.input_scale
     pos = neg = np.zeros((0, 2), np.float32)

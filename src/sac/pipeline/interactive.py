@@ -159,9 +159,9 @@ class Corrector:
         ext = np.array([[pos[0, 0] - rad, pos[0, 1] - rad, pos[0, 0] + rad, pos[0, 1] + rad]],
                        np.float32)
         offset = self._embed(pos[0])
-        up = (1.0, 1.0) if self.seg.mask_resolution == "model" else self.up
+        up = (1.0, 1.0) if self.seg.options.mask_resolution == "model" else self.up
         masks = decode_sets(self.seg.predictor, [PromptSet(points, labels)], ext, offset,
-                            self.seg.decode_window, 1, up,
+                            self.seg.options.decode_window, 1, up,
                             self.seg.thresholds.mask_logit)
         if not masks or masks[0].score < self.seg.thresholds.min_score:
             return None

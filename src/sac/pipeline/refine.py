@@ -107,7 +107,8 @@ def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
     for tile in encoded_tiles(segmenter.predictor, rgb, ext, segmenter.tile_size,
                               segmenter.overlap):
         got = decode_each(segmenter.predictor, [sets[i] for i in tile.chosen], ext[tile.chosen],
-                          tile.offset, segmenter.decode_window, segmenter.batch_size, up,
+                          tile.offset, segmenter.options.decode_window,
+                          segmenter.options.batch_size, up,
                           segmenter.thresholds.mask_logit)
         for i, m in zip(tile.chosen, got, strict=True):
             masks[int(i)] = m

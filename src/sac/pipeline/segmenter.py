@@ -31,43 +31,35 @@ from typing import Any
 
 import numpy as np
 
-from sac.core.checks import number
 from sac.core.device import use_bf16
 from sac.core.errors import ConfigError, InputError
 from sac.core.images import as_model_rgb, check_image
 from sac.core.labels import InstanceMask, drop_missing_ids
-from sac.core.resample import resample_image, resample_labels
+from sac.core.resample import resample_labels
 from sac.core.tiles import (
     ENCODER_MULTIPLE,
     ENCODER_TILE,
-    MAX_ENCODER_TILE,
     owned_tiles,
     stitch,
 )
 from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
 from sac.pipeline.complete import complete_from_semantic
-from sac.pipeline.decode import DECODE_WINDOW, decode_sets, encoded_tiles, encoder_tile
+from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile
 from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
 from sac.pipeline.expert import ExpertPrompts, apply_expert
 from sac.pipeline.fold import fold_plan, fold_segment
-from sac.pipeline.maps import GENERATOR_TILE, TTA_CHOICES, Maps, generator_maps
+from sac.pipeline.maps import GENERATOR_TILE, Maps, generator_maps
 from sac.pipeline.merge import drop_off_foreground, merge_scored
 from sac.pipeline.nuclei import detect, extents
+from sac.pipeline.options import SegmentOptions
 from sac.pipeline.prompt_sets import instance_sets, semantic_set
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
-from sac.pipeline.scale import estimated_scale
-from sac.pipeline.size import (
-    SizeEstimate,
-    diameter_scale,
-    head_span,
-    next_scale,
-)
+from sac.pipeline.scale import THIN_NOTE, ScaleRequest, choose_scale, given_scale, too_thin
+from sac.pipeline.size import SizeEstimate
 from sac.sam.predictor import EmbeddingCache, SamPredictor
 
-THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
-MASK_RESOLUTIONS = ("input", "model")
 #: ``progress(stage, done, total)``, see :meth:`Segmenter.segment`
 Progress = Callable[[str, int, int], None]
 #: decimals of SAM's predicted quality kept in results and outputs
@@ -77,72 +69,62 @@ SCORE_DECIMALS = 4
 class Segmenter:
     """Runs a :class:`SACModel` on images; see the module docstring for the steps."""
 
-    def __init__(self, model: SACModel, precision: str = "auto", tile_size: int | None = None,
-                 overlap: int | None = None, batch_size: int = 64,
-                 mask_resolution: str = "input", auto_scale: bool = True,
-                 check_evidence: bool = True, thresholds: Thresholds | None = None,
-                 tta: int = 1, embeddings: EmbeddingCache | None = None,
-                 runtime: str = "auto", decode_window: int = DECODE_WINDOW) -> None:
-        """``precision``: one of :data:`sac.core.device.PRECISIONS` (``auto``: bf16 where the
-        device computes it natively, else fp32).
+    def __init__(self, model: SACModel, options: SegmentOptions | None = None, *,
+                 thresholds: Thresholds | None = None,
+                 embeddings: EmbeddingCache | None = None, **changes: Any) -> None:
+        """``options``: the inference settings (:class:`SegmentOptions`; default: ``sac
+        segment``'s); ``changes``: some of them by name, over ``options`` (e.g.
+        ``Segmenter(model, precision="bf16")``).
         ``thresholds``: detection and merge settings to use instead of the model's own
         (e.g. ``model.config.thresholds.without_fill()``); the model is left unchanged.
-        ``tta``: views the generator's maps are averaged over (:data:`TTA_CHOICES`).
         ``embeddings``: SAM embeddings shared with other segmenters of the same model (for
-        segmenting the same images under several settings, as ``sac tune`` does).
-        ``runtime``: where the image encoder runs (:data:`sac.sam.runtime.RUNTIMES`; ``auto``:
-        OpenVINO on a CPU where it is installed, else torch). ``decode_window``: the smallest
-        decoder window, in embedding tokens a side (larger nuclei get larger ones)."""
+        segmenting the same images under several settings, as ``sac tune`` does)."""
         if not isinstance(model, SACModel):
             raise ConfigError(f"Segmenter needs a SAC model (sac.load_model(name or folder)); "
                               f"got {type(model).__name__}")
         if thresholds is not None and not isinstance(thresholds, Thresholds):
             raise ConfigError(f"thresholds must be a sac.model.Thresholds; got "
                               f"{type(thresholds).__name__}")
+        if options is not None and not isinstance(options, SegmentOptions):
+            raise ConfigError(f"options must be a sac.SegmentOptions; got "
+                              f"{type(options).__name__}")
+        opts = (options or SegmentOptions()).replace(**changes)
         native = model.spec.image_size
-        if tile_size is not None:
-            number("tile_size", tile_size, 32, MAX_ENCODER_TILE, integer=True)
-            if tile_size > native and tile_size % ENCODER_MULTIPLE:
-                raise ConfigError(f"a tile size above the model's input ({native}) must be a "
-                                  f"multiple of {ENCODER_MULTIPLE}; got {tile_size}")
-        if tta not in TTA_CHOICES:
-            raise ConfigError(f"tta must be one of {TTA_CHOICES}; got {tta}")
-        self.tta = tta
-        if mask_resolution not in MASK_RESOLUTIONS:
-            raise ConfigError(f"mask resolution must be one of {MASK_RESOLUTIONS}; got "
-                              f"{mask_resolution!r}")
-        self.mask_resolution = mask_resolution
-        self.auto_scale = auto_scale
-        self.check_evidence = check_evidence  # sac.pipeline.evidence: no nuclei from flat data
-        number("batch_size", batch_size, 1, 4096, integer=True)
-        number("decode_window", decode_window, 4, 64, integer=True)
-        self.decode_window = decode_window
+        if opts.tile_size is not None and opts.tile_size > native and \
+                opts.tile_size % ENCODER_MULTIPLE:
+            raise ConfigError(f"a tile size above the model's input ({native}) must be a "
+                              f"multiple of {ENCODER_MULTIPLE}; got {opts.tile_size}")
         # the encoder's tiles (one pass each, up to ENCODER_TILE px) and the model-sized
         # tiles of the paths that decode whole embeddings (the semantic mask, clicks)
-        self.tile_size = tile_size or max(ENCODER_TILE, native)
+        self.tile_size = opts.tile_size or max(ENCODER_TILE, native)
         self.sam_tile = min(self.tile_size, native)
-        overlap = self.sam_tile // 4 if overlap is None else overlap
+        overlap = self.sam_tile // 4 if opts.overlap is None else opts.overlap
         if not 0 <= overlap < self.sam_tile // 2:
             raise ConfigError(f"overlap must be in [0, tile size / 2 = {self.sam_tile // 2}); "
                               f"got {overlap}")
+        self.options = opts
         self.model = model.eval()
         self.config = model.config
-        self.thresholds = model.config.thresholds if thresholds is None else thresholds
+        if thresholds is None:
+            thresholds = model.config.thresholds
+            if not opts.fill:  # for images unlike the model's training data
+                thresholds = thresholds.without_fill()
+        self.thresholds = thresholds
         self.overlap = overlap
-        self.batch_size = batch_size
-        self.bf16 = use_bf16(precision, model.device)
+        self.bf16 = use_bf16(opts.precision, model.device)
         self.predictor = SamPredictor(model.sam, model.spec, bf16=self.bf16, cache=embeddings,
-                                      runtime=runtime)
+                                      runtime=opts.runtime)
 
     def config_dict(self) -> dict[str, Any]:
         """The model config (with the thresholds used) plus the inference settings (for
         reports)."""
         used = dataclasses.replace(self.config, thresholds=self.thresholds)
+        o = self.options
         return {"model": used.to_dict(), "tile_size": self.tile_size,
                 "overlap": self.overlap, "precision": self.precision,
-                "runtime": self.predictor.runtime, "decode_window": self.decode_window,
-                "mask_resolution": self.mask_resolution, "auto_scale": self.auto_scale,
-                "check_evidence": self.check_evidence, "tta": self.tta}
+                "runtime": self.predictor.runtime, "decode_window": o.decode_window,
+                "mask_resolution": o.mask_resolution, "auto_scale": o.auto_scale,
+                "check_evidence": o.check_evidence, "tta": o.tta}
 
     @property
     def precision(self) -> str:
@@ -152,43 +134,39 @@ class Segmenter:
     def generator_maps(self, rgb: np.ndarray) -> Maps:
         """Stitched generator probabilities for a float (H, W, 3) image at the model's scale."""
         return generator_maps(self.model.generator, rgb, max(GENERATOR_TILE, self.sam_tile),
-                              self.model.device, self.bf16, self.tta)
+                              self.model.device, self.bf16, self.options.tta)
 
-    def segment(self, image: np.ndarray, source: str = "image", scale: float | None = None,
+    def segment(self, image: np.ndarray, source: str = "image",
+                scale: float | ScaleRequest | None = None,
                 expert: ExpertPrompts | None = None, semantic: bool = False,
                 normalized: bool = False, nuclei: np.ndarray | None = None,
                 diameter: float | None = None, progress: Progress | None = None
                 ) -> SegmentResult:
         """Instance labels (and optionally the semantic mask) for ``image`` of any size.
 
-        ``scale`` resamples the image before the model; ``diameter`` (nucleus diameter in
-        input pixels) sets the scale that brings such nuclei to the model's training size;
-        with neither, the scale is estimated from the image (:mod:`sac.pipeline.size`) when
-        the model records its nucleus size and ``auto_scale`` is on, else the model's
-        ``input_scale`` is used. ``expert`` points are in input-image pixels. The image is
-        min-max scaled as a whole; ``normalized=True`` takes a float32 (H, W, 3) image
-        already in [0, 1] as is (a region of a whole slide, scaled by its dtype range so that
-        all regions match).
+        ``scale``: the resampling before the model, or a :class:`ScaleRequest` (what the user
+        and the file say); ``diameter``: the nucleus diameter in input pixels, which sets the
+        scale that brings such nuclei to the model's training size; with neither, the scale
+        is estimated from the image: :func:`sac.pipeline.scale.choose_scale` is the policy.
+        ``expert`` points are in input-image pixels. The image is min-max scaled as a whole;
+        ``normalized=True`` takes a float32 (H, W, 3) image already in [0, 1] as is (a
+        region of a whole slide, scaled by its dtype range so that all regions match).
         ``nuclei``: instance labels at the input size (e.g. another tool's, or the ground
         truth for an upper bound) to prompt from instead of the generator's detections.
         ``progress(stage, done, total)`` hears of each step (a GUI's bar); an exception it
         raises stops the work there (cancelling), leaving nothing behind.
         """
-        if scale is not None:
-            number("scale", scale, 0.05, 20)
-        if diameter is not None:
-            number("diameter", diameter, 0.5, 1e4)
+        request = ScaleRequest.of(scale, diameter)
+        given = given_scale(self.config, request)
         if expert is None and nuclei is None and not normalized:
-            guess = scale if scale is not None else self.config.input_scale
-            if diameter is not None and self.config.nucleus_diameter is not None:
-                guess = diameter_scale(self.config.nucleus_diameter, diameter)
             check_image(image, source)
+            guess = given.scale or self.config.input_scale
             pieces = fold_plan(image.shape[:2], self.sam_tile / guess, self.overlap / guess)
             if pieces:  # a long thin strip: segmented folded into a near-square image
-                thin = scale is None and diameter is None and self._too_thin(image.shape)
-                use = self.config.input_scale if thin else scale
+                thin = given.scale is None and too_thin(self.config, image.shape)
+                use = ScaleRequest(scale=self.config.input_scale) if thin else request
                 res = fold_segment(image, pieces, lambda im: self.segment(
-                    im, source, use, semantic=semantic, diameter=diameter, progress=progress))
+                    im, source, use, semantic=semantic, progress=progress))
                 if thin and res.size is not None:
                     note = f"{THIN_NOTE}; folded into {len(pieces)} pieces"
                     res.size = dataclasses.replace(res.size, diameter=None, objects=0,
@@ -197,22 +175,19 @@ class Segmenter:
         clock = Clock()
         t = time.perf_counter()
         rgb0 = as_model_rgb(image, source, normalized)
-        guard = self.check_evidence and expert is None and nuclei is None
+        guard = self.options.check_evidence and expert is None and nuclei is None
         evidence = image_evidence(image) if guard else None
         t = clock.add("preprocess", t)
         if evidence is not None and not evidence.has_structure:
-            used, how = (scale, "scale") if scale is not None else (
-                self.config.input_scale, "model")
-            if diameter is not None:
-                used, how = self.diameter_scale(diameter), "diameter"
+            used = given.scale or self.config.input_scale
             shape0 = rgb0.shape[:2]
             return SegmentResult(np.zeros(shape0, np.uint32),
                                  np.zeros(shape0, bool) if semantic else None, {}, 0,
-                                 clock.times, SizeEstimate(diameter, 0, used, how,
+                                 clock.times, SizeEstimate(diameter, 0, used, given.source,
                                                            evidence.describe()))
         if progress is not None:
             progress("generator", 0, 1)
-        rgb, maps, size = self.scaled_maps(rgb0, scale, diameter)
+        rgb, maps, size = choose_scale(self, rgb0, request)
         scale = size.scale
         shape = rgb.shape[:2]
         t = clock.add("generator", t)
@@ -226,7 +201,7 @@ class Segmenter:
             det = resample_labels(nuclei, shape).astype(np.uint32)
         negatives = None  # expert background clicks, in the labels' frame
         up = (rgb0.shape[0] / shape[0], rgb0.shape[1] / shape[1])
-        if self.mask_resolution == "model":
+        if self.options.mask_resolution == "model":
             up = (1.0, 1.0)
         out_shape = rgb0.shape[:2] if up != (1.0, 1.0) else shape
         if expert is not None:
@@ -272,72 +247,11 @@ class Segmenter:
         clock.add("postprocess", t)
         return SegmentResult(labels, sem, scores, len(sets), clock.times, size)
 
-    def diameter_scale(self, diameter: float) -> float:
-        """The scale that brings nuclei ``diameter`` input pixels across to the model's
-        training size (:class:`ConfigError` if the model does not record that size)."""
-        if self.config.nucleus_diameter is None:
-            raise ConfigError("this model does not record the nucleus size it was trained on; "
-                              "use --scale instead of --diameter")
-        return diameter_scale(self.config.nucleus_diameter, diameter)
-
-    def _given_scale(self, maps: Maps, scale: float, source: str, diameter: float | None
-                     ) -> SizeEstimate:
-        """A scale the caller chose, with what the image's own nuclei say about it: the
-        estimate at that scale, and a note when the automatic scale would resample it (see
-        :func:`sac.pipeline.size.next_scale`; the caller's scale still wins)."""
-        model_d = self.config.nucleus_diameter
-        if model_d is None:
-            return SizeEstimate(diameter, 0, scale, source)
-        new, d, n, _ = next_scale(model_d, scale, maps.fg >= self.thresholds.fg,
-                                    self.smallest())
-        note = ""
-        if new is not None:
-            note = (f"at this scale the nuclei look {scale / new:.2g}x the model's training "
-                    f"size; the estimate would resample by {new:.3g}")
-        return SizeEstimate(diameter if diameter is not None else d, n, scale, source, note)
-
-    def smallest(self) -> float | None:
-        """The low end of the model's training-size range (see :func:`next_scale`)."""
-        rng = self.config.nucleus_diameter_range
-        return None if rng is None else rng[0]
-
-    def head_span(self) -> tuple[float, float] | None:
-        """Where the size head's reading is trusted (:func:`sac.pipeline.size.head_span`)."""
-        fit = self.config.size_head or {}
-        return head_span(self.config.nucleus_diameter_range, fit.get("factors"))
-
-    def _too_thin(self, shape: tuple[int, ...]) -> bool:
-        """Whether an image is under 3 training-size nuclei across at the model's scale: its
-        nuclei are cut by its edges, and their size cannot be estimated from it."""
-        d = self.config.nucleus_diameter
-        return d is not None and min(shape[:2]) * self.config.input_scale < 3 * d
-
-    def scaled_maps(self, rgb0: np.ndarray, scale: float | None = None,
+    def scaled_maps(self, rgb0: np.ndarray, scale: float | ScaleRequest | None = None,
                     diameter: float | None = None) -> tuple[np.ndarray, Maps, SizeEstimate]:
         """The image resampled for the model, its generator maps, and how the scale was
-        chosen (see :meth:`segment`)."""
-        model_d = self.config.nucleus_diameter
-        if scale is not None or diameter is not None:
-            if diameter is not None:
-                scale = self.diameter_scale(diameter)
-            assert scale is not None
-            rgb = resample_image(rgb0, scale)
-            maps = self.generator_maps(rgb)
-            source = "diameter" if diameter is not None else "scale"
-            return rgb, maps, self._given_scale(maps, scale, source, diameter)
-        scale = self.config.input_scale
-        rgb = resample_image(rgb0, scale)
-        maps = self.generator_maps(rgb)
-        if model_d is None:
-            return rgb, maps, SizeEstimate(None, 0, scale, "model",
-                                           "the model records no nucleus size")
-        if self._too_thin(rgb0.shape):
-            return rgb, maps, SizeEstimate(None, 0, scale, "model", THIN_NOTE)
-        if not self.auto_scale:
-            est = self._given_scale(maps, scale, "model", None)
-            note = "; ".join(x for x in ("automatic scale off", est.note) if x)
-            return rgb, maps, dataclasses.replace(est, note=note)
-        return estimated_scale(self, rgb0, rgb, maps, scale, model_d)
+        chosen (:func:`sac.pipeline.scale.choose_scale`; arguments as for :meth:`segment`)."""
+        return choose_scale(self, rgb0, ScaleRequest.of(scale, diameter))
 
     def _decode(self, rgb: np.ndarray, maps: Maps, det: np.ndarray, sets: list[PromptSet],
                 ext: np.ndarray, expert: ExpertPrompts | None, semantic: bool, clock: Clock,
@@ -362,7 +276,8 @@ class Segmenter:
             if tile.chosen.size:
                 instances += decode_sets(self.predictor, [sets[i] for i in tile.chosen],
                                          ext[tile.chosen], tile.offset,
-                                         self.decode_window, self.batch_size, up,
+                                         self.options.decode_window,
+                                         self.options.batch_size, up,
                                          self.thresholds.mask_logit)
             if semantic:
                 mask = self._decode_semantic(det, maps, tile.region(shape), expert, tile.offset)
@@ -393,21 +308,17 @@ class Segmenter:
         return pred.masks[0, 0]
 
 
-def load_segmenter(model: str | Path, device: str = "cpu", precision: str = "auto",
-                   checkpoint: str | Path | None = None, fill: bool = True, **kwargs: Any
-                   ) -> Any:
-    """Load a model folder or shipped model name and wrap it in a :class:`Segmenter`.
-
-    ``fill=False`` switches off the completion from the semantic mask (for images unlike the
-    model's training data, where that mask may spread beyond the nuclei). ``model="auto"``
-    gives an :class:`~sac.pipeline.choose.AutoSegmenter`: per image, the shipped specialist
-    for its type, each loaded with these settings on first use."""
+def load_segmenter(model: str | Path, device: str = "cpu",
+                   options: SegmentOptions | None = None,
+                   checkpoint: str | Path | None = None, **changes: Any) -> Any:
+    """Load a model folder or shipped model name and wrap it in a :class:`Segmenter` with
+    ``options`` (and ``changes`` to them by name, e.g. ``fill=False``: no completion from the
+    semantic mask, for images unlike the model's training data). ``model="auto"`` gives an
+    :class:`~sac.pipeline.choose.AutoSegmenter`: per image, the shipped specialist for its
+    type, each loaded with these settings on first use."""
     from sac.pipeline.choose import AUTO, AutoSegmenter
 
+    opts = (options or SegmentOptions()).replace(**changes)  # checked before any loading
     if str(model) == AUTO:
-        return AutoSegmenter(lambda name: load_segmenter(name, device, precision, checkpoint,
-                                                         fill, **kwargs))
-    sac_model = load_model(model, device, checkpoint)
-    if not fill:
-        kwargs["thresholds"] = sac_model.config.thresholds.without_fill()
-    return Segmenter(sac_model, precision=precision, **kwargs)
+        return AutoSegmenter(lambda name: load_segmenter(name, device, opts, checkpoint))
+    return Segmenter(load_model(model, device, checkpoint), opts)

@@ -336,20 +336,3 @@ def training_size(labels: list[np.ndarray]
     rng = None if not per_image else (round(float(np.percentile(per_image, 5)), 3),
                                       round(float(np.percentile(per_image, 95)), 3))
     return round(weighted_median(pooled), 3), rng
-
-
-def file_scale(model_scale: float, model_pixel_um: float | None, pixel_um: float | None
-               ) -> tuple[float | None, str]:
-    """The scale an image file's own pixel size implies for a model that records its pixel
-    size (the rule of the whole-slide path too), with a note for the summary; None when
-    either size is unknown or the file's is implausible for this model."""
-    from sac.core.errors import ConfigError
-    from sac.core.resample import input_scale
-
-    if pixel_um is None or model_pixel_um is None:
-        return None, ""
-    try:
-        found = input_scale(model_scale, model_pixel_um, pixel_size=pixel_um)
-    except ConfigError:
-        return None, f" (the file's pixel size {pixel_um:g} um is implausible here: ignored)"
-    return found, f" (from the file's pixel size, {pixel_um:g} um)"

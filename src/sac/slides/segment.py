@@ -19,6 +19,7 @@ optionally on a subset of the chunks (``select``, for job-array shards).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -29,17 +30,18 @@ from typing import Any, cast
 
 import numpy as np
 
-from sac.core.checks import number
 from sac.core.errors import ConfigError, InputError
 from sac.core.fileio import check_writable
 from sac.core.labels import relabel_sequential
 from sac.outputs.kinds import output_paths
 from sac.outputs.shapes import label_shapes
 from sac.outputs.table import measure_nuclei
+from sac.pipeline.scale import ScaleRequest, choose_scale, slide_scale
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import SizeEstimate
 from sac.slides import SlideTile, open_slide, slide_tiles, slide_tissue_mask, tile_has_tissue
 from sac.slides.grid import check_region
+from sac.slides.options import SlideOptions
 from sac.slides.parts import (
     PARTS_SUFFIX,
     assemble,
@@ -96,26 +98,6 @@ class SlidePlan:
         return self.mask is None or tile_has_tissue(self.mask[0], self.mask[1], *tile.bounds0)
 
 
-def choose_level(slide: Any, model_pixel_um: float | None, level: int | None,
-                 model_scale: float) -> tuple[int, float]:
-    """Processing level and the residual resampling factor for the segmenter.
-
-    With both pixel sizes known the level closest to (not coarser than) the model's pixel size
-    is read and resampled the rest of the way; else level ``level`` (default 0) at the model's
-    own input scale.
-    """
-    if level is not None:
-        if not 0 <= level < slide.level_count:
-            raise InputError(f"{slide.path}: level {level} does not exist (the slide has "
-                             f"{slide.level_count} levels, 0..{slide.level_count - 1})")
-        return level, model_scale
-    if slide.mpp is None or model_pixel_um is None:
-        return 0, model_scale
-    want = model_pixel_um / slide.mpp  # level-0 pixels per model pixel
-    lvl = slide.best_level_for_downsample(max(want, 1.0))
-    return lvl, float(slide.level_downsamples[lvl] / want)
-
-
 def _chunk_nuclei(seg: Segmenter, raw: np.ndarray, tile: SlideTile, scale: float,
                   pixel_um: float | None) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Segment one chunk (8-bit RGB as read); keep nuclei centred in its core; level-0
@@ -153,44 +135,47 @@ def plan_slide(
     seg: Segmenter,
     path: str | Path,
     out_dir: str | Path,
+    options: SlideOptions | None = None,
     *,
-    level: int | None = None,
-    region: tuple[int, int, int, int] | None = None,
-    chunk: int = 2048,
-    overlap: int = 128,
-    tissue: bool = True,
     save_geojson: bool = True,
     save_csv: bool = True,
     overwrite: bool = False,
-    scale: float | None = None,
+    scale: float | ScaleRequest | None = None,
     stem: str | None = None,
 ) -> SlidePlan:
     """Level, scale, chunk grid, tissue mask and resume folder of a slide (see
     :func:`segment_slide` for the arguments). The same arguments give the same plan in any
     process, so shards and workers agree on the chunks."""
+    opts = options or SlideOptions()
+    level, region = opts.level, opts.region
     path, out_dir = Path(path), Path(out_dir)
     stem = path.stem if stem is None else stem
     outputs = output_paths(out_dir, stem, [k for k, on in (("geojson", save_geojson),
                                                             ("csv", save_csv)) if on])
     for p in outputs.values():
         check_writable(p, overwrite)
+    request = ScaleRequest.of(scale)
     with open_slide(path) as slide:
         cfg = seg.config
-        lvl, auto_scale = choose_level(slide, cfg.pixel_size_um, level, cfg.input_scale)
-        res_scale = auto_scale if scale is None else scale
+        if level is not None and not 0 <= level < slide.level_count:
+            raise InputError(f"{slide.path}: level {level} does not exist (the slide has "
+                             f"{slide.level_count} levels, 0..{slide.level_count - 1})")
+        request = dataclasses.replace(request, file_pixel_size=slide.mpp)
+        lvl, res_scale, given = slide_scale(cfg, request, level, slide.level_downsamples,
+                                            slide.best_level_for_downsample)
         ds = float(slide.level_downsamples[lvl])
-        chunk, overlap = fit_chunk(slide.dimensions, region, ds, chunk, overlap)
+        chunk, overlap = fit_chunk(slide.dimensions, region, ds, opts.chunk, opts.overlap)
         tiles = slide_tiles(slide.dimensions, chunk, overlap, region, downsample=ds)
         pixel_um = None if slide.mpp is None else slide.mpp * ds
-        mask = _tissue(slide, path) if tissue else None
+        mask = _tissue(slide, path) if opts.tissue else None
         if mask is not None and not any(tile_has_tissue(mask[0], mask[1], *t.bounds0)
                                         for t in tiles):  # a blank slide: 0 nuclei, said
             where = "in the region" if region else "on the slide"
             log.warning("%s: no tissue found %s by the thumbnail tissue mask, so no nuclei; "
                         "for fluorescence or unusual stains pass --no-tissue-mask", path, where)
         size = None
-        known = level is not None or (slide.mpp is not None and cfg.pixel_size_um is not None)
-        if scale is None and not known and seg.auto_scale and cfg.nucleus_diameter:
+        if given.scale is None and level is None and seg.options.auto_scale and \
+                cfg.nucleus_diameter:
             size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
             res_scale = size.scale
         manifest = {"slide": str(path.resolve()), "dimensions": list(slide.dimensions),
@@ -235,25 +220,23 @@ def segment_slide(
     seg: Segmenter,
     path: str | Path,
     out_dir: str | Path,
+    options: SlideOptions | None = None,
     *,
-    level: int | None = None,
-    region: tuple[int, int, int, int] | None = None,
-    chunk: int = 2048,
-    overlap: int = 128,
-    tissue: bool = True,
     save_geojson: bool = True,
     save_csv: bool = True,
     return_labels: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    scale: float | None = None,
+    scale: float | ScaleRequest | None = None,
     stem: str | None = None,
     on_chunk: Callable[[SlideTile, str], None] | None = None,
     select: Callable[[SlideTile], bool] | None = None,
+    **changes: Any,
 ) -> SlideResult:
     """Segment a whole slide (or ``region`` x, y, w, h in level-0 pixels); see the module
     docstring. Writes ``<stem>.geojson`` and ``<stem>_nuclei.csv`` into ``out_dir`` (``stem``:
-    the slide file's, unless given).
+    the slide file's, unless given). ``options``: level, region, chunk grid and tissue mask
+    (:class:`SlideOptions`); ``changes``: some of them by name, over ``options``.
 
     ``on_chunk(tile, status)`` hears of each chunk once it is settled: ``"done"`` (segmented
     and its part written), ``"no tissue"`` or ``"resumed"`` (its part was already there); an
@@ -267,11 +250,9 @@ def segment_slide(
     if select is not None and return_labels:
         raise ConfigError("a label image of a slide needs every chunk in one process; "
                           "leave out --slide-labels when the chunks are split over shards")
-    number("chunk", chunk, 64, 16384, integer=True)
-    number("overlap", overlap, 0, chunk - 1, integer=True)
+    opts = (options or SlideOptions()).replace(**changes)
     t0 = time.perf_counter()
-    plan = plan_slide(seg, path, out_dir, level=level, region=region, chunk=chunk,
-                      overlap=overlap, tissue=tissue, save_geojson=save_geojson,
+    plan = plan_slide(seg, path, out_dir, opts, save_geojson=save_geojson,
                       save_csv=save_csv, overwrite=overwrite, scale=scale, stem=stem)
     tiles = plan.tiles
     labels = region_canvas(tiles) if return_labels else None
@@ -366,7 +347,7 @@ def _slide_size(seg: Segmenter, slide: Any, tiles: list[SlideTile], mask: Any, l
     found = []
     for tile in picked:
         raw = slide.read_region(*tile.location, tile.size, tile.size, level=lvl)
-        est = seg.scaled_maps(_to_float(raw))[2]
+        est = choose_scale(seg, _to_float(raw), ScaleRequest())[2]
         if est.diameter is not None:
             found.append(est)
     if not found:
