@@ -11,7 +11,6 @@ import pytest
 import torch
 from test_data import DSB, MONUSEG, make_dsb_sample, make_monuseg, rgb, save_png
 
-from sac.cli import evaluate as ev_cmd
 from sac.cli import main
 from sac.core.errors import ConfigError
 from sac.data import (
@@ -232,7 +231,9 @@ def test_evaluate_with_a_model_folder(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     folder = save_model(create_model(tiny=True), tmp_path / "model")
-    predict, config = ev_cmd.load_model_predict(str(folder), "cpu", "fp32", semantic=True)
+    from sac.metrics.evaluate import load_model_predict
+
+    predict, config = load_model_predict(str(folder), "cpu", "fp32", semantic=True)
     res = predict(np.zeros((40, 50, 3), np.uint8), "x")
     assert res.labels.shape == (40, 50) and res.semantic.shape == (40, 50)
     assert config["model"]["backbone"] == "lite_medsam"

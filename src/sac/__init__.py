@@ -8,7 +8,11 @@ stays cheap):
 - :func:`segment_slide` for whole slides, chunk by chunk;
 - :func:`load_sam` and :class:`SamPredictor` for SAM itself with your own prompts;
 - :func:`read_image` and :func:`write_labels_tif` for files;
-- :func:`train` to train a model, or fine-tune one on a few of your own images.
+- :class:`SegmentOptions` (how a segmenter runs), :class:`ScaleRequest` (what is known of an
+  image's scale) and :class:`SlideOptions` (how a slide is cut);
+- :func:`train` to train a model, or fine-tune one on a few of your own images;
+  :func:`tune` to choose its thresholds on validation images; :func:`evaluate` to score a
+  model or saved labels on a labelled dataset.
 
 Everything else lives in the stage packages (``sac.core``, ``sac.modeling``, ``sac.sam``,
 ``sac.model``, ``sac.pipeline``, ``sac.slides``, ``sac.outputs``, ``sac.data``,
@@ -36,6 +40,11 @@ _API = {
     "read_image": "sac.data.images",
     "write_labels_tif": "sac.outputs.images",
     "train": "sac.training.run",
+    "tune": "sac.training.tune_run",
+    "evaluate": "sac.metrics.evaluate",
+    "SegmentOptions": "sac.pipeline.options",
+    "ScaleRequest": "sac.pipeline.scale",
+    "SlideOptions": "sac.slides.options",
 }
 
 __all__ = ["__version__", *sorted(_API)]

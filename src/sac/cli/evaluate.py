@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from sac.cli.common import EPILOG, add_precision
+from sac.cli.common import EPILOG, add_precision, options_from
 from sac.core.checks import option
 from sac.core.errors import ConfigError
-from sac.data.open import FORMATS, open_dataset, resolve_split
+from sac.data.open import FORMATS
+from sac.metrics.evaluate import SUBSETS
 
-SUBSETS = ("val", "train", "all")
 MAX_LISTED = 20  # skipped images printed to the terminal (all of them are in the JSON)
 
 
@@ -53,72 +52,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="evaluate only the first N images (in name order)")
 
 
-def select_names(
-    dataset: Any, split: str | None, subset: str | None
-) -> tuple[list[str] | None, dict[str, Any]]:
-    """Names to evaluate (None = all) and a description of the selection for the report."""
-    if split is None:
-        if subset not in (None, "all"):
-            raise ConfigError(f"--subset {subset} needs --split (a split file or name)")
-        return None, {}
-    chosen = resolve_split(split)
-    subset = subset or "val"
-    names = {"train": chosen.train, "val": chosen.val, "all": chosen.train + chosen.val}[subset]
-    listed = set(dataset.names) | {p.name for p in dataset.problems}
-    if names and not listed & set(names):
-        raise ConfigError(
-            f"none of the {len(names)} {subset} images of split {split!r} is in {dataset.root}; "
-            "is it the split of this dataset?"
-        )
-    return sorted(names), {"split": split, "subset": subset}
-
-
-def load_model_predict(model: str, device: str, precision: str, semantic: bool = False,
-                       checkpoint: Path | None = None) -> tuple[Any, dict[str, Any]]:
-    """Load ``model`` and return its ``predict(image, name)`` function and its config."""
-    from sac.pipeline.segmenter import load_segmenter
-
-    segmenter = load_segmenter(model, device=device, precision=precision,
-                               checkpoint=checkpoint)
-
-    def predict(image: Any, name: str) -> Any:
-        return segmenter.segment(image, name, semantic=semantic)
-
-    return predict, segmenter.config_dict()
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the report; 1 if anything was skipped."""
     from sac.core.fileio import check_writable
-    from sac.metrics.report import evaluate_dataset, write_report
+    from sac.metrics.evaluate import evaluate
+    from sac.metrics.report import write_report
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     if args.output is not None:
         check_writable(args.output, args.overwrite)  # fail before a long evaluation
-    dataset = open_dataset(args.data, args.format)
-    names, selection = select_names(dataset, args.split, args.subset)
-    predict, model_config = None, None
-    if args.model is not None:
-        predict, config = load_model_predict(args.model, args.device, args.precision,
-                                             args.semantic,
-                                             args.sam_checkpoint)
-        model_config = {"model": str(args.model), "device": args.device,
-                        "precision": args.precision, "config": config}
-    report = evaluate_dataset(
-        dataset,
-        predict=predict,
-        predictions_dir=args.predictions,
-        progress=sys.stderr.isatty(),
-        names=names,
-        limit=args.limit,
-    )
-    report.dataset.update({"format": args.format, **selection})
-    if args.model is not None:
-        report.predictions = f"model {args.model}"
+    report = evaluate(args.data, args.format, model=args.model, predictions=args.predictions,
+                      split=args.split, subset=args.subset, limit=args.limit,
+                      device=args.device, options=options_from(args), semantic=args.semantic,
+                      checkpoint=args.sam_checkpoint, progress=sys.stderr.isatty())
     print(report.format_table())
     if args.output is not None:
-        write_report(args.output, report, model_config, args.overwrite)
+        write_report(args.output, report, overwrite=args.overwrite)
         print(f"wrote {args.output}")
     if report.skipped:
         print(f"sac evaluate: skipped {report.n_skipped} of "

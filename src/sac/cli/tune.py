@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from sac.cli.common import EPILOG, add_precision
 from sac.core.checks import option
-from sac.core.errors import ConfigError, InputError
-from sac.data.open import FORMATS, open_dataset, resolve_split
+from sac.core.errors import ConfigError
+from sac.data.open import FORMATS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,35 +58,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the validation images, tune, save."""
-    from sac.core.device import resolve_device, use_bf16
-    from sac.model import read_config, resolve_model
-    from sac.model.store import is_shipped
-    from sac.training.sampler import load_images, require_nuclei
-    from sac.training.tune import DEFAULT_SETTINGS, at_own_size, describe, tune_model_folder
+    """Tune and save (:func:`sac.training.tune_run.tune`); 1 if an image was skipped."""
+    from sac.model import resolve_model
+    from sac.training.tune import describe
+    from sac.training.tune_run import tune
 
-    folder = resolve_model(args.model)
-    if args.output is None and is_shipped(folder):
-        raise ConfigError(f"{args.model} is a model shipped with sac and is read-only; pass "
-                          "-o FOLDER to write the tuned copy there")
-    if args.output is not None and args.output.exists():
-        raise InputError(f"{args.output} already exists; choose a new folder for -o")
-    scale = read_config(folder).input_scale
-    dataset = open_dataset(args.data, args.format)
-    images, problems = load_images(dataset, list(resolve_split(args.split).val), scale,
-                                   args.limit)
-    for msg in problems:
-        print(f"sac tune: skipped {msg}", file=sys.stderr)
-    if not images:
-        raise InputError("no usable validation images to tune on")
-    require_nuclei(images, "validation")
     if args.no_mask and args.settings:
         raise ConfigError("--no-mask tunes no whole-pipeline settings; drop it or --settings")
-    settings = () if args.no_mask else tuple(args.settings or DEFAULT_SETTINGS)
-    whole = settings or not args.no_fill  # whole-pipeline stages score at own size
-    full = at_own_size(dataset, images, scale) if whole else None
-    bf16 = use_bf16(args.precision, resolve_device("cpu"))
-    s = tune_model_folder(folder, images, args.output, bf16, fill=not args.no_fill,
-                          full=full, settings=settings, target=args.metric)
-    print(f"{describe(s)}; saved {args.output or folder}")
+    settings = () if args.no_mask else args.settings
+    record, problems = tune(args.model, args.data, args.format, args.split, output=args.output,
+                            limit=args.limit, precision=args.precision, fill=not args.no_fill,
+                            settings=settings, metric=args.metric)
+    print(f"{describe(record)}; saved {args.output or resolve_model(args.model)}")
     return 1 if problems else 0

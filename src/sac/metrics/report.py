@@ -107,6 +107,7 @@ class EvaluationReport:
     wall_time_s: float
     predictions: str
     dataset: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None  # the model and settings that predicted, if one did
 
     @property
     def n_scored(self) -> int:
@@ -117,7 +118,9 @@ class EvaluationReport:
         return len(self.skipped)
 
     def to_json_dict(self, model_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Everything as one JSON-serialisable dict (``model_config`` goes under ``"model"``)."""
+        """Everything as one JSON-serialisable dict (``model_config``, else :attr:`model`,
+        goes under ``"model"``)."""
+        model_config = model_config if model_config is not None else self.model
         return {
             "format": REPORT_FORMAT,
             "sac_version": __version__,
