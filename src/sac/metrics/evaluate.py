@@ -69,7 +69,7 @@ def evaluate(data: str | Path, format: str, *, model: str | Path | None = None,
     ``limit``. The report's ``model`` records the model and its settings."""
     if (model is None) == (predictions is None):
         raise ConfigError("pass exactly one of model= and predictions=")
-    dataset = open_dataset(data, format)
+    dataset = open_dataset(Path(data), format)
     names, selection = select_names(dataset, split, subset)
     predict, record = None, None
     if model is not None:

@@ -46,7 +46,7 @@ def tune(model: str | Path, data: str | Path, format: str, split: str, *,
     if out is not None and out.exists():
         raise InputError(f"{out} already exists; choose a new folder for -o")
     scale = read_config(folder).input_scale
-    dataset = open_dataset(data, format)
+    dataset = open_dataset(Path(data), format)
     images, problems = load_images(dataset, list(resolve_split(split).val), scale, limit)
     for msg in problems:
         say(f"sac tune: skipped {msg}")
