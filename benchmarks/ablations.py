@@ -20,7 +20,7 @@ colon, liver and stomach never seen in training), e.g. to ask whether ``--augmen
 carries better to new tissue: ``--split monuseg-organs --only lora_rank_4 augment_robust
 --tag organs`` (one split per results file: give each its own ``--tag``).
 
-Writes ``results/ablations_<mode>[_<tag>].{json,md}``.
+Writes ``results/ablations/ablations_<mode>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

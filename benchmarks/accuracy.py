@@ -19,7 +19,7 @@ Where the split records image types (DSB 2018: fluorescence, histology, brightfi
 method also gets one row per type.
 
 Run: ``.venv/bin/python benchmarks/accuracy.py --dataset monuseg --model PATH``. Writes
-``results/accuracy_<dataset>[_<tag>].{json,md}``.
+``results/accuracy/accuracy_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ bright-field images (where the choice between them is open). From these per-imag
 * ``H&E model on everything``: the old default, where it was run.
 
 Run: ``.venv/bin/python benchmarks/auto_model.py --dataset dsb2018 --bf16``. Writes
-``results/auto_model_<dataset>[_<tag>].{json,md}``: rows per option and image type.
+``results/auto_model/auto_model_<dataset>[_<tag>].{json,md}``: rows per option and image type.
 """
 
 from __future__ import annotations

@@ -17,7 +17,19 @@ import torch
 from sac.cli.common import add_precision
 from sac.core.fileio import atomic_path
 
-RESULTS = Path(__file__).parent / "results"
+
+
+def _script() -> str:
+    """The running benchmark script's name (its results folder)."""
+    import sys
+
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    return Path(main).stem if main else "interactive"
+
+
+#: this script's results folder: one per script, ``results/<script>/``; superseded results
+#: live in ``results/archive/``
+RESULTS = Path(__file__).parent / "results" / _script()
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: dataset name -> (reader format, default folder); the built-in split has the same name
 DATASETS = {"monuseg": ("monuseg", DATA / "monuseg" / "train"),
@@ -109,8 +121,8 @@ def seed_summary(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]
 
 def write_results(name: str, info: dict[str, object], rows: list[dict[str, object]],
                   columns: list[str], title: str) -> tuple[Path, Path]:
-    """Write ``results/<name>.json`` and ``results/<name>.md`` (a table with a machine header)."""
-    RESULTS.mkdir(exist_ok=True)
+    """Write ``results/<script>/<name>.json`` and ``.md`` (a table with a machine header)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
     js = RESULTS / f"{name}.json"
     md = RESULTS / f"{name}.md"
     _write_atomic(js, json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")

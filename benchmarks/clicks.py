@@ -16,7 +16,7 @@ negative points; ``model``: the model's own setting) clicks the same targets on 
 segmentation, so the settings differ only in the prompts of added nuclei.
 
 Run: ``.venv/bin/python benchmarks/clicks.py [--model NAME_OR_FOLDER ...]
-[--neighbour-negatives model 0 2]``. Writes ``results/clicks[_TAG].{json,md}``.
+[--neighbour-negatives model 0 2]``. Writes ``results/clicks/clicks[_TAG].{json,md}``.
 """
 
 from __future__ import annotations

@@ -7,27 +7,23 @@ the default settings (automatic scale); the row reports nuclei found, nuclei mat
 >= 0.5, the median matched IoU, the estimated diameter and the scale used.
 
 Run: ``.venv/bin/python benchmarks/contrast.py --model sac-lite-dsb2018 --model PATH``.
-Writes ``results/contrast[_<tag>].{json,md}``.
+Writes ``results/contrast/contrast[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sac.data.synthetic import grid_disks, matched_ious
 from sac.model import load_model
 from sac.pipeline.segmenter import Segmenter
 
 from bench_common import machine_info, write_results
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from synthetic import grid_disks, matched_ious
 
 RADII = (4, 6, 10, 20, 40, 60)
 

@@ -17,7 +17,7 @@ Variants are ``NAME=CENTRE:WIDTHS``, e.g. ``distance=distance:16,32,64,128`` (CE
 Run: ``.venv/bin/python benchmarks/detection.py --dataset monuseg --model sac-lite-monuseg
 --steps 2000 --seeds 0 1 --bf16``; ``--save DIR`` keeps each variant's model folder (no size
 head: ``scripts/fit_size_head.py`` fits one). Writes
-``results/detection_<dataset>[_<tag>].{json,md}``.
+``results/detection/detection_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

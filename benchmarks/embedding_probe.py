@@ -22,7 +22,7 @@ pipeline would have to run the encoder before the generator.
 
 Run: ``.venv/bin/python benchmarks/embedding_probe.py --dataset monuseg --model
 sac-lite-monuseg --steps 1500 --seeds 0 --bf16``. Writes
-``results/embedding_probe_<dataset>[_<tag>].{json,md}``.
+``results/embedding_probe/embedding_probe_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

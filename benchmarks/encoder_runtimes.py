@@ -10,7 +10,7 @@ embedding token to torch fp32's. Conversion times (export, quantization) are rep
 Whole-pipeline accuracy of the kept runtimes is in ``speed.py``'s results.
 
 Run: ``.venv/bin/python benchmarks/encoder_runtimes.py --model sac-lite-monuseg``.
-Writes ``results/encoder_runtimes[_<tag>].{json,md}``.
+Writes ``results/encoder_runtimes/encoder_runtimes[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

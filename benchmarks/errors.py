@@ -14,7 +14,7 @@ score filter afterwards gives what segmenting with it gives (up to the completio
 Run: ``.venv/bin/python benchmarks/errors.py --dataset monuseg --model sac-lite-monuseg --bf16
 --predictions cellpose=../peers/runs/cellpose-monuseg/predictions``. Saved predictions are
 ``<name>_labels.tif`` files, as ``sac evaluate --predictions`` reads them. Writes
-``results/errors_<dataset>[_<tag>].{json,md}``.
+``results/errors/errors_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Does the evidence check (no nuclei without contrast above noise) cost real images anything?
 
-Two parts, written to ``results/evidence_<dataset>[_<tag>].{json,md}``:
+Two parts, written to ``results/evidence/evidence_<dataset>[_<tag>].{json,md}``:
 
 1. the contrast-to-noise ratio (:func:`sac.pipeline.evidence.image_evidence`) of every image
    of the dataset (training and validation), against the threshold under which an image

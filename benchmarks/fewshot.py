@@ -19,7 +19,7 @@ trained. Runs go to ``--runs`` (outside the repository) and are skipped when fin
 interrupted benchmark continues where it stopped.
 
 Run: ``.venv/bin/python benchmarks/fewshot.py --target bitdepth --shots 1 2 5 10 --draws 3``.
-Writes ``results/fewshot_<target>[_<tag>].{json,md}``.
+Writes ``results/fewshot/fewshot_<target>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

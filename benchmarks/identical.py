@@ -6,7 +6,7 @@ For a refactoring that must not change behaviour. The reference commit is checke
 temporary git worktree; each tree runs in its own process through the CLI only, so the script
 works whatever the package layout of either tree. Compared: the label images (pixel for pixel),
 the per-nucleus CSV (text) and the GeoJSON features (parsed). Writes
-``benchmarks/results/identical.{json,md}``; exits 1 when anything differs.
+``benchmarks/results/identical/identical.{json,md}``; exits 1 when anything differs.
 
     python benchmarks/identical.py --reference d84a334
 """

@@ -7,7 +7,7 @@ machine (the standalone generator stage, if any, counted at the start;
 validation time excluded). ``core-hours`` = wall hours x torch threads.
 
 Run: ``.venv/bin/python benchmarks/learning_curve.py NAME=RUN_DIR [NAME=RUN_DIR ...] --tag
-monuseg``. Writes ``results/learning_curve_<tag>.{png,json,md}``. Needs matplotlib
+monuseg``. Writes ``results/learning_curve/learning_curve_<tag>.{png,json,md}``. Needs matplotlib
 (``pip install 'segment-any-cell[bench]'``).
 """
 
@@ -84,7 +84,7 @@ def main() -> None:
     axes[0, 0].legend()
     fig.suptitle(f"Learning curves ({args.tag}): full-pipeline metrics on the validation split")
     fig.tight_layout()
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     png = RESULTS / f"learning_curve_{args.tag}.png"
     fig.savefig(png, dpi=100)
     info = machine_info()

@@ -9,7 +9,7 @@ StarDist's or cellpose's, from ``benchmarks/peers/``). Each is refined with ever
 :class:`sac.pipeline.refine.RefineSettings`' defaults) and scored against the truth.
 
 Run: ``.venv/bin/python benchmarks/refine.py --dataset monuseg --model sac-lite-monuseg``.
-Writes ``results/refine_<dataset>[_<tag>].{json,md}``.
+Writes ``results/refine/refine_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ masks back to the input size:
 
 Each row gives the accuracy and the seconds per image end to end (image in memory, labels
 out). Run: ``.venv/bin/python benchmarks/resolution.py --dataset monuseg --model
-sac-lite-monuseg --bf16``. Writes ``results/resolution_<dataset>[_<tag>].{json,md}``.
+sac-lite-monuseg --bf16``. Writes ``results/resolution/resolution_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ score on that grid. The gap between it and 1x is what the coarser grid itself co
 1-px boundary error weighs more on smaller nuclei), not the segmenter.
 
 Run: ``.venv/bin/python benchmarks/scale.py --dataset dsb2018 --model sac-lite-dsb2018 --bf16
-[--limit N]``. Writes ``results/scale_<dataset>[_<tag>].{json,md,png}`` (the PNG needs
+[--limit N]``. Writes ``results/scale/scale_<dataset>[_<tag>].{json,md,png}`` (the PNG needs
 matplotlib: ``pip install 'segment-any-cell[bench]'``).
 """
 

@@ -11,7 +11,7 @@ summary then scores trigger bands: an image is resampled when its estimate lies 
 Run: ``.venv/bin/python benchmarks/scale_trigger.py --dataset dsb2018 --model sac-lite-dsb2018
 --bf16 --limit 30 --factors 1 0.5`` (per-image rows go to ``--rows``, one JSON line each,
 appended, so a stopped run resumes); ``--summarize`` only scores the bands from those rows.
-Writes ``results/scale_trigger_<dataset>.{json,md}``.
+Writes ``results/scale_trigger/scale_trigger_<dataset>.{json,md}``.
 """
 
 from __future__ import annotations

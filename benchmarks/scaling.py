@@ -10,7 +10,7 @@ pays them once. Training rows run ``sac train`` for a few steps on the MoNuSeg t
 with one process (batch 2) and with ``--nproc 2`` (batch 1 each, the same 2 crops per step);
 steps per minute come from the run's own epoch timer, so data loading and validation are out.
 
-Run: ``.venv/bin/python benchmarks/scaling.py``. Writes ``results/scaling.{json,md}``.
+Run: ``.venv/bin/python benchmarks/scaling.py``. Writes ``results/scaling/scaling.{json,md}``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ images' area), of the whole slide per second, chunks segmented and skipped, nucl
 the mean AJI of the slide's labels over the validation images' cells against their labels.
 
 Run: ``.venv/bin/python benchmarks/slide_speed.py --model sac-lite-monuseg
-``. Writes ``results/slide_speed[_<tag>].{json,md}``.
+``. Writes ``results/slide_speed/slide_speed[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ a tile of fat or stroma. Per window and factor:
   window cut from the whole image's segmentation (the same nuclei segmented in context).
 
 Run: ``.venv/bin/python benchmarks/sparse.py --dataset dsb2018 --model sac-lite-dsb2018 --bf16
-[--limit 50]``. Writes ``results/sparse_<dataset>[_<tag>].{json,md}`` (a summary row per
+[--limit 50]``. Writes ``results/sparse/sparse_<dataset>[_<tag>].{json,md}`` (a summary row per
 factor) and ``..._tiles.json`` (every window).
 """
 

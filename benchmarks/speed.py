@@ -21,7 +21,7 @@ precision in each variant there).
 
 Run: ``.venv/bin/python benchmarks/speed.py --dataset monuseg --model sac-lite-monuseg
 --variant before:tile=256 --variant now:tile=1024``.
-Writes ``results/speed_<dataset>[_<tag>].{json,md}``.
+Writes ``results/speed/speed_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ of bright nuclei at foreground cuts 0.5 / 0.6 / 0.7 (the top of ``sac tune``'s g
 
 ``--margins mirror`` replaces the faded margins (:func:`sac.core.tiles.pad_faded`, used for
 the gaps of a folded strip and for thin generator tiles) by a plain mirror, as before they
-were faded, to measure what the fade changes. Writes ``results/strip_<model>[_mirror].{json,md}``.
+were faded, to measure what the fade changes. Writes ``results/strip/strip_<model>[_mirror].{json,md}``.
 Run: ``.venv/bin/python benchmarks/strip.py --model sac-lite-dsb2018 [--margins mirror]``.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -24,14 +23,12 @@ import numpy as np
 import sac.pipeline.fold as fold_module
 import sac.pipeline.maps as maps_module
 import sac.pipeline.segmenter as segment_module
+from sac.data.synthetic import disk_strip
 from sac.metrics import evaluate_pair
 from sac.model import load_model
 from sac.pipeline.segmenter import Segmenter
 
 from bench_common import machine_info, write_results
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from synthetic import disk_strip
 
 SHAPES = [(20, 4000), (40, 3000), (96, 3000), (20, 600)]
 CUTS = (0.5, 0.6, 0.7)

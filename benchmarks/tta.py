@@ -7,7 +7,7 @@ without augmentation. Rows: accuracy (per image type where the split records typ
 seconds per image, in total and in the generator stage (which includes the size estimate).
 
 Run: ``.venv/bin/python benchmarks/tta.py --dataset monuseg --model sac-lite-monuseg --bf16``.
-Writes ``results/tta_<dataset>[_<tag>].{json,md}``.
+Writes ``results/tta/tta_<dataset>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_a_positive_click_adds_the_missed_disk(case, n) -> None:
 def test_negatives_the_model_never_saw_may_lose_the_nucleus_but_touch_nothing_else(case
                                                                                    ) -> None:
     """The shipped model was trained with positives only; two neighbour negatives are
-    outside what it learnt (benchmarks/results/clicks_negatives.md: worse added nuclei), so
+    outside what it learnt (benchmarks/results/clicks/clicks_negatives.md: worse added nuclei), so
     the click may add nothing, but it must never change the other labels."""
     seg, image, truth, labels = case
     assert seg.config.prompts.neighbour_negatives == 0

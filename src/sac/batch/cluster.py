@@ -40,6 +40,7 @@ from sac.batch.run import BatchReport, Progress
 from sac.batch.settings import SegmentSettings, cached_segmenter, load_count
 from sac.core.checks import number
 from sac.core.errors import ConfigError, SACError
+from sac.pipeline.choose import AnySegmenter
 
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster",
             "sge": "SGECluster"}
@@ -228,7 +229,8 @@ class _Slide:
 def run_dask(cluster: Cluster, files: list[Path], stems: dict[Path, str],
              settings: SegmentSettings, quiet: bool = False,
              image_fn: Callable[..., Any] = image_task,
-             chunk_fn: Callable[..., Any] = chunk_task, seg: Any = None) -> BatchReport:
+             chunk_fn: Callable[..., Any] = chunk_task, seg: AnySegmenter | None = None
+             ) -> BatchReport:
     """Segment ``files`` on the cluster's workers; see the module docstring. ``seg`` (this
     process's segmenter, loaded if needed) plans whole slides."""
     distributed = _need_dask()
@@ -282,7 +284,7 @@ def run_dask(cluster: Cluster, files: list[Path], stems: dict[Path, str],
     return report
 
 
-def _plan(path: Path, stem: str, settings: SegmentSettings, seg: Any) -> _Slide:
+def _plan(path: Path, stem: str, settings: SegmentSettings, seg: AnySegmenter) -> _Slide:
     """The client plans each slide (level, scale, chunks, resume folder) with its own model."""
     from sac.slides.segment import plan_slide
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +23,12 @@ from sac.core.errors import SACError
 from sac.core.fileio import check_writable
 from sac.data.images import SLIDE_SUFFIXES, TIFF_SUFFIXES
 from sac.outputs.kinds import KINDS, output_paths
+from sac.pipeline.choose import AnySegmenter
 from sac.pipeline.scale import ScaleRequest, given_scale
+
+if TYPE_CHECKING:
+    from sac.pipeline.result import SegmentResult
+    from sac.pipeline.segmenter import Segmenter
 
 
 def is_slide(path: Path, settings: SegmentSettings) -> bool:
@@ -84,12 +89,12 @@ class ImageOutcome:
     """A segmented image, ready to be written."""
 
     image: np.ndarray
-    result: Any  # sac.pipeline.result.SegmentResult
+    result: SegmentResult
     pixel_size_um: float | None
     note: str = ""  # what the file's pixel size did to the scale, for the summary line
 
 
-def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: Any
+def segment_image(path: Path, stem: str, settings: SegmentSettings, seg: AnySegmenter
                   ) -> ImageOutcome:
     """Read and segment one image; writes nothing."""
     from sac.data.images import plausible_pixel_size, read_image
@@ -131,10 +136,11 @@ def write_image(outcome: ImageOutcome, stem: str, settings: SegmentSettings,
     write_outputs(outs, outcome.image, outcome.result, outcome.pixel_size_um, stem,
                   settings.overwrite, written)
     res = outcome.result
-    return res.n_nuclei, f"{outs['labels']}; {res.size.describe()}{outcome.note}"
+    size = "" if res.size is None else res.size.describe()
+    return res.n_nuclei, f"{outs['labels']}; {size}{outcome.note}"
 
 
-def slide_segmenter(seg: Any) -> Any:
+def slide_segmenter(seg: AnySegmenter) -> Segmenter:
     """The segmenter a whole slide gets: ``--model auto`` reads slides as bright-field
     stains (:meth:`~sac.pipeline.choose.AutoSegmenter.for_slides`)."""
     from sac.pipeline.choose import AutoSegmenter
@@ -142,7 +148,7 @@ def slide_segmenter(seg: Any) -> Any:
     return seg.for_slides() if isinstance(seg, AutoSegmenter) else seg
 
 
-def process_slide(path: Path, stem: str, settings: SegmentSettings, seg: Any,
+def process_slide(path: Path, stem: str, settings: SegmentSettings, seg: AnySegmenter,
                   progress: bool = True, select: Callable[[Any], bool] | None = None
                   ) -> tuple[int, str]:
     """Segment a whole slide in this process (``select``: only those chunks); returns
@@ -175,7 +181,7 @@ def describe_slide(res: Any) -> str:
             f"{res.n_resumed} resumed){size}")
 
 
-def process_input(path: Path, stem: str, settings: SegmentSettings, seg: Any,
+def process_input(path: Path, stem: str, settings: SegmentSettings, seg: AnySegmenter,
                   written: list[Path], progress: bool = True,
                   select: Callable[[Any], bool] | None = None) -> tuple[int, str]:
     """Segment one input and write its outputs in this process; returns (nuclei, where)."""

@@ -11,12 +11,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sac.batch.jobs import as_sac_error, is_slide, named, process_input
 from sac.batch.settings import SegmentSettings, cached_segmenter
 from sac.batch.shard import Shard
 from sac.core.errors import SACError
+from sac.pipeline.choose import AnySegmenter
 
 
 @dataclass
@@ -60,7 +60,8 @@ class Progress:
 
 
 def run_local(files: list[Path], stems: dict[Path, str], settings: SegmentSettings,
-              shard: Shard | None = None, quiet: bool = False, seg: Any = None
+              shard: Shard | None = None, quiet: bool = False,
+              seg: AnySegmenter | None = None
               ) -> BatchReport:
     """Segment ``files`` one after another in this process (a shard's share of them)."""
     t0 = time.perf_counter()

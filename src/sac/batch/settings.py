@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sac.pipeline.choose import DEFAULT_MODEL
+from sac.pipeline.choose import DEFAULT_MODEL, AnySegmenter
 from sac.pipeline.options import SegmentOptions
 from sac.slides.options import SlideOptions
 
@@ -68,11 +68,11 @@ def _stamp(model: str) -> tuple[Any, ...]:
 
 
 _LOCK = threading.Lock()
-_SEGMENTERS: dict[tuple[Any, ...], Any] = {}
+_SEGMENTERS: dict[tuple[Any, ...], AnySegmenter] = {}
 LOADS: list[tuple[Any, ...]] = []  # every load in this process, for tests and reports
 
 
-def cached_segmenter(settings: SegmentSettings) -> Any:
+def cached_segmenter(settings: SegmentSettings) -> AnySegmenter:
     """This process's segmenter for ``settings``, loaded on first use and then reused.
 
     Sets the torch threads in the calling thread each time: a Dask worker runs tasks in its
@@ -92,7 +92,7 @@ def cached_segmenter(settings: SegmentSettings) -> Any:
         return seg
 
 
-def load_for(settings: SegmentSettings) -> Any:
+def load_for(settings: SegmentSettings) -> AnySegmenter:
     """A new :class:`~sac.pipeline.segmenter.Segmenter` for ``settings`` (for ``--model
     auto``, a :class:`~sac.pipeline.choose.AutoSegmenter` that loads each specialist with
     the same settings on first use)."""

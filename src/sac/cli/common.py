@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from sac.pipeline.options import SegmentOptions
 
 EPILOG = (
     "exit codes: 0 ok, 1 failure, 2 bad input, 3 weights missing/invalid, 4 bad option, "
@@ -76,7 +79,7 @@ def add_segment_options(p: argparse.ArgumentParser | argparse._ArgumentGroup,
                            help="same as --precision bf16")
 
 
-def options_from(args: argparse.Namespace) -> Any:
+def options_from(args: argparse.Namespace) -> SegmentOptions:
     """The :class:`~sac.pipeline.options.SegmentOptions` of the parsed flags (defaults for
     those the command does not have)."""
     from sac.pipeline.options import SegmentOptions, option_flags

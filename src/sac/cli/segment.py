@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sac.cli.common import (
     EPILOG,
@@ -26,6 +26,9 @@ from sac.core.errors import ConfigError, InputError, SACError
 from sac.outputs.kinds import IMAGE_ENDINGS, OPTIONAL
 from sac.pipeline.choose import DEFAULT_MODEL
 from sac.slides.options import CHUNK, SlideOptions
+
+if TYPE_CHECKING:
+    from sac.batch.settings import SegmentSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "walltime, queue, ..., and jobs: how many to start)")
 
 
-def settings_from(args: argparse.Namespace) -> Any:
+def settings_from(args: argparse.Namespace) -> SegmentSettings:
     """The run's :class:`~sac.batch.settings.SegmentSettings` from the parsed options."""
     from sac.batch.settings import SegmentSettings
 

@@ -11,11 +11,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sac.core.errors import SACError
+
+if TYPE_CHECKING:
+    from sac.pipeline.choose import AnySegmenter
+    from sac.pipeline.segmenter import Segmenter
 
 #: model folders fine-tuned in this session (Train widget), newest last
 TRAINED: list[str] = []
@@ -84,7 +88,7 @@ def fine_tune(pairs: list[tuple[np.ndarray, np.ndarray]], base: str, run_dir: Pa
     return result.model_dir
 
 
-def concrete(seg: Any, image: np.ndarray) -> tuple[Any, str | None]:
+def concrete(seg: AnySegmenter, image: np.ndarray) -> tuple[Segmenter, str | None]:
     """The segmenter that works on ``image`` and, for ``auto``, the model it chose."""
     from sac.pipeline.choose import concrete as for_image
 
@@ -96,7 +100,7 @@ class Cancelled(SACError):
 
 
 def segmenter(model: str, device: str = "cpu", precision: str = "auto",
-              tile_size: int | None = None, fill: bool = True) -> Any:
+              tile_size: int | None = None, fill: bool = True) -> AnySegmenter:
     """A segmenter for these settings, loaded once per session and then reused (the click
     corrector's embedding cache is keyed by it): the process's one model cache,
     :func:`sac.batch.settings.cached_segmenter`. ``fill=False``: no completion from the
@@ -122,7 +126,8 @@ class SegmentOutput:
     model: str | None = None  # the model ``auto`` chose for this image
 
 
-def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: bool = False,
+def segment(seg: AnySegmenter, image: np.ndarray, scale: float | None = None,
+            semantic: bool = False,
             prompts: bool = False, cancel: threading.Event | None = None,
             progress: Callable[[str, int, int], None] | None = None,
             pixel_size: float | None = None, file_pixel_size: float | None = None
@@ -153,7 +158,7 @@ def segment(seg: Any, image: np.ndarray, scale: float | None = None, semantic: b
     return SegmentOutput(res.labels, res.semantic, res.scores, used, pos, neg, chosen)
 
 
-def prompt_points(seg: Any, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def prompt_points(seg: Segmenter, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """The positive and negative points of SAC's instance prompt sets, (row, col) in image
     pixels, as the generator chose them at ``scale``."""
     from sac.core.images import as_model_rgb
@@ -174,7 +179,7 @@ def prompt_points(seg: Any, image: np.ndarray, scale: float) -> tuple[np.ndarray
     return rc[lab == 1], neg
 
 
-def refine(seg: Any, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+def refine(seg: AnySegmenter, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
     """SAM's outlines for the nuclei of a Labels layer (``sac refine``), ids kept; the new
     labels and a one-line summary."""
     from sac.pipeline.refine import refine_labels

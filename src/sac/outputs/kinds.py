@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sac.pipeline.result import SegmentResult
 
 #: a writer: (path, image, result, pixel size in um or None, stem, overwrite) -> the file
 Writer = Callable[[Path, np.ndarray, Any, "float | None", str, bool], Path]
@@ -34,30 +37,31 @@ class OutputKind:
     gui_export: bool = True  # offered by the napari Export widget (a layer's nuclei)
 
 
-def _labels(path: Path, image: np.ndarray, result: Any, pixel: float | None, stem: str,
-            overwrite: bool) -> Path:
+def _labels(path: Path, image: np.ndarray, result: SegmentResult,
+            pixel: float | None, stem: str, overwrite: bool) -> Path:
     from sac.outputs.images import write_labels_tif
 
     return write_labels_tif(path, result.labels, overwrite, pixel)
 
 
-def _semantic(path: Path, image: np.ndarray, result: Any, pixel: float | None, stem: str,
-              overwrite: bool) -> Path:
+def _semantic(path: Path, image: np.ndarray, result: SegmentResult,
+              pixel: float | None, stem: str, overwrite: bool) -> Path:
     from sac.outputs.images import write_png
 
+    assert result.semantic is not None  # write_outputs skips this kind without one
     return write_png(path, result.semantic.astype("uint8") * 255, overwrite)
 
 
-def _overlay(path: Path, image: np.ndarray, result: Any, pixel: float | None, stem: str,
-             overwrite: bool) -> Path:
+def _overlay(path: Path, image: np.ndarray, result: SegmentResult,
+             pixel: float | None, stem: str, overwrite: bool) -> Path:
     from sac.core.images import to_rgb_float
     from sac.outputs.images import outline_overlay, write_png
 
     return write_png(path, outline_overlay(to_rgb_float(image), result.labels), overwrite)
 
 
-def _geojson(path: Path, image: np.ndarray, result: Any, pixel: float | None, stem: str,
-             overwrite: bool) -> Path:
+def _geojson(path: Path, image: np.ndarray, result: SegmentResult,
+             pixel: float | None, stem: str, overwrite: bool) -> Path:
     from sac.outputs.geojson import write_geojson
 
     meta = None if result.size is None else {"size": result.size.to_dict()}
@@ -65,15 +69,15 @@ def _geojson(path: Path, image: np.ndarray, result: Any, pixel: float | None, st
                          overwrite=overwrite, id_namespace=stem, metadata=meta)
 
 
-def _rois(path: Path, image: np.ndarray, result: Any, pixel: float | None, stem: str,
-          overwrite: bool) -> Path:
+def _rois(path: Path, image: np.ndarray, result: SegmentResult,
+          pixel: float | None, stem: str, overwrite: bool) -> Path:
     from sac.outputs.rois import write_imagej_rois
 
     return write_imagej_rois(path, result.labels, overwrite=overwrite)
 
 
-def _csv(path: Path, image: np.ndarray, result: Any, pixel: float | None, stem: str,
-         overwrite: bool) -> Path:
+def _csv(path: Path, image: np.ndarray, result: SegmentResult,
+         pixel: float | None, stem: str, overwrite: bool) -> Path:
     from sac.outputs.table import measure_nuclei, write_csv
 
     rows = measure_nuclei(result.labels, image, result.scores, pixel)

@@ -8,12 +8,15 @@ record how the image was resampled.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from sac.pipeline.result import SegmentResult
 
-def write_outputs(paths: dict[str, Path], image: np.ndarray, result: Any,
+
+def write_outputs(paths: dict[str, Path], image: np.ndarray, result: SegmentResult,
                   pixel_size_um: float | None, stem: str, overwrite: bool = False,
                   written: list[Path] | None = None) -> list[Path]:
     """Write each output of ``paths`` (kinds of :data:`sac.outputs.kinds.KINDS`, in their

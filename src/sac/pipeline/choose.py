@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from sac.core.images import image_type
 from sac.pipeline.result import SegmentResult
+
+if TYPE_CHECKING:
+    from sac.pipeline.segmenter import Segmenter
 
 AUTO = "auto"
 #: the model of ``sac segment``, ``sac refine`` and the napari widgets when none is named
@@ -28,7 +31,8 @@ MODEL_FOR = {"histology": "sac-lite-monuseg", "brightfield": "sac-lite-dsb2018",
              "fluorescence": "sac-lite-dsb2018"}
 
 
-def concrete(seg: Any, image: np.ndarray, source: str = "image") -> tuple[Any, str | None]:
+def concrete(seg: AnySegmenter, image: np.ndarray, source: str = "image"
+             ) -> tuple[Segmenter, str | None]:
     """The segmenter that works on ``image`` and, for an :class:`AutoSegmenter`, the name of
     the model it chose (None otherwise)."""
     if isinstance(seg, AutoSegmenter):
@@ -43,12 +47,12 @@ class AutoSegmenter:
     ``load(name)`` makes the segmenter of a shipped model (with the caller's settings); the
     result's size note starts with the model used and why."""
 
-    def __init__(self, load: Callable[[str], Any]) -> None:
+    def __init__(self, load: Callable[[str], Segmenter]) -> None:
         self._load = load
-        self._segmenters: dict[str, Any] = {}
+        self._segmenters: dict[str, Segmenter] = {}
         self._lock = threading.Lock()
 
-    def pick(self, image: np.ndarray, source: str = "image") -> tuple[Any, str, str]:
+    def pick(self, image: np.ndarray, source: str = "image") -> tuple[Segmenter, str, str]:
         """The segmenter for ``image``, its model's name and the image's type."""
         kind = image_type(image, source)
         name = MODEL_FOR[kind]
@@ -63,7 +67,7 @@ class AutoSegmenter:
             loaded = {n: seg.config_dict() for n, seg in self._segmenters.items()}
         return {"model": AUTO, "routing": dict(MODEL_FOR), "loaded": loaded}
 
-    def for_slides(self) -> Any:
+    def for_slides(self) -> Segmenter:
         """The segmenter whole slides get: slides are read as bright-field stains (the
         tissue mask is made for them), so the histology model."""
         name = MODEL_FOR["histology"]
@@ -87,3 +91,7 @@ def with_model(result: SegmentResult, name: str, kind: str) -> SegmentResult:
     note = f"{why}; {result.size.note}" if result.size.note else why
     result.size = dataclasses.replace(result.size, note=note)
     return result
+
+
+#: either kind of segmenter :func:`sac.pipeline.segmenter.load_segmenter` gives
+AnySegmenter = Union["Segmenter", AutoSegmenter]

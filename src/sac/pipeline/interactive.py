@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -26,6 +26,9 @@ from sac.core.images import as_model_rgb
 from sac.core.labels import crop_to_content
 from sac.core.resample import resample_image
 from sac.core.tiles import owned_tiles
+
+if TYPE_CHECKING:
+    from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.decode import decode_sets
 from sac.pipeline.prompts import PromptSet
 
@@ -53,7 +56,7 @@ class Corrector:
     instance prompt sets).
     """
 
-    def __init__(self, segmenter: Any, image: np.ndarray, labels: np.ndarray,
+    def __init__(self, segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
                  scale: float | None = None, neighbour_negatives: int | None = None) -> None:
         if neighbour_negatives is not None and neighbour_negatives < 0:
             raise ValueError(f"neighbour_negatives must be >= 0, got {neighbour_negatives}")

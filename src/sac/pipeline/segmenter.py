@@ -44,6 +44,7 @@ from sac.core.tiles import (
 )
 from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
+from sac.pipeline.choose import AUTO, AutoSegmenter
 from sac.pipeline.complete import complete_from_semantic
 from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile
 from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
@@ -310,15 +311,14 @@ class Segmenter:
 
 def load_segmenter(model: str | Path, device: str = "cpu",
                    options: SegmentOptions | None = None,
-                   checkpoint: str | Path | None = None, **changes: Any) -> Any:
+                   checkpoint: str | Path | None = None, **changes: Any
+                   ) -> Segmenter | AutoSegmenter:
     """Load a model folder or shipped model name and wrap it in a :class:`Segmenter` with
     ``options`` (and ``changes`` to them by name, e.g. ``fill=False``: no completion from the
     semantic mask, for images unlike the model's training data). ``model="auto"`` gives an
     :class:`~sac.pipeline.choose.AutoSegmenter`: per image, the shipped specialist for its
     type, each loaded with these settings on first use."""
-    from sac.pipeline.choose import AUTO, AutoSegmenter
-
     opts = (options or SegmentOptions()).replace(**changes)  # checked before any loading
     if str(model) == AUTO:
-        return AutoSegmenter(lambda name: load_segmenter(name, device, opts, checkpoint))
+        return AutoSegmenter(lambda name: Segmenter(load_model(name, device, checkpoint), opts))
     return Segmenter(load_model(model, device, checkpoint), opts)

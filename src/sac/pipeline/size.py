@@ -226,7 +226,7 @@ def next_scale(model_diameter: float, scale: float, mask: np.ndarray,
     their own size, the earlier lower end (the larger of the two, 12.2 px for
     ``sac-lite-dsb2018``) enlarged 38 images (true median nuclei 8-28 px) and lowered their
     DSB score by 0.05 on average (30 of them lower), while shrinking 20 raised it by 0.03
-    (``benchmarks/results/scale_dsb2018_dsb100_1x.md``: 0.535 automatic against 0.548 at
+    (``benchmarks/results/archive/scale_dsb2018_dsb100_1x.md``: 0.535 automatic against 0.548 at
     the model's scale). For ``sac-lite-monuseg`` the lower end is 6.2 px (5.6 px by the
     ratio), which on synthetic dark nuclei 12 px across at the input (5.6-5.7 px at the
     model's scale) turned one missed nucleus of 81 into none.

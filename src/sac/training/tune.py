@@ -35,6 +35,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.model import SACModel, Thresholds
 from sac.pipeline.maps import Maps
 from sac.pipeline.nuclei import detect
+from sac.pipeline.result import SegmentResult
 from sac.sam.predictor import EmbeddingCache
 from sac.training.sampler import TrainImage, load_images
 
@@ -66,7 +67,7 @@ MASK_SETTINGS: dict[str, tuple[float, ...]] = {
 SETTINGS: dict[str, tuple[float, ...]] = {**PROMPT_SETTINGS, **MASK_SETTINGS}
 #: those tuned unless asked otherwise: the detection thresholds refined on the whole pipeline
 #: and the duplicate share gained nothing on MoNuSeg and +0.005 (selection noise) on DSB, at
-#: twice the tuning time (docs/studies.md, ``results/postprocess_*_prompts.md``)
+#: twice the tuning time (docs/studies.md, ``results/postprocess/postprocess_*_prompts.md``)
 DEFAULT_SETTINGS: tuple[str, ...] = ("mask_logit", "min_fg")
 #: a whole-pipeline setting changes only when pixel Dice + the target rises by more than this
 #: (differences below it are noise on a few validation images, not a reason to move)
@@ -363,7 +364,7 @@ def describe(s: dict) -> str:
     return line
 
 
-def _semantic(result: Any) -> np.ndarray:
+def _semantic(result: SegmentResult) -> np.ndarray:
     """A result's semantic mask (fill tuning segments with it on)."""
     assert result.semantic is not None, "fill tuning needs results with a semantic mask"
     return result.semantic
