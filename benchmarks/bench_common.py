@@ -18,7 +18,6 @@ from sac.cli.common import add_precision
 from sac.core.fileio import atomic_path
 
 
-
 def _script() -> str:
     """The running benchmark script's name (its results folder)."""
     import sys
