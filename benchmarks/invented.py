@@ -21,8 +21,8 @@ as a new user would run ``sac segment``):
   (a scale estimate fooled into shrinking the image shows here as giant blobs).
 
 Run: ``.venv/bin/python benchmarks/invented.py --dataset monuseg --model sac-lite-monuseg
-[--model NAME=MODEL_DIR ...] --bf16 [--tag T]``. Writes ``results/invented/invented_<dataset>[_<tag>]
-.{json,md}``: one row per model and set.
+[--model NAME=MODEL_DIR ...] --bf16 [--tag T]``. Writes
+``results/invented/invented_<dataset>[_<tag>].{json,md}``: one row per model and set.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ as ``sac tune`` by default; the old value unless another beats it by more than 0
 tuned copy is what ``scripts/ship_model.py`` ships.
 
 Run: ``.venv/bin/python benchmarks/postprocess.py --dataset dsb2018 --model sac-lite-dsb2018
---output ../runs/post_dsb/model --bf16``. Writes ``results/postprocess/postprocess_<dataset>[_<tag>]``.
+--output ../runs/post_dsb/model --bf16``. Writes
+``results/postprocess/postprocess_<dataset>[_<tag>]``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ but an image enlarged 4x costs 16x, so a whole DSB split at 0.5-4x takes about 8
 model on 2 cores.
 
 Run: ``.venv/bin/python benchmarks/size_reading.py --dataset dsb2018 --model sac-lite-dsb2018
---bf16 [--factors 0.5 1 2 4]``. Writes ``results/size_reading/size_reading_<dataset>[_<tag>].{json,md}``
+--bf16 [--factors 0.5 1 2 4]``. Writes
+``results/size_reading/size_reading_<dataset>[_<tag>].{json,md}``
 (per-factor summaries) and ``..._images.json`` (the per-image readings).
 """
 

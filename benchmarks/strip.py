@@ -7,7 +7,8 @@ of bright nuclei at foreground cuts 0.5 / 0.6 / 0.7 (the top of ``sac tune``'s g
 
 ``--margins mirror`` replaces the faded margins (:func:`sac.core.tiles.pad_faded`, used for
 the gaps of a folded strip and for thin generator tiles) by a plain mirror, as before they
-were faded, to measure what the fade changes. Writes ``results/strip/strip_<model>[_mirror].{json,md}``.
+were faded, to measure what the fade changes. Writes
+``results/strip/strip_<model>[_mirror].{json,md}``.
 Run: ``.venv/bin/python benchmarks/strip.py --model sac-lite-dsb2018 [--margins mirror]``.
 """
 
