@@ -53,8 +53,8 @@ class PromptConfig:
     Instance sets have no negatives by default: over 3 seeds each at 960 steps, models trained
     (and run) without them beat those with 2 neighbour + 1 background negatives on every
     seed (MoNuSeg AJI 0.585 +- 0.001 against 0.576 +- 0.001, PQ 0.568 against 0.552;
-    ``benchmarks/results/ablations/ablations_train_negatives.md``). Models trained with negatives keep
-    theirs in their config.
+    ``benchmarks/results/ablations/ablations_train_negatives.md``). Models trained with
+    negatives keep theirs in their config.
     """
 
     mode: PromptMode = "points"
