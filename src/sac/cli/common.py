@@ -64,7 +64,8 @@ def add_segment_options(p: argparse.ArgumentParser | argparse._ArgumentGroup,
     for name in flags if names is None else names:
         meta = flags[name]
         default = SegmentOptions.__dataclass_fields__[name].default
-        kw: dict[str, Any] = {"dest": name, "help": meta["help"]}
+        shown = "" if "default" in meta["help"] or meta["off"] else f" (default {default})"
+        kw: dict[str, Any] = {"dest": name, "help": meta["help"] + shown}
         if meta["off"]:
             kw.update(action="store_false")
         elif meta["choices"] is not None:

@@ -62,7 +62,7 @@ class SegmentOptions:
         None, flag="--overlap", bounds=(0, None), integer=True,
         help="tile overlap in pixels (default: a quarter of the model's input size)")
     batch_size: int = _setting(64, flag="--batch-size", bounds=(1, 4096), integer=True,
-                               help="prompt sets per decoder batch (default 64)")
+                               help="prompt sets per decoder batch")
     mask_resolution: str = _setting(
         "input", flag="--mask-resolution", choices=MASK_RESOLUTIONS,
         help="input: decode each mask's edges at the input image's resolution (default); "
