@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,7 +40,9 @@ from sac.batch.run import BatchReport, Progress
 from sac.batch.settings import SegmentSettings, cached_segmenter, load_count
 from sac.core.checks import number
 from sac.core.errors import ConfigError, SACError
-from sac.pipeline.choose import AnySegmenter
+
+if TYPE_CHECKING:
+    from sac.pipeline.segmenter import AnySegmenter
 
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster",
             "sge": "SGECluster"}

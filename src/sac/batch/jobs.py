@@ -23,12 +23,11 @@ from sac.core.errors import SACError
 from sac.core.fileio import check_writable
 from sac.data.images import SLIDE_SUFFIXES, TIFF_SUFFIXES
 from sac.outputs.kinds import KINDS, output_paths
-from sac.pipeline.choose import AnySegmenter
 from sac.pipeline.scale import ScaleRequest, given_scale
 
 if TYPE_CHECKING:
     from sac.pipeline.result import SegmentResult
-    from sac.pipeline.segmenter import Segmenter
+    from sac.pipeline.segmenter import AnySegmenter, Segmenter
 
 
 def is_slide(path: Path, settings: SegmentSettings) -> bool:

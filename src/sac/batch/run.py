@@ -11,12 +11,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sac.batch.jobs import as_sac_error, is_slide, named, process_input
 from sac.batch.settings import SegmentSettings, cached_segmenter
 from sac.batch.shard import Shard
 from sac.core.errors import SACError
-from sac.pipeline.choose import AnySegmenter
+
+if TYPE_CHECKING:
+    from sac.pipeline.segmenter import AnySegmenter
 
 
 @dataclass

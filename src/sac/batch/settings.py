@@ -11,10 +11,13 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sac.pipeline.choose import DEFAULT_MODEL, AnySegmenter
+from sac.pipeline.choose import DEFAULT_MODEL
 from sac.pipeline.options import SegmentOptions
+
+if TYPE_CHECKING:
+    from sac.pipeline.segmenter import AnySegmenter
 from sac.slides.options import SlideOptions
 
 

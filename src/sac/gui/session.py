@@ -18,8 +18,7 @@ import numpy as np
 from sac.core.errors import SACError
 
 if TYPE_CHECKING:
-    from sac.pipeline.choose import AnySegmenter
-    from sac.pipeline.segmenter import Segmenter
+    from sac.pipeline.segmenter import AnySegmenter, Segmenter
 
 #: model folders fine-tuned in this session (Train widget), newest last
 TRAINED: list[str] = []

@@ -13,15 +13,17 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from sac.core.images import image_type
 from sac.pipeline.result import SegmentResult
 
-if TYPE_CHECKING:
-    from sac.pipeline.segmenter import Segmenter
+#: the kind of segmenter an :class:`AutoSegmenter` routes to (a
+#: :class:`~sac.pipeline.segmenter.Segmenter`; generic, so that this module does not import
+#: the segmenter module, which imports it)
+S = TypeVar("S")
 
 AUTO = "auto"
 #: the model of ``sac segment``, ``sac refine`` and the napari widgets when none is named
@@ -31,8 +33,8 @@ MODEL_FOR = {"histology": "sac-lite-monuseg", "brightfield": "sac-lite-dsb2018",
              "fluorescence": "sac-lite-dsb2018"}
 
 
-def concrete(seg: AnySegmenter, image: np.ndarray, source: str = "image"
-             ) -> tuple[Segmenter, str | None]:
+def concrete(seg: S | AutoSegmenter[S], image: np.ndarray, source: str = "image"
+             ) -> tuple[S, str | None]:
     """The segmenter that works on ``image`` and, for an :class:`AutoSegmenter`, the name of
     the model it chose (None otherwise)."""
     if isinstance(seg, AutoSegmenter):
@@ -41,18 +43,18 @@ def concrete(seg: AnySegmenter, image: np.ndarray, source: str = "image"
     return seg, None
 
 
-class AutoSegmenter:
+class AutoSegmenter(Generic[S]):
     """Segments each image with the model :data:`MODEL_FOR` gives its type.
 
     ``load(name)`` makes the segmenter of a shipped model (with the caller's settings); the
     result's size note starts with the model used and why."""
 
-    def __init__(self, load: Callable[[str], Segmenter]) -> None:
+    def __init__(self, load: Callable[[str], S]) -> None:
         self._load = load
-        self._segmenters: dict[str, Segmenter] = {}
+        self._segmenters: dict[str, S] = {}
         self._lock = threading.Lock()
 
-    def pick(self, image: np.ndarray, source: str = "image") -> tuple[Segmenter, str, str]:
+    def pick(self, image: np.ndarray, source: str = "image") -> tuple[S, str, str]:
         """The segmenter for ``image``, its model's name and the image's type."""
         kind = image_type(image, source)
         name = MODEL_FOR[kind]
@@ -64,10 +66,11 @@ class AutoSegmenter:
     def config_dict(self) -> dict[str, Any]:
         """The routing and the settings of each specialist loaded so far (for reports)."""
         with self._lock:
-            loaded = {n: seg.config_dict() for n, seg in self._segmenters.items()}
+            segs: dict[str, Any] = dict(self._segmenters)  # S: a Segmenter
+        loaded = {n: seg.config_dict() for n, seg in segs.items()}
         return {"model": AUTO, "routing": dict(MODEL_FOR), "loaded": loaded}
 
-    def for_slides(self) -> Segmenter:
+    def for_slides(self) -> S:
         """The segmenter whole slides get: slides are read as bright-field stains (the
         tissue mask is made for them), so the histology model."""
         name = MODEL_FOR["histology"]
@@ -80,7 +83,8 @@ class AutoSegmenter:
                 ) -> SegmentResult:
         """:meth:`Segmenter.segment` with the model chosen for this image."""
         seg, name, kind = self.pick(image, source)
-        return with_model(seg.segment(image, source, **kwargs), name, kind)
+        result: SegmentResult = seg.segment(image, source, **kwargs)  # type: ignore[attr-defined]
+        return with_model(result, name, kind)
 
 
 def with_model(result: SegmentResult, name: str, kind: str) -> SegmentResult:
@@ -91,7 +95,3 @@ def with_model(result: SegmentResult, name: str, kind: str) -> SegmentResult:
     note = f"{why}; {result.size.note}" if result.size.note else why
     result.size = dataclasses.replace(result.size, note=note)
     return result
-
-
-#: either kind of segmenter :func:`sac.pipeline.segmenter.load_segmenter` gives
-AnySegmenter = Union["Segmenter", AutoSegmenter]

@@ -312,7 +312,7 @@ class Segmenter:
 def load_segmenter(model: str | Path, device: str = "cpu",
                    options: SegmentOptions | None = None,
                    checkpoint: str | Path | None = None, **changes: Any
-                   ) -> Segmenter | AutoSegmenter:
+                   ) -> AnySegmenter:
     """Load a model folder or shipped model name and wrap it in a :class:`Segmenter` with
     ``options`` (and ``changes`` to them by name, e.g. ``fill=False``: no completion from the
     semantic mask, for images unlike the model's training data). ``model="auto"`` gives an
@@ -322,3 +322,7 @@ def load_segmenter(model: str | Path, device: str = "cpu",
     if str(model) == AUTO:
         return AutoSegmenter(lambda name: Segmenter(load_model(name, device, checkpoint), opts))
     return Segmenter(load_model(model, device, checkpoint), opts)
+
+
+#: either kind of segmenter :func:`load_segmenter` gives
+AnySegmenter = Segmenter | AutoSegmenter[Segmenter]
