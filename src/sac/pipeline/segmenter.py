@@ -47,7 +47,7 @@ from sac.model.config import Thresholds
 from sac.pipeline.choose import AUTO, AutoSegmenter
 from sac.pipeline.complete import complete_from_semantic
 from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile
-from sac.pipeline.evidence import drop_flat_nuclei, image_evidence
+from sac.pipeline.evidence import Evidence, drop_flat_nuclei, image_evidence
 from sac.pipeline.expert import ExpertPrompts, apply_expert
 from sac.pipeline.fold import fold_plan, fold_segment
 from sac.pipeline.maps import GENERATOR_TILE, Maps, generator_maps
@@ -161,18 +161,9 @@ class Segmenter:
         given = given_scale(self.config, request)
         if expert is None and nuclei is None and not normalized:
             check_image(image, source)
-            guess = given.scale or self.config.input_scale
-            pieces = fold_plan(image.shape[:2], self.sam_tile / guess, self.overlap / guess)
-            if pieces:  # a long thin strip: segmented folded into a near-square image
-                thin = given.scale is None and too_thin(self.config, image.shape)
-                use = ScaleRequest(scale=self.config.input_scale) if thin else request
-                res = fold_segment(image, pieces, lambda im: self.segment(
-                    im, source, use, semantic=semantic, progress=progress))
-                if thin and res.size is not None:
-                    note = f"{THIN_NOTE}; folded into {len(pieces)} pieces"
-                    res.size = dataclasses.replace(res.size, diameter=None, objects=0,
-                                                   source="model", note=note)
-                return res
+            folded = self._folded(image, source, request, given.scale, semantic, progress)
+            if folded is not None:
+                return folded
         clock = Clock()
         t = time.perf_counter()
         rgb0 = as_model_rgb(image, source, normalized)
@@ -232,21 +223,48 @@ class Segmenter:
             labels, _ = complete_from_semantic(labels, grid_sem,
                                                round(th.fill_new_area * area), th.fill_attach,
                                                negatives)
-        if not semantic:
-            sem = None
-        # downsampling can lose sub-pixel nuclei; the evidence check drops those ids too
-        n = int(labels.max()) if labels.shape != rgb0.shape[:2] else None
-        labels, kept = resample_labels(labels, rgb0.shape[:2]), None
-        if evidence is not None:  # no nuclei in flat or pure-noise parts of the image
+        labels, scores, sem = self._at_input_size(labels, scores, sem if semantic else None,
+                                                  rgb0.shape[:2], evidence)
+        clock.add("postprocess", t)
+        return SegmentResult(labels, sem, scores, len(sets), clock.times, size)
+
+    def _folded(self, image: np.ndarray, source: str, request: ScaleRequest,
+                given: float | None, semantic: bool, progress: Progress | None
+                ) -> SegmentResult | None:
+        """A long thin strip segmented folded into a near-square image (None: not a strip);
+        one too thin to show whole nuclei at the model's scale, unless a scale is given."""
+        guess = given or self.config.input_scale
+        pieces = fold_plan(image.shape[:2], self.sam_tile / guess, self.overlap / guess)
+        if not pieces:
+            return None
+        thin = given is None and too_thin(self.config, image.shape)
+        use = ScaleRequest(scale=self.config.input_scale) if thin else request
+        res = fold_segment(image, pieces, lambda im: self.segment(
+            im, source, use, semantic=semantic, progress=progress))
+        if thin and res.size is not None:
+            note = f"{THIN_NOTE}; folded into {len(pieces)} pieces"
+            res.size = dataclasses.replace(res.size, diameter=None, objects=0, source="model",
+                                           note=note)
+        return res
+
+    @staticmethod
+    def _at_input_size(labels: np.ndarray, scores: dict[int, float], sem: np.ndarray | None,
+                       shape: tuple[int, int], evidence: Evidence | None
+                       ) -> tuple[np.ndarray, dict[int, float], np.ndarray | None]:
+        """Labels, scores and semantic mask at the input's ``shape``: downsampling can lose
+        sub-pixel nuclei, and the evidence check drops nuclei in flat or pure-noise parts;
+        the ids left are renumbered and their scores follow them."""
+        n = int(labels.max()) if labels.shape != shape else None
+        labels, kept = resample_labels(labels, shape), None
+        if evidence is not None:
             labels, kept = drop_flat_nuclei(labels, evidence)
         elif n is not None:
             labels, kept = drop_missing_ids(labels, n)
         if kept is not None:
             scores = {i + 1: scores[int(k)] for i, k in enumerate(kept) if int(k) in scores}
         if sem is not None:
-            sem = resample_labels(sem.astype(np.uint8), rgb0.shape[:2]).astype(bool)
-        clock.add("postprocess", t)
-        return SegmentResult(labels, sem, scores, len(sets), clock.times, size)
+            sem = resample_labels(sem.astype(np.uint8), shape).astype(bool)
+        return labels, scores, sem
 
     def scaled_maps(self, rgb0: np.ndarray, scale: float | ScaleRequest | None = None,
                     diameter: float | None = None) -> tuple[np.ndarray, Maps, SizeEstimate]:
