@@ -134,3 +134,32 @@ def test_segment_with_a_scale_request_records_its_source() -> None:
     res = Segmenter(model).segment(image, scale=ScaleRequest(file_pixel_size=0.25))
     assert res.size.scale == 0.5 and "file's pixel size" in res.size.note
     assert np.asarray(res.labels).shape == (96, 96)
+
+
+def test_evaluate_and_tune_from_python(tmp_path) -> None:
+    """sac.evaluate scores saved labels (the truth itself: perfect) or a model, recording the
+    model's settings; sac.tune refuses to write over a shipped model, before any work."""
+    import json
+
+    import tifffile
+
+    from synthetic import write_disk_folder
+
+    data = write_disk_folder(tmp_path / "data", n=2, size=96)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for f in sorted((data / "labels").iterdir()):
+        tifffile.imwrite(pred / f"{f.stem}_labels.tif", tifffile.imread(f))
+    report = sac.evaluate(data, "folder", predictions=pred)
+    assert report.n_scored == 2 and report.aggregate["aji"] == pytest.approx(1.0)
+    assert report.model is None
+    model = sac.save_model(create_model(tiny=True), tmp_path / "m")
+    run = sac.evaluate(data, "folder", model=model, limit=1,
+                       options=SegmentOptions(precision="fp32", mask_resolution="model"))
+    assert run.n_scored == 1 and run.model["precision"] == "fp32"
+    assert run.model["config"]["mask_resolution"] == "model"
+    assert json.loads(json.dumps(run.to_json_dict()))["model"]["model"] == str(model)
+    with pytest.raises(ConfigError, match="exactly one of model= and predictions="):
+        sac.evaluate(data, "folder")
+    with pytest.raises(ConfigError, match="read-only"):
+        sac.tune("sac-lite-monuseg", data, "folder", "monuseg")
