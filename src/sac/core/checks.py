@@ -86,3 +86,15 @@ def check_pixel_size(pixel_size_um: float | None) -> float | None:
     if not (math.isfinite(size) and size > 0):
         raise ConfigError(f"pixel size must be a positive number of micrometres, got {size}")
     return size
+
+
+def replaced(value: Any, what: str, changes: dict[str, Any]) -> Any:
+    """A copy of the frozen dataclass ``value`` with ``changes``, checked as a new value is;
+    names that are not fields are refused (:class:`ConfigError` naming ``what``)."""
+    import dataclasses
+
+    known = [f.name for f in dataclasses.fields(value)]
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what}(s) {unknown}; known: {known}")
+    return dataclasses.replace(value, **changes)

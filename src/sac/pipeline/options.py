@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sac.core.checks import number
+from sac.core.checks import number, replaced
 from sac.core.device import PRECISIONS
 from sac.core.errors import ConfigError
 from sac.core.tiles import ENCODER_MULTIPLE, ENCODER_TILE, MAX_ENCODER_TILE
@@ -97,11 +97,7 @@ class SegmentOptions:
 
     def replace(self, **changes: Any) -> SegmentOptions:
         """A copy with ``changes`` (checked like a new value; unknown names refused)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ConfigError(f"unknown segmentation option(s) {unknown}; known: "
-                              f"{[f.name for f in dataclasses.fields(self)]}")
-        return dataclasses.replace(self, **changes)
+        return cast(SegmentOptions, replaced(self, "segmentation option", changes))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (for reports)."""

@@ -7,11 +7,10 @@ of them cut a slide into the same chunks.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sac.core.checks import number
+from sac.core.checks import number, replaced
 from sac.core.errors import ConfigError
 
 CHUNK = 2048  # default chunk side, pixels at the processed level
@@ -48,8 +47,4 @@ class SlideOptions:
 
     def replace(self, **changes: Any) -> SlideOptions:
         """A copy with ``changes`` (checked like a new value; unknown names refused)."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(f"unknown slide option(s) {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **changes)
+        return cast(SlideOptions, replaced(self, "slide option", changes))
