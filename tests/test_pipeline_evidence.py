@@ -99,3 +99,72 @@ def test_shipped_models_find_nothing_in_blank_images_and_faint_nuclei_still(mode
         faint = (3 + (truth > 0) * 12 + RNG.normal(0, 1, truth.shape)).clip(0, 255)
         res = seg.segment(faint.astype(np.uint8), "faint")
         assert res.n_nuclei == 9 and min(matched_ious(truth, res.labels)) >= 0.7
+
+
+def _he_tissue(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+    """A synthetic H&E field: pink stroma holding purple nuclei (one vesicular: a pale
+    interior with dark chromatin granules), white fat vacuoles and a pink fibre bundle,
+    all outlined as "nuclei" by a model that invents them. (RGB uint8, labels, nucleus
+    ids, invented ids)."""
+    rng = np.random.default_rng(seed)
+    spec = [(30, 30, 9), (30, 90, 9), (90, 30, 9), (150, 150, 10),  # nuclei 1-3, vesicular 4
+            (90, 150, 11), (150, 40, 12)]  # fat vacuoles 5-6
+    labels = disk_labels((192, 192), spec)
+    rgb = np.empty((192, 192, 3), np.float64)
+    rgb[:] = (0.90, 0.55, 0.72)  # eosin pink
+    for i in (1, 2, 3):
+        rgb[labels == i] = (0.35, 0.25, 0.55)  # hematoxylin purple
+    ves = labels == 4
+    rgb[ves] = (0.88, 0.78, 0.92)  # pale, brighter than the stroma around it
+    rgb[ves & (rng.random(ves.shape) < 0.4)] = (0.30, 0.22, 0.50)  # chromatin granules
+    for i in (5, 6):
+        rgb[labels == i] = (0.97, 0.96, 0.98)  # fat: glass white inside
+    fibre = np.zeros_like(labels)
+    fibre[100:112, 60:120] = 7  # a fibre bundle, denser pink than the stroma
+    rgb[fibre == 7] = (0.90, 0.42, 0.64)  # denser eosin: green and blue absorbed, red not
+    labels = np.where(fibre > 0, fibre, labels).astype(np.uint32)
+    rgb += rng.normal(0, 0.01, rgb.shape)
+    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), labels, [1, 2, 3, 4], [5, 6, 7]
+
+
+def test_holes_fat_and_stroma_are_not_nuclei_in_bright_field() -> None:
+    """A bright-field nucleus absorbs more than its surroundings (by its chromatin, even when
+    its interior is pale); fat vacuoles and stroma do not, and are dropped."""
+    image, labels, nuclei, invented = _he_tissue()
+    ev = image_evidence(image)
+    assert ev.dark_nuclei
+    out, kept = drop_flat_nuclei(labels, ev)
+    assert kept.tolist() == nuclei, kept
+    assert out.max() == len(nuclei) and not out[np.isin(labels, invented)].any()
+
+
+def test_dark_holes_are_not_nuclei_in_fluorescence() -> None:
+    """In fluorescence nuclei emit: a bright disk is kept, a dark hole in a dim cytoplasm-like
+    haze (as a model outlines around bright cells) is dropped."""
+    spec = [(40, 40, 8), (40, 110, 8), (110, 40, 8), (110, 110, 9)]
+    labels = disk_labels((160, 160), spec)
+    rng = np.random.default_rng(1)
+    grey = np.full(labels.shape, 40.0)
+    grey[labels > 0] = 200.0
+    grey[labels == 4] = 5.0  # a dark hole in the haze
+    grey += rng.normal(0, 2, grey.shape)
+    image = grey.clip(0, 255).astype(np.uint8)
+    ev = image_evidence(image)
+    assert not ev.dark_nuclei
+    assert drop_flat_nuclei(labels, ev)[1].tolist() == [1, 2, 3]
+
+
+def test_the_size_reading_counts_only_nucleus_like_objects() -> None:
+    """The automatic scale reads the generator's foreground without objects that do not look
+    like nuclei (here the fat vacuoles and the fibre), unless the evidence check is off."""
+    from sac.pipeline.evidence import dark_nuclei
+    from sac.pipeline.scale import nuclei_mask
+
+    image, labels, nuclei, invented = _he_tissue()
+    rgb = image.astype(np.float32) / 255
+    mask = labels > 0
+    dark = dark_nuclei(rgb)
+    read = nuclei_mask(mask, rgb, dark)
+    assert np.array_equal(read, np.isin(labels, nuclei))
+    assert not read[np.isin(labels, invented)].any()
+    assert np.array_equal(nuclei_mask(mask, rgb, None), mask)  # check off

@@ -29,6 +29,7 @@ from sac.core.checks import number
 from sac.core.errors import ConfigError
 from sac.core.resample import MAX_SCALE, MIN_SCALE, input_scale, resample_image
 from sac.model.size_head import image_style
+from sac.pipeline.evidence import dark_nuclei, nucleus_like_mask
 from sac.pipeline.maps import Maps
 from sac.pipeline.size import (
     MAX_ROUNDS,
@@ -144,7 +145,7 @@ def choose_scale(seg: Reader, rgb0: np.ndarray, request: ScaleRequest
     if given.scale is not None:
         rgb = resample_image(rgb0, given.scale)
         maps = seg.generator_maps(rgb)
-        est = _checked(seg, maps, given.scale, given.source, request.diameter)
+        est = _checked(seg, rgb, maps, given.scale, given.source, request.diameter)
         return rgb, maps, _noted(est, given.note)
     scale = cfg.input_scale
     rgb = resample_image(rgb0, scale)
@@ -155,10 +156,20 @@ def choose_scale(seg: Reader, rgb0: np.ndarray, request: ScaleRequest
     if too_thin(cfg, rgb0.shape):
         return rgb, maps, SizeEstimate(None, 0, scale, "model", _join(given.note, THIN_NOTE))
     if not seg.options.auto_scale:
-        est = _checked(seg, maps, scale, "model", None)
+        est = _checked(seg, rgb, maps, scale, "model", None)
         return rgb, maps, _noted(est, _join(given.note, "automatic scale off"), first=True)
     rgb, maps, est = estimated_scale(seg, rgb0, rgb, maps, scale, cfg.nucleus_diameter)
     return rgb, maps, _noted(est, given.note, first=True)
+
+
+def nuclei_mask(mask: np.ndarray, rgb: np.ndarray, dark: bool | None) -> np.ndarray:
+    """The generator's foreground ``mask`` of ``rgb`` as the size reading counts it: without
+    the objects that do not stand out from their surroundings the way nuclei do (holes,
+    fat, stroma: :func:`sac.pipeline.evidence.nucleus_like_mask`), unless ``dark`` is
+    ``None`` (the evidence check is off)."""
+    if dark is None or mask.shape != rgb.shape[:2]:
+        return mask
+    return nucleus_like_mask(mask, rgb, dark)
 
 
 def _join(*notes: str) -> str:
@@ -173,16 +184,17 @@ def _noted(est: SizeEstimate, note: str, first: bool = False) -> SizeEstimate:
     return dataclasses.replace(est, note=both)
 
 
-def _checked(seg: Reader, maps: Maps, scale: float, source: str, diameter: float | None
-             ) -> SizeEstimate:
+def _checked(seg: Reader, rgb: np.ndarray, maps: Maps, scale: float, source: str,
+             diameter: float | None) -> SizeEstimate:
     """A scale fixed without the estimate, with what the image's own nuclei say about it:
     the estimate at that scale, and a note when the automatic scale would resample it (see
     :func:`sac.pipeline.size.next_scale`; the fixed scale still wins)."""
     model_d = seg.config.nucleus_diameter
     if model_d is None:
         return SizeEstimate(diameter, 0, scale, source)
-    new, d, n, _ = next_scale(model_d, scale, maps.fg >= seg.thresholds.fg,
-                              smallest(seg.config))
+    dark = dark_nuclei(rgb) if seg.options.check_evidence else None
+    new, d, n, _ = next_scale(model_d, scale, nuclei_mask(maps.fg >= seg.thresholds.fg, rgb,
+                                                          dark), smallest(seg.config))
     note = ""
     if new is not None:
         note = (f"at this scale the nuclei look {scale / new:.2g}x the model's training "
@@ -220,6 +232,7 @@ def estimated_scale(seg: Reader, rgb0: np.ndarray, rgb: np.ndarray, maps: Maps,
     best, chosen, note, scale = None, first, "", base
     lo, hi = plausible_scales(seg.config.modality, base)
     grown: tuple[float, float] | None = None  # (diameter read, enlargement) last round
+    dark = dark_nuclei(rgb0) if seg.options.check_evidence else None
     span = head_span(seg.config.nucleus_diameter_range,
                      (seg.config.size_head or {}).get("factors"))  # where the head is trusted
     bound_note = ""  # a bounded round's note holds for the rounds after it
@@ -229,7 +242,7 @@ def estimated_scale(seg: Reader, rgb0: np.ndarray, rgb: np.ndarray, maps: Maps,
         head = seg.model.size_head
         measured = (None if head is None or k else trusted_head(
             head.predict(image_style(seg.model.generator, rgb)), span))
-        mask = maps.fg >= seg.thresholds.fg
+        mask = nuclei_mask(maps.fg >= seg.thresholds.fg, rgb, dark)
         new, d, n, note = next_scale(model_d, scale, mask, smallest(seg.config), measured,
                                      first=k == 0)
         if d is None:  # no estimate at this scale: keep the last one that had one
