@@ -132,7 +132,7 @@ def test_holes_fat_and_stroma_are_not_nuclei_in_bright_field() -> None:
     its interior is pale); fat vacuoles and stroma do not, and are dropped."""
     image, labels, nuclei, invented = _he_tissue()
     ev = image_evidence(image)
-    assert ev.dark_nuclei
+    assert ev.kind == "histology"
     out, kept = drop_flat_nuclei(labels, ev)
     assert kept.tolist() == nuclei, kept
     assert out.max() == len(nuclei) and not out[np.isin(labels, invented)].any()
@@ -150,21 +150,20 @@ def test_dark_holes_are_not_nuclei_in_fluorescence() -> None:
     grey += rng.normal(0, 2, grey.shape)
     image = grey.clip(0, 255).astype(np.uint8)
     ev = image_evidence(image)
-    assert not ev.dark_nuclei
+    assert ev.kind == "fluorescence"
     assert drop_flat_nuclei(labels, ev)[1].tolist() == [1, 2, 3]
 
 
 def test_the_size_reading_counts_only_nucleus_like_objects() -> None:
     """The automatic scale reads the generator's foreground without objects that do not look
     like nuclei (here the fat vacuoles and the fibre), unless the evidence check is off."""
-    from sac.pipeline.evidence import dark_nuclei
+    from sac.core.images import image_type
     from sac.pipeline.scale import nuclei_mask
 
     image, labels, nuclei, invented = _he_tissue()
     rgb = image.astype(np.float32) / 255
     mask = labels > 0
-    dark = dark_nuclei(rgb)
-    read = nuclei_mask(mask, rgb, dark)
+    read = nuclei_mask(mask, rgb, image_type(rgb))
     assert np.array_equal(read, np.isin(labels, nuclei))
     assert not read[np.isin(labels, invented)].any()
     assert np.array_equal(nuclei_mask(mask, rgb, None), mask)  # check off

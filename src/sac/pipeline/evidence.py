@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from sac.core.images import image_type
 from sac.core.labels import keep_ids
 
 MIN_IMAGE_SNR = 8.0
@@ -51,7 +52,7 @@ class Evidence:
     noise: float  # robust standard deviation of the noise, same units
     snr: float  # intensity range / noise
     planes: np.ndarray | None = None  # float32 (H, W, C) colour planes: the polarity check
-    dark_nuclei: bool = True  # bright field (nuclei absorb) or fluorescence (nuclei emit)
+    kind: str = "histology"  # the image's type (sac.core.images.image_type): the polarity
 
     @property
     def has_structure(self) -> bool:
@@ -77,7 +78,7 @@ def image_evidence(image: np.ndarray) -> Evidence:
     noise = max(_noise_sigma(grey), floor)
     smooth = ndimage.uniform_filter(grey, 3, mode="nearest")  # one hot pixel is not a nucleus
     return Evidence(grey, noise, float(smooth.max() - smooth.min()) / noise, planes,
-                    dark_nuclei(image))
+                    image_type(image))
 
 
 def _noise_sigma(grey: np.ndarray) -> float:
@@ -104,11 +105,11 @@ def drop_flat_nuclei(labels: np.ndarray, evidence: Evidence) -> tuple[np.ndarray
     std = _region_std(evidence.grey, region, n)[1:]
     keep = std >= MIN_NUCLEUS_SNR * evidence.noise  # no pixels: std 0
     if evidence.planes is not None:
-        keep &= stands_out(labels, grown, evidence.planes, evidence.dark_nuclei)
+        keep &= stands_out(labels, grown, evidence.planes, evidence.kind)
     return keep_ids(labels, keep)
 
 
-def nucleus_like_mask(mask: np.ndarray, planes: np.ndarray, dark: bool) -> np.ndarray:
+def nucleus_like_mask(mask: np.ndarray, planes: np.ndarray, kind: str) -> np.ndarray:
     """``mask`` without its connected objects that do not stand out from their ring the way
     nuclei do (:func:`polarity`), so that holes, fat and stroma do not vote in the
     automatic scale; ``planes``: the (H, W, C) image the mask was read from."""
@@ -116,48 +117,47 @@ def nucleus_like_mask(mask: np.ndarray, planes: np.ndarray, dark: bool) -> np.nd
     if n == 0:
         return mask
     grown = ndimage.grey_dilation(labels, size=2 * RING + 1)
-    keep = np.concatenate([[False], stands_out(labels, grown, planes, dark)])
+    keep = np.concatenate([[False], stands_out(labels, grown, planes, kind)])
     return keep[labels]
 
 
-def stands_out(labels: np.ndarray, grown: np.ndarray, planes: np.ndarray, dark: bool
+def stands_out(labels: np.ndarray, grown: np.ndarray, planes: np.ndarray, kind: str
                ) -> np.ndarray:
     """Whether each nucleus 1..n passes the polarity check (:func:`polarity`)."""
-    return polarity(labels, grown, planes, dark) >= (MIN_DARKER if dark else MIN_BRIGHTER)
+    least = MIN_BRIGHTER if kind == "fluorescence" else MIN_DARKER
+    return polarity(labels, grown, planes, kind) >= least
 
 
-def dark_nuclei(image: np.ndarray) -> bool:
-    """Whether an image's nuclei absorb light (bright field) rather than emit it: its type
-    (:func:`sac.core.images.image_type`) is not fluorescence."""
-    from sac.core.images import image_type
-
-    return image_type(image) != "fluorescence"
-
-
-def polarity(labels: np.ndarray, grown: np.ndarray, planes: np.ndarray, dark: bool
+def polarity(labels: np.ndarray, grown: np.ndarray, planes: np.ndarray, kind: str
              ) -> np.ndarray:
     """How much each nucleus 1..n of ``labels`` stands out from its ring (the pixels that
-    ``grown``, the labels dilated, adds; other nuclei left out) the way nuclei do, comparing
-    the nucleus's darkest (bright field) or brightest (fluorescence) quarter with the ring's
-    median, so that a pale vesicular nucleus with dark chromatin counts by its chromatin:
-    bright field, in optical density (the log of the ring's intensity over the nucleus's) of
-    the red channel of colour images, which hematoxylin and most nuclear stains absorb and
-    eosin, fat and glass barely do; fluorescence, the grey excess as a share of the
-    image's intensity range. A nucleus without ring pixels (surrounded by other nuclei)
-    passes."""
+    ``grown``, the labels dilated, adds; other nuclei left out) the way nuclei do in an
+    image of type ``kind`` (:data:`sac.core.images.IMAGE_TYPES`), comparing the nucleus's
+    darkest (brightest) quarter with the ring's median, so that a pale vesicular nucleus
+    counts by its chromatin. Bright field: in optical density of the nuclear stain
+    (:func:`_nuclear_density`); fluorescence: the grey excess as a share of the image's
+    intensity range. A nucleus without ring pixels
+    (surrounded by other nuclei) passes."""
     n = int(labels.max())
     ring = np.where(labels > 0, 0, grown)
-    if dark:
-        plane = planes[..., 0]  # red, or the grey image's only plane
-        floor = max(float(plane.max()) * 1e-3, 1e-6)  # log of black stays finite
-        inside = np.maximum(_quantile(plane, labels, n, QUARTER), floor)
-        excess = np.log(np.maximum(_quantile(plane, ring, n, 0.5), floor) / inside)
-    else:
+    if kind == "fluorescence":
         grey = planes.mean(axis=2)
         lo, hi = np.percentile(grey, (1, 99.9))
         excess = (_quantile(grey, labels, n, 1 - QUARTER)
                   - _quantile(grey, ring, n, 0.5)) / max(float(hi - lo), 1e-12)
+    else:
+        od = _nuclear_density(planes, kind)
+        excess = _quantile(od, labels, n, 1 - QUARTER) - _quantile(od, ring, n, 0.5)
     return np.where(np.isnan(excess), np.inf, excess)
+
+
+def _nuclear_density(planes: np.ndarray, kind: str) -> np.ndarray:
+    """Per-pixel optical density (up to a constant, which the comparisons cancel) of a
+    bright-field image's nuclear stain: the red channel of stained histology, which
+    hematoxylin and DAB absorb and eosin barely does (Ruifrok and Johnston's stain
+    vectors: 0.65, 0.27 and 0.07 of their density in red), the grey level otherwise."""
+    plane = planes[..., 0] if kind == "histology" else planes.mean(axis=2)
+    return -np.log(np.maximum(plane, max(float(plane.max()) * 1e-3, 1e-6)))
 
 
 def _quantile(values: np.ndarray, ids: np.ndarray, n: int, q: float) -> np.ndarray:

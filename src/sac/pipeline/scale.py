@@ -27,9 +27,10 @@ import numpy as np
 
 from sac.core.checks import number
 from sac.core.errors import ConfigError
+from sac.core.images import image_type
 from sac.core.resample import MAX_SCALE, MIN_SCALE, input_scale, resample_image
 from sac.model.size_head import image_style
-from sac.pipeline.evidence import dark_nuclei, nucleus_like_mask
+from sac.pipeline.evidence import nucleus_like_mask
 from sac.pipeline.maps import Maps
 from sac.pipeline.size import (
     MAX_ROUNDS,
@@ -162,14 +163,14 @@ def choose_scale(seg: Reader, rgb0: np.ndarray, request: ScaleRequest
     return rgb, maps, _noted(est, given.note, first=True)
 
 
-def nuclei_mask(mask: np.ndarray, rgb: np.ndarray, dark: bool | None) -> np.ndarray:
-    """The generator's foreground ``mask`` of ``rgb`` as the size reading counts it: without
-    the objects that do not stand out from their surroundings the way nuclei do (holes,
-    fat, stroma: :func:`sac.pipeline.evidence.nucleus_like_mask`), unless ``dark`` is
-    ``None`` (the evidence check is off)."""
-    if dark is None or mask.shape != rgb.shape[:2]:
+def nuclei_mask(mask: np.ndarray, rgb: np.ndarray, kind: str | None) -> np.ndarray:
+    """The generator's foreground ``mask`` of ``rgb`` (an image of type ``kind``) as the size
+    reading counts it: without the objects that do not stand out from their surroundings
+    the way nuclei do (holes, fat, stroma: :func:`sac.pipeline.evidence.nucleus_like_mask`),
+    unless ``kind`` is ``None`` (the evidence check is off)."""
+    if kind is None or mask.shape != rgb.shape[:2]:
         return mask
-    return nucleus_like_mask(mask, rgb, dark)
+    return nucleus_like_mask(mask, rgb, kind)
 
 
 def _join(*notes: str) -> str:
@@ -192,9 +193,9 @@ def _checked(seg: Reader, rgb: np.ndarray, maps: Maps, scale: float, source: str
     model_d = seg.config.nucleus_diameter
     if model_d is None:
         return SizeEstimate(diameter, 0, scale, source)
-    dark = dark_nuclei(rgb) if seg.options.check_evidence else None
+    kind = image_type(rgb) if seg.options.check_evidence else None
     new, d, n, _ = next_scale(model_d, scale, nuclei_mask(maps.fg >= seg.thresholds.fg, rgb,
-                                                          dark), smallest(seg.config))
+                                                          kind), smallest(seg.config))
     note = ""
     if new is not None:
         note = (f"at this scale the nuclei look {scale / new:.2g}x the model's training "
@@ -232,7 +233,7 @@ def estimated_scale(seg: Reader, rgb0: np.ndarray, rgb: np.ndarray, maps: Maps,
     best, chosen, note, scale = None, first, "", base
     lo, hi = plausible_scales(seg.config.modality, base)
     grown: tuple[float, float] | None = None  # (diameter read, enlargement) last round
-    dark = dark_nuclei(rgb0) if seg.options.check_evidence else None
+    kind = image_type(rgb0) if seg.options.check_evidence else None
     span = head_span(seg.config.nucleus_diameter_range,
                      (seg.config.size_head or {}).get("factors"))  # where the head is trusted
     bound_note = ""  # a bounded round's note holds for the rounds after it
@@ -242,7 +243,7 @@ def estimated_scale(seg: Reader, rgb0: np.ndarray, rgb: np.ndarray, maps: Maps,
         head = seg.model.size_head
         measured = (None if head is None or k else trusted_head(
             head.predict(image_style(seg.model.generator, rgb)), span))
-        mask = nuclei_mask(maps.fg >= seg.thresholds.fg, rgb, dark)
+        mask = nuclei_mask(maps.fg >= seg.thresholds.fg, rgb, kind)
         new, d, n, note = next_scale(model_d, scale, mask, smallest(seg.config), measured,
                                      first=k == 0)
         if d is None:  # no estimate at this scale: keep the last one that had one
