@@ -27,10 +27,9 @@ import numpy as np
 
 from sac.core.checks import number
 from sac.core.errors import ConfigError
-from sac.core.images import image_type
 from sac.core.resample import MAX_SCALE, MIN_SCALE, input_scale, resample_image
 from sac.model.size_head import image_style
-from sac.pipeline.evidence import nucleus_like_mask
+from sac.pipeline.evidence import image_kind, nucleus_like_mask
 from sac.pipeline.maps import Maps
 from sac.pipeline.size import (
     MAX_ROUNDS,
@@ -193,7 +192,7 @@ def _checked(seg: Reader, rgb: np.ndarray, maps: Maps, scale: float, source: str
     model_d = seg.config.nucleus_diameter
     if model_d is None:
         return SizeEstimate(diameter, 0, scale, source)
-    kind = image_type(rgb) if seg.options.check_evidence else None
+    kind = image_kind(rgb) if seg.options.check_evidence else None
     new, d, n, _ = next_scale(model_d, scale, nuclei_mask(maps.fg >= seg.thresholds.fg, rgb,
                                                           kind), smallest(seg.config))
     note = ""
@@ -233,7 +232,7 @@ def estimated_scale(seg: Reader, rgb0: np.ndarray, rgb: np.ndarray, maps: Maps,
     best, chosen, note, scale = None, first, "", base
     lo, hi = plausible_scales(seg.config.modality, base)
     grown: tuple[float, float] | None = None  # (diameter read, enlargement) last round
-    kind = image_type(rgb0) if seg.options.check_evidence else None
+    kind = image_kind(rgb0) if seg.options.check_evidence else None
     span = head_span(seg.config.nucleus_diameter_range,
                      (seg.config.size_head or {}).get("factors"))  # where the head is trusted
     bound_note = ""  # a bounded round's note holds for the rounds after it
