@@ -14,10 +14,12 @@ scaling), against the noise level estimated from neighbouring-pixel differences:
 - each nucleus must stand out from that ring the way nuclei do (:func:`polarity`): in a
   bright-field image (stained or not) its chromatin absorbs more light than its
   surroundings, by :data:`MIN_DARKER` in optical density; in a fluorescence image it emits
-  more, by :data:`MIN_BRIGHTER` of the image's intensity range.
-  Fat vacuoles, holes in stroma and bare glass are the opposite (or flat), and a model
-  trained on tissue full of nuclei outlines them as nuclei (``benchmarks/invented.py``).
-  Which of the two an image is comes from its background (:func:`sac.core.images.image_type`).
+  more, by :data:`MIN_BRIGHTER` of the image's intensity range. Fat vacuoles, holes in
+  stroma, eosin fibres and bare glass do not, and a model trained on tissue full of nuclei
+  outlines them as nuclei (``benchmarks/invented.py``). Which kind of image it is (stained
+  histology, unstained bright field, fluorescence) comes from its background and colour
+  (:func:`sac.core.images.image_type`). The automatic scale's size reading counts only
+  objects that pass (:func:`nucleus_like_mask`).
 
 Smoothed pure noise spans about 3 to 4 noise standard deviations; every MoNuSeg and DSB 2018
 training image is above 17 (``benchmarks/evidence.py``).
