@@ -168,16 +168,21 @@ def nuclear_signal(planes: np.ndarray, kind: str, grey: np.ndarray) -> np.ndarra
 
 def _quantile(values: np.ndarray, ids: np.ndarray, n: int, q: float) -> np.ndarray:
     """The ``q`` quantile (nearest rank) of ``values`` over each id 1..n of ``ids`` (NaN
-    where an id has no pixels)."""
+    where an id has no pixels). One sort of a key that orders by id, then by value (half the
+    time of a two-key lexsort)."""
     inside = ids > 0
-    v, i = values[inside], ids[inside]
-    order = np.lexsort((v, i))
-    v = v[order]
-    counts = np.bincount(i, minlength=n + 1)[1: n + 1]
+    v, i = values[inside].astype(np.float64), ids[inside].astype(np.float64)
+    if v.size == 0:
+        return np.full(n, np.nan)
+    lo = float(v.min())
+    span = float(v.max()) - lo + 1.0  # each id's values lie in [id * span, id * span + span)
+    key = np.sort(i * span + (v - lo))
+    counts = np.bincount(ids[inside], minlength=n + 1)[1: n + 1]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     out = np.full(n, np.nan)
     has = counts > 0
-    out[has] = v[starts[has] + np.rint(q * (counts[has] - 1)).astype(np.int64)]
+    picked = key[starts[has] + np.rint(q * (counts[has] - 1)).astype(np.int64)]
+    out[has] = picked - np.flatnonzero(has).astype(np.float64) * span - span + lo
     return out
 
 
