@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from sac.pipeline.choose import DEFAULT_MODEL
 from sac.pipeline.options import SegmentOptions
+from sac.slides.options import SlideOptions
 
 if TYPE_CHECKING:
     from sac.pipeline.segmenter import AnySegmenter
-from sac.slides.options import SlideOptions
 
 
 @dataclass(frozen=True)

@@ -129,13 +129,13 @@ def nucleus_like_mask(mask: np.ndarray, planes: np.ndarray, kind: str) -> np.nda
     if n == 0:
         return mask
     grown = ndimage.grey_dilation(labels, size=2 * RING + 1)
-    grey = planes.mean(axis=2, dtype=np.float32)
     if kind == "histology" and planes.ndim == 3 and planes.shape[2] >= 3:
         signals = [nuclear_signal(planes[..., c:c + 1], "brightfield", planes[..., c])
                    for c in range(3)]
         best = np.max([polarity(labels, grown, sig) for sig in signals], axis=0)
         keep = best >= MIN_DARKER
     else:
+        grey = planes.mean(axis=2, dtype=np.float32)
         keep = stands_out(labels, grown, nuclear_signal(planes, kind, grey), kind)
     return np.concatenate([[False], keep])[labels]
 
