@@ -4,8 +4,10 @@ For each validation image the input labels come from the classical baseline (Ots
 watershed, its ``sigma`` and ``min_distance`` tuned on training images as in
 ``benchmarks/accuracy.py``) and, with ``--labels-dir DIR`` (repeatable, ``NAME=DIR``), from
 another tool's predictions saved as ``DIR/<name>_labels.tif`` or ``DIR/<name>.tif`` (e.g.
-StarDist's or cellpose's, from ``benchmarks/peers/``). Each is refined with every
-``--variant`` (``NAME:prompt=both,neg=0,min_iou=0.3``; omitted keys keep
+StarDist's or cellpose's, from ``benchmarks/peers/``), and with ``--sac-input MODEL``
+(repeatable) from another SAC model's segmentation (a strong tool's labels, when the peers'
+predictions are not at hand). Each is refined with every ``--variant``
+(``NAME:prompt=both,neg=0,min_iou=0.3,repair=1``; omitted keys keep
 :class:`sac.pipeline.refine.RefineSettings`' defaults) and scored against the truth.
 
 Run: ``.venv/bin/python benchmarks/refine.py --dataset monuseg --model sac-lite-monuseg``.
@@ -31,8 +33,8 @@ from sac.pipeline.segmenter import load_segmenter
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
 
-DEFAULT_VARIANTS = ("both:prompt=both", "point:prompt=point", "box:prompt=box",
-                    "both-iou0.5:prompt=both,min_iou=0.5", "both-neg2:prompt=both,neg=2")
+DEFAULT_VARIANTS = ("plain:", "point-iou0.1:prompt=point,min_iou=0.1", "repair:repair=1",
+                    "repair-both-iou0.3:repair=1,prompt=both,min_iou=0.3")
 KEYS = ("aji", "pq", "pixel_dice", "f1_obj")
 
 
@@ -48,8 +50,11 @@ def parse_variant(text: str) -> tuple[str, RefineSettings]:
             fields["neighbour_negatives"] = int(value)
         elif key == "min_iou":
             fields["min_iou"] = float(value)
+        elif key == "repair":
+            fields["repair"] = value not in ("0", "false", "no")
         else:
-            raise SystemExit(f"--variant {text}: unknown key {key!r} (prompt, neg, min_iou)")
+            raise SystemExit(f"--variant {text}: unknown key {key!r} "
+                             "(prompt, neg, min_iou, repair)")
     return name, RefineSettings(**fields)
 
 
@@ -68,6 +73,8 @@ def main() -> None:
                    help=f"refine settings to compare (default: {', '.join(DEFAULT_VARIANTS)})")
     p.add_argument("--labels-dir", action="append", default=[], metavar="NAME=DIR",
                    help="another tool's predictions to refine")
+    p.add_argument("--sac-input", action="append", default=[], metavar="MODEL",
+                   help="refine this SAC model's own segmentation too")
     p.add_argument("--classical-images", type=int, default=8,
                    help="training images the classical baseline is tuned on")
     args = p.parse_args()
@@ -81,6 +88,9 @@ def main() -> None:
     params = {k: params[k] for k in ("sigma", "min_distance")}
     sources: dict[str, Any] = {"classical": lambda im, n: classical_instances(
         to_rgb_float(im), **params)}
+    for other in args.sac_input:
+        tool_seg = load_segmenter(other, precision=args.precision)
+        sources[other] = lambda im, n, s=tool_seg: s.segment(im).labels
     for spec in args.labels_dir:
         tool, _, folder = spec.partition("=")
         sources[tool] = lambda im, n, f=Path(folder): tool_labels(f, n)
@@ -109,7 +119,7 @@ def main() -> None:
             row["s_per_image"] = round(seconds[(tool, vname)] / len(per_image), 2)
             row["nuclei_changed"] = changed[(tool, vname)]
         rows.append(row)
-    info.update(model=model, dataset=args.dataset, classical=params,
+    info.update(model=model, dataset=args.dataset, classical=params, sac_inputs=args.sac_input,
                 variants={v: vars(s) for v, s in variants}, precision=args.precision)
     name = f"refine_{args.dataset}{'_' + args.tag if args.tag else ''}"
     _, md = write_results(name, info, rows, ["input", "refined", "images", *KEYS,

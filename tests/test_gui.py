@@ -281,3 +281,14 @@ def test_refine_labels_layer_from_another_tool(make_napari_viewer, qtbot, disks)
         iou = ((got == k) & (truth == k)).sum() / ((got == k) | (truth == k)).sum()
         assert iou > 0.85, (k, iou)
     assert np.array_equal(viewer.layers["other tool"].data, rough)
+    # with repair, a patch of background outlined by the tool is dropped
+    patch = rough.copy()
+    patch[5:20, 5:20] = 99
+    viewer.layers["other tool"].data = patch.astype(np.int32)
+    w.repair.setChecked(True)
+    w.refine()
+    qtbot.waitUntil(lambda: not w.refining, timeout=120_000)
+    assert "repaired by the model's detections" in w.status.text(), w.status.text()
+    assert "1 dropped" in w.status.text(), w.status.text()
+    got = np.asarray(viewer.layers["other tool refined"].data)
+    assert not got[5:20, 5:20].any() and len(np.unique(got)) == len(DISKS) + 1

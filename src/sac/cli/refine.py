@@ -24,14 +24,22 @@ EXTRA_OUTPUTS = tuple(k for k in OPTIONAL if not KINDS[k].needs_semantic)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``refine`` on the ``sac`` subcommand parser."""
     from sac.pipeline.choose import DEFAULT_MODEL
-    from sac.pipeline.refine import REFINE_PROMPTS, RefineSettings
+    from sac.pipeline.refine import (
+        PLAIN_DEFAULTS,
+        REFINE_PROMPTS,
+        REPAIR_DEFAULTS,
+        RefineSettings,
+    )
 
     p = sub.add_parser(
         "refine", help="refine another tool's nuclei (labels, GeoJSON, ImageJ ROIs) with SAM",
         description="Use each nucleus of LABELS (from StarDist, cellpose, QuPath, a threshold, "
         "a hand drawing) as a prompt for SAM and write SAM's outline in its place, with the "
         "same id, to OUTDIR/<stem>_labels.tif. A nucleus keeps its outline where SAM finds "
-        "nothing better (an empty or low-quality mask, or one that moved to another object).",
+        "nothing better (an empty or low-quality mask, or one that moved to another object). "
+        "With --repair, the nuclei are first regrouped by the model's own detections: merged "
+        "nuclei split, fragments of one nucleus joined, objects with no nucleus dropped (for "
+        "a threshold's or watershed's labels; split parts get new ids).",
         epilog=EPILOG)
     p.add_argument("image", type=Path, help="the image the labels belong to")
     p.add_argument("--labels", type=Path, required=True,
@@ -40,20 +48,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model folder, shipped name or auto (default: %(default)s)")
-    p.add_argument("--prompt", choices=REFINE_PROMPTS, default=RefineSettings.prompt,
+    p.add_argument("--repair", action="store_true",
+                   help="split, join and drop given nuclei where the model's detections "
+                        "disagree with them, before refining")
+    p.add_argument("--prompt", choices=REFINE_PROMPTS, default=None,
                    help="what each nucleus gives SAM: its inner point, its box, or both "
-                        "(default %(default)s)")
+                        f"(default {PLAIN_DEFAULTS[0]}; with --repair {REPAIR_DEFAULTS[0]})")
     p.add_argument("--neighbour-negatives",
                    type=option("--neighbour-negatives", 0, 16, integer=True),
                    default=RefineSettings.neighbour_negatives,
                    help="nearest neighbours' centres given as negative points "
                         "(default %(default)s)")
-    p.add_argument("--min-iou", type=option("--min-iou", 0, 1), default=RefineSettings.min_iou,
+    p.add_argument("--min-iou", type=option("--min-iou", 0, 1), default=None,
                    help="overlap with the given outline a new one needs to replace it "
-                        "(default %(default)s)")
+                        f"(default {PLAIN_DEFAULTS[1]}; with --repair {REPAIR_DEFAULTS[1]})")
     p.add_argument("--scale", type=option("--scale", 0.05, 20), default=None,
                    help="resample the image by this factor for SAM (default: the factor that "
-                        "gives the given nuclei the model's nucleus size)")
+                        "gives the given nuclei the model's nucleus size; with --repair, the "
+                        "model's automatic scale)")
     add_save_flags(p, EXTRA_OUTPUTS)
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_segment_options(p, ("precision", "runtime"))
@@ -72,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from sac.pipeline.result import SegmentResult
     from sac.pipeline.segmenter import load_segmenter
 
-    settings = RefineSettings(args.prompt, args.neighbour_negatives, args.min_iou, args.scale)
+    settings = RefineSettings(args.prompt, args.neighbour_negatives, args.min_iou, args.scale,
+                              args.repair)
     image = read_image(args.image)
     labels = read_label_file(args.labels, image.shape[:2])
     check_output_folder(args.output)

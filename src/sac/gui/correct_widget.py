@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QWidget,
+)
 
 from sac.gui import session
 from sac.gui.segment_widget import fill_combo, follow_layers, image_for, layer_image
@@ -38,6 +45,10 @@ class CorrectWidget(QWidget):
         refine.setToolTip("SAM's outline for every nucleus of the layer (from SAC or any "
                           "other tool), ids kept, as a new layer '<name> refined'")
         refine.clicked.connect(self.refine)
+        self.repair = QCheckBox("repair")
+        self.repair.setToolTip("before refining, split merged nuclei, join fragments and drop "
+                               "objects with no nucleus, as the model's own detections say "
+                               "(for a threshold's or watershed's labels)")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         form = QFormLayout(self)
@@ -45,7 +56,7 @@ class CorrectWidget(QWidget):
         form.addRow("model", self.model)
         form.addRow("click mode", self.mode)
         form.addRow(start)
-        form.addRow(refine)
+        form.addRow(refine, self.repair)
         form.addRow(self.status)
         self.corrector: Any = None
         self.ready = False  # the image's embedding is computed
@@ -173,11 +184,12 @@ class CorrectWidget(QWidget):
         model = meta.get("model", self.model.currentText())
         image = layer_image(self.viewer.layers[image_name])
         labels = np.asarray(target.data)
+        repair = self.repair.isChecked()
 
         def work() -> tuple[np.ndarray, str]:
             seg = session.segmenter(model, meta.get("device", "cpu"),
                                     meta.get("precision", "auto"), meta.get("tile_size"))
-            return session.refine(seg, image, labels)
+            return session.refine(seg, image, labels, repair)
 
         def done(out: tuple[np.ndarray, str]) -> None:
             new = f"{name} refined"

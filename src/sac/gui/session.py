@@ -178,13 +178,14 @@ def prompt_points(seg: Segmenter, image: np.ndarray, scale: float) -> tuple[np.n
     return rc[lab == 1], neg
 
 
-def refine(seg: AnySegmenter, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
-    """SAM's outlines for the nuclei of a Labels layer (``sac refine``), ids kept; the new
-    labels and a one-line summary."""
-    from sac.pipeline.refine import refine_labels
+def refine(seg: AnySegmenter, image: np.ndarray, labels: np.ndarray, repair: bool = False
+           ) -> tuple[np.ndarray, str]:
+    """SAM's outlines for the nuclei of a Labels layer (``sac refine [--repair]``), ids kept;
+    the new labels and a one-line summary."""
+    from sac.pipeline.refine import RefineSettings, refine_labels
 
     seg, _ = concrete(seg, image)
-    out = refine_labels(seg, image, np.asarray(labels))
+    out = refine_labels(seg, image, np.asarray(labels), RefineSettings(repair=repair))
     return out.labels, out.summary()
 
 

@@ -7,6 +7,11 @@ nucleus size. A new mask replaces the old one only where SAM found the same nucl
 empty, scored at least the model's ``min_score``, holding the prompt point, and overlapping
 the old mask by ``min_iou``; otherwise the nucleus keeps its outline. Ids never change.
 Where new masks overlap, the surer one keeps the pixels; kept outlines are never cut.
+
+With ``repair`` the given nuclei are first regrouped by the model's own detections at its
+automatic scale (:mod:`sac.pipeline.regroup`: merges split, fragments joined, objects with no
+nucleus dropped), and each regrouped nucleus prompts SAM with its inner point alone, its new
+mask kept at a looser overlap: a threshold's outlines are poor guides to the nucleus.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from scipy.spatial import cKDTree
 from sac.core.errors import ConfigError
 from sac.core.images import as_model_rgb
 from sac.core.labels import InstanceMask, largest_component
-from sac.core.resample import resample_image
+from sac.core.resample import resample_image, resample_labels
 from sac.pipeline.decode import decode_each, encoded_tiles
+from sac.pipeline.nuclei import detect
 from sac.pipeline.prompts import PromptSet
+from sac.pipeline.regroup import regroup
 
 if TYPE_CHECKING:
     from sac.pipeline.segmenter import Segmenter
@@ -32,22 +39,35 @@ RefinePrompt = Literal["point", "box", "both"]
 REFINE_PROMPTS: tuple[RefinePrompt, ...] = ("point", "box", "both")
 
 
+#: prompt and overlap defaults, without and with ``repair`` (chosen on the MoNuSeg validation
+#: images, benchmarks/results/refine)
+PLAIN_DEFAULTS: tuple[RefinePrompt, float] = ("both", 0.3)
+REPAIR_DEFAULTS: tuple[RefinePrompt, float] = ("point", 0.1)
+
+
 @dataclass(frozen=True)
 class RefineSettings:
-    """How each given nucleus prompts SAM and when its new mask is kept."""
+    """How each given nucleus prompts SAM and when its new mask is kept; ``None`` prompt and
+    ``min_iou`` take :data:`PLAIN_DEFAULTS` or, with ``repair``, :data:`REPAIR_DEFAULTS`."""
 
-    prompt: RefinePrompt = "both"
+    prompt: RefinePrompt | None = None
     neighbour_negatives: int = 0  # nearest neighbours' centres as negative points
-    min_iou: float = 0.3  # the new mask must overlap the old this much (same nucleus)
-    scale: float | None = None  # None: the given nuclei brought to the model's size
+    min_iou: float | None = None  # the new mask must overlap the old this much (same nucleus)
+    scale: float | None = None  # None: the given nuclei at the model's size (repair: its scale)
+    repair: bool = False  # regroup by the model's detections first (split, join, drop)
 
     def __post_init__(self) -> None:
+        prompt, min_iou = REPAIR_DEFAULTS if self.repair else PLAIN_DEFAULTS
+        if self.prompt is None:
+            object.__setattr__(self, "prompt", prompt)
+        if self.min_iou is None:
+            object.__setattr__(self, "min_iou", min_iou)
         if self.prompt not in REFINE_PROMPTS:
             raise ConfigError(f"refine prompt must be one of {REFINE_PROMPTS}, "
                               f"got {self.prompt!r}")
         if not 0 <= self.neighbour_negatives <= 16:
             raise ConfigError("neighbour negatives must be between 0 and 16")
-        if not 0 <= self.min_iou <= 1:
+        if not 0 <= (self.min_iou or 0) <= 1:
             raise ConfigError("min_iou must be between 0 and 1")
         if self.scale is not None and not 0.05 <= self.scale <= 20:
             raise ConfigError("the refine scale must be between 0.05 and 20")
@@ -55,7 +75,8 @@ class RefineSettings:
 
 @dataclass
 class RefineResult:
-    """The refined labels (same ids as given) and what happened to the nuclei."""
+    """The refined labels and what happened to the nuclei. Ids are the given ones; with
+    ``repair``, a split nucleus's other parts are numbered after the largest given id."""
 
     labels: np.ndarray
     scores: dict[int, float]  # SAM's predicted quality of each new mask
@@ -63,12 +84,18 @@ class RefineResult:
     nuclei: int = 0
     changed: int = 0  # nuclei whose pixels differ from the given ones
     kept: dict[str, int] = field(default_factory=dict)  # outlines kept, by reason
+    #: with repair: given nuclei split, joined, dropped; parts that SAM found twice, removed
+    repaired: dict[str, int] | None = None
 
     def summary(self) -> str:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.kept.items()) if n)
         kept = sum(self.kept.values())
+        repair = "" if self.repaired is None else (
+            "; repaired by the model's detections: " + ", ".join(
+                f"{n} {what}" for what, n in self.repaired.items())
+            + f"; {len(np.unique(self.labels)) - 1} nuclei now")
         return (f"{self.changed} of {self.nuclei} nuclei changed; {kept} kept as given"
-                + (f" ({reasons})" if reasons else ""))
+                + (f" ({reasons})" if reasons else "") + repair)
 
 
 def refine_scale(segmenter: Segmenter, labels: np.ndarray) -> float:
@@ -92,13 +119,24 @@ def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
     labels = np.asarray(labels)
     if labels.shape != shape0:
         raise ConfigError(f"labels {labels.shape} do not match the image {shape0}")
-    labels = labels.astype(np.uint32, copy=False)
-    scale = settings.scale or refine_scale(segmenter, labels)
-    ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
-    result = RefineResult(labels.copy(), {}, scale, nuclei=len(ids))
+    given = labels.astype(np.uint32, copy=False)
+    ids = np.flatnonzero(np.bincount(given.ravel())[1:]) + 1
+    result = RefineResult(given.copy(), {}, settings.scale or float(segmenter.config.input_scale),
+                          nuclei=len(ids))
     if not len(ids):
         return result
-    rgb = resample_image(rgb0, scale)
+    if settings.repair:
+        rgb, maps, size = segmenter.scaled_maps(rgb0, settings.scale)
+        scale = size.scale
+        grouped = regroup(given, resample_labels(detect(maps, segmenter.thresholds), shape0))
+        labels = grouped.labels
+        result.repaired = {"split": grouped.split, "joined": grouped.joined,
+                           "dropped": grouped.dropped, "duplicates": 0}
+        ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
+    else:
+        scale = settings.scale or refine_scale(segmenter, given)
+        labels, rgb = given, resample_image(rgb0, scale)
+    result.scale = scale
     up = (shape0[0] / rgb.shape[0], shape0[1] / rgb.shape[1])
     boxes = ndi.find_objects(labels)
     inside = np.array([_deepest(labels, int(k), boxes[k - 1]) for k in ids], np.float64)  # y, x
@@ -112,8 +150,12 @@ def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
                           segmenter.thresholds.mask_logit)
         for i, m in zip(tile.chosen, got, strict=True):
             masks[int(i)] = m
-    _compose(result, labels, ids, boxes, inside, masks, segmenter.thresholds.min_score,
-             settings.min_iou)
+    assert settings.min_iou is not None
+    th = segmenter.thresholds
+    _compose(result, labels, ids, boxes, inside, masks, th.min_score, settings.min_iou,
+             th.min_visible if settings.repair else None)
+    diff = result.labels != given
+    result.changed = int(np.count_nonzero(np.union1d(result.labels[diff], given[diff])))
     return result
 
 
@@ -157,15 +199,18 @@ def _prompt_sets(ids: np.ndarray, boxes: list, inside: np.ndarray, up: tuple[flo
 
 def _compose(result: RefineResult, labels: np.ndarray, ids: np.ndarray, boxes: list,
              inside: np.ndarray, masks: list[InstanceMask | None], min_score: float,
-             min_iou: float) -> None:
-    """Place the accepted new masks (surest first) around the outlines kept as given."""
+             min_iou: float, min_visible: float | None = None) -> None:
+    """Place the accepted new masks (surest first) around the outlines kept as given. With
+    ``min_visible`` (repairing), a mask with less than that share of it left by surer ones is
+    the same nucleus found twice and is dropped, as the segmentation's merge does."""
     shape = labels.shape
     out = np.zeros(shape, np.uint32)
     kept = {"empty": 0, "low score": 0, "moved": 0, "lost in overlaps": 0}
     accepted: list[tuple[float, int, InstanceMask]] = []
     for i, k in enumerate(ids):
         m = masks[i]
-        reason = _rejection(m, labels, int(k), boxes[k - 1], inside[i], min_score, min_iou)
+        reason = _rejection(m, labels, int(k), boxes[k - 1], inside[i], min_score, min_iou,
+                            min_visible is not None)
         if reason:
             kept[reason] += 1
             out[boxes[k - 1]][labels[boxes[k - 1]] == k] = k
@@ -173,12 +218,19 @@ def _compose(result: RefineResult, labels: np.ndarray, ids: np.ndarray, boxes: l
             assert m is not None
             accepted.append((m.score, int(k), InstanceMask(m.y0, m.x0,
                                                            largest_component(m.mask), m.score)))
+    placed = []
     for score, k, m in sorted(accepted, key=lambda a: -a[0]):
         ys, xs, crop = _clip(m, shape)
         view = out[ys, xs]
-        view[crop & (view == 0)] = k
+        free = crop & (view == 0)
+        if min_visible is not None and free.sum() < min_visible * crop.sum():
+            assert result.repaired is not None
+            result.repaired["duplicates"] += 1  # its nucleus is already there
+            continue
+        view[free] = k
         result.scores[k] = float(score)
-    for _, k, m in accepted:  # one piece per nucleus; a nucleus left with none is put back
+        placed.append((score, k, m))
+    for _, k, m in placed:  # one piece per nucleus; a nucleus left with none is put back
         ys, xs, _ = _clip(m, shape)
         view = out[ys, xs]
         own = view == k
@@ -191,14 +243,14 @@ def _compose(result: RefineResult, labels: np.ndarray, ids: np.ndarray, boxes: l
             old[(labels[boxes[k - 1]] == k) & (old == 0)] = k
     result.labels = out
     result.kept = kept
-    diff = out != labels
-    moved = np.union1d(out[diff], labels[diff])
-    result.changed = int(np.count_nonzero(moved))
 
 
 def _rejection(m: InstanceMask | None, labels: np.ndarray, k: int, box: tuple[slice, slice],
-               point: np.ndarray, min_score: float, min_iou: float) -> str:
-    """Why SAM's mask for nucleus ``k`` is not taken ("" when it is)."""
+               point: np.ndarray, min_score: float, min_iou: float, grown: bool = False
+               ) -> str:
+    """Why SAM's mask for nucleus ``k`` is not taken ("" when it is). With ``grown``
+    (repairing), a mask that holds most of the old outline is taken whatever their overlap:
+    a part of a nucleus grown to the whole of it."""
     if m is None or not m.mask.any():
         return "empty"
     if m.score < min_score:
@@ -209,7 +261,8 @@ def _rejection(m: InstanceMask | None, labels: np.ndarray, k: int, box: tuple[sl
     inter = int((crop & (labels[ys, xs] == k)).sum())
     area = int((labels[box] == k).sum())
     union = area + int(m.mask.sum()) - inter
-    return "" if holds and inter / union >= min_iou else "moved"
+    same = inter / union >= min_iou or (grown and inter >= 0.5 * area)
+    return "" if holds and same else "moved"
 
 
 def _clip(m: InstanceMask, shape: tuple[int, ...]) -> tuple[slice, slice, np.ndarray]:
