@@ -33,8 +33,8 @@ from sac.pipeline.segmenter import load_segmenter
 
 from bench_common import machine_info, validation_parser, validation_set, write_results
 
-DEFAULT_VARIANTS = ("plain:", "point-iou0.1:prompt=point,min_iou=0.1", "repair:repair=1",
-                    "repair-both-iou0.3:repair=1,prompt=both,min_iou=0.3")
+DEFAULT_VARIANTS = ("repair (default):", "keep-objects:repair=0",
+                    "keep-objects-point+box:repair=0,prompt=both")
 KEYS = ("aji", "pq", "pixel_dice", "f1_obj")
 
 

@@ -24,12 +24,7 @@ EXTRA_OUTPUTS = tuple(k for k in OPTIONAL if not KINDS[k].needs_semantic)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``refine`` on the ``sac`` subcommand parser."""
     from sac.pipeline.choose import DEFAULT_MODEL
-    from sac.pipeline.refine import (
-        PLAIN_DEFAULTS,
-        REFINE_PROMPTS,
-        REPAIR_DEFAULTS,
-        RefineSettings,
-    )
+    from sac.pipeline.refine import MIN_IOU, REFINE_PROMPTS, RefineSettings
 
     p = sub.add_parser(
         "refine", help="refine another tool's nuclei (labels, GeoJSON, ImageJ ROIs) with SAM",
@@ -48,12 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model folder, shipped name or auto (default: %(default)s)")
-    p.add_argument("--repair", action="store_true",
-                   help="split, join and drop given nuclei where the model's detections "
-                        "disagree with them, before refining")
-    p.add_argument("--prompt", choices=REFINE_PROMPTS, default=None,
+    p.add_argument("--keep-objects", action="store_true",
+                   help="refine the given objects' outlines only: no splitting, joining or "
+                        "dropping by the model's detections")
+    p.add_argument("--prompt", choices=REFINE_PROMPTS, default=RefineSettings.prompt,
                    help="what each nucleus gives SAM: its inner point, its box, or both "
-                        f"(default {PLAIN_DEFAULTS[0]}; with --repair {REPAIR_DEFAULTS[0]})")
+                        "(default %(default)s)")
     p.add_argument("--neighbour-negatives",
                    type=option("--neighbour-negatives", 0, 16, integer=True),
                    default=RefineSettings.neighbour_negatives,
@@ -61,11 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default %(default)s)")
     p.add_argument("--min-iou", type=option("--min-iou", 0, 1), default=None,
                    help="overlap with the given outline a new one needs to replace it "
-                        f"(default {PLAIN_DEFAULTS[1]}; with --repair {REPAIR_DEFAULTS[1]})")
+                        f"(default {MIN_IOU[True]}; with --keep-objects {MIN_IOU[False]})")
     p.add_argument("--scale", type=option("--scale", 0.05, 20), default=None,
-                   help="resample the image by this factor for SAM (default: the factor that "
-                        "gives the given nuclei the model's nucleus size; with --repair, the "
-                        "model's automatic scale)")
+                   help="resample the image by this factor for the model (default: its "
+                        "automatic scale, as sac segment chooses it)")
     add_save_flags(p, EXTRA_OUTPUTS)
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_segment_options(p, ("precision", "runtime"))
@@ -85,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from sac.pipeline.segmenter import load_segmenter
 
     settings = RefineSettings(args.prompt, args.neighbour_negatives, args.min_iou, args.scale,
-                              args.repair)
+                              not args.keep_objects)
     image = read_image(args.image)
     labels = read_label_file(args.labels, image.shape[:2])
     check_output_folder(args.output)

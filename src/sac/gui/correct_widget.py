@@ -46,9 +46,10 @@ class CorrectWidget(QWidget):
                           "other tool), ids kept, as a new layer '<name> refined'")
         refine.clicked.connect(self.refine)
         self.repair = QCheckBox("repair")
+        self.repair.setChecked(True)
         self.repair.setToolTip("before refining, split merged nuclei, join fragments and drop "
-                               "objects with no nucleus, as the model's own detections say "
-                               "(for a threshold's or watershed's labels)")
+                               "objects with no nucleus, as the model's own detections say; "
+                               "untick to refine the outlines of exactly the layer's objects")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         form = QFormLayout(self)

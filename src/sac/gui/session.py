@@ -178,10 +178,10 @@ def prompt_points(seg: Segmenter, image: np.ndarray, scale: float) -> tuple[np.n
     return rc[lab == 1], neg
 
 
-def refine(seg: AnySegmenter, image: np.ndarray, labels: np.ndarray, repair: bool = False
+def refine(seg: AnySegmenter, image: np.ndarray, labels: np.ndarray, repair: bool = True
            ) -> tuple[np.ndarray, str]:
-    """SAM's outlines for the nuclei of a Labels layer (``sac refine [--repair]``), ids kept;
-    the new labels and a one-line summary."""
+    """SAM's outlines for the nuclei of a Labels layer (``sac refine``; ``repair=False``:
+    ``--keep-objects``), ids kept; the new labels and a one-line summary."""
     from sac.pipeline.refine import RefineSettings, refine_labels
 
     seg, _ = concrete(seg, image)
