@@ -1,7 +1,10 @@
 """Few-shot adaptation: how much a new target gains from 1, 2, 5 or 10 labelled images.
 
 The target is a set no shipped model trained on: ``bitdepth`` (DAPI tissue sections; the
-pool is the built-in split's training tissues, the evaluation its held-out tissue, kidney).
+pool is the built-in split's training tissues, the evaluation its held-out tissue, kidney: a
+cross-tissue test), or ``bitdepth-40x`` (one lab's setting: the 40x images of all five
+tissues, air and oil objectives, every other image of each tissue and objective in the pool
+and the rest evaluated, so shots and evaluation come from the same kind of images).
 (A MoNuSeg organ would need an H&E model trained without it; none is shipped.) For each
 number of shots and each of ``--draws``
 random draws from the pool, every ``--method`` trains on the same images:
@@ -55,7 +58,15 @@ def target_sets(target: str) -> tuple[Any, list[str], list[str], bool]:
         split = load_builtin_split("bitdepth")
         return (open_dataset(DATA / "bitdepth_nucseg", "folder"), list(split.train),
                 list(split.val), True)
-    raise SystemExit(f"unknown --target {target!r} (bitdepth)")
+    if target == "bitdepth-40x":
+        ds = open_dataset(DATA / "bitdepth_nucseg", "folder")
+        names = sorted(n for n in ds.names if "_40x_" in n)
+        groups: dict[str, list[str]] = {}
+        for n in names:
+            groups.setdefault(n.rsplit("_", 1)[0], []).append(n)
+        pool = [n for g in groups.values() for n in g[::2]]
+        return ds, pool, [n for g in groups.values() for n in g[1::2]], True
+    raise SystemExit(f"unknown --target {target!r} (bitdepth, bitdepth-40x)")
 
 
 def write_pairs(ds: Any, names: list[str], folder: Path) -> Path:
