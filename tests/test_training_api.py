@@ -101,3 +101,41 @@ def test_options_mirror_the_cli() -> None:
     dests = {a.dest for a in sub._actions} - {"help", "nproc"}
     fields = set(TrainOptions.__dataclass_fields__) - {"command"}
     assert dests == fields
+
+
+@pytest.mark.parametrize("start_wins", [True, False])
+def test_fine_tuning_hands_back_the_start_unless_an_epoch_beats_it(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        start_wins: bool) -> None:
+    """Fine-tuning validates the starting model as epoch 0: when no epoch beats it on the
+    held-back image, the model folder is the starting model, file for file; otherwise the
+    best epoch is saved as usual."""
+    from sac.training import trainer as trainer_module
+
+    monkeypatch.setattr(run_module, "FEW_SHOT", FewShotRecipe(epochs=2, steps_per_epoch=2,
+                                                              warmup_steps=1))
+    calls: list[int] = []
+
+    def scripted(model, images, bf16):  # epoch 0 first, then the trained epochs
+        calls.append(len(images))
+        good = (len(calls) == 1) == start_wins
+        return {"aji": 0.9 if good else 0.1, "pq": 0.5, "pixel_dice": 0.5}
+
+    monkeypatch.setattr(trainer_module, "validate", scripted)
+    few = write_disk_folder(tmp_path / "few", n=5, seed=3)
+    messages: list[str] = []
+    result = sac.train(few, tmp_path / "run", init=tiny_model, quiet=True, tune=False,
+                       say=messages.append)
+    assert calls == [1, 1, 1]  # the start and two epochs, each on the one held-back image
+    files = sorted(p.name for p in tiny_model.iterdir())
+    if start_wins:
+        assert result.best_epoch == 0 and result.best_metric == 0.9
+        assert any("no epoch beat the starting model" in m for m in messages)
+        assert sorted(p.name for p in result.model_dir.iterdir()) == files
+        for name in files:
+            assert (result.model_dir / name).read_bytes() == (tiny_model / name).read_bytes()
+    else:
+        assert result.best_epoch == 2 and result.best_metric == 0.9
+        assert load_model(result.model_dir).config.training["init"] == str(tiny_model)
+    assert not any(p.name.endswith((".restoring", ".replaced"))
+                   for p in result.model_dir.parent.iterdir())

@@ -178,7 +178,7 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
     require_nuclei(val, "validation")
     few_shot = init is not None and len(train) <= FEW_SHOT_MAX_IMAGES and \
         opts.epochs is None and opts.steps_per_epoch is None
-    cfg = _train_config(opts, dataset, modality, bf16, few_shot)
+    cfg = _train_config(opts, dataset, modality, bf16, few_shot, init is not None)
     torch.manual_seed(opts.seed)
     pixel = None if opts.pixel_size is None else opts.pixel_size / scale
     if pixel is None and init is not None and scale == init.input_scale:
@@ -208,7 +208,13 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
     result.skipped = problems + val_problems
     if not sync.main:
         return result
-    if val and opts.tune and result.best_metric is not None:
+    if result.best_epoch == 0 and opts.init is not None:
+        _restore_start(opts.init, result.model_dir)
+        say(f"sac train: no epoch beat the starting model {opts.init} on the validation "
+            f"images ({cfg.select_metric} {result.best_metric:.3f}); {result.model_dir} holds "
+            "it unchanged")
+        return result
+    elif val and opts.tune and result.best_metric is not None:
         from sac.training.tune import at_own_size, describe, tune_model_folder
 
         full = None if not opts.fill else at_own_size(dataset, val, scale)
@@ -229,9 +235,28 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
     return result
 
 
+def _restore_start(init: str | Path, folder: Path) -> None:
+    """Replace the model folder with a copy of the starting model's (its size head and
+    thresholds included), through a temporary folder so that no half-copy is left."""
+    import os
+    import shutil
+
+    from sac.model import resolve_model
+
+    tmp = folder.with_name(folder.name + ".restoring")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(resolve_model(init), tmp)
+    old = folder.with_name(folder.name + ".replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old)
+
+
 def _train_config(opts: TrainOptions, dataset: Any, modality: str, bf16: bool,
-                  few_shot: bool) -> TrainConfig:
-    """The optimisation settings of ``opts`` (the few-shot schedule where it applies)."""
+                  few_shot: bool, fine_tune: bool = False) -> TrainConfig:
+    """The optimisation settings of ``opts`` (the few-shot schedule where it applies; a
+    fine-tuning competes with its starting model)."""
     from sac.data.open import dataset_keys
     from sac.training.augment import AugmentConfig
     from sac.training.generator_stage import GeneratorStageConfig
@@ -262,6 +287,7 @@ def _train_config(opts: TrainOptions, dataset: Any, modality: str, bf16: bool,
         generator_stage=GeneratorStageConfig(steps=opts.generator_steps,
                                              batch_size=opts.generator_batch,
                                              lr=opts.generator_lr, bf16=bf16),
+        start_is_candidate=fine_tune,
     )
 
 

@@ -70,6 +70,9 @@ class TrainConfig:
     source_augment: dict[str, AugmentConfig] = field(default_factory=dict)
     generator_stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
     negatives: NegativeConfig = field(default_factory=NegativeConfig)
+    # fine-tuning: the starting model is validated as epoch 0 and handed back unless an epoch
+    # beats it (a few images can make a good model worse)
+    start_is_candidate: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -299,6 +302,9 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step,
                    disable=not progress or not self.sync.main,
                    unit="step", dynamic_ncols=True)
+        if not resume and self.cfg.start_is_candidate and self.sync.main and self.val_images:
+            history.append(self._validate_and_save(0, {"epoch": 0, "step": 0}, command))
+            bar.write(_epoch_line(history[-1]))
         self.epoch.since = time.perf_counter()  # the epoch's clock runs during steps only
         while self.step < self.total_steps:
             loss = self._one_step()
@@ -384,6 +390,12 @@ class Trainer:
         self.seconds["train"] += seconds
         if not self.sync.main:  # rank 0 validates and saves; the rest go on to the next step
             return rec
+        return self._validate_and_save(epoch, rec, command)
+
+    def _validate_and_save(self, epoch: int, rec: dict[str, Any], command: str
+                           ) -> dict[str, Any]:
+        """Validate the model as it is now (after ``epoch``; 0: the starting model), save it
+        as the model folder when it is the best so far, checkpoint and log."""
         t0 = time.perf_counter()
         metric = None
         if self.val_images:
@@ -405,7 +417,7 @@ class Trainer:
                             generator_stage_seconds=round(self.seconds["generator_stage"], 1),
                             validation_seconds=round(self.seconds["validation"], 1),
                             crops_per_s=round(self.step * self.cfg.batch_size * self.sync.world
-                                              / train_s, 3),
+                                              / max(train_s, 1e-9), 3),
                             validation={k[4:]: v for k, v in rec.items()
                                         if k.startswith("val_")})
             save_model(self.model, self.out / "model", overwrite=True,
@@ -420,5 +432,7 @@ def _epoch_line(rec: dict[str, Any]) -> str:
     val = ", ".join(f"{k[4:]} {rec[k]:.3f}" for k in ("val_pixel_dice", "val_aji", "val_pq")
                     if k in rec)
     mark = " (best, saved)" if rec.get("best") else ""
+    if rec["epoch"] == 0:
+        return f"epoch 0, the starting model: val {val}{mark}"
     return (f"epoch {rec['epoch']}: loss {rec.get('train_total', float('nan')):.3f}, "
             f"{rec['crops_per_s']:.2f} crops/s" + (f"; val {val}" if val else "") + mark)
