@@ -110,6 +110,11 @@ def test_refine_fixes_shrunk_and_spilt_outlines_keeping_ids(disks) -> None:
     assert strict.kept["moved"] == 5 and "5 kept as given (5 moved)" in strict.summary()
     empty = refine_labels(seg, image, np.zeros_like(rough))
     assert empty.nuclei == 0 and not empty.labels.any()
+    texture = np.zeros_like(rough)
+    texture[5:25, 5:25] = 3  # no nucleus there: repairing drops the only object
+    gone = refine_labels(seg, image, texture)
+    assert not gone.labels.any() and gone.changed == 1
+    assert gone.repaired == {"split": 0, "joined": 0, "dropped": 1}
     # repairing (the default) ends with the same five nuclei under the same ids, although the
     # generator cuts the big disk into pieces at fp32 (SAM finds one nucleus from each)
     fixed = refine_labels(seg, image, rough)

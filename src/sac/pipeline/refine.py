@@ -120,6 +120,11 @@ def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
         grouped = regroup(given, resample_labels(detect(maps, segmenter.thresholds), shape0))
         labels = grouped.labels
         ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1
+        if not len(ids):  # nothing the model calls a nucleus
+            result.labels = labels
+            result.repaired = _outcome(given, labels)
+            result.changed = result.nuclei
+            return result
     else:
         labels = given
     up = (shape0[0] / rgb.shape[0], shape0[1] / rgb.shape[1])
