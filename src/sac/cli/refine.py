@@ -30,11 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "refine", help="refine another tool's nuclei (labels, GeoJSON, ImageJ ROIs) with SAM",
         description="Use each nucleus of LABELS (from StarDist, cellpose, QuPath, a threshold, "
         "a hand drawing) as a prompt for SAM and write SAM's outline in its place, with the "
-        "same id, to OUTDIR/<stem>_labels.tif. A nucleus keeps its outline where SAM finds "
-        "nothing better (an empty or low-quality mask, or one that moved to another object). "
-        "With --repair, the nuclei are first regrouped by the model's own detections: merged "
-        "nuclei split, fragments of one nucleus joined, objects with no nucleus dropped (for "
-        "a threshold's or watershed's labels; split parts get new ids).",
+        "same id, to OUTDIR/<stem>_labels.tif. First the nuclei are regrouped by the model's "
+        "own detections: merged nuclei split (the new parts get new ids), fragments of one "
+        "nucleus joined, objects with no nucleus dropped; --keep-objects refines the outlines "
+        "of exactly the given objects instead. A nucleus keeps its outline where SAM finds "
+        "nothing better (an empty or low-quality mask, or one that moved to another object).",
         epilog=EPILOG)
     p.add_argument("image", type=Path, help="the image the labels belong to")
     p.add_argument("--labels", type=Path, required=True,
