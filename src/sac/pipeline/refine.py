@@ -110,6 +110,7 @@ def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
         raise ConfigError(f"labels {labels.shape} do not match the image {shape0}")
     given = labels.astype(np.uint32, copy=False)
     ids = np.flatnonzero(np.bincount(given.ravel())[1:]) + 1
+    ids_given = ids
     result = RefineResult(given.copy(), {}, settings.scale or float(segmenter.config.input_scale),
                           nuclei=len(ids))
     if not len(ids):
@@ -146,8 +147,9 @@ def refine_labels(segmenter: Segmenter, image: np.ndarray, labels: np.ndarray,
              th.min_visible if settings.repair else None, int(given.max()))
     if settings.repair:
         result.repaired = _outcome(given, result.labels)
-    diff = result.labels != given
-    result.changed = int(np.count_nonzero(np.union1d(result.labels[diff], given[diff])))
+    diff = result.labels != given  # given nuclei whose pixels moved (new parts: "split")
+    result.changed = int(np.count_nonzero(np.intersect1d(
+        np.union1d(result.labels[diff], given[diff]), ids_given)))
     return result
 
 
