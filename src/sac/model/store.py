@@ -158,6 +158,22 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
     return folder
 
 
+def copy_model(source: Path, folder: Path) -> Path:
+    """Make ``folder`` a copy of model folder ``source``, file for file, the way
+    :func:`save_model` writes: built in a temporary folder, replacing ``folder`` at the end."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        _usual_modes(tmp)
+        _replace_dir(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return folder
+
+
 def _usual_modes(folder: Path) -> None:
     """mkdtemp makes an owner-only folder; give it and its files the usual modes."""
     mask = os.umask(0)

@@ -197,8 +197,8 @@ def _compose(result: RefineResult, labels: np.ndarray, ids: np.ndarray, boxes: l
     """Place the accepted new masks (surest first) around the outlines kept as given. With
     ``min_visible`` (repairing), a mask with less than that share of it left by surer ones is
     the same nucleus found twice and is dropped, as the segmentation's merge does (ids above
-    ``last_given`` are new parts); without
-    it (the given objects kept), no mask takes pixels of another given nucleus."""
+    ``last_given`` are new parts); without it (the given objects kept), no mask takes pixels
+    of another given nucleus."""
     shape = labels.shape
     out = np.zeros(shape, np.uint32)
     kept = {"empty": 0, "low score": 0, "moved": 0, "lost in overlaps": 0}
@@ -268,7 +268,9 @@ def _hand_over(out: np.ndarray, placed: dict[int, InstanceMask], overlap: np.nda
         return
     holder = int(np.bincount(view[overlap]).argmax())
     if holder > last_given and holder in placed:
-        out[out == holder] = k
+        ys, xs, _ = _clip(placed[holder], out.shape)  # its pixels lie inside its own mask
+        region = out[ys, xs]
+        region[region == holder] = k
         placed[k] = placed.pop(holder)
 
 

@@ -209,12 +209,15 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
     if not sync.main:
         return result
     if result.best_epoch == 0 and opts.init is not None:
-        _restore_start(opts.init, result.model_dir)
+        from sac.model import resolve_model
+        from sac.model.store import copy_model
+
+        copy_model(resolve_model(opts.init), result.model_dir)
         say(f"sac train: no epoch beat the starting model {opts.init} on the validation "
             f"images ({cfg.select_metric} {result.best_metric:.3f}); {result.model_dir} holds "
             "it unchanged")
         return result
-    elif val and opts.tune and result.best_metric is not None:
+    if val and opts.tune and result.best_metric is not None:
         from sac.training.tune import at_own_size, describe, tune_model_folder
 
         full = None if not opts.fill else at_own_size(dataset, val, scale)
@@ -233,24 +236,6 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
             say(f"size head fitted on {rec['train_views']} views of {rec['train_images']} "
                 f"training images: {rec.get('val', rec['train'])}")
     return result
-
-
-def _restore_start(init: str | Path, folder: Path) -> None:
-    """Replace the model folder with a copy of the starting model's (its size head and
-    thresholds included), through a temporary folder so that no half-copy is left."""
-    import os
-    import shutil
-
-    from sac.model import resolve_model
-
-    tmp = folder.with_name(folder.name + ".restoring")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(resolve_model(init), tmp)
-    old = folder.with_name(folder.name + ".replaced")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old)
 
 
 def _train_config(opts: TrainOptions, dataset: Any, modality: str, bf16: bool,
