@@ -3,7 +3,10 @@ its embedding is from torch fp32's, on one validation image's encoder input.
 
 Rows: torch eager fp32 and bf16 autocast; ONNX Runtime fp32 and its dynamic int8
 quantization (weights int8, activations quantized on the fly: ``onnxruntime.quantization.
-quantize_dynamic``); OpenVINO with fp32 and bf16 precision hints. Each runs ``--repeats``
+quantize_dynamic``); OpenVINO with fp32 and bf16 precision hints, and OpenVINO int8 (static
+post-training quantization with NNCF, calibrated on ``--calibration`` MoNuSeg *training* images
+at the model's half resolution; run with a bf16 and an fp32 hint for the layers it leaves in
+floating point; left out where ``nncf`` is not installed). Each runs ``--repeats``
 passes after one warm-up on the same padded input (``--size`` px, a MoNuSeg validation image at
 the model's half resolution); ``cos_mean``/``cos_min`` are the cosine similarities of each
 embedding token to torch fp32's. Conversion times (export, quantization) are reported apart.
@@ -48,11 +51,34 @@ def cosines(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return round(float(cos.mean()), 5), round(float(cos.min()), 5)
 
 
+def int8_model(ov_model: Any, size: int, normalization: Any, n: int) -> Any:
+    """``ov_model`` statically quantized to int8 by NNCF, its activation ranges calibrated on
+    ``n`` MoNuSeg training images (``size``-px crops at half resolution), never validation
+    ones."""
+    import nncf
+
+    from sac.data.open import open_dataset
+    from sac.data.splits import load_builtin_split
+
+    from bench_common import DATASETS
+
+    fmt, folder = DATASETS["monuseg"]
+    dataset = open_dataset(folder, fmt)
+    calib = []
+    for name in load_builtin_split("monuseg").train[:n]:
+        rgb = resample_image(dataset[name].image.astype(np.float32) / 255, 0.5)
+        batch, _ = prepare_batch([rgb[:size, :size]], size, normalization, upscale=False)
+        calib.append(batch.numpy())
+    return nncf.quantize(ov_model, nncf.Dataset(calib), subset_size=len(calib))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="sac-lite-monuseg")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--calibration", type=int, default=24,
+                   help="training images for the int8 calibration (default 24)")
     p.add_argument("--tag", default="")
     args = p.parse_args()
     info = machine_info()
@@ -110,6 +136,22 @@ def main() -> None:
                 print(f"{label} left out: {str(exc).splitlines()[-1]}")
                 continue
             runs[label] = lambda c=compiled: c(x.numpy())[0]
+        try:
+            t0 = time.perf_counter()
+            q_model = int8_model(ov_model, args.size, model.spec.normalization,
+                                 args.calibration)
+            prep["int8 calibration (nncf)"] = time.perf_counter() - t0
+            for label, hint in (("openvino int8 (bf16 rest)", "bf16"),
+                                ("openvino int8 (fp32 rest)", "f32")):
+                try:
+                    compiled = core.compile_model(q_model, "CPU", {
+                        "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
+                except RuntimeError as exc:
+                    print(f"{label} left out: {str(exc).splitlines()[-1]}")
+                    continue
+                runs[label] = lambda c=compiled: c(x.numpy())[0]
+        except ImportError as exc:
+            print(f"OpenVINO int8 rows left out: {exc}")
     except ImportError as exc:
         print(f"OpenVINO rows left out: {exc}")
     ref = runs["torch fp32"]()

@@ -11,8 +11,9 @@ code before issue 47; each variant leaves the rest at the defaults.
 The variants segment every image in turn (alternating, so a change of machine load hits all
 alike): read the file, segment, write ``<stem>_labels.tif`` to a temporary folder. Rows:
 per variant, mean and median seconds per image, the mean of each stage (generator includes
-the size estimate), megapixels at the model's scale per second, accuracy, and the process's
-peak resident memory at the end of the run.
+the size estimate), megapixels at the model's scale per second, seconds per megapixel at
+the model's scale (over all images, and the median of the images' own), accuracy, and the
+process's peak resident memory at the end of the run.
 
 To time a CPU without native bf16 (AVX2 only, most laptops) on one with it, run with
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``: torch's kernels then use only AVX2 (the
@@ -131,6 +132,8 @@ def main() -> None:
                for k in STAGES},
             "mpx_model": round(mpx, 2), "mpx_per_s": round(mpx / sum(total), 3),
             "s_per_mpx": round(sum(total) / mpx, 2),
+            "median_s_per_mpx": round(statistics.median(
+                t["total"] / t["mpx_model"] for t in ts), 2),
             **{k: round(float(agg[k]), 4) for k in KEYS}}
         rows.append(row)
     info.update(dataset=args.dataset, model=str(args.model), images=len(names),
@@ -140,7 +143,8 @@ def main() -> None:
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     cols = ["variant", "tile", "precision", "window", "runtime", "images", "s_per_image",
             "median_s",
-            *[f"{k}_s" for k in STAGES], "mpx_model", "mpx_per_s", "s_per_mpx", *KEYS]
+            *[f"{k}_s" for k in STAGES], "mpx_model", "mpx_per_s", "s_per_mpx",
+            "median_s_per_mpx", *KEYS]
     out = "speed_" + args.dataset + (f"_{args.tag}" if args.tag else "")
     _, md = write_results(out, info, rows, cols,
                           f"Speed and accuracy per inference setting ({args.dataset})")

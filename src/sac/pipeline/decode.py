@@ -5,7 +5,8 @@ encoder (:func:`encoder_tile`, up to :data:`sac.core.tiles.ENCODER_TILE` px: far
 encoded than in model-sized tiles with their overlaps). Each prompt set is decoded in
 the one tile where its extent sits furthest from a seam (:func:`sac.core.tiles.assign_boxes`),
 on a window of that tile's embedding around it, so a nucleus crossing a seam still comes out
-whole. SAC and the zero-shot baseline share this loop.
+whole. SAC and the zero-shot baseline share this loop. The paper's semantic mask is decoded
+on the same embeddings, in model-sized windows (:func:`semantic_mask`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import numpy as np
 
 from sac.core.labels import InstanceMask
 from sac.core.tiles import ENCODER_MULTIPLE, OwnedTile, assign_boxes, owned_tiles
+from sac.model.config import PromptConfig, Thresholds
+from sac.pipeline.maps import Maps
+from sac.pipeline.prompt_sets import semantic_set
 from sac.pipeline.prompts import PromptSet, batch_prompt_sets
 from sac.pipeline.result import Clock
 from sac.sam.predictor import SamPredictor
@@ -104,3 +108,50 @@ def decode_each(predictor: SamPredictor, sets: list[PromptSet], extents: np.ndar
         boxes=boxes - shift if boxes is not None else None, window=window,
         batch_size=batch_size, extents=extents - shift if extents is not None else None,
         offset=(float(offset[0]), float(offset[1])), upsample=upsample, threshold=threshold)
+
+
+def semantic_mask(predictor: SamPredictor, det: np.ndarray, maps: Maps,
+                  region: tuple[slice, slice], window: int, overlap: int, cfg: PromptConfig,
+                  th: Thresholds, clicks: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> np.ndarray:
+    """The paper's output over the predictor's current tile (``region`` of the image): in
+    model-sized windows of its embedding (``window`` px, overlapping by ``overlap``), each
+    decoded from one prompt set holding all its nuclei (``det``, ``maps``: the whole image's)
+    and the ``clicks`` there (points ``(x, y)`` in image pixels, labels), stitched by ownership.
+
+    The tile is encoded once however large (the windows are cut from its embedding, as for
+    the nuclei), so the semantic mask costs no extra encoder passes.
+    """
+    ys, xs = region
+    h, w = ys.stop - ys.start, xs.stop - xs.start
+    out = np.zeros((h, w), bool)
+    for sub in owned_tiles((h, w), window, overlap):
+        sy, sx = sub.tile.slices((h, w))
+        crop = (slice(ys.start + sy.start, ys.start + sy.stop),
+                slice(xs.start + sx.start, xs.start + sx.stop))
+        s = semantic_set(det[crop], maps.crop(*crop), cfg, th)
+        pts, lbl = s.points, s.labels
+        if clicks is not None and len(clicks[0]):
+            local = clicks[0] - np.array([crop[1].start, crop[0].start], np.float32)
+            inside = (local >= 0).all(1) & (local[:, 0] < sx.stop - sx.start) & \
+                (local[:, 1] < sy.stop - sy.start)
+            pts = np.concatenate([pts, local[inside]]).astype(np.float32)
+            lbl = np.concatenate([lbl, clicks[1][inside]])
+        if not (lbl == 1).any():
+            continue
+        corner = np.array([sx.start, sy.start], np.float32)
+        box = np.concatenate([corner, corner + window])[None]
+        mask = predictor.predict_instances(points=(pts + corner)[None], labels=lbl[None],
+                                           window=predictor.native_grid, extents=box)[0]
+        if mask is not None:
+            _paste_owned(out, mask, sub.image)
+    return out
+
+
+def _paste_owned(out: np.ndarray, mask: InstanceMask, owned: tuple[slice, slice]) -> None:
+    """Copy the part of ``mask`` inside the ``owned`` region into ``out``."""
+    (oy, ox), (mh, mw) = owned, mask.mask.shape
+    y0, x0 = max(mask.y0, oy.start), max(mask.x0, ox.start)
+    y1, x1 = min(mask.y0 + mh, oy.stop), min(mask.x0 + mw, ox.stop)
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = mask.mask[y0 - mask.y0 : y1 - mask.y0, x0 - mask.x0 : x1 - mask.x0]

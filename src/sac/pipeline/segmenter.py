@@ -46,7 +46,7 @@ from sac.model import SACModel, load_model
 from sac.model.config import Thresholds
 from sac.pipeline.choose import AUTO, AutoSegmenter
 from sac.pipeline.complete import complete_from_semantic
-from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile
+from sac.pipeline.decode import decode_sets, encoded_tiles, encoder_tile, semantic_mask
 from sac.pipeline.evidence import Evidence, drop_flat_nuclei, image_evidence
 from sac.pipeline.expert import ExpertPrompts, apply_expert
 from sac.pipeline.fold import fold_plan, fold_segment
@@ -54,7 +54,7 @@ from sac.pipeline.maps import GENERATOR_TILE, Maps, generator_maps
 from sac.pipeline.merge import drop_off_foreground, merge_scored
 from sac.pipeline.nuclei import detect, extents
 from sac.pipeline.options import SegmentOptions
-from sac.pipeline.prompt_sets import instance_sets, semantic_set
+from sac.pipeline.prompt_sets import instance_sets
 from sac.pipeline.prompts import PromptSet
 from sac.pipeline.result import Clock, SegmentResult
 from sac.pipeline.scale import THIN_NOTE, ScaleRequest, choose_scale, given_scale, too_thin
@@ -281,13 +281,12 @@ class Segmenter:
         shape = rgb.shape[:2]
         instances: list[InstanceMask] = []
         sem_parts: list[tuple[Any, np.ndarray]] = []
-        # the semantic mask decodes whole embeddings: model-sized tiles
-        size = self.sam_tile if semantic else self.tile_size
-        side = encoder_tile(shape, size, self.overlap, self.model.spec.image_size,
+        side = encoder_tile(shape, self.tile_size, self.overlap, self.model.spec.image_size,
                             self.predictor.encoder.multiple)
         total = len(owned_tiles(shape, side, self.overlap))
-        tiles = encoded_tiles(self.predictor, rgb, ext, size, self.overlap,
+        tiles = encoded_tiles(self.predictor, rgb, ext, self.tile_size, self.overlap,
                               every_tile=semantic, clock=clock)
+        clicks = None if expert is None else (expert.points, expert.labels)
         for done, tile in enumerate(tiles):
             if progress is not None:
                 progress("decoder", done, total)
@@ -299,32 +298,15 @@ class Segmenter:
                                          self.options.batch_size, up,
                                          self.thresholds.mask_logit)
             if semantic:
-                mask = self._decode_semantic(det, maps, tile.region(shape), expert, tile.offset)
-                full = np.zeros((size, size), bool)
+                mask = semantic_mask(self.predictor, det, maps, tile.region(shape),
+                                     self.sam_tile, self.overlap, self.config.prompts,
+                                     self.thresholds, clicks)
+                full = np.zeros((side, side), bool)
                 full[: mask.shape[0], : mask.shape[1]] = mask
                 sem_parts.append((tile.owned, full))
             clock.add("decoder", t)
         sem = stitch(iter(sem_parts), shape, bool) if semantic else None
         return instances, sem
-
-    def _decode_semantic(self, det: np.ndarray, maps: Maps, region: tuple[slice, slice],
-                         expert: ExpertPrompts | None, off: np.ndarray) -> np.ndarray:
-        """The paper's output for one tile: all its prompts in one set, one mask."""
-        ys, xs = region
-        s = semantic_set(det[ys, xs], maps.crop(ys, xs), self.config.prompts,
-                         self.thresholds)
-        pts, lbl = s.points, s.labels
-        if expert is not None and len(expert.points):
-            local = expert.points - off
-            h, w = ys.stop - ys.start, xs.stop - xs.start
-            inside = (local[:, 0] >= 0) & (local[:, 1] >= 0) & (local[:, 0] < w) & \
-                (local[:, 1] < h)
-            pts = np.concatenate([pts, local[inside]]).astype(np.float32)
-            lbl = np.concatenate([lbl, expert.labels[inside]])
-        if not (lbl == 1).any():
-            return np.zeros((ys.stop - ys.start, xs.stop - xs.start), bool)
-        pred = self.predictor.predict(points=pts[None], labels=lbl[None])
-        return pred.masks[0, 0]
 
 
 def load_segmenter(model: str | Path, device: str = "cpu",
