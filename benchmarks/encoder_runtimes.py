@@ -51,25 +51,73 @@ def cosines(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return round(float(cos.mean()), 5), round(float(cos.min()), 5)
 
 
-def int8_model(ov_model: Any, size: int, normalization: Any, n: int) -> Any:
-    """``ov_model`` statically quantized to int8 by NNCF, its activation ranges calibrated on
-    ``n`` MoNuSeg training images (``size``-px crops at half resolution), never validation
-    ones."""
-    import nncf
-
+def calibration_inputs(dataset_name: str, size: int, normalization: Any, n: int,
+                       scale: float = 0.5) -> list[np.ndarray]:
+    """Encoder inputs from the first ``n`` *training* images of a dataset's built-in split
+    (never validation ones): ``size``-px crops at ``scale``, normalised and padded as the
+    pipeline does."""
+    from sac.core.images import as_model_rgb
     from sac.data.open import open_dataset
     from sac.data.splits import load_builtin_split
 
     from bench_common import DATASETS
 
-    fmt, folder = DATASETS["monuseg"]
+    fmt, folder = DATASETS[dataset_name]
     dataset = open_dataset(folder, fmt)
-    calib = []
-    for name in load_builtin_split("monuseg").train[:n]:
-        rgb = resample_image(dataset[name].image.astype(np.float32) / 255, 0.5)
+    out = []
+    for name in load_builtin_split(dataset_name).train[:n]:
+        rgb = resample_image(as_model_rgb(dataset[name].image, name), scale)
         batch, _ = prepare_batch([rgb[:size, :size]], size, normalization, upscale=False)
-        calib.append(batch.numpy())
+        out.append(batch.numpy())
+    return out
+
+
+def int8_model(ov_model: Any, calib: list[np.ndarray]) -> Any:
+    """``ov_model`` statically quantized to int8 by NNCF, its activation ranges calibrated on
+    the encoder inputs ``calib``."""
+    import nncf
+
     return nncf.quantize(ov_model, nncf.Dataset(calib), subset_size=len(calib))
+
+
+class Int8Encoder:
+    """A pipeline encoder (:class:`sac.sam.runtime.Encoder`) running the OpenVINO encoder
+    quantized to int8 (:func:`int8_model`), the rest in bf16 where asked and fp32 elsewhere;
+    for measuring int8 in the whole pipeline (``speed.py --variant LABEL:int8=N``).
+
+    NNCF's quantized encoder runs only at the input size it was calibrated at (other sizes
+    fail OpenVINO's shape inference), so each new size is quantized anew, calibrated on
+    ``calib(size)``, outside the timed calls' budget only in that it happens once."""
+
+    multiple = 16
+
+    def __init__(self, sam: Any, calib: Callable[[int], list[np.ndarray]],
+                 threads: int) -> None:
+        import openvino as ov
+
+        from sac.sam.runtime import OpenVinoEncoder
+
+        self.core = ov.Core()
+        base = OpenVinoEncoder(sam)
+        self.path = base.path if base.path.is_file() else base.convert()
+        self.calib, self.threads = calib, threads
+        self.compiled: dict[tuple[int, bool], Any] = {}
+
+    def prepare(self, size: int) -> None:
+        """Quantize for ``size``-px inputs (both precisions of the rest)."""
+        if (size, False) in self.compiled:
+            return
+        quantized = int8_model(self.core.read_model(self.path), self.calib(size))
+        for bf16 in (False, True):
+            self.compiled[size, bf16] = self.core.compile_model(quantized, "CPU", {
+                "INFERENCE_NUM_THREADS": self.threads,
+                "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"})
+
+    def __call__(self, pixels: torch.Tensor, bf16: bool) -> torch.Tensor:
+        size = int(pixels.shape[-1])
+        self.prepare(size)
+        out = self.compiled[size, bf16](pixels.detach().float().cpu().contiguous().numpy())[0]
+        return torch.from_numpy(out).to(pixels.device)
 
 
 def main() -> None:
@@ -138,8 +186,8 @@ def main() -> None:
             runs[label] = lambda c=compiled: c(x.numpy())[0]
         try:
             t0 = time.perf_counter()
-            q_model = int8_model(ov_model, args.size, model.spec.normalization,
-                                 args.calibration)
+            q_model = int8_model(ov_model, calibration_inputs(
+                "monuseg", args.size, model.spec.normalization, args.calibration))
             prep["int8 calibration (nncf)"] = time.perf_counter() - t0
             for label, hint in (("openvino int8 (bf16 rest)", "bf16"),
                                 ("openvino int8 (fp32 rest)", "f32")):

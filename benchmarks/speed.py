@@ -6,7 +6,9 @@ Each ``--variant LABEL:key=value,...`` is a set of :class:`~sac.pipeline.segment
 settings: ``tile`` (largest side of one encoder pass; 256 = model-sized tiles, the code
 before issue 47), ``precision`` (auto, fp32, bf16), ``batch`` (prompt sets per decoder batch),
 ``window`` (the smallest decoder window in embedding tokens), ``runtime`` (where the encoder
-runs: torch or openvino, converted before timing). :data:`BEFORE` names the settings of the
+runs: torch or openvino, converted before timing), ``int8`` (N: the encoder in OpenVINO
+quantized to int8 by NNCF, calibrated on the first N training images of the dataset:
+``encoder_runtimes.Int8Encoder``). :data:`BEFORE` names the settings of the
 code before issue 47; each variant leaves the rest at the defaults.
 The variants segment every image in turn (alternating, so a change of machine load hits all
 alike): read the file, segment, write ``<stem>_labels.tif`` to a temporary folder. Rows:
@@ -35,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sac.core.device import native_bf16, resolve_device
 from sac.data.images import read_image
 from sac.metrics import aggregate, evaluate_pair
@@ -49,7 +53,7 @@ STAGES = ["read", "generator", "prompts", "encoder", "decoder", "postprocess", "
 #: variant keys -> (Segmenter argument, type)
 SETTINGS = {"tile": ("tile_size", int), "precision": ("precision", str),
             "batch": ("batch_size", int), "window": ("decode_window", int),
-            "runtime": ("runtime", str)}
+            "runtime": ("runtime", str), "int8": ("int8", int)}
 #: the inference settings of the code before issue 47
 BEFORE = "before:tile=256,window=16,runtime=torch"
 
@@ -96,8 +100,16 @@ def main() -> None:
     dataset, names = validation_set(args.dataset, args.data, args.limit)
     model = load_model(args.model)
     variants = dict(parse_variant(v) for v in (args.variant or [BEFORE, "now:"]))
+    int8 = {label: kw.pop("int8") for label, kw in variants.items() if "int8" in kw}
     segs = {label: Segmenter(model, **{"precision": args.precision, **kw})
             for label, kw in variants.items()}
+    for label, n in int8.items():
+        from encoder_runtimes import Int8Encoder, calibration_inputs
+
+        segs[label].predictor.encoder = Int8Encoder(
+            model.sam, lambda size, n=n: calibration_inputs(
+                args.dataset, size, model.spec.normalization, n, model.config.input_scale),
+            torch.get_num_threads())
     shapes = {dataset[n].image.shape: n for n in names}  # one image of each size
     for seg in segs.values():  # warm-up: first calls convert, allocate, pick kernels
         seg.segment(dataset[names[0]].image[:256, :256], "warm-up")
@@ -125,7 +137,9 @@ def main() -> None:
         agg = aggregate(scores[label])
         row: dict[str, Any] = {
             "variant": label, "tile": seg.tile_size, "precision": seg.precision,
-            "window": seg.options.decode_window, "runtime": seg.predictor.runtime,
+            "window": seg.options.decode_window,
+            "runtime": seg.predictor.runtime + (f" int8 ({int8[label]} images)"
+                                                if label in int8 else ""),
             "images": len(ts), "s_per_image": round(statistics.fmean(total), 2),
             "median_s": round(statistics.median(total), 2),
             **{f"{k}_s": round(statistics.fmean(t.get(k, 0.0) for t in ts), 2)
