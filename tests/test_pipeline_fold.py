@@ -50,9 +50,9 @@ def test_folded_equals_unfolded(shape) -> None:
 def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
     """A 40 x 3000 strip of bright nuclei, cut by its long edges too: folded, every nucleus
     is found as unfolded (in about half the time, see the closing note of issue 13), its
-    outlines within 0.09 AJI. Folded, the nuclei are completed from a semantic mask decoded
-    on one encoder pass of the folded image (since 409d0bb; model-sized tiles before), which
-    is a little fatter on this strip: 0.888 against 0.969 unfolded (0.912 before)."""
+    outlines within 0.06 AJI (the completion's semantic mask, from one encoder pass of the
+    folded image, is kept where the generator sees nuclei: without that, 0.888 against 0.969
+    unfolded)."""
     import sac.pipeline.segmenter as segment_module
     from sac.metrics import evaluate_pair
     from sac.model import load_model
@@ -65,7 +65,7 @@ def test_shipped_model_on_a_strip_folded_and_not(monkeypatch) -> None:
     assert "folded into" in folded.size.note and "folded" not in plain.size.note
     good, ref = evaluate_pair(truth, folded.labels), evaluate_pair(truth, plain.labels)
     assert good["f1_obj"] >= 0.98 and ref["f1_obj"] >= 0.98
-    assert good["aji"] >= ref["aji"] - 0.09, (good["aji"], ref["aji"])
+    assert good["aji"] >= ref["aji"] - 0.06, (good["aji"], ref["aji"])
 
 
 @pytest.mark.weights

@@ -45,7 +45,34 @@ def test_a_model_sized_tile_gives_the_whole_embedding_decode(point_model) -> Non
     s = semantic_set(truth, maps, cfg, th)
     whole = seg.predictor.predict(points=s.points[None], labels=s.labels[None]).masks[0, 0]
     assert windowed.any()
-    np.testing.assert_array_equal(windowed, whole)
+    np.testing.assert_array_equal(windowed, whole & (truth > 0))  # kept where nuclei are
+
+
+def test_the_semantic_mask_stays_where_the_generator_sees_nuclei(monkeypatch) -> None:
+    """SAM's semantic output beyond the generator's foreground (and the detected nuclei) is
+    dropped: the completion then cannot grow nuclei into what the generator calls
+    background."""
+    from types import SimpleNamespace
+
+    from sac.core.labels import InstanceMask
+
+    shape = (64, 64)
+    det = np.zeros(shape, np.uint32)
+    det[10:20, 10:20] = 1
+    fg = np.zeros(shape, np.float32)
+    fg[30:40, 30:40] = 0.9  # nucleus-like to the generator, not detected
+    fg[50:60, 50:60] = 0.2  # faint: below the threshold
+    maps = Maps(fg, np.zeros(shape, np.float32), fg.copy())
+    everything = InstanceMask(0, 0, np.ones(shape, bool), 1.0)
+    predictor = SimpleNamespace(native_grid=64,
+                                predict_instances=lambda **kw: [everything])
+    th = SimpleNamespace(fg=0.5, min_distance=4)
+    monkeypatch.setattr("sac.pipeline.decode.semantic_set", lambda *a: SimpleNamespace(
+        points=np.array([[15.0, 15.0]], np.float32), labels=np.array([1])))
+    out = semantic_mask(predictor, det, maps, (slice(0, 64), slice(0, 64)), 64, 16,
+                        PromptConfig(), th)
+    want = (det > 0) | (fg >= 0.5)
+    np.testing.assert_array_equal(out, want)
 
 
 def test_a_large_image_is_encoded_once_and_agrees_with_model_sized_tiles() -> None:
