@@ -1,4 +1,5 @@
-"""Shared helpers for benchmark scripts: machine description and result files (JSON + markdown)."""
+"""Shared helpers for benchmark scripts: machine description, timing, OpenVINO runs and result
+files (JSON + markdown)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import platform
 import statistics
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,42 @@ def machine_info() -> dict[str, object]:
         "platform": platform.platform(),
         "load_average_1min_now": round(os.getloadavg()[0], 2),
     }
+
+
+#: environment variables that limit torch's and oneDNN's kernels (to time an AVX2-only CPU)
+ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def isa_env() -> dict[str, str]:
+    """The kernel-limiting environment of this run (recorded beside its timings)."""
+    return {k: os.environ[k] for k in ISA_ENV if k in os.environ}
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
+    """``fn``'s last output and its milliseconds per call over ``repeats`` calls after one
+    warm-up call."""
+    out = fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    return out, (time.perf_counter() - t0) / repeats * 1000
+
+
+def openvino_runs(core: Any, model: Any, threads: int, hints: dict[str, str],
+                  feed: Any) -> dict[str, Callable[[], Any]]:
+    """One call per ``label: precision hint`` of the OpenVINO ``model`` compiled on the CPU,
+    each returning its first output for ``feed``; a hint that fails to compile (bf16 where
+    oneDNN is limited to AVX2) is left out and said."""
+    runs: dict[str, Callable[[], Any]] = {}
+    for label, hint in hints.items():
+        try:
+            compiled = core.compile_model(model, "CPU", {
+                "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
+        except RuntimeError as exc:
+            print(f"{label} left out: {str(exc).splitlines()[-1]}")
+            continue
+        runs[label] = lambda c=compiled: c(feed)[0]
+    return runs
 
 
 def seed_summary(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]

@@ -33,15 +33,14 @@ from sac.core.resample import resample_image
 from sac.model import load_model
 from sac.sam.transforms import prepare_batch
 
-from bench_common import machine_info, validation_set, write_results
-
-
-def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float]:
-    out = fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    return out, (time.perf_counter() - t0) / repeats * 1000
+from bench_common import (
+    isa_env,
+    machine_info,
+    openvino_runs,
+    timed,
+    validation_set,
+    write_results,
+)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -176,28 +175,16 @@ def main() -> None:
             ov_model = ov.convert_model(enc, example_input=x, input=[1, 3, -1, -1])
         prep["openvino conversion"] = time.perf_counter() - t0
         core = ov.Core()
-        for label, hint in (("openvino fp32", "f32"), ("openvino bf16", "bf16")):
-            try:  # bf16 fails to compile where oneDNN is limited to AVX2 (ONEDNN_MAX_CPU_ISA)
-                compiled = core.compile_model(ov_model, "CPU", {
-                    "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
-            except RuntimeError as exc:
-                print(f"{label} left out: {str(exc).splitlines()[-1]}")
-                continue
-            runs[label] = lambda c=compiled: c(x.numpy())[0]
+        runs.update(openvino_runs(core, ov_model, threads,
+                                  {"openvino fp32": "f32", "openvino bf16": "bf16"}, x.numpy()))
         try:
             t0 = time.perf_counter()
             q_model = int8_model(ov_model, calibration_inputs(
                 "monuseg", args.size, model.spec.normalization, args.calibration))
             prep["int8 calibration (nncf)"] = time.perf_counter() - t0
-            for label, hint in (("openvino int8 (bf16 rest)", "bf16"),
-                                ("openvino int8 (fp32 rest)", "f32")):
-                try:
-                    compiled = core.compile_model(q_model, "CPU", {
-                        "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
-                except RuntimeError as exc:
-                    print(f"{label} left out: {str(exc).splitlines()[-1]}")
-                    continue
-                runs[label] = lambda c=compiled: c(x.numpy())[0]
+            runs.update(openvino_runs(core, q_model, threads,
+                                      {"openvino int8 (bf16 rest)": "bf16",
+                                       "openvino int8 (fp32 rest)": "f32"}, x.numpy()))
         except ImportError as exc:
             print(f"OpenVINO int8 rows left out: {exc}")
     except ImportError as exc:
@@ -214,9 +201,7 @@ def main() -> None:
         os.unlink(f)
     tmp.rmdir()
     info.update(model=args.model, input=f"{args.size}x{args.size}",
-                conversion_s={k: round(v, 1) for k, v in prep.items()},
-                isa_env={k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
-                         if k in os.environ})
+                conversion_s={k: round(v, 1) for k, v in prep.items()}, isa_env=isa_env())
     out = "encoder_runtimes" + (f"_{args.tag}" if args.tag else "")
     _, md = write_results(out, info, rows, ["runtime", "ms_per_pass", "cos_mean", "cos_min"],
                           "The image encoder in each runtime and precision")

@@ -29,7 +29,6 @@ Writes ``results/speed/speed_<dataset>[_<tag>].{json,md}``.
 
 from __future__ import annotations
 
-import os
 import resource
 import statistics
 import tempfile
@@ -46,7 +45,13 @@ from sac.model import load_model
 from sac.outputs.images import write_labels_tif
 from sac.pipeline.segmenter import Segmenter
 
-from bench_common import machine_info, validation_parser, validation_set, write_results
+from bench_common import (
+    isa_env,
+    machine_info,
+    validation_parser,
+    validation_set,
+    write_results,
+)
 
 KEYS = ["aji", "dsb_score", "pixel_dice", "f1_obj"]
 STAGES = ["read", "generator", "prompts", "encoder", "decoder", "postprocess", "write"]
@@ -152,8 +157,7 @@ def main() -> None:
         rows.append(row)
     info.update(dataset=args.dataset, model=str(args.model), images=len(names),
                 native_bf16=native_bf16(resolve_device("cpu")),
-                isa_env={k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
-                         if k in os.environ},
+                isa_env=isa_env(),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     cols = ["variant", "tile", "precision", "window", "runtime", "images", "s_per_image",
             "median_s",

@@ -16,8 +16,6 @@ Writes ``results/stage_runtimes/stage_runtimes[_<tag>].{json,md}``.
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +29,14 @@ from sac.model import load_model
 from sac.modeling.generator import pad_to_stride
 from sac.sam.transforms import prepare_batch
 
-from bench_common import machine_info, validation_set, write_results
+from bench_common import (
+    isa_env,
+    machine_info,
+    openvino_runs,
+    timed,
+    validation_set,
+    write_results,
+)
 
 
 class _Decoder(nn.Module):
@@ -44,14 +49,6 @@ class _Decoder(nn.Module):
     def forward(self, win: torch.Tensor, pe: torch.Tensor, sparse: torch.Tensor,
                 dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(win, pe, sparse, dense, False)
-
-
-def _timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, float]:
-    out = fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    return out, (time.perf_counter() - t0) / repeats * 1000
 
 
 def _decoder_inputs(model: Any, x: torch.Tensor, batch: int, window: int
@@ -95,22 +92,15 @@ def _rows(name: str, net: nn.Module, inputs: tuple[torch.Tensor, ...], threads: 
 
         with torch.no_grad():
             ov_model = ov.convert_model(net, example_input=inputs)
-        core = ov.Core()
-        arrays = [t.numpy() for t in inputs]
-        for label, hint in (("openvino fp32", "f32"), ("openvino bf16", "bf16")):
-            try:  # bf16 fails to compile where oneDNN is limited to AVX2
-                compiled = core.compile_model(ov_model, "CPU", {
-                    "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint})
-            except RuntimeError as exc:
-                print(f"{name} {label} left out: {str(exc).splitlines()[-1]}")
-                continue
-            runs[label] = lambda c=compiled: c(arrays)[0]
+        runs.update(openvino_runs(ov.Core(), ov_model, threads,
+                                  {"openvino fp32": "f32", "openvino bf16": "bf16"},
+                                  [t.numpy() for t in inputs]))
     except ImportError as exc:
         print(f"OpenVINO rows left out: {exc}")
     ref = runs["torch fp32"]()
     rows = []
     for label, fn in runs.items():
-        out, ms = _timed(fn, repeats)
+        out, ms = timed(fn, repeats)
         rows.append({"network": name, "runtime": label, "ms_per_pass": round(ms),
                      "max_abs_diff": round(float(np.abs(out - ref).max()), 4)})
         print(rows[-1], flush=True)
@@ -139,9 +129,7 @@ def main() -> None:
     rows += _rows(f"decoder ({args.batch} prompts, {args.window}-token windows)",
                   _Decoder(model.sam.mask_decoder).eval(),
                   _decoder_inputs(model, x, args.batch, args.window), threads, args.repeats)
-    info.update(model=args.model, input=f"{args.size}x{args.size}",
-                isa_env={k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
-                         if k in os.environ})
+    info.update(model=args.model, input=f"{args.size}x{args.size}", isa_env=isa_env())
     out = "stage_runtimes" + (f"_{args.tag}" if args.tag else "")
     _, md = write_results(out, info, rows, ["network", "runtime", "ms_per_pass", "max_abs_diff"],
                           "The mask decoder and the prompt generator in torch and OpenVINO")

@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,13 +128,11 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
                           "model to a folder of your own (-o)")
     if folder.exists() and not overwrite:
         raise InputError(f"{folder} already exists; pass --overwrite to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
     config = replace(model.config, sac_version=__version__, **updates)
     if dtype is not None:
         config = replace(config, dtype=dtype)
     store = DTYPES[config.dtype]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with _built(folder) as tmp:
         meta = {"format": "sac-model-part"}
         for part in config.parts:
             state = {k: _stored(v, store) for k, v in model.part_state(part).items()}
@@ -150,11 +150,6 @@ def save_model(model: SACModel, folder: str | Path, overwrite: bool = False,
             config = replace(config, base=replace(config.base, sha256=sha256_of(tmp / BASE_FILE),
                                                   name=BASE_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        _usual_modes(tmp)
-        _replace_dir(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return folder
 
 
@@ -162,16 +157,24 @@ def copy_model(source: Path, folder: Path) -> Path:
     """Make ``folder`` a copy of model folder ``source``, file for file, the way
     :func:`save_model` writes: built in a temporary folder, replacing ``folder`` at the end."""
     folder = Path(folder)
+    with _built(folder) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+    return folder
+
+
+@contextmanager
+def _built(folder: Path) -> Iterator[Path]:
+    """A temporary folder beside ``folder``, filled in the block and then put in its place
+    (:func:`_replace_dir`) with the usual modes; removed instead if the block fails."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        yield tmp
         _usual_modes(tmp)
         _replace_dir(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return folder
 
 
 def _usual_modes(folder: Path) -> None:
