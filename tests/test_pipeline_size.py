@@ -149,6 +149,24 @@ def test_large_nuclei_are_scaled_to_the_model_size(sized_model) -> None:
 
 
 @pytest.mark.weights
+def test_a_few_shot_model_keeps_its_scale_unless_told(sized_model) -> None:
+    """A model whose config says ``auto_scale: false`` (fine-tuned on a few images of one
+    setting) segments at its own scale and says why; a given diameter still applies."""
+    image, _ = grid_disks(40)
+    fixed = dataclasses.replace(sized_model.config, auto_scale=False)
+    assert SACConfig.from_dict(fixed.to_dict()).auto_scale is False  # saved and read back
+    model = create_model(prompts=PromptConfig(mode="boxes"), nucleus_diameter=20.0,
+                         nucleus_diameter_range=(14.0, 28.0), auto_scale=False)
+    model.generator = OracleGenerator()
+    res = Segmenter(model).segment(image)
+    assert res.size.source == "model" and res.size.scale == 1.0
+    assert res.size.note.startswith(scale_module.FIXED_NOTE)
+    assert "look 4x the model's training size" in res.size.note
+    given = Segmenter(model).segment(image, diameter=80.0)
+    assert given.size.source == "diameter" and given.size.scale == pytest.approx(0.25)
+
+
+@pytest.mark.weights
 def test_size_estimate_falls_back_and_says_so(sized_model) -> None:
     seg = Segmenter(sized_model)
     empty = seg.segment(np.zeros((128, 128, 3), np.uint8))  # blank: no nuclei, says why

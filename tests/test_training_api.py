@@ -75,6 +75,11 @@ def test_few_shot_schedule_cancel_and_resume(tiny_model: Path, tmp_path: Path,
     assert model.size_head is None and model.config.training["few_shot"] is True
     assert model.config.training["init"] == str(tiny_model)
     assert model.config.training["epochs_done"] == 3  # the last epoch kept
+    assert model.config.auto_scale is False  # the scale of its images is its own
+    assert "threshold_tuning" in model.config.training  # tuned though none was held back
+    assert any(m.startswith("tuned on all the labelled images") for m in messages)
+    tuned = model.config.training["threshold_tuning"]
+    assert set(recipe.settings) <= set(tuned)  # the detection thresholds judged by SAM too
 
 
 def test_cli_from_with_explicit_schedule(tiny_model: Path, tmp_path: Path) -> None:
@@ -86,6 +91,7 @@ def test_cli_from_with_explicit_schedule(tiny_model: Path, tmp_path: Path) -> No
                  "--quiet"]) == 0
     training = load_model(run / "model").config.training
     assert training["few_shot"] is False and training["steps"] == 2
+    assert load_model(run / "model").config.auto_scale is True
     assert training["command"].startswith("sac train --data")
 
 

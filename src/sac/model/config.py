@@ -27,7 +27,8 @@ FORMAT = "sac-model"
 NUCLEUS_PX = (0.5, 10000.0)
 OPTIONAL_KEYS = frozenset({"nucleus_diameter", "nucleus_diameter_range", "training",
                            "sac_version", "backbone_overrides", "centre_target",
-                           "size_head", "mask_logit", "min_fg", "file_sha256"})
+                           "size_head", "mask_logit", "min_fg", "file_sha256",
+                           "auto_scale"})
 FORMAT_VERSION = 1
 MASK_LOGIT_LIMIT = 8.0  # |mask_logit| beyond this keeps (or drops) nearly every pixel
 
@@ -159,6 +160,10 @@ class SACConfig:
     # model has none, and the automatic scale reads the generator's foreground map alone
     size_head: dict[str, Any] | None = None
     modality: str = "any"  # "he", "fluorescence" or "any"
+    # False: the model was fine-tuned on a few images of one setting at one scale (few-shot),
+    # and that scale is its images' own: the automatic scale keeps it (a user's scale, pixel
+    # size or diameter still applies)
+    auto_scale: bool = True
     backbone_overrides: dict[str, Any] = field(default_factory=dict)  # tiny test models only
     dtype: str = "float32"  # storage dtype of the trained tensors
     parts: tuple[str, ...] = ("lora", "mask_decoder", "generator")  # safetensors files

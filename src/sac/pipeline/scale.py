@@ -8,8 +8,9 @@ From strongest to weakest (:func:`choose_scale`):
    pixel size, unless it is implausible for that model (then ignored, and said);
 3. the image's nuclei, read by the automatic scale (:func:`estimated_scale`: read the size,
    resample, read again, when the evidence allows; :mod:`sac.pipeline.size` holds the
-   readings and the rules), unless it is off, the model records no nucleus size, or the image
-   is too thin to show whole nuclei: then the model's own scale.
+   readings and the rules), unless it is off, the model records no nucleus size, the image
+   is too thin to show whole nuclei, or the model was fine-tuned on a few images of one setting
+   (``auto_scale`` false in its config: their scale is its own): then the model's own scale.
 
 Whole slides follow the same order (:func:`slide_scale`): a pixel size also picks the pyramid
 level, and one estimate from sampled tissue chunks serves every chunk.
@@ -42,6 +43,8 @@ from sac.pipeline.size import (
     trusted_head,
 )
 
+FIXED_NOTE = ("the model's own scale: it was fine-tuned on a few images of one setting, at "
+              "their scale (give --scale, --pixel-size or --diameter for other images)")
 THIN_NOTE = "too thin for a size estimate (nuclei are cut by its edges): the model's scale"
 
 
@@ -155,9 +158,10 @@ def choose_scale(seg: Reader, rgb0: np.ndarray, request: ScaleRequest
                                        _join(given.note, "the model records no nucleus size"))
     if too_thin(cfg, rgb0.shape):
         return rgb, maps, SizeEstimate(None, 0, scale, "model", _join(given.note, THIN_NOTE))
-    if not seg.options.auto_scale:
+    if not seg.options.auto_scale or not cfg.auto_scale:
         est = _checked(seg, rgb, maps, scale, "model", None)
-        return rgb, maps, _noted(est, _join(given.note, "automatic scale off"), first=True)
+        why = "automatic scale off" if not seg.options.auto_scale else FIXED_NOTE
+        return rgb, maps, _noted(est, _join(given.note, why), first=True)
     rgb, maps, est = estimated_scale(seg, rgb0, rgb, maps, scale, cfg.nucleus_diameter)
     return rgb, maps, _noted(est, given.note, first=True)
 

@@ -175,7 +175,7 @@ def plan_slide(
                         "for fluorescence or unusual stains pass --no-tissue-mask", path, where)
         size = None
         if given.scale is None and level is None and seg.options.auto_scale and \
-                cfg.nucleus_diameter:
+                cfg.auto_scale and cfg.nucleus_diameter:
             size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
             res_scale = size.scale
         manifest = {"slide": str(path.resolve()), "dimensions": list(slide.dimensions),

@@ -7,7 +7,10 @@ and fits the size head. :func:`train` is the keyword form for Python users.
 Fine-tuning a trained model on a handful of images (``init`` given, at most
 :data:`FEW_SHOT_MAX_IMAGES` training images, no ``epochs``/``steps_per_epoch``) follows the
 few-shot recipe (:data:`FEW_SHOT`): a fixed, short schedule sized to finish in minutes on two
-cores, the model's own size head dropped rather than refitted (too few images to fit one).
+cores, thresholds tuned on all the labelled images, the model's own size head dropped rather
+than refitted (too few images to fit one), and its scale kept for every image (``auto_scale``
+false: a few images of one setting teach it that setting's scale, and its own size reading,
+without a size head, misreads images its generator splits).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class FewShotRecipe:
     epochs: int = 4
     steps_per_epoch: int = 25
     warmup_steps: int = 10
+    # tuned afterwards on all the labelled images: the detection thresholds judged by SAM's
+    # masks too, then SAM's mask threshold and the foreground cut
+    settings: tuple[str, ...] = ("centre", "min_distance", "fg", "mask_logit", "min_fg")
 
 
 FEW_SHOT = FewShotRecipe()
@@ -185,7 +191,8 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
         pixel = init.pixel_size_um  # same input scale: the model's pixel size still holds
     diameter, diameter_range = training_size([im.labels for im in train])
     data = {"input_scale": scale, "pixel_size_um": pixel, "modality": modality,
-            "nucleus_diameter": diameter, "nucleus_diameter_range": diameter_range}
+            "nucleus_diameter": diameter, "nucleus_diameter_range": diameter_range,
+            "auto_scale": not few_shot}  # a few images of one setting: their scale is its own
     model = _model(opts, device, data)
     one = len(opts.data) == 1
     summary = {"data": str(opts.data[0]) if one else [str(d) for d in opts.data],
@@ -217,12 +224,16 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
             f"images ({cfg.select_metric} {result.best_metric:.3f}); {result.model_dir} holds "
             "it unchanged")
         return result
-    if val and opts.tune and result.best_metric is not None:
-        from sac.training.tune import at_own_size, describe, tune_model_folder
+    if opts.tune and (few_shot or (val and result.best_metric is not None)):
+        from sac.training.tune import DEFAULT_SETTINGS, at_own_size, describe, tune_model_folder
 
-        full = None if not opts.fill else at_own_size(dataset, val, scale)
-        s = tune_model_folder(result.model_dir, val, None, bf16, fill=opts.fill, full=full)
-        say(f"tuned on the validation images: {describe(s)}")
+        # few-shot: every labelled image (one held back is too few to choose thresholds by)
+        images, what = (train + val, "all the labelled images") if few_shot else \
+            (val, "the validation images")
+        full = None if not opts.fill else at_own_size(dataset, images, scale)
+        s = tune_model_folder(result.model_dir, images, None, bf16, fill=opts.fill, full=full,
+                              settings=FEW_SHOT.settings if few_shot else DEFAULT_SETTINGS)
+        say(f"tuned on {what}: {describe(s)}")
     fit_size = opts.size_head if opts.size_head is not None else not few_shot
     if diameter is not None and fit_size:
         from sac.training.size_fit import add_size_head
