@@ -113,13 +113,11 @@ def test_options_mirror_the_cli() -> None:
 def test_fine_tuning_hands_back_the_start_unless_an_epoch_beats_it(
         tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         start_wins: bool) -> None:
-    """Fine-tuning validates the starting model as epoch 0: when no epoch beats it on the
-    held-back image, the model folder is the starting model, file for file; otherwise the
-    best epoch is saved as usual."""
+    """Fine-tuning (with a schedule given: not the few-shot recipe) validates the starting
+    model as epoch 0: when no epoch beats it on the held-back image, the model folder is the
+    starting model, file for file; otherwise the best epoch is saved as usual."""
     from sac.training import trainer as trainer_module
 
-    monkeypatch.setattr(run_module, "FEW_SHOT", FewShotRecipe(epochs=2, steps_per_epoch=2,
-                                                              warmup_steps=1))
     calls: list[int] = []
 
     def scripted(model, images, bf16):  # epoch 0 first, then the trained epochs
@@ -131,7 +129,7 @@ def test_fine_tuning_hands_back_the_start_unless_an_epoch_beats_it(
     few = write_disk_folder(tmp_path / "few", n=5, seed=3)
     messages: list[str] = []
     result = sac.train(few, tmp_path / "run", init=tiny_model, quiet=True, tune=False,
-                       say=messages.append)
+                       epochs=2, steps_per_epoch=2, say=messages.append)
     assert calls == [1, 1, 1]  # the start and two epochs, each on the one held-back image
     files = sorted(p.name for p in tiny_model.iterdir())
     if start_wins:
@@ -145,3 +143,17 @@ def test_fine_tuning_hands_back_the_start_unless_an_epoch_beats_it(
         assert load_model(result.model_dir).config.training["init"] == str(tiny_model)
     assert not any(p.name.endswith((".restoring", ".replaced"))
                    for p in result.model_dir.parent.iterdir())
+
+
+def test_few_shot_trains_on_every_image(tiny_model: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five images under the few-shot recipe: none is held back (one image chooses epochs by
+    noise), the last epoch is kept, and the model keeps its scale."""
+    monkeypatch.setattr(run_module, "FEW_SHOT", FewShotRecipe(1, 2, 1))
+    few = write_disk_folder(tmp_path / "few", n=5, seed=3)
+    result = sac.train(few, tmp_path / "run", init=tiny_model, quiet=True, tune=False,
+                       say=lambda m: None)
+    training = load_model(result.model_dir).config.training
+    assert training["train_images"] == 5 and training["val_images"] == 0
+    assert result.best_epoch == 1 and training["few_shot"] is True
+    assert load_model(result.model_dir).config.auto_scale is False
