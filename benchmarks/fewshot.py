@@ -131,15 +131,15 @@ def run_peer(tool: str, data: Path, run: Path, evaluation: Path, minutes: float,
         return f"not run: no {tool} environment at {envs / tool} (benchmarks/peers/setup.sh)"
     script = Path(__file__).parent / "peers" / f"{tool}_run.py"
     out = run / "eval_predictions"
+    channels = ["--grey"] if grey and tool == "stardist" else []  # cellpose reads grey always
     if not (run / "run.json").is_file():
         cmd = [str(python), str(script), "--data", str(data), "--run", str(run),
-               "--minutes", f"{minutes:.2f}", *(["--grey"] if grey and tool == "stardist"
-                                                else [])]
+               "--minutes", f"{minutes:.2f}", *channels]
         if subprocess.run(cmd, check=False).returncode:
             return f"{tool} training failed: see {run}/run.json"
-    if not out.is_dir():
+    if not out.is_dir():  # prediction reads the images as the training did
         cmd = [str(python), str(script), "--run", str(run), "--predict",
-               str(evaluation / "images"), "--out", str(out)]
+               str(evaluation / "images"), "--out", str(out), *channels]
         if subprocess.run(cmd, check=False).returncode:
             return f"{tool} prediction failed"
     return out

@@ -49,7 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "cannot be given with it); it trains its own parts plus --train-parts. "
                         f"On at most {FEW_SHOT_MAX_IMAGES} images, without --epochs or "
                         f"--steps-per-epoch, it runs the few-shot schedule ({FEW_SHOT.epochs} "
-                        f"epochs of {FEW_SHOT.steps_per_epoch} steps, minutes on a laptop)")
+                        f"epochs of {FEW_SHOT.steps_per_epoch} steps, minutes on a laptop) "
+                        "on all the images, tunes the thresholds on them, and the new model "
+                        "keeps its scale for every image (no automatic scale)")
     g.add_argument("--backbone", default=None, choices=sorted(BACKBONES),
                    help=f"default {DEFAULT_BACKBONE}")
     g.add_argument("--sam-checkpoint", type=Path, default=None, help="base SAM checkpoint")
