@@ -197,7 +197,8 @@ def main() -> None:
                     if isinstance(got, str):
                         row["note"] = got
                     else:
-                        row.update(score_folder(got, ds, evaluation), train_min=budget)
+                        row.update(score_folder(got, ds, evaluation),
+                                   train_min=round(budget or 10.0, 2))
                 rows.append(row)
                 print(row, flush=True)
     info.update(target=args.target, pool=len(pool), evaluation=len(evaluation),
