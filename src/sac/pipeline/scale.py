@@ -158,12 +158,21 @@ def choose_scale(seg: Reader, rgb0: np.ndarray, request: ScaleRequest
                                        _join(given.note, "the model records no nucleus size"))
     if too_thin(cfg, rgb0.shape):
         return rgb, maps, SizeEstimate(None, 0, scale, "model", _join(given.note, THIN_NOTE))
-    if not seg.options.auto_scale or not cfg.auto_scale:
+    why = auto_scale_off(seg)
+    if why:
         est = _checked(seg, rgb, maps, scale, "model", None)
-        why = "automatic scale off" if not seg.options.auto_scale else FIXED_NOTE
         return rgb, maps, _noted(est, _join(given.note, why), first=True)
     rgb, maps, est = estimated_scale(seg, rgb0, rgb, maps, scale, cfg.nucleus_diameter)
     return rgb, maps, _noted(est, given.note, first=True)
+
+
+def auto_scale_off(seg: Reader) -> str:
+    """Why the automatic scale may not resample for ``seg`` ("" when it may): the user turned
+    it off, or the model keeps its own scale (``auto_scale`` false: fine-tuned on a few
+    images of one setting). Images and slides alike ask here."""
+    if not seg.options.auto_scale:
+        return "automatic scale off"
+    return "" if seg.config.auto_scale else FIXED_NOTE
 
 
 def nuclei_mask(mask: np.ndarray, rgb: np.ndarray, kind: str | None) -> np.ndarray:

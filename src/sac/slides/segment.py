@@ -36,7 +36,7 @@ from sac.core.labels import relabel_sequential
 from sac.outputs.kinds import output_paths
 from sac.outputs.shapes import label_shapes
 from sac.outputs.table import measure_nuclei
-from sac.pipeline.scale import ScaleRequest, choose_scale, slide_scale
+from sac.pipeline.scale import ScaleRequest, auto_scale_off, choose_scale, slide_scale
 from sac.pipeline.segmenter import Segmenter
 from sac.pipeline.size import SizeEstimate
 from sac.slides import SlideTile, open_slide, slide_tiles, slide_tissue_mask, tile_has_tissue
@@ -174,8 +174,8 @@ def plan_slide(
             log.warning("%s: no tissue found %s by the thumbnail tissue mask, so no nuclei; "
                         "for fluorescence or unusual stains pass --no-tissue-mask", path, where)
         size = None
-        if given.scale is None and level is None and seg.options.auto_scale and \
-                cfg.auto_scale and cfg.nucleus_diameter:
+        if given.scale is None and level is None and not auto_scale_off(seg) and \
+                cfg.nucleus_diameter:
             size = _slide_size(seg, slide, tiles, mask, lvl)  # once per slide, not per chunk
             res_scale = size.scale
         manifest = {"slide": str(path.resolve()), "dimensions": list(slide.dimensions),
