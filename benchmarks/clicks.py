@@ -32,6 +32,8 @@ from scipy import ndimage as ndi
 
 from sac.cli.common import add_precision
 from sac.metrics import evaluate_pair
+from sac.metrics.errors import classify
+from sac.metrics.objects import aji, overlap
 from sac.pipeline.interactive import EMBEDDINGS, Corrector
 from sac.pipeline.segmenter import load_segmenter
 
@@ -79,6 +81,58 @@ def click_all(cor: Corrector, gt: np.ndarray, targets: list[Click]
         else:
             fixed.append(bool((cor.labels[own] == k).sum() < 0.5 * own.sum()))
     return times, ious, fixed
+
+
+def deepest_point(labels: np.ndarray, k: int) -> tuple[int, int]:
+    """The pixel (row, col) of object ``k`` farthest from its border: where a user clicks."""
+    rows, cols = np.nonzero(labels == k)
+    y0, x0 = rows.min(), cols.min()
+    box = labels[y0:rows.max() + 1, x0:cols.max() + 1] == k
+    dist = ndi.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(y0 + r), int(x0 + c)
+
+
+def next_fix(gt: np.ndarray, pred: np.ndarray, tried: set[tuple[Any, ...]]) -> Click | None:
+    """The click a user makes next to fix ``pred``: the largest error first, of three kinds
+    (:func:`sac.metrics.errors.classify`): a prediction that merges true nuclei is removed (a
+    negative click at its core; its nuclei are then missed ones), a missed true nucleus is
+    added (a positive click at its deepest point, where nothing is labelled), an invented
+    one removed. Splits and poor outlines are left alone. ``tried`` holds the clicks made, so
+    a click SAM cannot act on is not repeated; None when nothing is left to click."""
+    c = classify(gt, pred)
+    ov = overlap(gt, pred)
+    merged = np.isin(ov.rows, np.flatnonzero(c.gt_class == "merged"))
+    merging = set(ov.cols[merged & (ov.inter >= 0.5 * ov.gt_areas[ov.rows])].tolist())
+    candidates: list[tuple[int, bool, int]] = []  # (area, positive, id)
+    for j in merging | set(np.flatnonzero(c.pred_class == "invented").tolist()):
+        candidates.append((int(ov.pred_areas[j]), False, int(c.pred_labels[j])))
+    for i in np.flatnonzero(c.gt_class == "missed"):
+        candidates.append((int(ov.gt_areas[i]), True, int(c.gt_labels[i])))
+    for _, positive, k in sorted(candidates, reverse=True):
+        r, col = deepest_point(gt if positive else pred, k)
+        key = (positive, k) if positive else (positive, r, col)
+        if key in tried or (positive and pred[r, col]):
+            continue
+        tried.add(key)
+        return positive, float(col), float(r), k
+    return None
+
+
+def click_curve(cor: Corrector, gt: np.ndarray, n: int) -> list[float]:
+    """AJI of ``cor.labels`` before and after each of up to ``n`` clicks of
+    :func:`next_fix` (stops early, repeating the last value, when nothing is left)."""
+    tried: set[tuple[Any, ...]] = set()
+    curve = [aji(gt, cor.labels)]
+    for _ in range(n):
+        click = next_fix(gt, cor.labels, tried)
+        if click is None:
+            curve += [curve[-1]] * (n + 1 - len(curve))
+            break
+        positive, x, y, _ = click
+        cor.add(x, y) if positive else cor.remove(x, y)
+        curve.append(aji(gt, cor.labels))
+    return curve
 
 
 def label_of(model: str) -> str:

@@ -18,8 +18,10 @@ random draws from the pool, every ``--method`` trains on the same images:
   same draw took; they validate on the training images themselves (there are no others).
 
 Each is scored on the evaluation images (AJI, PQ, object F1, pixel Dice) with the wall time it
-trained. Runs go to ``--runs`` (outside the repository) and are skipped when finished, so an
-interrupted benchmark continues where it stopped.
+trained; with ``--clicks N``, each SAC model is also corrected click by click on each
+evaluation image (``clicks.py``'s simulated user) to say how many clicks reach an AJI.
+Runs go to ``--runs`` (outside the repository) and are skipped when finished, their scores
+kept beside them, so an interrupted benchmark continues where it stopped.
 
 Run: ``.venv/bin/python benchmarks/fewshot.py --target bitdepth --shots 1 2 5 10 --draws 3``.
 Writes ``results/fewshot/fewshot_<target>[_<tag>].{json,md}``.
@@ -42,9 +44,11 @@ from sac.core.device import resolve_device, use_bf16
 from sac.data.open import open_dataset
 from sac.data.splits import load_builtin_split
 from sac.metrics import aggregate, evaluate_pair
+from sac.pipeline.interactive import EMBEDDINGS, Corrector
 from sac.pipeline.segmenter import load_segmenter
 
 from bench_common import DATA, machine_info, write_results
+from clicks import click_curve
 
 KEYS = ("aji", "pq", "f1_obj", "pixel_dice")
 DEFAULT_METHODS = ("sac-from:sac-lite-nuclei", "unadapted:sac-lite-nuclei", "sac-base",
@@ -81,13 +85,37 @@ def write_pairs(ds: Any, names: list[str], folder: Path) -> Path:
     return folder
 
 
-def score_model(model: str, ds: Any, names: list[str], precision: str) -> dict[str, float]:
+def score_model(model: str, ds: Any, names: list[str], precision: str, clicks: tuple[int, float],
+                cache: Path) -> dict[str, Any]:
+    """AJI, PQ, object F1 and pixel Dice of ``model`` on ``names`` (per-image means) and, for
+    ``clicks = (n, target)`` with n > 0, the mean AJI after 5, 10 and n corrective clicks per
+    image (``benchmarks/clicks.py``'s simulated user) and the clicks per image after which the
+    mean reaches ``target``. Kept in ``cache`` (a JSON file in the run's folder), so a
+    resumed benchmark does not score a finished run again."""
+    key = {"names": names, "clicks": list(clicks), "precision": precision}
+    if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
+        return dict(json.loads(cache.read_text())["scores"])
     seg = load_segmenter(model, precision=precision)
-    per = []
+    per, curves = [], []
     for n in names:
         sample = ds[n]  # read once: its labels and its image
-        per.append(evaluate_pair(sample.labels, seg.segment(sample.image, n).labels))
-    return {k: round(v, 4) for k, v in aggregate(per).items() if k in KEYS}
+        result = seg.segment(sample.image, n)
+        per.append(evaluate_pair(sample.labels, result.labels))
+        if clicks[0]:
+            EMBEDDINGS.clear()
+            cor = Corrector(seg, sample.image, result.labels, result.size.scale)
+            curves.append(click_curve(cor, sample.labels, clicks[0]))
+    scores: dict[str, Any] = {k: round(v, 4) for k, v in aggregate(per).items() if k in KEYS}
+    if curves:
+        mean = np.mean(curves, axis=0)
+        for c in sorted({5, 10, clicks[0]}):
+            if c <= clicks[0]:
+                scores[f"aji_{c}clicks"] = round(float(mean[c]), 4)
+        reached = np.flatnonzero(mean >= clicks[1])
+        scores["clicks_to_target"] = int(reached[0]) if reached.size else f">{clicks[0]}"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"key": key, "scores": scores}))
+    return scores
 
 
 def score_folder(folder: Path, ds: Any, names: list[str]) -> dict[str, float]:
@@ -156,8 +184,13 @@ def main() -> None:
     p.add_argument("--peer-envs", type=Path, default=Path("../peers"))
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--precision", default="auto")
+    p.add_argument("--clicks", type=int, default=0,
+                   help="corrective clicks per evaluation image for the SAC rows (0: none)")
+    p.add_argument("--click-target", type=float, default=0.7,
+                   help="report the clicks per image after which the mean AJI reaches this")
     p.add_argument("--tag", default="")
     args = p.parse_args()
+    clicks = (args.clicks, args.click_target)
     info: dict[str, Any] = machine_info()
     ds, pool, evaluation, grey = target_sets(args.target)
     evaluation = evaluation[: args.eval_limit]
@@ -168,7 +201,8 @@ def main() -> None:
     methods = args.method or list(DEFAULT_METHODS)
     for method in (m for m in methods if m.startswith("unadapted:")):
         t0 = time.perf_counter()
-        scores = score_model(method.split(":", 1)[1], ds, evaluation, precision)
+        scores = score_model(method.split(":", 1)[1], ds, evaluation, precision, clicks,
+                             root / method.replace(":", "-") / "scores.json")
         rows.append({"method": method, "shots": 0, "draw": "-", **scores,
                      "train_min": 0.0, "eval_s": round(time.perf_counter() - t0, 1)})
         print(rows[-1], flush=True)
@@ -186,8 +220,8 @@ def main() -> None:
                 if method.startswith("sac"):
                     model, minutes = run_sac(method, data, run, precision)
                     budget = budget if budget is not None else minutes
-                    row.update(score_model(str(model), ds, evaluation, precision),
-                               train_min=round(minutes, 2))
+                    row.update(score_model(str(model), ds, evaluation, precision, clicks,
+                                           run / "scores.json"), train_min=round(minutes, 2))
                 else:
                     peer_data = root / f"k{k}_d{draw}" / "peer_data"
                     for part in ("train", "val"):  # they validate on their training images
@@ -203,9 +237,16 @@ def main() -> None:
                 print(row, flush=True)
     info.update(target=args.target, pool=len(pool), evaluation=len(evaluation),
                 precision=precision, methods=methods)
+    if args.clicks:
+        info["clicks"] = (f"up to {args.clicks} per evaluation image, SAC rows only (the "
+                          "Correct widget's clicks, clicks.py's simulated user: the largest "
+                          "merge, missed or invented nucleus first); aji_<n>clicks: mean AJI "
+                          f"after n; clicks_to_target: clicks per image to a mean AJI of "
+                          f"{args.click_target}")
     name = f"fewshot_{args.target.replace(':', '-')}{'_' + args.tag if args.tag else ''}"
+    click_cols = [c for c in dict.fromkeys(k for r in rows for k in r) if "clicks" in c]
     _, md = write_results(name, info, rows, ["method", "shots", "draw", *KEYS, "train_min",
-                                             "note", "images"],
+                                             *click_cols, "note", "images"],
                           f"Few-shot adaptation to {args.target}")
     print(md.read_text())
     sys.exit(0)
