@@ -24,7 +24,9 @@ Runs go to ``--runs`` (outside the repository) and are skipped when finished, th
 kept beside them, so an interrupted benchmark continues where it stopped.
 
 Run: ``.venv/bin/python benchmarks/fewshot.py --target bitdepth --shots 1 2 5 10 --draws 3``.
-Writes ``results/fewshot/fewshot_<target>[_<tag>].{json,md}``.
+Writes ``results/fewshot/fewshot_<target>[_<tag>].{json,md}``. ``--summarise FILE.json ...
+--tag T`` writes the means over draws of such files and their plot,
+``fewshot_<target>_<T>.{json,md,png}`` (matplotlib: ``pip install 'segment-any-cell[bench]'``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from sac.metrics import aggregate, evaluate_pair
 from sac.pipeline.interactive import EMBEDDINGS, Corrector
 from sac.pipeline.segmenter import load_segmenter
 
-from bench_common import DATA, machine_info, write_results
+from bench_common import DATA, RESULTS, machine_info, write_results
 from clicks import click_curve
 
 KEYS = ("aji", "pq", "f1_obj", "pixel_dice")
@@ -173,6 +175,78 @@ def run_peer(tool: str, data: Path, run: Path, evaluation: Path, minutes: float,
     return out
 
 
+LABELS = {"sac-from": "SAC fine-tuned from {}", "unadapted": "{} unadapted",
+          "sac-base": "SAC from LiteMedSAM alone", "stardist": "StarDist (from scratch)",
+          "cellpose": "cellpose 3 (from scratch)"}
+
+
+def label(method: str) -> str:
+    kind, _, model = method.partition(":")
+    return LABELS.get(kind, method).format(model)
+
+
+def summarise(files: list[Path], tag: str) -> None:
+    """Means over the draws of each method and number of shots, from result files of this
+    script (a later file's row for the same method, shots and draw replaces an earlier's),
+    as a table and a plot of AJI against labelled images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(f.read_text()) for f in files]
+    target = runs[0]["machine"]["target"]
+    scored = {(r["method"], r["shots"], str(r["draw"])): r
+              for run in runs for r in run["rows"] if "aji" in r}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for (method, shots, _), r in scored.items():
+        groups.setdefault((method, shots), []).append(r)
+    rows: list[dict[str, Any]] = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in dict.fromkeys(m for m, _ in groups):
+        points = sorted((k, g) for (m, k), g in groups.items() if m == method)
+        for k, g in points:
+            ajis = [r["aji"] for r in g]
+            rows.append({"method": method, "shots": k, "draws": len(g),
+                         **{key: round(float(np.mean([r[key] for r in g])), 4) for key in KEYS},
+                         "aji_range": f"{min(ajis):.4f}-{max(ajis):.4f}",
+                         "train_min": round(float(np.mean([r["train_min"] for r in g])), 1),
+                         **{c: round(float(np.mean([r[c] for r in g])), 4)
+                            for c in g[0] if c.startswith("aji_") and "clicks" in c},
+                         "clicks_to_target": " ".join(str(r["clicks_to_target"]) for r in g
+                                                      if "clicks_to_target" in r)})
+        if method.startswith("unadapted:"):
+            ax.axhline(rows[-1]["aji"], ls="--", color="grey", label=label(method))
+            continue
+        xs = [k for k, _ in points]
+        line = ax.plot(xs, [float(np.mean([r["aji"] for r in g])) for _, g in points], "o-",
+                       label=label(method))[0]
+        for k, g in points:
+            ax.scatter([k] * len(g), [r["aji"] for r in g], s=12, alpha=0.4,
+                       color=line.get_color())
+    ax.set_xscale("log")
+    shots = sorted({k for _, k in groups if k})
+    ax.set_xticks(shots, [str(k) for k in shots])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled images (log scale; dots: draws, line: mean)")
+    ax.set_ylabel(f"AJI on {runs[0]['machine']['evaluation']} other images")
+    ax.set_title(f"Few-shot adaptation to {target}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = f"fewshot_{target}_{tag}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(RESULTS / f"{name}.png", dpi=100)
+    info = {"target": target, "from": ", ".join(
+        f"{f.name} (commit {run['machine'].get('commit')})" for f, run in zip(
+            files, runs, strict=True)), "figure": f"{name}.png"}
+    _, md = write_results(name, info, rows, ["method", "shots", "draws", *KEYS, "aji_range",
+                                             "train_min", *sorted({c for r in rows for c in r
+                                                                   if "clicks" in c})],
+                          f"Few-shot adaptation to {target}: means over draws")
+    print(md.read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", default="bitdepth")
@@ -189,7 +263,11 @@ def main() -> None:
     p.add_argument("--click-target", type=float, default=0.7,
                    help="report the clicks per image after which the mean AJI reaches this")
     p.add_argument("--tag", default="")
+    p.add_argument("--summarise", type=Path, nargs="+", metavar="RESULT_JSON",
+                   help="only summarise these result files (means, plot) under --tag")
     args = p.parse_args()
+    if args.summarise:
+        return summarise(args.summarise, args.tag or "summary")
     clicks = (args.clicks, args.click_target)
     info: dict[str, Any] = machine_info()
     ds, pool, evaluation, grey = target_sets(args.target)
