@@ -105,6 +105,20 @@ def test_each_source_gets_an_equal_share_of_crops() -> None:
     assert single.weights[0] == pytest.approx(16 / 25)
 
 
+def test_a_source_given_a_share_gets_that_share_of_crops() -> None:
+    """--share 2 --share 1: two thirds of the crops from the first source, whatever its size
+    (here a quarter of the pixels), drawn so in practice too."""
+    images = [_image("big", 256, "h&e")] + [_image(f"s{i}", 64, "fluo") for i in range(9)]
+    cfg = AugmentConfig(flips_rotations=False, intensity=False)
+    sampler = CropSampler(images, 64, cfg, shares={"fluo": 2.0, "h&e": 1.0})
+    weights = {src: sum(w for im, w in zip(images, sampler.weights, strict=True)
+                        if im.source == src) for src in ("h&e", "fluo")}
+    assert weights == pytest.approx({"h&e": 1 / 3, "fluo": 2 / 3})
+    assert sampler.weights[1] == pytest.approx(2 / 27)  # within a source, by area as before
+    with pytest.raises(ConfigError, match="a share given for source"):
+        CropSampler(images, 64, cfg, shares={"dapi": 1.0})
+
+
 def test_each_source_gets_its_own_augmentation() -> None:
     flat = AugmentConfig(flips_rotations=False, intensity=False)
     images = []
@@ -148,3 +162,21 @@ def test_train_cli_on_two_datasets(two_folders: tuple[Path, Path], tmp_path: Pat
            "folder", "--format", "folder", "-o", str(tmp_path / "bad"), "--tiny", "--quiet"]
     assert main(bad) == 4  # a configuration error
     assert "--format was given 3 times for 2 --data folders" in capsys.readouterr().err
+    for shares in (["1"], ["1", "0"]):  # one per folder, positive
+        bad = ["train", "--data", str(a), "--data", str(b), "--format", "folder", "-o",
+               str(tmp_path / "bad"), "--tiny", "--quiet"]
+        assert main(bad + [a for w in shares for a in ("--share", w)]) == 4
+        assert "give one positive weight per folder" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_train_records_the_shares_of_two_datasets(two_folders: tuple[Path, Path],
+                                                  tmp_path: Path) -> None:
+    a, b = two_folders
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(a), "--data", str(b), "--format", "folder",
+                 "--share", "3", "--share", "1", "-o", str(run), "--tiny", "--epochs", "1",
+                 "--steps-per-epoch", "1", "--quiet", "--no-tune", "--val-limit", "1"]) == 0
+    settings = json.loads((run / "train_config.json").read_text())["train"]
+    assert settings["source_shares"] == {"folder": 3.0, "folder-2": 1.0}
+    assert "--share 3 --share 1" in load_model(run / "model").config.training["command"]

@@ -29,13 +29,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "continues with --resume.", epilog=EPILOG)
     p.add_argument("--data", type=Path, required=True, action="append",
                    help="training dataset folder; repeat it to train one model on several "
-                   "datasets (each source then gets the same share of the training crops)")
+                   "datasets (each source then gets the same share of the training crops, "
+                   "or its --share)")
     p.add_argument("--format", required=True, choices=FORMATS, action="append",
                    help="dataset layout: once for all --data folders, or once per folder")
     p.add_argument("--split", default=None, action="append",
                    help="split JSON or built-in name (monuseg, dsb2018); its train part "
                    "trains, its val part validates; once for all --data folders or once per "
                    "folder. Default: a deterministic 10%% of the images validate")
+    p.add_argument("--share", type=float, default=None, action="append", metavar="WEIGHT",
+                   help="with several --data: each folder's weight in the training crops, "
+                   "once per folder in the same order (e.g. --share 2 --share 1 --share 1 "
+                   "gives the first half of the crops). Default: equal")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="start over in a non-empty folder")
@@ -200,9 +205,10 @@ def _train(args: argparse.Namespace) -> int:
     """Train in this process (one of several under torchrun, or alone) and report."""
     from sac.training.distributed import launched
 
-    names = {f.name for f in fields(TrainOptions)} - {"command", "data", "format", "split"}
+    names = {f.name for f in fields(TrainOptions)} - {"command", "data", "format", "split",
+                                                      "share"}
     opts = TrainOptions(data=tuple(args.data), format=tuple(args.format),
-                        split=tuple(args.split or [None]),
+                        split=tuple(args.split or [None]), share=tuple(args.share or ()),
                         command="sac " + " ".join(shlex.quote(a) for a in args.argv),
                         **{n: getattr(args, n) for n in names})
     result = run_training(opts, lambda msg: print(msg, file=sys.stderr))

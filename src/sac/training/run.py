@@ -65,6 +65,7 @@ class TrainOptions:
     format: tuple[str, ...]
     output: Path
     split: tuple[str | None, ...] = (None,)
+    share: tuple[float, ...] = ()  # per ``data`` folder: its weight in the crops (default equal)
     resume: bool = False
     overwrite: bool = False
     init: str | None = None
@@ -115,6 +116,12 @@ class TrainOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", tuple(Path(p) for p in self.data))
         object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "share", tuple(float(w) for w in self.share))
+        if self.share and (len(self.data) < 2 or len(self.share) != len(self.data)
+                           or min(self.share) <= 0):
+            raise ConfigError(f"--share was given {len(self.share)} time(s) for "
+                              f"{len(self.data)} --data folder(s): give one positive weight "
+                              "per folder, in the same order, and only with several folders")
         if self.init is not None:
             given = [f"--{n.replace('_', '-')}" for n in FIXED_BY_INIT
                      if getattr(self, n) is not None]
@@ -269,6 +276,7 @@ def _train_config(opts: TrainOptions, dataset: Any, modality: str, bf16: bool,
     by_source = {} if opts.modality or len(opts.data) == 1 else {
         key: augment(MODALITY_OF_FORMAT[f], stain_bias=0.02)
         for key, f in zip(dataset_keys(formats), formats, strict=True)}
+    shares = dict(zip(dataset_keys(formats), opts.share, strict=True)) if opts.share else {}
     schedule: dict[str, Any] = {"epochs": opts.epochs or 10,
                                 "steps_per_epoch": opts.steps_per_epoch}
     if few_shot:
@@ -281,6 +289,7 @@ def _train_config(opts: TrainOptions, dataset: Any, modality: str, bf16: bool,
         step=StepConfig(prompts_per_crop=opts.prompts_per_crop,
                         generator_prompt_prob=opts.generator_prompt_prob, bf16=bf16),
         augment=augment(modality, stain_bias=0.02), source_augment=by_source,
+        source_shares=shares,
         negatives=NegativeConfig(opts.sparse_crops, opts.synthetic_negatives,
                                  hard=opts.hard_negatives),
         generator_stage=GeneratorStageConfig(steps=opts.generator_steps,

@@ -100,8 +100,9 @@ class CropSampler:
     """Draws augmented ``size`` x ``size`` crops, images chosen in proportion to their area.
 
     When the images come from several sources (a mixed dataset), each source gets the same
-    share of the crops, and within a source images are chosen by area: otherwise a source of
-    many small images (DSB 2018) would drown one of a few large ones (MoNuSeg).
+    share of the crops (or its weight in ``shares``, relative to the others'), and within a
+    source images are chosen by area: otherwise a source of many small images (DSB 2018)
+    would drown one of a few large ones (MoNuSeg).
     ``by_source`` gives a source its own augmentation in place of ``augment_cfg`` (stain
     jitter for the H&E part of mixed data, inverted contrast for the fluorescence part).
     ``negatives``: the shares of nucleus-poor and synthetic nucleus-free crops
@@ -112,17 +113,20 @@ class CropSampler:
     def __init__(self, images: list[TrainImage], size: int, augment_cfg: AugmentConfig,
                  min_foreground: float = 0.02,
                  by_source: Mapping[str, AugmentConfig] | None = None,
-                 negatives: NegativeConfig | None = None) -> None:
+                 negatives: NegativeConfig | None = None,
+                 shares: Mapping[str, float] | None = None) -> None:
         if not images:
             raise InputError("the training set is empty: no usable image/label pairs were found")
         self.images = images
         self.size = size
         self.augment_cfg = augment_cfg
         self.by_source = dict(by_source or {})
-        unknown = set(self.by_source) - {im.source for im in images}
-        if unknown:
-            raise ConfigError(f"augmentation given for source(s) {sorted(unknown)} that no "
-                              f"training image comes from")
+        shares = dict(shares or {})
+        for what, given in (("augmentation", self.by_source), ("a share", shares)):
+            unknown = set(given) - {im.source for im in images}
+            if unknown:
+                raise ConfigError(f"{what} given for source(s) {sorted(unknown)} that no "
+                                  f"training image comes from")
         self.min_foreground = min_foreground
         self.negatives = negatives or NegativeConfig(0.0, 0.0)
         self.hard: list[np.ndarray] = [np.zeros((0, 2), np.int32) for _ in images]
@@ -130,9 +134,9 @@ class CropSampler:
             palette(im.rgb, im.labels) for im in images]
         area = np.array([max(im.labels.size, size * size) for im in images], np.float64)
         sources = np.array([im.source for im in images])
-        if len(set(sources)) > 1:  # each source sums to the same weight
+        if len(set(sources)) > 1:  # each source sums to its share (the same by default)
             for src in set(sources):
-                area[sources == src] /= area[sources == src].sum()
+                area[sources == src] *= shares.get(src, 1.0) / area[sources == src].sum()
         self.weights = area / area.sum()
 
     def augment_of(self, source: str) -> AugmentConfig:

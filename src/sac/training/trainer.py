@@ -68,6 +68,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # a source's own augmentation in place of ``augment`` (mixed data: keys are the sources)
     source_augment: dict[str, AugmentConfig] = field(default_factory=dict)
+    # mixed data: a source's weight in the crops (relative; absent sources weigh 1)
+    source_shares: dict[str, float] = field(default_factory=dict)
     generator_stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
     negatives: NegativeConfig = field(default_factory=NegativeConfig)
     # fine-tuning: the starting model is validated as epoch 0 and handed back unless an epoch
@@ -167,7 +169,8 @@ class Trainer:
         self.out = Path(out_dir)
         self.parts = model.config.parts
         self.sampler = CropSampler(train_images, model.spec.image_size, cfg.augment,
-                                   by_source=cfg.source_augment, negatives=cfg.negatives)
+                                   by_source=cfg.source_augment, negatives=cfg.negatives,
+                                   shares=cfg.source_shares)
         self.steps_per_epoch = cfg.steps_per_epoch or max(
             1, math.ceil(self.sampler.crops_per_epoch / cfg.batch_size))
         self.total_steps = cfg.epochs * self.steps_per_epoch
