@@ -42,6 +42,8 @@ from bench_common import machine_info, validation_set, write_results
 #: (positive, x, y, id): a missed true nucleus (its id in the truth) or a false one (its id
 #: in the prediction)
 Click = tuple[bool, float, float, int]
+#: the simulated user's version (:func:`next_fix`), part of the key of cached click scores
+POLICY = 2
 
 
 def click_targets(gt: np.ndarray, pred: np.ndarray, n: int) -> list[Click]:
@@ -95,24 +97,31 @@ def deepest_point(labels: np.ndarray, k: int) -> tuple[int, int]:
 
 def next_fix(gt: np.ndarray, pred: np.ndarray, tried: set[tuple[Any, ...]]) -> Click | None:
     """The click a user makes next to fix ``pred``: the largest error first, of three kinds
-    (:func:`sac.metrics.errors.classify`): a prediction that merges true nuclei is removed (a
-    negative click at its core; its nuclei are then missed ones), a missed true nucleus is
-    added (a positive click at its deepest point, where nothing is labelled), an invented
-    one removed. Splits and poor outlines are left alone. ``tried`` holds the clicks made, so
-    a click SAM cannot act on is not repeated; None when nothing is left to click."""
+    (:func:`sac.metrics.errors.classify`): a prediction that merges true nuclei is split (a
+    positive click at the deepest point of each merged nucleus but the one holding the
+    prediction's core), a missed true nucleus is added (a positive click at its deepest
+    point, where nothing is labelled), an invented one removed (a negative click at its
+    core). Splits of one nucleus into pieces and poor outlines are left alone. ``tried`` holds
+    the clicks made, so a click SAM cannot act on is not repeated; None when nothing is left
+    to click."""
     c = classify(gt, pred)
     ov = overlap(gt, pred)
-    merged = np.isin(ov.rows, np.flatnonzero(c.gt_class == "merged"))
-    merging = set(ov.cols[merged & (ov.inter >= 0.5 * ov.gt_areas[ov.rows])].tolist())
     candidates: list[tuple[int, bool, int]] = []  # (area, positive, id)
-    for j in merging | set(np.flatnonzero(c.pred_class == "invented").tolist()):
-        candidates.append((int(ov.pred_areas[j]), False, int(c.pred_labels[j])))
+    merged = np.isin(ov.rows, np.flatnonzero(c.gt_class == "merged"))
+    in_merge = merged & (ov.inter >= 0.5 * ov.gt_areas[ov.rows])
+    for j in set(ov.cols[in_merge].tolist()):
+        cy, cx = deepest_point(pred, int(c.pred_labels[j]))
+        for i in ov.rows[in_merge & (ov.cols == j)]:
+            if gt[cy, cx] != c.gt_labels[i]:  # the nucleus the prediction keeps
+                candidates.append((int(ov.gt_areas[i]), True, int(c.gt_labels[i])))
     for i in np.flatnonzero(c.gt_class == "missed"):
         candidates.append((int(ov.gt_areas[i]), True, int(c.gt_labels[i])))
+    for j in np.flatnonzero(c.pred_class == "invented"):
+        candidates.append((int(ov.pred_areas[j]), False, int(c.pred_labels[j])))
     for _, positive, k in sorted(candidates, reverse=True):
         r, col = deepest_point(gt if positive else pred, k)
         key = (positive, k) if positive else (positive, r, col)
-        if key in tried or (positive and pred[r, col]):
+        if key in tried:
             continue
         tried.add(key)
         return positive, float(col), float(r), k

@@ -50,7 +50,7 @@ from sac.pipeline.interactive import EMBEDDINGS, Corrector
 from sac.pipeline.segmenter import load_segmenter
 
 from bench_common import DATA, RESULTS, machine_info, write_results
-from clicks import click_curve
+from clicks import POLICY, click_curve
 
 KEYS = ("aji", "pq", "f1_obj", "pixel_dice")
 DEFAULT_METHODS = ("sac-from:sac-lite-nuclei", "unadapted:sac-lite-nuclei", "sac-base",
@@ -94,7 +94,8 @@ def score_model(model: str, ds: Any, names: list[str], precision: str, clicks: t
     image (``benchmarks/clicks.py``'s simulated user) and the clicks per image after which the
     mean reaches ``target``. Kept in ``cache`` (a JSON file in the run's folder), so a
     resumed benchmark does not score a finished run again."""
-    key = {"names": names, "clicks": list(clicks), "precision": precision}
+    key = {"names": names, "clicks": list(clicks), "precision": precision,
+           "policy": POLICY if clicks[0] else None}
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
         return dict(json.loads(cache.read_text())["scores"])
     seg = load_segmenter(model, precision=precision)

@@ -25,23 +25,26 @@ def _truth() -> np.ndarray:
     return gt
 
 
-def test_the_user_removes_the_merge_first_then_adds_the_missed_then_removes_the_invented(
+def test_the_user_fixes_the_largest_error_first_and_splits_a_merge_by_clicking_inside(
         ) -> None:
     gt = _truth()
     pred = np.zeros_like(gt)
     pred[gt == 1] = 7
-    pred[(gt == 2) | (gt == 3)] = 8  # the merge: 2 x ~200 px, the largest error
+    pred[(gt == 2) | (gt == 3)] = 8  # the merge
     pred[_disk(gt.shape, 60, 100, 5)] = 9  # invented, on background
     tried: set[tuple[object, ...]] = set()
-    first = clicks.next_fix(gt, pred, tried)
-    assert first is not None and not first[0] and first[3] == 8  # negative, on the merge
-    assert pred[int(first[2]), int(first[1])] == 8
-    pred[pred == 8] = 0  # as the Corrector does with a click at its core
-    second = clicks.next_fix(gt, pred, tried)  # the largest missed nucleus: 4 (r 10)
-    assert second is not None and second[0] and second[3] == 4
-    assert (second[1], second[2]) == (30.0, 60.0)  # at its deepest point, its centre
-    third = clicks.next_fix(gt, pred, tried)  # 2 and 3 next: a click made is not repeated
-    assert third is not None and third[0] and third[3] in (2, 3)
+    first = clicks.next_fix(gt, pred, tried)  # the largest error: missed nucleus 4 (r 10)
+    assert first == (True, 30.0, 60.0, 4)  # positive, at its deepest point, its centre
+    pred[gt == 4] = 10  # as if SAM had added it
+    second = clicks.next_fix(gt, pred, tried)  # then the merge: a click inside it, on the
+    assert second is not None and second[0] and second[3] in (2, 3)  # nucleus it does not
+    assert pred[int(second[2]), int(second[1])] == 8  # keep (its core is in the other)
+    core = clicks.deepest_point(pred, 8)
+    assert gt[core] != second[3]
+    third = clicks.next_fix(gt, pred, tried)  # a click made is not repeated: the invented
+    assert third is not None and not third[0] and third[3] == 9  # one goes, at its core
+    assert (third[2], third[1]) == (60.0, 100.0)
+    assert clicks.next_fix(gt, pred, tried) is None  # nothing else to click
 
 
 def test_nothing_left_to_click_on_a_perfect_segmentation_and_no_click_twice() -> None:

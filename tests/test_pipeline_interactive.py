@@ -75,3 +75,35 @@ def test_negative_neighbour_count_is_refused(case) -> None:
     seg, image, _, labels = case
     with pytest.raises(ValueError, match="neighbour_negatives must be >= 0"):
         Corrector(seg, image, labels, neighbour_negatives=-1)
+
+
+@pytest.fixture(scope="module")
+def merged():
+    """Two disks 2 px apart labelled as one nucleus (as SAC merges close nuclei), a third
+    apart."""
+    disks = [(60, 60, 10), (60, 82, 10), (110, 140, 10)]
+    image, truth = disk_image((160, 192), disks, seed=5)
+    labels = truth.copy()
+    labels[labels == 2] = 1
+    return load_segmenter("sac-lite-dsb2018"), image, truth, labels
+
+
+def test_a_positive_click_inside_a_merged_nucleus_splits_it(merged) -> None:
+    seg, image, truth, labels = merged
+    EMBEDDINGS.clear()
+    cor = Corrector(seg, image, labels)
+    assert cor._core(1)[:2] == (60, 60)  # the merged nucleus keeps the first disk's core
+    new = cor.add(82, 60)  # a click on the second disk's centre, off that core
+    assert new == 4
+    for k, disk in ((new, 2), (1, 1)):
+        own, true = cor.labels == k, truth == disk
+        assert (own & true).sum() / (own | true).sum() > 0.7
+    assert np.array_equal(cor.labels == 3, labels == 3)  # the other nucleus is untouched
+
+
+def test_a_positive_click_off_the_core_of_a_single_nucleus_changes_nothing(merged) -> None:
+    seg, image, _, labels = merged
+    cor = Corrector(seg, image, labels)
+    assert cor.add(140, 110) == 3  # on its core: nothing to add
+    assert cor.add(146, 110) == 3  # off its core, but SAM's mask for it holds the core
+    assert np.array_equal(cor.labels, labels)

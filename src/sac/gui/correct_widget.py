@@ -1,9 +1,10 @@
 """The Correct widget: clicks on a Points layer edit a Labels layer of nuclei.
 
 "Start" adds a Points layer of clicks over the chosen Labels layer. Each new point is a
-positive click (adds the nucleus under it) or a negative one (removes the nucleus under it, or
-trims a wrong part; :mod:`sac.pipeline.interactive`); press ``p`` or ``n`` on the clicks layer
-(or use the mode box) to switch. Positive clicks are green, negative ones magenta. SAM's
+positive click (adds the nucleus under it, or splits it off the merged nucleus it lies in) or
+a negative one (removes the nucleus under it, or trims a wrong part;
+:mod:`sac.pipeline.interactive`); press ``p`` or ``n`` on the clicks layer (or use the mode
+box) to switch. Positive clicks are green, negative ones magenta. SAM's
 embedding of each tile is kept, so clicks after the first in a region take a fraction of a
 second.
 """

@@ -3,7 +3,10 @@
 A positive click on background asks SAM for the nucleus there, prompted as the expert-prompt
 path prompts an added nucleus (:func:`sac.pipeline.expert.apply_expert`: a positive point,
 negatives on the neighbouring nuclei, a window sized for the model's nuclei); the mask takes
-the free pixels only. A negative click on a nucleus removes it when it falls in the
+the free pixels only. A positive click inside a labelled nucleus but off its core says "this
+is another nucleus" (touching nuclei merged into one): SAM's mask for the click, where it
+leaves the labelled nucleus's core out, becomes a new nucleus, taking the merged one's pixels
+nearer the click than that core. A negative click on a nucleus removes it when it falls in the
 nucleus's core; off the core (a wrong lobe, a spill into the background) the nucleus is
 decoded again from its own centre with the click as a negative, and keeps the new mask if it
 drops the click but keeps at least half its area (else it is removed).
@@ -94,16 +97,27 @@ class Corrector:
 
     # --- clicks --------------------------------------------------------------------------
     def add(self, x: float, y: float) -> int:
-        """A positive click at input pixel (x, y): the id of the nucleus added (or already
-        there), 0 if SAM finds none."""
+        """A positive click at input pixel (x, y): the id of the nucleus added, split off a
+        labelled one, or already there (a click on a nucleus's core, or one SAM cannot tell
+        apart from it); 0 if SAM finds none on background."""
         r, c = self._pixel(x, y)
-        if self.labels[r, c]:
-            return int(self.labels[r, c])
-        mask = self._decode((x, y), self._neighbour_negatives(x, y))
+        k = int(self.labels[r, c])
+        core = self._core(k) if k else None
+        if core is not None and np.hypot(core[0] - r, core[1] - c) <= CORE * core[2]:
+            return k  # on the nucleus itself
+        mask = self._decode((x, y), self._neighbour_negatives(x, y, skip=k))
         if mask is None or not mask[r, c]:
-            return 0
+            return k
+        free = self.labels == 0
+        if core is not None:  # split: SAM must leave the old core out; nearer pixels move
+            cy, cx, _ = core
+            if mask[cy, cx]:
+                return k
+            yy, xx = np.ogrid[: self.shape0[0], : self.shape0[1]]
+            nearer = np.hypot(yy - r, xx - c) < np.hypot(yy - cy, xx - cx)
+            free |= (self.labels == k) & nearer
         new = int(self.labels.max()) + 1
-        self.labels[mask & (self.labels == 0)] = new
+        self.labels[mask & free] = new
         return new
 
     def remove(self, x: float, y: float) -> int:
@@ -114,12 +128,7 @@ class Corrector:
         if not k:
             return 0
         own = self.labels == k
-        box = crop_to_content(own)  # the distance transform on the nucleus's box only
-        assert box is not None
-        dist = ndi.distance_transform_edt(np.pad(box.mask, 1))[1:-1, 1:-1]
-        iy, ix = np.unravel_index(int(np.argmax(dist)), dist.shape)
-        cy, cx = box.y0 + int(iy), box.x0 + int(ix)
-        depth = float(dist.max())
+        cy, cx, depth = self._core(k)
         if np.hypot(cy - r, cx - c) <= CORE * depth:  # in the core: the nucleus goes
             self.labels[own] = 0
             return k
@@ -130,19 +139,29 @@ class Corrector:
         return k
 
     # --- helpers -------------------------------------------------------------------------
+    def _core(self, k: int) -> tuple[int, int, float]:
+        """(row, col) of nucleus ``k``'s pixel farthest from its border, and that distance."""
+        box = crop_to_content(self.labels == k)  # the distance transform on its box only
+        assert box is not None
+        dist = ndi.distance_transform_edt(np.pad(box.mask, 1))[1:-1, 1:-1]
+        iy, ix = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        return box.y0 + int(iy), box.x0 + int(ix), float(dist.max())
+
     def _pixel(self, x: float, y: float) -> tuple[int, int]:
         h, w = self.shape0
         if not (0 <= x < w and 0 <= y < h):
             raise ValueError(f"click ({x:.1f}, {y:.1f}) is outside the image ({w} x {h})")
         return int(y), int(x)
 
-    def _neighbour_negatives(self, x: float, y: float) -> np.ndarray:
+    def _neighbour_negatives(self, x: float, y: float, skip: int = 0) -> np.ndarray:
         """Centres (input pixels) of the nearest labelled nuclei within reach of the new one,
-        as many as :attr:`neighbour_negatives`."""
+        as many as :attr:`neighbour_negatives`, nucleus ``skip`` left out (the one a click
+        splits: its centre may lie between the nuclei it merged)."""
         n = self.neighbour_negatives
-        if not n or not self.labels.any():
-            return np.zeros((0, 2), np.float32)
         ids = np.unique(self.labels)[1:]
+        ids = ids[ids != skip]
+        if not n or not ids.size:
+            return np.zeros((0, 2), np.float32)
         cen = np.array(ndi.center_of_mass(np.ones_like(self.labels), self.labels, ids))
         xy = cen[:, ::-1].astype(np.float32)
         d = np.hypot(xy[:, 0] - x, xy[:, 1] - y)
