@@ -48,6 +48,9 @@ class FewShotRecipe:
     epochs: int = 4
     steps_per_epoch: int = 25
     warmup_steps: int = 10
+    # fewer images, fewer steps: each image gives at most this many steps per epoch (one or
+    # two images seen 200 times are learnt by heart: scale steps with the images)
+    steps_per_image: int = 5
     # tuned afterwards on all the labelled images: the detection thresholds judged by SAM's
     # masks too, then SAM's mask threshold and the foreground cut
     settings: tuple[str, ...] = ("centre", "min_distance", "fg", "mask_logit", "min_fg")
@@ -195,7 +198,7 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
         opts.epochs is None and opts.steps_per_epoch is None
     if few_shot:  # every labelled image trains: one held back is too few to choose an epoch
         train, val = train + val, []
-    cfg = _train_config(opts, dataset, modality, bf16, few_shot, init is not None)
+    cfg = _train_config(opts, dataset, modality, bf16, few_shot, init is not None, len(train))
     torch.manual_seed(opts.seed)
     pixel = None if opts.pixel_size is None else opts.pixel_size / scale
     if pixel is None and init is not None and scale == init.input_scale:
@@ -260,7 +263,7 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
 
 
 def _train_config(opts: TrainOptions, dataset: Any, modality: str, bf16: bool,
-                  few_shot: bool, fine_tune: bool = False) -> TrainConfig:
+                  few_shot: bool, fine_tune: bool = False, n_images: int = 0) -> TrainConfig:
     """The optimisation settings of ``opts`` (the few-shot schedule where it applies; a
     fine-tuning competes with its starting model)."""
     from sac.data.open import dataset_keys
@@ -280,8 +283,9 @@ def _train_config(opts: TrainOptions, dataset: Any, modality: str, bf16: bool,
     schedule: dict[str, Any] = {"epochs": opts.epochs or 10,
                                 "steps_per_epoch": opts.steps_per_epoch}
     if few_shot:
-        schedule = {"epochs": FEW_SHOT.epochs, "steps_per_epoch": FEW_SHOT.steps_per_epoch,
-                    "warmup_steps": FEW_SHOT.warmup_steps}
+        steps = min(FEW_SHOT.steps_per_epoch, FEW_SHOT.steps_per_image * n_images)
+        schedule = {"epochs": FEW_SHOT.epochs, "steps_per_epoch": steps,
+                    "warmup_steps": min(FEW_SHOT.warmup_steps, steps)}
     return TrainConfig(
         **schedule, batch_size=opts.batch_size, generator_batch=opts.generator_batch,
         lr=opts.lr, generator_lr=opts.generator_lr, seed=opts.seed,
