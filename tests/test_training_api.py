@@ -151,9 +151,24 @@ def test_few_shot_trains_on_every_image(tiny_model: Path, tmp_path: Path,
     noise), the last epoch is kept, and the model keeps its scale."""
     monkeypatch.setattr(run_module, "FEW_SHOT", FewShotRecipe(1, 2, 1))
     few = write_disk_folder(tmp_path / "few", n=5, seed=3)
+    messages: list[str] = []
     result = sac.train(few, tmp_path / "run", init=tiny_model, quiet=True, tune=False,
-                       say=lambda m: None)
+                       say=messages.append)
     training = load_model(result.model_dir).config.training
     assert training["train_images"] == 5 and training["val_images"] == 0
     assert result.best_epoch == 1 and training["few_shot"] is True
     assert load_model(result.model_dir).config.auto_scale is False
+    assert result.steps == 2 and not any("warning" in m for m in messages)
+
+
+def test_few_shot_steps_scale_with_the_images_and_one_image_is_warned(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One labelled image: fewer steps (seen 200 times it is learnt by heart), and a warning
+    that one or two images lowered the benchmark's AJI on other images."""
+    monkeypatch.setattr(run_module, "FEW_SHOT", FewShotRecipe(2, 6, 1, steps_per_image=2))
+    one = write_disk_folder(tmp_path / "one", n=1, seed=4)
+    messages: list[str] = []
+    result = sac.train(one, tmp_path / "run", init=tiny_model, quiet=True, tune=False,
+                       say=messages.append)
+    assert result.steps == 4  # 2 epochs of 2 steps for one image, not 2 of 6
+    assert any("warning: fine-tuning on 1 labelled image(s)" in m for m in messages)

@@ -40,7 +40,8 @@ FEW_SHOT_MAX_IMAGES = 20
 @dataclass(frozen=True)
 class FewShotRecipe:
     """The schedule for fine-tuning a trained model on 1-20 images: short (about 6 minutes
-    of 2-crop steps on a 2-core CPU with native bf16), every image training and the last
+    of 2-crop steps on a 2-core CPU with native bf16 from five images on, 1-2 minutes for one
+    or two), every image training and the last
     epoch kept (one or two held-back images choose epochs by noise: on one draw of five
     BitDepth 40x images the held-back image preferred the starting model, 19 others the
     fine-tuned one by 0.03 AJI), then the thresholds tuned on all the images."""
@@ -51,6 +52,9 @@ class FewShotRecipe:
     # fewer images, fewer steps: each image gives at most this many steps per epoch (one or
     # two images seen 200 times are learnt by heart: scale steps with the images)
     steps_per_image: int = 5
+    # fewer labelled images than this get a warning: on BitDepth 40x (benchmarks/fewshot.py)
+    # one or two images lowered the AJI on the other images, five raised it
+    advised_images: int = 5
     # tuned afterwards on all the labelled images: the detection thresholds judged by SAM's
     # masks too, then SAM's mask threshold and the foreground cut
     settings: tuple[str, ...] = ("centre", "min_distance", "fg", "mask_logit", "min_fg")
@@ -198,6 +202,12 @@ def run_training(opts: TrainOptions, say: Callable[[str], None] = _stderr,
         opts.epochs is None and opts.steps_per_epoch is None
     if few_shot:  # every labelled image trains: one held back is too few to choose an epoch
         train, val = train + val, []
+        if len(train) < FEW_SHOT.advised_images:
+            say(f"sac train: warning: fine-tuning on {len(train)} labelled image(s); with one "
+                f"or two, the benchmark's fine-tuned models scored lower than the starting "
+                f"model on other images of the same setting (benchmarks/fewshot.py): label "
+                f"at least {FEW_SHOT.advised_images}, and compare both on an image you did not "
+                "train on (sac evaluate)")
     cfg = _train_config(opts, dataset, modality, bf16, few_shot, init is not None, len(train))
     torch.manual_seed(opts.seed)
     pixel = None if opts.pixel_size is None else opts.pixel_size / scale
