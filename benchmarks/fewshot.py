@@ -242,8 +242,8 @@ def summarise(files: list[Path], tag: str) -> None:
         f"{f.name} (commit {run['machine'].get('commit')})" for f, run in zip(
             files, runs, strict=True)), "figure": f"{name}.png"}
     _, md = write_results(name, info, rows, ["method", "shots", "draws", *KEYS, "aji_range",
-                                             "train_min", *sorted({c for r in rows for c in r
-                                                                   if "clicks" in c})],
+                                             "train_min", *dict.fromkeys(
+                                                 c for r in rows for c in r if "clicks" in c)],
                           f"Few-shot adaptation to {target}: means over draws")
     print(md.read_text())
 
