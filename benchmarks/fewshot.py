@@ -12,7 +12,7 @@ random draws from the pool, every ``--method`` trains on the same images:
 - ``sac-from:MODEL``: ``sac.train(init=MODEL)``, the few-shot schedule of ``sac train --from``;
 - ``sac-base``: SAC from LiteMedSAM alone (fresh LoRA, decoder and generator) with the same
   number of steps;
-- ``unadapted:MODEL``: the model as shipped (trained once per draw-less row);
+- ``unadapted:MODEL``: the model as shipped (scored once, shots 0);
 - ``stardist`` / ``cellpose``: the peers' scripts (``benchmarks/peers/``) in their own
   environments (``--peer-envs``), from scratch, with the wall time the ``sac-from`` run of the
   same draw took; they validate on the training images themselves (there are no others).
