@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from sac.cli.common import add_precision
+from sac.core.labels import crop_to_content, innermost_pixel
 from sac.metrics import evaluate_pair
 from sac.metrics.errors import classify
 from sac.metrics.objects import aji, overlap
@@ -87,12 +88,10 @@ def click_all(cor: Corrector, gt: np.ndarray, targets: list[Click]
 
 def deepest_point(labels: np.ndarray, k: int) -> tuple[int, int]:
     """The pixel (row, col) of object ``k`` farthest from its border: where a user clicks."""
-    rows, cols = np.nonzero(labels == k)
-    y0, x0 = rows.min(), cols.min()
-    box = labels[y0:rows.max() + 1, x0:cols.max() + 1] == k
-    dist = ndi.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1]
-    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(y0 + r), int(x0 + c)
+    box = crop_to_content(labels == k)
+    assert box is not None, f"no object {k}"
+    r, c, _ = innermost_pixel(box.mask)
+    return box.y0 + r, box.x0 + c
 
 
 def next_fix(gt: np.ndarray, pred: np.ndarray, tried: set[tuple[Any, ...]]) -> Click | None:

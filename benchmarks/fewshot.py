@@ -96,8 +96,9 @@ def score_model(model: str, ds: Any, names: list[str], precision: str, clicks: t
     resumed benchmark does not score a finished run again."""
     key = {"names": names, "clicks": list(clicks), "precision": precision,
            "policy": POLICY if clicks[0] else None}
-    if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
-        return dict(json.loads(cache.read_text())["scores"])
+    kept = json.loads(cache.read_text()) if cache.is_file() else {}
+    if kept.get("key") == key:
+        return dict(kept["scores"])
     seg = load_segmenter(model, precision=precision)
     per, curves = [], []
     for n in names:

@@ -112,6 +112,15 @@ def largest_component(mask: np.ndarray, structure: np.ndarray | None = None) -> 
     return lab == sizes.argmax()
 
 
+def innermost_pixel(mask: np.ndarray) -> tuple[int, int, float]:
+    """(row, col) of the pixel of a bool ``mask`` farthest from its outside (the array's edge
+    counts as outside), and that distance: a nucleus's core, where a point prompt or a click
+    goes even when its centroid falls outside it."""
+    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(r), int(c), float(dist[r, c])
+
+
 @dataclass
 class InstanceMask:
     """One object's mask as a tight crop placed at ``(y0, x0)`` of a larger image."""

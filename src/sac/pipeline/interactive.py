@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from sac.core.images import as_model_rgb
-from sac.core.labels import crop_to_content
+from sac.core.labels import crop_to_content, innermost_pixel
 from sac.core.resample import resample_image
 from sac.core.tiles import owned_tiles
 
@@ -113,9 +113,9 @@ class Corrector:
             cy, cx, _ = core
             if mask[cy, cx]:
                 return k
-            yy, xx = np.ogrid[: self.shape0[0], : self.shape0[1]]
-            nearer = np.hypot(yy - r, xx - c) < np.hypot(yy - cy, xx - cx)
-            free |= (self.labels == k) & nearer
+            ys, xs = np.nonzero(self.labels == k)  # its pixels only, not the whole image
+            nearer = np.hypot(ys - r, xs - c) < np.hypot(ys - cy, xs - cx)
+            free[ys[nearer], xs[nearer]] = True
         new = int(self.labels.max()) + 1
         self.labels[mask & free] = new
         return new
@@ -143,9 +143,8 @@ class Corrector:
         """(row, col) of nucleus ``k``'s pixel farthest from its border, and that distance."""
         box = crop_to_content(self.labels == k)  # the distance transform on its box only
         assert box is not None
-        dist = ndi.distance_transform_edt(np.pad(box.mask, 1))[1:-1, 1:-1]
-        iy, ix = np.unravel_index(int(np.argmax(dist)), dist.shape)
-        return box.y0 + int(iy), box.x0 + int(ix), float(dist.max())
+        r, c, depth = innermost_pixel(box.mask)
+        return box.y0 + r, box.x0 + c, depth
 
     def _pixel(self, x: float, y: float) -> tuple[int, int]:
         h, w = self.shape0

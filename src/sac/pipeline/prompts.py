@@ -23,6 +23,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from sac.core.labels import innermost_pixel
+
 
 @dataclass
 class PromptSet:
@@ -83,13 +85,6 @@ def instance_table(labels: np.ndarray) -> InstanceTable:
     return InstanceTable(ids, seq, areas, cen, slices)
 
 
-def _innermost_pixel(mask: np.ndarray) -> tuple[int, int]:
-    """(row, col) of the pixel of ``mask`` farthest from its outside."""
-    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(r), int(c)
-
-
 def centroid_points(labels: np.ndarray, table: InstanceTable | None = None) -> np.ndarray:
     """(N, 2) float32 ``(x, y)``: each nucleus's centroid, or its innermost pixel (the maximum
     of its distance transform) when the centroid falls outside it, as for a C-shaped nucleus."""
@@ -102,7 +97,7 @@ def centroid_points(labels: np.ndarray, table: InstanceTable | None = None) -> n
     out = t.centroids[:, ::-1].copy()
     for i in np.flatnonzero(t.seq[ry, rx] != np.arange(1, len(t) + 1)):
         ys, xs = t.slices[i]
-        r, c = _innermost_pixel(t.seq[ys, xs] == i + 1)
+        r, c, _ = innermost_pixel(t.seq[ys, xs] == i + 1)
         out[i] = (xs.start + c, ys.start + r)
     return out.astype(np.float32)
 
